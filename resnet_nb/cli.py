@@ -1,0 +1,57 @@
+"""``resnet-nb`` command line: one sub-command per module, imported only when used.
+
+Each module named in ``COMMANDS`` provides ``add_arguments(parser)`` and
+``run_cli(args) -> int``. Errors the user can fix (``UserError`` subclasses such as
+``DataError`` and ``ValueError`` raised on bad input) print one line, exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# sub-command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("resnet_nb.data_cli", "download, verify or describe CIFAR-10"),
+    # "train": ("resnet_nb.train", "train one model (or a pack of same-depth models) into a run dir"),
+    # "reproduce": ("resnet_nb.reproduce", "run the training notebook for each model with papermill, then the analysis"),
+    # "report": ("resnet_nb.report", "build the pandoc report (pdf, docx, html) of a run id"),
+    # "bench": ("resnet_nb.bench", "measure training images/s: common recipe vs this project's fast paths"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    from resnet_nb import __version__
+
+    parser = argparse.ArgumentParser(prog="resnet-nb", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"resnet-nb {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    chosen = argv[0] if argv and argv[0] in COMMANDS else None
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.set_defaults(_module=module)
+        if chosen in (None, name):  # import only the module of the command used
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
+    module = importlib.import_module(args._module)
+    from resnet_nb.data import DataError
+
+    try:
+        return int(module.run_cli(args) or 0)
+    except (DataError, ValueError, FileNotFoundError, PermissionError) as e:
+        print(f"resnet-nb {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"resnet-nb {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""CIFAR-10: find, download, verify, load; batched augmentation; normalisation; batches.
+
+Data flow: archive -> ``cifar-10-batches-py`` pickles -> uint8 tensors (N, 3, 32, 32) and
+int64 labels, held on the training device. Augmentation (random 32x32 crop of the
+4-pixel zero-padded image + horizontal flip, He et al. sec. 4.2) runs batched on that
+device as pure tensor functions, then ``normalize`` turns uint8 into float.
+
+Provenance is explicit: every load returns whether the six batch files match the
+published md5 sums (``canonical``), differ (``noncanonical``, only with the opt-in
+``allow_noncanonical``), or come from ``write_fake_cifar10`` (``synthetic``), plus a
+sha256 ``fingerprint`` of the pixels and labels that goes into every run's config.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CIFAR10_URL", "CIFAR10_ARCHIVE", "CIFAR10_ARCHIVE_MD5", "BATCH_MD5", "CLASSES",
+    "DataError", "Cifar10", "default_root", "find_batches_dir", "download_cifar10",
+    "verify_cifar10", "load_cifar10", "fingerprint", "write_fake_cifar10",
+    "crop_flip", "random_crop_flip", "channel_stats", "pixel_mean", "normalize",
+    "iterate_batches", "train_val_split",
+]
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+BATCHES_DIR = "cifar-10-batches-py"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+BATCH_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+SYNTHETIC_MARK = "resnet-nb synthetic fixture"  # in every fixture batch's batch_label
+PAD = 4  # pixels of zero padding before the random 32x32 crop (sec. 4.2)
+
+
+class DataError(RuntimeError):
+    """A user-fixable problem with the dataset; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Cifar10:
+    """CIFAR-10 in memory. Images uint8 (N, 3, 32, 32) RGB; labels int64 (N,)."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    root: str
+    provenance: str          # "canonical" | "noncanonical" | "synthetic"
+    fingerprint: str         # sha256 hex of train/test pixels and labels
+    md5_mismatches: tuple[str, ...] = ()
+
+    @property
+    def canonical(self) -> bool:
+        return self.provenance == "canonical"
+
+    def info(self) -> dict:
+        """Provenance record stored in every run's config.json."""
+        return {
+            "root": self.root, "provenance": self.provenance, "canonical": self.canonical,
+            "fingerprint": self.fingerprint, "md5_mismatches": list(self.md5_mismatches),
+            "n_train": int(self.train_y.numel()), "n_test": int(self.test_y.numel()),
+        }
+
+
+# --------------------------------------------------------------------------- locating
+
+def default_root() -> Path:
+    """``$RESNET_NB_DATA`` if set, else ``data/cifar10`` of this checkout."""
+    env = os.environ.get("RESNET_NB_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parent.parent / "data" / "cifar10"
+
+
+def _resolve(root: str | os.PathLike | None) -> Path:
+    return Path(root).expanduser() if root is not None else default_root()
+
+
+def _missing_message(root: Path, reason: str) -> str:
+    return (
+        f"CIFAR-10 is not available under {root} and could not be downloaded ({reason}).\n"
+        f"  Download {CIFAR10_URL}\n"
+        f"  (md5 {CIFAR10_ARCHIVE_MD5}) on a machine with network access and place it at\n"
+        f"  {root / CIFAR10_ARCHIVE}\n"
+        f"  (or its extracted folder at {root / BATCHES_DIR}); then rerun. Another location can be\n"
+        f"  given with --data-root / data_root or the environment variable RESNET_NB_DATA.")
+
+
+def find_batches_dir(root: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """Return the ``cifar-10-batches-py`` folder under ``root``.
+
+    Looks for the extracted folder, then for the official archive (extracted after its
+    md5 is checked), then downloads the archive when ``download`` is true.
+    """
+    root = _resolve(root)
+    for cand in (root / BATCHES_DIR, root):
+        if (cand / TEST_FILE).is_file() and (cand / TRAIN_FILES[0]).is_file():
+            return cand
+    archive = root / CIFAR10_ARCHIVE
+    if not archive.is_file():
+        if not download:
+            raise DataError(_missing_message(root, "downloading was not requested"))
+        download_cifar10(root)
+    _extract(archive, root)
+    return root / BATCHES_DIR
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _extract(archive: Path, root: Path) -> None:
+    digest = _md5(archive)
+    if digest != CIFAR10_ARCHIVE_MD5:
+        raise DataError(
+            f"{archive} has md5 {digest}, expected {CIFAR10_ARCHIVE_MD5}: the archive is incomplete "
+            f"or not the official CIFAR-10 python archive. Delete it and download it again from {CIFAR10_URL}.")
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = [m for m in tar.getmembers() if m.name.startswith(BATCHES_DIR)]
+            tar.extractall(root, members=members, filter="data") if hasattr(tarfile, "data_filter") \
+                else tar.extractall(root, members=members)
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataError(f"could not extract {archive}: {e}. Delete it and download it again.") from None
+
+
+def download_cifar10(root: str | os.PathLike | None = None, url: str | None = None) -> Path:
+    """Download the official archive into ``root`` (md5-checked by torchvision's utility).
+
+    ``url`` defaults to ``$RESNET_NB_CIFAR_URL`` or the official address. Network failures
+    become a ``DataError`` that says where to place the file by hand.
+    """
+    from torchvision.datasets.utils import download_url  # lazy: heavy import
+
+    root = _resolve(root)
+    url = url or os.environ.get("RESNET_NB_CIFAR_URL", CIFAR10_URL)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create the data folder {root}: {e}. Choose a writable --data-root.") from None
+    try:
+        download_url(url, str(root), filename=CIFAR10_ARCHIVE, md5=CIFAR10_ARCHIVE_MD5)
+    except Exception as e:  # urllib/http errors, timeouts, md5 failures: all user-fixable
+        partial = root / CIFAR10_ARCHIVE
+        if partial.exists() and _md5(partial) != CIFAR10_ARCHIVE_MD5:
+            partial.unlink()
+        raise DataError(_missing_message(root, f"{type(e).__name__}: {e}")) from None
+    return root / CIFAR10_ARCHIVE
+
+
+# --------------------------------------------------------------------------- loading
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        data = np.asarray(d[b"data"], dtype=np.uint8)
+        labels = np.asarray(d[b"labels"], dtype=np.int64)
+        label = d.get(b"batch_label", b"")
+        label = label.decode("latin1") if isinstance(label, bytes) else str(label)
+        if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != labels.shape[0]:
+            raise ValueError(f"data {data.shape} / labels {labels.shape} do not form N x 3072 images")
+        if labels.size and (labels.min() < 0 or labels.max() > 9):
+            raise ValueError("labels outside 0..9")
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing: the CIFAR-10 folder is incomplete. "
+                        f"Delete {path.parent} and extract or download the archive again.") from None
+    except Exception as e:
+        raise DataError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}). "
+                        f"Delete {path.parent} and extract or download the archive again.") from None
+    return data.reshape(-1, 3, 32, 32), labels, label
+
+
+def verify_cifar10(batches_dir: str | os.PathLike) -> list[str]:
+    """Names of the six batch files whose md5 differs from the published sums."""
+    d = Path(batches_dir)
+    bad = []
+    for name, want in BATCH_MD5.items():
+        p = d / name
+        if not p.is_file():
+            raise DataError(f"{p} is missing: the CIFAR-10 folder is incomplete. "
+                            f"Delete {d} and extract or download the archive again.")
+        if _md5(p) != want:
+            bad.append(name)
+    return bad
+
+
+def fingerprint(train_x, train_y, test_x, test_y) -> str:
+    """sha256 over the uint8 images and int64 labels (train, then test)."""
+    h = hashlib.sha256()
+    for t in (train_x, train_y, test_x, test_y):
+        h.update(np.ascontiguousarray(t.cpu().numpy() if torch.is_tensor(t) else t).tobytes())
+    return h.hexdigest()
+
+
+def load_cifar10(root: str | os.PathLike | None = None, allow_noncanonical: bool = False,
+                 download: bool = True) -> Cifar10:
+    """Find (or download), verify and load CIFAR-10 as uint8 tensors.
+
+    A folder whose md5 sums differ from the published ones is refused unless
+    ``allow_noncanonical``; then it loads marked ``noncanonical`` (or ``synthetic`` for a
+    ``write_fake_cifar10`` fixture).
+    """
+    d = find_batches_dir(root, download=download)
+    bad = verify_cifar10(d)
+    parts = [_read_batch(d / n) for n in TRAIN_FILES]
+    test_x, test_y, test_label = _read_batch(d / TEST_FILE)
+    synthetic = all(SYNTHETIC_MARK in p[2] for p in parts) and SYNTHETIC_MARK in test_label
+    if bad and not allow_noncanonical:
+        what = "a synthetic resnet-nb fixture" if synthetic else "not the canonical CIFAR-10"
+        raise DataError(
+            f"md5 mismatch in {d} for {', '.join(bad)}: this copy is {what}. Replace it with the "
+            f"official archive ({CIFAR10_URL}), or pass --allow-noncanonical (allow_noncanonical=True) "
+            f"to use it anyway; every result is then labelled non-canonical.")
+    train_x = np.concatenate([p[0] for p in parts])
+    train_y = np.concatenate([p[1] for p in parts])
+    provenance = "canonical" if not bad else ("synthetic" if synthetic else "noncanonical")
+    tensors = [torch.from_numpy(a) for a in (train_x, train_y, test_x, test_y)]
+    return Cifar10(*tensors, root=str(d), provenance=provenance,
+                   fingerprint=fingerprint(*tensors), md5_mismatches=tuple(bad))
+
+
+class _Py2Str(str):
+    """A str pickled as a Python 2 byte string (SHORT_BINSTRING/BINSTRING), as in the
+    original CIFAR-10 files: it loads as bytes with encoding='bytes', str with 'latin1'."""
+
+
+class _Py2Pickler(pickle._Pickler):
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def _save_py2str(self, obj):
+        b = obj.encode("latin1")
+        if len(b) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(b)]) + b)
+        else:
+            self.write(pickle.BINSTRING + len(b).to_bytes(4, "little") + b)
+        self.memoize(obj)
+
+    dispatch[_Py2Str] = _save_py2str
+
+
+def _dump_py2(obj: dict, path: Path) -> None:
+    """Pickle like the original (Python 2, protocol 2) batch files."""
+    with open(path, "wb") as f:
+        _Py2Pickler(f, protocol=2).dump(obj)
+
+
+def write_fake_cifar10(root: str | os.PathLike, n_train: int = 500, n_test: int = 100,
+                       seed: int = 0) -> Path:
+    """Write a small learnable CIFAR-10 stand-in in the real pickle layout.
+
+    Each class has its own smooth random colour pattern; images are that pattern plus
+    noise, so a network can learn it quickly. Files land in ``root/cifar-10-batches-py``
+    (5 train batches + test batch + batches.meta) and are marked synthetic.
+    """
+    if n_train < 5 or n_test < 1:
+        raise ValueError(f"need n_train >= 5 and n_test >= 1; got {n_train}, {n_test}")
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 255, size=(10, 3, 4, 4))
+    patterns = coarse.repeat(8, axis=2).repeat(8, axis=3)            # (10, 3, 32, 32)
+
+    def make(n):
+        y = np.arange(n) % 10
+        rng.shuffle(y)
+        x = patterns[y] * 0.6 + rng.normal(100, 40, size=(n, 3, 32, 32))
+        return np.clip(x, 0, 255).astype(np.uint8).reshape(n, 3072), y
+
+    S = _Py2Str
+    d = Path(root) / BATCHES_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    x, y = make(n_train)
+    for k, idx in enumerate(np.array_split(np.arange(n_train), 5)):
+        _dump_py2({S("batch_label"): S(f"{SYNTHETIC_MARK}: training batch {k + 1} of 5"),
+                   S("labels"): y[idx].tolist(), S("data"): x[idx],
+                   S("filenames"): [S(f"synthetic_{i:05d}.png") for i in idx]},
+                  d / TRAIN_FILES[k])
+    xt, yt = make(n_test)
+    _dump_py2({S("batch_label"): S(f"{SYNTHETIC_MARK}: testing batch 1 of 1"),
+               S("labels"): yt.tolist(), S("data"): xt,
+               S("filenames"): [S(f"synthetic_test_{i:05d}.png") for i in range(n_test)]},
+              d / TEST_FILE)
+    _dump_py2({S("num_cases_per_batch"): int(np.ceil(n_train / 5)),
+               S("label_names"): [S(c) for c in CLASSES], S("num_vis"): 3072}, d / "batches.meta")
+    return d
+
+
+# --------------------------------------------------------------------------- augmentation
+
+def crop_flip(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor,
+              pad: int = PAD) -> torch.Tensor:
+    """Crop each image of the zero-padded batch at (top, left) and mirror where ``flip``.
+
+    x: (N, C, H, W) of any dtype; top, left: (N,) ints in [0, 2*pad]; flip: (N,) bool.
+    Returns (N, C, H, W), equal to torchvision's ``crop(pad(img, pad), top, left, H, W)``
+    followed by ``hflip`` where ``flip``.
+    """
+    n, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))         # (N, C, H+2p, W+2p), zeros
+    dev = x.device
+    ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
+    rows = top.to(dev).long()[:, None] + ar_h                         # (N, H)
+    cols_fwd = ar_w.expand(n, w)
+    cols = torch.where(flip.to(dev)[:, None], (w - 1) - cols_fwd, cols_fwd) + left.to(dev).long()[:, None]
+    batch = torch.arange(n, device=dev)[:, None, None, None]
+    chan = torch.arange(c, device=dev)[None, :, None, None]
+    return padded[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None = None,
+                     pad: int = PAD) -> torch.Tensor:
+    """RandomCrop(32, padding=pad) + RandomHorizontalFlip(p=0.5), batched.
+
+    Offsets are uniform in [0, 2*pad] and flips Bernoulli(0.5), drawn with ``generator``
+    (which must live on x's device, or be None).
+    """
+    n = x.shape[0]
+    dev = generator.device if generator is not None else x.device
+    top = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev)
+    left = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev)
+    flip = torch.rand(n, generator=generator, device=dev) < 0.5
+    return crop_flip(x, top, left, flip, pad)
+
+
+# --------------------------------------------------------------------------- normalisation
+
+def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of uint8 images (N, 3, H, W), in [0, 1] units: (3,), (3,)."""
+    xf = x.double().div_(255)
+    return xf.mean(dim=(0, 2, 3)).float(), xf.std(dim=(0, 2, 3)).float()
+
+
+def pixel_mean(x: torch.Tensor) -> torch.Tensor:
+    """The mean image (3, H, W) of uint8 images, in [0, 1] units (the paper's per-pixel mean)."""
+    return x.double().mean(dim=0).div_(255).float()
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor | None = None,
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float (x/255 - mean) / std.
+
+    mean/std are (3,) per-channel statistics or a (3, H, W) mean image; std=None divides by 1.
+    """
+    mean = mean.to(x.device, dtype)
+    if mean.dim() == 1:
+        mean = mean[:, None, None]
+    out = x.to(dtype).div_(255).sub_(mean)
+    if std is not None:
+        std = std.to(x.device, dtype)
+        out = out.div_(std[:, None, None] if std.dim() == 1 else std)
+    return out
+
+
+# --------------------------------------------------------------------------- batching
+
+def train_val_split(n: int, val_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded split of range(n) into (train_idx, val_idx); the paper uses 45k/5k."""
+    if not 0 <= val_size < n:
+        raise ValueError(f"val_size must be in [0, {n}); got {val_size}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[val_size:].sort().values, perm[:val_size].sort().values
+
+
+def iterate_batches(n: int, batch_size: int, shuffle: bool = True,
+                    generator: torch.Generator | None = None, drop_last: bool = False,
+                    device: torch.device | str | None = None) -> Iterator[torch.Tensor]:
+    """Yield index tensors covering range(n) in batches (a seeded permutation if shuffle)."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive; got {batch_size}")
+    if shuffle:
+        dev = generator.device if generator is not None else device
+        order = torch.randperm(n, generator=generator, device=dev)
+    else:
+        order = torch.arange(n, device=device)
+    stop = n - n % batch_size if drop_last else n
+    for i in range(0, stop, batch_size):
+        yield order[i:i + batch_size]

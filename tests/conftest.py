@@ -1,0 +1,27 @@
+"""Shared fixtures: small CIFAR-format datasets written by the real fixture writer."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from resnet_nb.data import write_fake_cifar10
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _no_real_data(monkeypatch, tmp_path_factory):
+    """Tests never read ../shared or a user's data: point the default root at an empty dir
+    and any download at a closed loopback port."""
+    monkeypatch.setenv("RESNET_NB_DATA", str(tmp_path_factory.mktemp("no-data")))
+    monkeypatch.setenv("RESNET_NB_CIFAR_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def fake_cifar(tmp_path_factory) -> Path:
+    """Root holding a 500/100-image synthetic CIFAR-10 in the real pickle layout."""
+    root = tmp_path_factory.mktemp("fake-cifar")
+    write_fake_cifar10(root, n_train=500, n_test=100, seed=0)
+    return root

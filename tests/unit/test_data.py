@@ -1,0 +1,185 @@
+import hashlib
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+
+from resnet_nb import data
+from resnet_nb.data import DataError
+
+
+def test_fixture_loads_through_real_loader_as_synthetic(fake_cifar):
+    with pytest.raises(DataError, match="md5 mismatch.*synthetic resnet-nb fixture.*--allow-noncanonical"):
+        data.load_cifar10(fake_cifar)
+    ds = data.load_cifar10(fake_cifar, allow_noncanonical=True)
+    assert ds.train_x.shape == (500, 3, 32, 32) and ds.train_x.dtype == torch.uint8
+    assert ds.test_x.shape == (100, 3, 32, 32)
+    assert ds.train_y.dtype == torch.int64 and ds.train_y.bincount().tolist() == [50] * 10
+    assert ds.provenance == "synthetic" and not ds.canonical
+    assert len(ds.fingerprint) == 64
+    assert set(ds.md5_mismatches) == set(data.BATCH_MD5)
+
+
+def test_fixture_pickle_layout_matches_original(fake_cifar):
+    """Keys load as bytes with encoding='bytes' and as str with 'latin1' (torchvision's way)."""
+    path = fake_cifar / "cifar-10-batches-py" / "data_batch_1"
+    with open(path, "rb") as f:
+        d = pickle.load(f, encoding="bytes")
+    assert {b"batch_label", b"labels", b"data", b"filenames"} <= set(d)
+    with open(path, "rb") as f:
+        d2 = pickle.load(f, encoding="latin1")
+    assert isinstance(d2["data"], np.ndarray) and d2["data"].shape[1] == 3072
+    ds = data.load_cifar10(fake_cifar, allow_noncanonical=True)
+    img0 = d2["data"][0].reshape(3, 32, 32)
+    assert np.array_equal(ds.train_x[0].numpy(), img0)
+
+
+def test_fingerprint_is_deterministic_and_content_sensitive(tmp_path):
+    a = data.write_fake_cifar10(tmp_path / "a", 50, 10, seed=1).parent
+    b = data.write_fake_cifar10(tmp_path / "b", 50, 10, seed=1).parent
+    c = data.write_fake_cifar10(tmp_path / "c", 50, 10, seed=2).parent
+    fa, fb, fc = (data.load_cifar10(r, allow_noncanonical=True).fingerprint for r in (a, b, c))
+    assert fa == fb != fc
+
+
+def _canonicalise(monkeypatch, batches_dir):
+    """Pretend this folder's md5 sums are the published ones."""
+    sums = {n: hashlib.md5((batches_dir / n).read_bytes()).hexdigest() for n in data.BATCH_MD5}
+    monkeypatch.setattr(data, "BATCH_MD5", sums)
+
+
+def test_md5_match_is_canonical_mismatch_refused_unless_opted_in(tmp_path, monkeypatch):
+    d = data.write_fake_cifar10(tmp_path, 50, 10, seed=3)
+    _canonicalise(monkeypatch, d)
+    ds = data.load_cifar10(tmp_path)
+    assert ds.provenance == "canonical" and ds.canonical
+    # flip one pixel of test_batch: md5 differs, no synthetic marker lost -> still refused
+    with open(d / "test_batch", "rb") as f:
+        obj = pickle.load(f, encoding="bytes")
+    obj[b"data"][0, 0] ^= 1
+    obj[b"batch_label"] = b"testing batch 1 of 1"
+    with open(d / "test_batch", "wb") as f:
+        pickle.dump(obj, f, protocol=2)
+    with pytest.raises(DataError, match=r"md5 mismatch .* test_batch.*not the canonical CIFAR-10"):
+        data.load_cifar10(tmp_path)
+    ds = data.load_cifar10(tmp_path, allow_noncanonical=True)
+    assert ds.provenance == "noncanonical" and ds.md5_mismatches == ("test_batch",)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_batch_names_the_file(tmp_path, damage):
+    d = data.write_fake_cifar10(tmp_path, 50, 10)
+    p = d / "data_batch_3"
+    raw = p.read_bytes()
+    p.write_bytes(raw[: len(raw) // 2] if damage == "truncate" else b"not a pickle" * 10)
+    with pytest.raises(DataError, match=r"data_batch_3 is truncated or corrupt"):
+        data.load_cifar10(tmp_path, allow_noncanonical=True)
+
+
+def test_missing_batch_file_names_it(tmp_path):
+    d = data.write_fake_cifar10(tmp_path, 50, 10)
+    (d / "data_batch_5").unlink()
+    with pytest.raises(DataError, match="data_batch_5 is missing"):
+        data.load_cifar10(tmp_path, allow_noncanonical=True)
+
+
+def test_missing_data_without_network_gives_clear_error(tmp_path):
+    root = tmp_path / "nowhere"
+    with pytest.raises(DataError) as e:
+        data.load_cifar10(root)   # downloads from the closed loopback port set in conftest
+    msg = str(e.value)
+    assert data.CIFAR10_URL in msg and data.CIFAR10_ARCHIVE_MD5 in msg
+    assert str(root / data.CIFAR10_ARCHIVE) in msg and "place it" in msg
+    assert not (root / data.CIFAR10_ARCHIVE).exists()
+
+
+def test_archive_is_found_and_extracted(tmp_path, monkeypatch):
+    import tarfile
+    src = tmp_path / "src"
+    d = data.write_fake_cifar10(src, 50, 10)
+    root = tmp_path / "root"
+    root.mkdir()
+    archive = root / data.CIFAR10_ARCHIVE
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(d, arcname=data.BATCHES_DIR)
+    with pytest.raises(DataError, match="md5 .* expected c58f30108f718f92721af3b95e74349a"):
+        data.load_cifar10(root, allow_noncanonical=True)
+    monkeypatch.setattr(data, "CIFAR10_ARCHIVE_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+    ds = data.load_cifar10(root, allow_noncanonical=True)
+    assert (root / data.BATCHES_DIR / "test_batch").is_file() and ds.test_y.numel() == 10
+
+
+def test_env_var_sets_default_root(tmp_path, monkeypatch):
+    data.write_fake_cifar10(tmp_path, 50, 10)
+    monkeypatch.setenv("RESNET_NB_DATA", str(tmp_path))
+    assert data.default_root() == tmp_path
+    assert data.load_cifar10(allow_noncanonical=True).train_y.numel() == 50
+
+
+# ------------------------------------------------------------------ augmentation
+
+def test_crop_flip_equals_torchvision():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=g)
+    top = torch.randint(0, 9, (16,), generator=g)
+    left = torch.randint(0, 9, (16,), generator=g)
+    flip = torch.rand(16, generator=g) < 0.5
+    out = data.crop_flip(x, top, left, flip)
+    for i in range(16):
+        ref = TF.crop(TF.pad(x[i], [4]), int(top[i]), int(left[i]), 32, 32)
+        if flip[i]:
+            ref = TF.hflip(ref)
+        assert torch.equal(out[i], ref), i
+    # the corners of a (0, 0) crop are padding zeros
+    z = data.crop_flip(x[:1], torch.tensor([0]), torch.tensor([0]), torch.tensor([False]))
+    assert torch.count_nonzero(z[0, :, :4, :4]) == 0
+
+
+def test_random_crop_flip_distribution_and_seed():
+    # every row holds x-coordinates + 1, so padding (0) is distinguishable from pixels
+    x = (torch.arange(32, dtype=torch.float32) + 1).expand(4000, 1, 32, 32).contiguous()
+    a = data.random_crop_flip(x, torch.Generator().manual_seed(1))
+    b = data.random_crop_flip(x, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    row = a[:, 0, 16]
+    flipped = row[:, 10] > row[:, 11]
+    assert abs(flipped.float().mean().item() - 0.5) < 0.05
+    # out[10] = left + 7 unflipped, left + 18 flipped (see crop_flip)
+    left = torch.where(flipped, row[:, 10] - 18, row[:, 10] - 7).long()
+    assert left.min() == 0 and left.max() == 8
+    freq = torch.bincount(left, minlength=9).float() / 4000
+    assert torch.all((freq - 1 / 9).abs() < 0.03)
+
+
+def test_channel_stats_and_normalize():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (200, 3, 32, 32), dtype=torch.uint8, generator=g)
+    mean, std = data.channel_stats(x)
+    z = data.normalize(x, mean, std)
+    assert z.dtype == torch.float32
+    assert torch.allclose(z.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(z.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-3)
+    ref = TF.normalize(x.float() / 255, mean.tolist(), std.tolist())
+    assert torch.allclose(z, ref, atol=1e-5)
+    pm = data.pixel_mean(x)
+    assert pm.shape == (3, 32, 32)
+    zp = data.normalize(x, pm)
+    assert torch.allclose(zp.mean(dim=0), torch.zeros(3, 32, 32), atol=1e-5)
+
+
+def test_iterate_batches_and_split():
+    g = torch.Generator().manual_seed(0)
+    batches = list(data.iterate_batches(10, 4, generator=g))
+    assert [len(b) for b in batches] == [4, 4, 2]
+    assert sorted(torch.cat(batches).tolist()) == list(range(10))
+    assert [len(b) for b in data.iterate_batches(10, 4, drop_last=True)] == [4, 4]
+    again = list(data.iterate_batches(10, 4, generator=torch.Generator().manual_seed(0)))
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+    tr, va = data.train_val_split(50_000, 5_000, seed=0)
+    assert len(tr) == 45_000 and len(va) == 5_000
+    assert len(set(tr.tolist()) | set(va.tolist())) == 50_000
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        next(data.iterate_batches(10, 0))
