@@ -28,7 +28,8 @@ __all__ = [
     "DataError", "Cifar10", "default_root", "find_batches_dir", "download_cifar10",
     "verify_cifar10", "load_cifar10", "fingerprint", "write_fake_cifar10",
     "crop_flip", "random_crop_flip", "channel_stats", "pixel_mean", "normalize",
-    "iterate_batches", "train_val_split",
+    "iterate_batches", "train_val_split", "synthetic_root", "load_dataset",
+    "SYNTHETIC_SIZE",
 ]
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -304,6 +305,36 @@ def write_fake_cifar10(root: str | os.PathLike, n_train: int = 500, n_test: int 
     _dump_py2({S("num_cases_per_batch"): int(np.ceil(n_train / 5)),
                S("label_names"): [S(c) for c in CLASSES], S("num_vis"): 3072}, d / "batches.meta")
     return d
+
+
+SYNTHETIC_SIZE = (2000, 500)  # (train, test) images of the default synthetic fixture
+
+
+def synthetic_root(n_train: int = SYNTHETIC_SIZE[0], n_test: int = SYNTHETIC_SIZE[1],
+                   seed: int = 0) -> Path:
+    """Where the synthetic fixture of this size lives: ``$RESNET_NB_SYNTHETIC`` or
+    ``data/synthetic`` of this checkout, one sub-folder per (size, seed)."""
+    base = os.environ.get("RESNET_NB_SYNTHETIC")
+    base = Path(base).expanduser() if base else Path(__file__).resolve().parent.parent / "data" / "synthetic"
+    return base / f"cifar10-n{n_train}-{n_test}-s{seed}"
+
+
+def load_dataset(dataset: str = "cifar10", root: str | os.PathLike | None = None,
+                 allow_noncanonical: bool = False, download: bool = True) -> Cifar10:
+    """``"cifar10"``: ``load_cifar10``. ``"synthetic"``: the generated fixture (written on
+    first use under ``root`` or ``synthetic_root()``), always labelled synthetic."""
+    if dataset == "cifar10":
+        return load_cifar10(root, allow_noncanonical=allow_noncanonical, download=download)
+    if dataset == "synthetic":
+        root = Path(root) if root is not None else synthetic_root()
+        if not (root / BATCHES_DIR / TEST_FILE).is_file():
+            write_fake_cifar10(root, *SYNTHETIC_SIZE, seed=0)
+        ds = load_cifar10(root, allow_noncanonical=True, download=False)
+        if ds.provenance != "synthetic":
+            raise DataError(f"{root} does not hold a resnet-nb synthetic fixture; "
+                            f"use dataset='cifar10' for real data or point data_root elsewhere.")
+        return ds
+    raise ValueError(f"dataset must be 'cifar10' or 'synthetic'; got {dataset!r}")
 
 
 # --------------------------------------------------------------------------- augmentation

@@ -17,6 +17,7 @@ def _no_real_data(monkeypatch, tmp_path_factory):
     and any download at a closed loopback port."""
     monkeypatch.setenv("RESNET_NB_DATA", str(tmp_path_factory.mktemp("no-data")))
     monkeypatch.setenv("RESNET_NB_CIFAR_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    monkeypatch.setenv("RESNET_NB_SYNTHETIC", str(tmp_path_factory.mktemp("synthetic")))
 
 
 @pytest.fixture(scope="session")

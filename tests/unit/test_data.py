@@ -183,3 +183,12 @@ def test_iterate_batches_and_split():
     assert len(set(tr.tolist()) | set(va.tolist())) == 50_000
     with pytest.raises(ValueError, match="batch_size must be positive"):
         next(data.iterate_batches(10, 0))
+
+
+def test_load_dataset_synthetic_writes_and_labels(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_NB_SYNTHETIC", str(tmp_path))
+    ds = data.load_dataset("synthetic")
+    assert ds.provenance == "synthetic" and ds.train_y.numel() == data.SYNTHETIC_SIZE[0]
+    assert (data.synthetic_root() / "cifar-10-batches-py" / "test_batch").is_file()
+    with pytest.raises(ValueError, match="dataset must be 'cifar10' or 'synthetic'"):
+        data.load_dataset("imagenet")
