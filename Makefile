@@ -29,6 +29,12 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+reproduce: $(STAMP)
+	$(BIN)/resnet-nb reproduce --preset $(PRESET) --dataset $(DATASET) $(if $(RUN_ID),--run-id $(RUN_ID))
+
+report: $(STAMP)
+	$(BIN)/resnet-nb report $(if $(RUN_ID),--run-id $(RUN_ID))
+
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
