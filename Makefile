@@ -11,13 +11,14 @@ DATASET ?= cifar10
 RUN_ID  ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install test reproduce lab report golden bench clean
+.PHONY: help install test reproduce lab report sysdeps golden bench clean
 
 help:
 	@echo "make reproduce   run the reproduction (PRESET=$(PRESET) DATASET=$(DATASET))"
 	@echo "make test        set up .venv and run the test suite"
 	@echo "make lab         open the notebooks in JupyterLab"
 	@echo "make report      build the pandoc report of RUN_ID"
+	@echo "make sysdeps     install the Debian packages the PDF report needs (xelatex, CJK font, poppler)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,8 +33,29 @@ test: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/resnet-nb reproduce --preset $(PRESET) --dataset $(DATASET) $(if $(RUN_ID),--run-id $(RUN_ID))
 
+# report knobs: make report RUN_ID=my-run REPORT_LANG=zh FORMATS=pdf,html
+REPORT_LANG ?= all
+FORMATS     ?= pdf,docx,html
 report: $(STAMP)
-	$(BIN)/resnet-nb report $(if $(RUN_ID),--run-id $(RUN_ID))
+	$(BIN)/resnet-nb report $(if $(RUN_ID),--run-id $(RUN_ID)) --lang $(REPORT_LANG) --formats $(FORMATS)
+
+# Debian packages the PDF report needs: xelatex, xeCJK (texlive-lang-chinese), a CJK font
+# (Noto CJK) and poppler (pdftotext/pdftoppm for the report test). Installs only what is
+# missing; a no-op (well under a second) when everything is there.
+SYSDEPS := texlive-xetex texlive-latex-recommended texlive-fonts-recommended lmodern \
+           texlive-lang-chinese fonts-noto-cjk poppler-utils
+sysdeps:
+	@if ! command -v dpkg-query >/dev/null; then \
+	    if command -v xelatex >/dev/null && kpsewhich xeCJK.sty >/dev/null && command -v pdftotext >/dev/null; then \
+	        echo "sysdeps: xelatex, xeCJK and pdftotext present"; exit 0; fi; \
+	    echo "sysdeps: not a Debian system; install xelatex with xeCJK, a Noto CJK font and poppler (pdftotext, pdftoppm) with your package manager" >&2; exit 1; fi; \
+	missing=$$(for p in $(SYSDEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	    | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "sysdeps: all present ($(SYSDEPS))"; exit 0; fi; \
+	sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	echo "sysdeps: installing" $$missing; \
+	$$sudo apt-get update -q >/dev/null && \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing >/dev/null
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
