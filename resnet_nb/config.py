@@ -1,0 +1,288 @@
+"""One frozen ``TrainConfig`` describes a training run completely (STYLE.md, convention 1).
+
+Every field is flat and typed; its help text carries the unit. The CLI flags of
+``resnet-nb train`` and the papermill parameters of ``02_train`` map 1:1 onto the field
+names, and ``asdict(cfg)`` is written into ``config.json`` and every checkpoint.
+
+Presets (``make_config(preset, **overrides)``; any field can be overridden):
+
+* ``seed``: the seed report's control recipe (the field defaults): SGD momentum 0.9,
+  lr 0.1 divided by 10 at epochs 100 and 150, weight decay 1e-4, 200 epochs, batch 128,
+  full 50k train set, crop + flip, per-channel normalisation, test set every epoch.
+* ``paper``: He et al. 2016, sec. 4.2: a 45k/5k train/val split, lr divided by 10 at 32k
+  and 48k iterations, stop at 64k iterations (182 epochs of 352 iterations), per-pixel
+  mean subtraction, option A shortcuts.
+* ``smoke``: CPU-sized: 2000 train / 500 test images, 3 epochs (lr /10 after epoch 2):
+  a depth-20 run takes about a minute on 2 cores. Not a result, a check that it runs.
+
+Every value is checked when the config is built; errors are one line that says what to do.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from resnet_nb.models import SHORTCUTS, parse_model_name
+
+__all__ = [
+    "TrainConfig", "PRESETS", "make_config", "config_from_dict", "config_diff",
+    "NON_MATH_FIELDS", "SCHEDULES", "NORMALIZATIONS", "DATASETS", "PRECISIONS",
+    "field_help", "coerce_field",
+]
+
+SCHEDULES = ("epochs", "iterations")
+NORMALIZATIONS = ("channel", "pixel")
+DATASETS = ("cifar10", "synthetic")
+PRECISIONS = ["fp32"]  # a list: faster modes are appended by resnet_nb.fast when it exists
+DEVICES_HINT = "auto, cpu, cuda or cuda:<index>"
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+# Fields that may differ between a stored run and the config that resumes it: they say
+# where things are or what is permitted, not what is computed (device: the device *type*
+# must still match, because the data generator's state lives on it).
+NON_MATH_FIELDS = ("out_dir", "data_root", "allow_noncanonical", "device")
+
+
+def _f(default: Any, help: str):  # noqa: A002 - "help" is the natural name here
+    """A dataclass field whose help text (unit included) feeds ``--help`` and the docs."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one training run (defaults: the ``seed`` preset)."""
+
+    preset: str = _f("seed", "preset the other values started from (seed, paper, smoke)")
+    # --- model (sec. 4.2)
+    model: str = _f("resnet20", "plain<depth> or resnet<depth>, depth = 6n+2 (20, 32, 44, 56, 110, 1202)")
+    shortcut: str = _f("A", "shortcut for shape-changing blocks: A (zero-pad, paper) or B (1x1 projection)")
+    # --- optimisation
+    epochs: int = _f(200, "epochs: full passes over the training images")
+    batch_size: int = _f(128, "images per SGD step (mini-batch size)")
+    lr: float = _f(0.1, "initial learning rate")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(1e-4, "L2 weight decay, applied by SGD to every parameter")
+    schedule: str = _f("epochs", "lr schedule unit: epochs (MultiStep at epoch milestones) or iterations")
+    milestones: tuple[int, ...] = _f((100, 150), "lr is multiplied by gamma at each milestone "
+                                                 "(epochs or iterations, per schedule); comma list")
+    gamma: float = _f(0.1, "lr multiplier at each milestone")
+    max_iters: int = _f(0, "stop after this many iterations (SGD steps); 0 = no limit (paper: 64000)")
+    warmup_iters: int = _f(0, "iterations at warmup_lr before the schedule starts (paper, ResNet-110: ~400)")
+    warmup_lr: float = _f(0.01, "constant learning rate during warm-up")
+    # --- data
+    normalization: str = _f("channel", "channel (mean/std per colour channel) or pixel (subtract the "
+                                       "per-pixel mean image, paper)")
+    val_split: int = _f(0, "training images held out as a validation set (paper: 5000); 0 = none")
+    train_subset: int = _f(0, "use only this many training images (fixed subset); 0 = all")
+    test_subset: int = _f(0, "use only this many test images (fixed subset); 0 = all")
+    dataset: str = _f("cifar10", "cifar10, or synthetic (a generated fixture for demos and tests)")
+    data_root: str | None = _f(None, "folder with CIFAR-10 (default: $RESNET_NB_DATA or data/cifar10)")
+    allow_noncanonical: bool = _f(False, "accept a CIFAR-10 copy whose md5 sums differ (labelled non-canonical)")
+    # --- run
+    seed: int = _f(0, "seed of the weight init and of the data order/augmentation stream")
+    device: str = _f("auto", f"training device: {DEVICES_HINT} (auto = cuda if available)")
+    precision: str = _f("fp32", "arithmetic precision of the training step")
+    out_dir: str = _f("experiments", "root folder of run directories")
+    run_id: str = _f("", "run id: the folder grouping the runs of one reproduction "
+                         "(empty: resume the newest unfinished matching run, else repro-YYYYmmdd-HHMMSS)")
+    run_name: str = _f("", "leaf folder of this run (empty: the model name)")
+    eval_every: int = _f(1, "evaluate on the test (and val) set every this many epochs, and after the last")
+
+    def __post_init__(self) -> None:
+        # normalise types first (lists from JSON/papermill, ints given for floats), then check
+        for f in fields(self):
+            object.__setattr__(self, f.name, coerce_field(f.name, getattr(self, f.name)))
+        _validate(self)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _kind(name: str) -> str:
+    f = _FIELDS.get(name)
+    if f is None:
+        raise ValueError(_unknown_field_message(name))
+    return str(f.type)
+
+
+def coerce_field(name: str, value: Any) -> Any:
+    """Convert ``value`` (from Python, JSON, papermill or a CLI string) to the field's type.
+
+    ``"100,150"``, ``[100, 150]`` -> ``(100, 150)``; ``"true"`` -> ``True``; ``"none"`` -> None
+    for ``data_root``; an int given for a float field -> float. Raises ValueError otherwise.
+    """
+    kind = _kind(name)
+    bad = ValueError(f"{name} must be {_KIND_WORDS[kind]}; got {value!r}")
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        raise bad
+    if kind == "int":
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise bad from None
+        raise bad
+    if kind == "float":
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                raise bad from None
+        raise bad
+    if kind == "tuple[int, ...]":
+        if isinstance(value, str):
+            parts = [p for p in re.split(r"[,\s]+", value.strip().strip("()[]")) if p]
+        elif isinstance(value, (list, tuple)):
+            parts = list(value)
+        else:
+            raise bad
+        try:
+            out = []
+            for p in parts:
+                if isinstance(p, bool) or (isinstance(p, float) and not p.is_integer()):
+                    raise ValueError
+                out.append(int(p))
+            return tuple(out)
+        except (TypeError, ValueError):
+            raise bad from None
+    if kind == "str | None":
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+            return None
+        if isinstance(value, str):
+            return value
+        if hasattr(value, "__fspath__"):
+            return str(value)
+        raise bad
+    if kind == "str":
+        if isinstance(value, str):
+            return value
+        raise bad
+    raise AssertionError(f"unhandled field type {kind} of {name}")  # pragma: no cover
+
+
+_KIND_WORDS = {
+    "int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+    "tuple[int, ...]": "a comma list of integers (e.g. 100,150)", "str | None": "a path or none",
+}
+
+
+def _validate(c: TrainConfig) -> None:
+    """One-line ValueErrors that say what to do; called for every config built."""
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise ValueError(msg)
+
+    if c.preset not in PRESETS:
+        raise ValueError(_unknown_preset_message(c.preset))
+    parse_model_name(c.model)  # unknown model / bad depth, with the valid forms
+    need(c.shortcut in SHORTCUTS, f"shortcut must be A or B (sec. 3.3 options); got {c.shortcut!r}")
+    for name in ("epochs", "batch_size", "eval_every"):
+        v = getattr(c, name)
+        need(v > 0, f"{name} must be a positive integer; got {v}")
+    for name in ("max_iters", "warmup_iters", "val_split", "train_subset", "test_subset", "seed"):
+        v = getattr(c, name)
+        need(v >= 0, f"{name} must be >= 0 (0 = {'none' if name != 'seed' else 'seed 0'}); got {v}")
+    need(c.lr > 0, f"lr must be positive; got {c.lr}")
+    need(c.warmup_lr > 0, f"warmup_lr must be positive; got {c.warmup_lr}")
+    need(0 <= c.momentum < 1, f"momentum must be in [0, 1); got {c.momentum}")
+    need(c.weight_decay >= 0, f"weight_decay must be >= 0; got {c.weight_decay}")
+    need(c.gamma > 0, f"gamma must be positive (0.1 divides lr by 10); got {c.gamma}")
+    need(c.schedule in SCHEDULES, f"schedule must be epochs or iterations; got {c.schedule!r}")
+    need(all(m > 0 for m in c.milestones) and list(c.milestones) == sorted(set(c.milestones)),
+         f"milestones must be increasing positive {c.schedule} (e.g. 100,150); got {c.milestones}")
+    need(c.normalization in NORMALIZATIONS, f"normalization must be channel or pixel; got {c.normalization!r}")
+    need(c.dataset in DATASETS, f"dataset must be cifar10 or synthetic; got {c.dataset!r}")
+    need(bool(_DEVICE_RE.match(c.device)), f"device must be {DEVICES_HINT}; got {c.device!r}")
+    need(c.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}; got {c.precision!r}")
+    need(bool(c.out_dir.strip()), "out_dir must not be empty; use e.g. experiments")
+    for name in ("run_id", "run_name"):
+        v = getattr(c, name)
+        need(v == "" or bool(_NAME_RE.match(v)),
+             f"{name} must be a plain folder name (letters, digits, . _ -), or empty; got {v!r}")
+    # sizes against the data (val_split < training images, subsets <= available) are
+    # checked by resnet_nb.train.prepare_data once the dataset is known.
+
+
+# --------------------------------------------------------------------------- presets
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "seed": {},
+    "paper": dict(schedule="iterations", milestones=(32000, 48000), max_iters=64000, epochs=182,
+                  val_split=5000, normalization="pixel", shortcut="A"),
+    "smoke": dict(epochs=3, milestones=(2,), train_subset=2000, test_subset=500),
+}
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _unknown_preset_message(name: str) -> str:
+    return f"unknown preset {name!r}: use one of {', '.join(PRESETS)}"
+
+
+def _unknown_field_message(name: str) -> str:
+    close = difflib.get_close_matches(name, list(_FIELDS), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"unknown TrainConfig field {name!r}{hint}; fields: {', '.join(_FIELDS)}"
+
+
+def make_config(preset: str = "seed", **overrides: Any) -> TrainConfig:
+    """The ``preset``'s config with ``overrides`` applied (any field except ``preset``)."""
+    if preset not in PRESETS:
+        raise ValueError(_unknown_preset_message(preset))
+    for name in overrides:
+        if name not in _FIELDS:
+            raise ValueError(_unknown_field_message(name))
+    if "preset" in overrides and overrides["preset"] != preset:
+        raise ValueError("give the preset as make_config's first argument, not as an override")
+    values = {**PRESETS[preset], **overrides, "preset": preset}
+    return TrainConfig(**values)
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    """Rebuild a config from ``asdict`` output (config.json, a checkpoint); unknown keys
+    are refused, missing keys take the defaults (configs written by older versions)."""
+    unknown = [k for k in d if k not in _FIELDS]
+    if unknown:
+        raise ValueError(_unknown_field_message(unknown[0]))
+    return TrainConfig(**d)
+
+
+def config_diff(stored: dict | TrainConfig, new: dict | TrainConfig,
+                ignore: tuple[str, ...] = NON_MATH_FIELDS) -> dict[str, tuple[Any, Any]]:
+    """``{field: (stored value, new value)}`` for the fields that differ, minus ``ignore``."""
+    a = stored if isinstance(stored, dict) else asdict(stored)
+    b = new if isinstance(new, dict) else asdict(new)
+    a = {k: coerce_field(k, v) for k, v in a.items() if k in _FIELDS}
+    b = {k: coerce_field(k, v) for k, v in b.items() if k in _FIELDS}
+    defaults = asdict(TrainConfig())
+    out = {}
+    for k in _FIELDS:
+        if k in ignore:
+            continue
+        va, vb = a.get(k, defaults[k]), b.get(k, defaults[k])
+        if va != vb:
+            out[k] = (va, vb)
+    return out
+
+
+def field_help(name: str) -> str:
+    """The help text (with unit) of a field."""
+    return _FIELDS[name].metadata.get("help", "") if name in _FIELDS else ""

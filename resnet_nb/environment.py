@@ -1,0 +1,105 @@
+"""The software and hardware a run used, recorded in every run's ``config.json``.
+
+``collect(device)`` returns plain JSON values only; every probe is best-effort (a missing
+``/proc`` or ``git`` gives ``None``, never an exception), so recording the environment can
+not stop a training run.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+__all__ = ["collect", "git_commit", "cpu_model", "ram_gb", "device_name"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                             timeout=10, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def git_commit() -> dict:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the checkout holding resnet_nb."""
+    sha = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if sha else None
+    return {"commit": sha, "dirty": (bool(status) if status is not None else None)}
+
+
+def cpu_model() -> str | None:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def ram_gb() -> float | None:
+    """Total physical memory in GiB."""
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def device_name(device: torch.device | str) -> str:
+    """GPU name for a CUDA device, the CPU model for the CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        try:
+            return torch.cuda.get_device_name(device)
+        except Exception:  # noqa: BLE001 - best effort
+            return "cuda (name unavailable)"
+    return cpu_model() or "cpu"
+
+
+def collect(device: torch.device | str = "cpu") -> dict:
+    """Versions (Python, torch, torchvision, CUDA, cuDNN), device, CPU, RAM, OS, git commit."""
+    import numpy
+
+    try:
+        import torchvision
+        tv = torchvision.__version__
+    except Exception:  # noqa: BLE001
+        tv = None
+    cuda_ok = torch.cuda.is_available()
+    try:
+        cudnn = torch.backends.cudnn.version() if cuda_ok else None
+    except Exception:  # noqa: BLE001
+        cudnn = None
+    from resnet_nb import __version__
+
+    git = git_commit()
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torchvision": tv,
+        "numpy": numpy.__version__,
+        "resnet_nb": __version__,
+        "cuda": torch.version.cuda,            # CUDA version torch was built with
+        "cudnn": cudnn,
+        "cuda_available": cuda_ok,
+        "gpu_count": torch.cuda.device_count() if cuda_ok else 0,
+        "device": str(device),
+        "device_name": device_name(device),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "ram_gb": ram_gb(),
+        "os": platform.platform(),
+        "git_commit": git["commit"],
+        "git_dirty": git["dirty"],
+    }
