@@ -1,0 +1,314 @@
+"""Figures of the reproduction: data previews, training curves, paper Fig. 6, theory probes.
+
+Every function takes plain data (tensors, lists, the dicts of ``resnet_nb.analysis`` and
+``resnet_nb.probes``) and returns a ``matplotlib.figure.Figure`` built without pyplot,
+so nothing depends on the interactive backend: batch runs render with Agg, and no
+global figure state leaks between calls. ``save`` writes a PNG, ``show`` displays a
+figure in a notebook (as PNG) or does nothing outside IPython.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "model_label", "model_color", "new_figure", "save", "show",
+    "sample_grid_figure", "augmentation_figure", "class_balance_figure",
+    "run_curves_figure", "train_loss_figure", "test_accuracy_figure", "error_fig6_figure",
+    "grad_norm_figure", "activation_std_figure", "input_grad_figure",
+]
+
+DPI = 120  # dots per inch of saved PNGs
+# one hue per family (plain: warm, residual: cool), darker for deeper nets
+_FAMILY_CMAP = {"plain": "Oranges", "resnet": "Blues"}
+
+
+def model_label(name: str) -> str:
+    """``plain20`` -> ``Plain-20``, ``resnet56`` -> ``ResNet-56`` (the seed report's names)."""
+    from resnet_nb.models import parse_model_name
+
+    family, depth = parse_model_name(name)
+    return f"{'Plain' if family == 'plain' else 'ResNet'}-{depth}"
+
+
+def model_color(name: str, depths: Sequence[int] = (20, 56, 110)) -> tuple:
+    """A colour for ``name``: family picks the hue, depth the shade."""
+    from matplotlib import colormaps
+
+    from resnet_nb.models import parse_model_name
+
+    family, depth = parse_model_name(name)
+    ds = sorted(set(depths) | {depth})
+    shade = 0.5 + 0.4 * (ds.index(depth) / max(1, len(ds) - 1))
+    return colormaps[_FAMILY_CMAP[family]](shade)
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (6.4, 4.0),
+               **subplot_kw):
+    """A pyplot-free Figure and its axes array (always 2-D: ``axes[row][col]``)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
+    return fig, axes
+
+
+def save(fig, path: str | os.PathLike, dpi: int = DPI) -> Path:
+    """Write ``fig`` as PNG to ``path`` (parents created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png")
+    return path
+
+
+def show(fig, dpi: int = 90) -> None:
+    """Display ``fig`` as a PNG in IPython/Jupyter; a no-op elsewhere."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:  # pragma: no cover - IPython comes with ipykernel
+        return
+    if get_ipython() is None:
+        return
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
+    display(Image(data=buf.getvalue(), format="png"))
+
+
+# --------------------------------------------------------------------------- data
+
+def _to_hwc(img) -> np.ndarray:
+    """uint8 (3, H, W) tensor/array -> (H, W, 3) array for imshow."""
+    a = img.cpu().numpy() if hasattr(img, "cpu") else np.asarray(img)
+    return np.ascontiguousarray(a.transpose(1, 2, 0))
+
+
+def sample_grid_figure(images, labels, classes: Sequence[str], per_class: int = 8, seed: int = 0):
+    """A grid with one row per class and ``per_class`` random images of it.
+
+    images: uint8 (N, 3, 32, 32); labels: (N,) ints.
+    """
+    labels = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels)
+    rng = np.random.default_rng(seed)
+    fig, axes = new_figure(len(classes), per_class, size=(per_class * 0.8, len(classes) * 0.85))
+    for c, name in enumerate(classes):
+        idx = np.flatnonzero(labels == c)
+        pick = rng.choice(idx, size=min(per_class, idx.size), replace=False) if idx.size else []
+        for j in range(per_class):
+            ax = axes[c][j]
+            ax.set_axis_off()
+            if j < len(pick):
+                ax.imshow(_to_hwc(images[int(pick[j])]), interpolation="nearest")
+        axes[c][0].text(-4, 16, name, ha="right", va="center", fontsize=8)
+    fig.suptitle(f"{per_class} random training images per class")
+    return fig
+
+
+def augmentation_figure(original, augmented: Sequence, titles: Sequence[str] | None = None):
+    """Rows: the original images, then one row per augmented version of the same images.
+
+    original: uint8 (K, 3, 32, 32); augmented: list of uint8 (K, 3, 32, 32).
+    """
+    rows = [original, *augmented]
+    titles = list(titles) if titles else ["original"] + [f"augmented #{i + 1}" for i in range(len(augmented))]
+    k = original.shape[0]
+    fig, axes = new_figure(len(rows), k, size=(k * 0.9, len(rows) * 1.0))
+    for r, batch in enumerate(rows):
+        for j in range(k):
+            ax = axes[r][j]
+            ax.set_axis_off()
+            ax.imshow(_to_hwc(batch[j]), interpolation="nearest")
+        axes[r][0].text(-4, 16, titles[r], ha="right", va="center", fontsize=8)
+    fig.suptitle("random 32x32 crop of the 4-pixel padded image + horizontal flip (sec. 4.2)")
+    return fig
+
+
+def class_balance_figure(train_counts: Sequence[int], test_counts: Sequence[int], classes: Sequence[str]):
+    """Bar chart of images per class in the training and the test set."""
+    fig, axes = new_figure(1, 1, size=(7.0, 3.2))
+    ax = axes[0][0]
+    x = np.arange(len(classes))
+    ax.bar(x - 0.2, train_counts, width=0.4, label="train")
+    ax.bar(x + 0.2, test_counts, width=0.4, label="test")
+    ax.set_xticks(x, classes, rotation=30, ha="right")
+    ax.set_ylabel("images")
+    ax.legend()
+    ax.set_title("class balance")
+    return fig
+
+
+# --------------------------------------------------------------------------- training curves
+
+def _epochs(curve: Mapping) -> np.ndarray:
+    return np.asarray(curve["epoch"], dtype=float)
+
+
+def _integer_x(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def run_curves_figure(curves: Mapping[str, Mapping]):
+    """Loss (left) and accuracy (right) per epoch of one or more runs; train dashed,
+    test solid. ``curves``: ``{label: {"epoch": [...], "train_loss": [...], ...}}``."""
+    fig, axes = new_figure(1, 2, size=(10.0, 3.8))
+    loss_ax, acc_ax = axes[0]
+    for i, (label, c) in enumerate(curves.items()):
+        color = f"C{i}"
+        e = _epochs(c)
+        loss_ax.plot(e, c["train_loss"], "--", color=color, label=f"{label} train")
+        loss_ax.plot(e, c["test_loss"], "-", color=color, label=f"{label} test")
+        acc_ax.plot(e, c["train_acc"], "--", color=color, label=f"{label} train")
+        acc_ax.plot(e, c["test_acc"], "-", color=color, label=f"{label} test")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (loss_ax, acc_ax):
+        _integer_x(ax)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def _per_model_figure(curves: Mapping[str, Mapping], key: str, ylabel: str, title: str,
+                      logy: bool = False):
+    fig, axes = new_figure(1, 1, size=(7.0, 4.2))
+    ax = axes[0][0]
+    depths = sorted({int("".join(ch for ch in m if ch.isdigit())) for m in curves})
+    for name, c in curves.items():
+        ax.plot(_epochs(c), c[key], color=model_color(name, depths), label=model_label(name),
+                linestyle="--" if name.startswith("plain") else "-", linewidth=1.6)
+        std = c.get(f"{key}_std")
+        if std is not None and np.any(np.asarray(std) > 0):
+            m, s = np.asarray(c[key]), np.asarray(std)
+            ax.fill_between(_epochs(c), m - s, m + s, color=model_color(name, depths), alpha=0.2)
+    if logy:
+        ax.set_yscale("log")
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    _integer_x(ax)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def train_loss_figure(curves: Mapping[str, Mapping]):
+    """The seed report's ``resnet_train_loss.png``: training loss per epoch, every model."""
+    return _per_model_figure(curves, "train_loss", "training loss (cross-entropy)",
+                             "CIFAR-10 training loss: plain vs residual", logy=True)
+
+
+def test_accuracy_figure(curves: Mapping[str, Mapping]):
+    """The seed report's ``resnet_test_accuracy.png``: test accuracy per epoch, every model."""
+    return _per_model_figure(curves, "test_acc", "test accuracy",
+                             "CIFAR-10 test accuracy: plain vs residual")
+
+
+def error_fig6_figure(curves: Mapping[str, Mapping]):
+    """Paper Fig. 6 style: left plain nets, right ResNets; training error (%) dashed,
+    test error (%) bold, per epoch."""
+    fig, axes = new_figure(1, 2, size=(11.0, 4.2), sharey=True)
+    depths = sorted({int("".join(ch for ch in m if ch.isdigit())) for m in curves})
+    for ax, family, title in ((axes[0][0], "plain", "plain networks"),
+                              (axes[0][1], "resnet", "ResNets")):
+        for name, c in curves.items():
+            if not name.startswith(family):
+                continue
+            color = model_color(name, depths)
+            e = _epochs(c)
+            ax.plot(e, 100 * (1 - np.asarray(c["train_acc"])), "--", color=color, linewidth=1.0)
+            ax.plot(e, 100 * (1 - np.asarray(c["test_acc"])), "-", color=color, linewidth=2.2,
+                    label=model_label(name))
+        ax.set(xlabel="epoch", title=title)
+        _integer_x(ax)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(title="dashed: train, bold: test", fontsize=8, title_fontsize=8)
+    axes[0][0].set_ylabel("error (%)")
+    return fig
+
+
+# --------------------------------------------------------------------------- theory probes
+
+def _probe_models(summary: Mapping[str, Mapping]) -> tuple[list[int], list[str]]:
+    depths = sorted({v["depth"] for v in summary.values()})
+    families = [f for f in ("plain", "resnet") if any(v["family"] == f for v in summary.values())]
+    return depths, families
+
+
+def _band(ax, x, mean, std, color, label):
+    mean, std = np.asarray(mean), np.asarray(std)
+    ax.plot(x, mean, color=color, label=label, linewidth=1.5)
+    if np.any(std > 0):
+        ax.fill_between(x, np.clip(mean - std, mean * 1e-3, None), mean + std, color=color, alpha=0.25)
+
+
+def grad_norm_figure(summary: Mapping[str, Mapping]):
+    """One panel per depth: ``||dL/dW||`` of every conv layer (1 = stem) at
+    initialisation, plain vs residual, mean over seeds with a +-std band (log scale)."""
+    depths, families = _probe_models(summary)
+    fig, axes = new_figure(1, len(depths), size=(4.2 * len(depths), 3.8))
+    for ax, depth in zip(axes[0], depths):
+        for family in families:
+            name = f"{family}{depth}"
+            if name not in summary:
+                continue
+            s = summary[name]
+            x = np.arange(1, len(s["conv_grad_norms_mean"]) + 1)
+            _band(ax, x, s["conv_grad_norms_mean"], s["conv_grad_norms_std"],
+                  model_color(name, depths), f"{model_label(name)} ({s['n_seeds']} seeds)")
+        ax.set_yscale("log")
+        ax.set(xlabel="conv layer (1 = first)", title=f"depth {depth}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("||dL/dW|| at init")
+    fig.suptitle("gradient norm of every conv weight at initialisation (one real batch)")
+    return fig
+
+
+def activation_std_figure(summary: Mapping[str, Mapping]):
+    """One panel per depth: std of the stem (0) and of every block output, plain vs residual."""
+    depths, families = _probe_models(summary)
+    fig, axes = new_figure(1, len(depths), size=(4.2 * len(depths), 3.8))
+    for ax, depth in zip(axes[0], depths):
+        for family in families:
+            name = f"{family}{depth}"
+            if name not in summary:
+                continue
+            s = summary[name]
+            x = np.arange(len(s["block_output_std_mean"]))
+            _band(ax, x, s["block_output_std_mean"], s["block_output_std_std"],
+                  model_color(name, depths), model_label(name))
+        ax.set(xlabel="block (0 = stem)", title=f"depth {depth}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("std of the block output")
+    fig.suptitle("forward activation std by depth at initialisation")
+    return fig
+
+
+def input_grad_figure(summary: Mapping[str, Mapping]):
+    """``||dL/dx||`` reaching the input images against depth, plain vs residual: every
+    seed as a dot, the mean as a line (log scale)."""
+    depths, families = _probe_models(summary)
+    fig, axes = new_figure(1, 1, size=(5.5, 4.0))
+    ax = axes[0][0]
+    for family in families:
+        names = [f"{family}{d}" for d in depths if f"{family}{d}" in summary]
+        xs = [summary[n]["depth"] for n in names]
+        color = model_color(names[-1], depths)
+        ax.plot(xs, [summary[n]["input_grad_norm_mean"] for n in names], "-o", color=color,
+                label="plain" if family == "plain" else "residual")
+        for n in names:
+            seeds = summary[n]["input_grad_norm_seeds"]
+            ax.scatter([summary[n]["depth"]] * len(seeds), seeds, color=color, s=10, alpha=0.6)
+    ax.set_yscale("log")
+    ax.set_xticks(depths)
+    ax.set(xlabel="depth (weighted layers)", ylabel="||dL/dx|| at init",
+           title="gradient reaching the input at initialisation")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return fig

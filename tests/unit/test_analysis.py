@@ -1,0 +1,110 @@
+"""resnet_nb.analysis on hand-built run directories (the DESIGN.md / TEAM.md contract)."""
+import json
+from dataclasses import asdict
+
+import pytest
+
+from resnet_nb import analysis
+from resnet_nb.config import make_config
+from resnet_nb.runs import atomic_write_json
+
+DATASET = {"root": "/x", "provenance": "synthetic", "canonical": False, "fingerprint": "f" * 64,
+           "md5_mismatches": [], "n_train": 2000, "n_test": 500}
+
+
+def make_run(out, run_id, model, seed=0, accs=(0.3, 0.5, 0.45), losses=(2.0, 1.5, 1.2),
+             status="finished", preset="smoke", dataset=DATASET, run_name=None, params=1000):
+    cfg = make_config(preset, model=model, seed=seed, run_id=run_id, out_dir=str(out),
+                      run_name=run_name or model)
+    d = out / run_id / cfg.run_name
+    d.mkdir(parents=True)
+    atomic_write_json(d / "config.json", {
+        "config": asdict(cfg), "preset": preset, "environment": {}, "dataset": dataset,
+        "status": status, "start_time": "2026-01-01T00:00:00+00:00", "end_time": None, "params": params})
+    metrics, elapsed = [], 0.0
+    for e, (a, l) in enumerate(zip(accs, losses), 1):
+        elapsed += 10.0
+        metrics.append({"epoch": e, "iteration": 16 * e, "train_loss": l, "train_acc": a + 0.1,
+                        "test_loss": l + 0.1, "test_acc": a, "lr": 0.1, "time": 10.0, "elapsed": elapsed})
+    atomic_write_json(d / "metrics.json", metrics)
+    return d
+
+
+def test_summary_schema_best_and_last(tmp_path):
+    make_run(tmp_path, "r1", "plain20", accs=(0.3, 0.5, 0.45))
+    make_run(tmp_path, "r1", "resnet20", accs=(0.4, 0.6, 0.6), status="interrupted", params=2000)
+    summary = analysis.analyze(tmp_path, "r1", tmp_path / "figs")
+    fig_dir = tmp_path / "figs" / "r1"
+    on_disk = json.loads((fig_dir / "summary.json").read_text())
+    assert on_disk == summary
+    assert set(summary) == {"run_id", "preset", "generated_at", "dataset", "models", "missing", "figures"}
+    assert summary["run_id"] == "r1" and summary["preset"] == "smoke"
+    assert summary["dataset"] == {"provenance": "synthetic", "fingerprint": "f" * 64, "canonical": False}
+    assert summary["missing"] == ["plain56", "resnet56"]
+    p = summary["models"]["plain20"]
+    assert p["best_test_acc"] == 0.5 and p["best_epoch"] == 2
+    assert p["last_test_acc"] == 0.45 and p["last_epoch"] == 3 and p["epochs_planned"] == 3
+    assert p["final_train_loss"] == 1.2 and p["min_train_loss"] == 1.2
+    assert p["params"] == 1000 and p["wall_time_s"] == 30.0 and p["status"] == "finished"
+    assert p["n_seeds"] == 1 and p["seeds"] == [0] and p["best_test_acc_std"] is None
+    assert p["run_dirs"] == [str(tmp_path / "r1" / "plain20")]
+    r = summary["models"]["resnet20"]
+    assert r["best_epoch"] == 2 and r["status"] == "interrupted" and r["params"] == 2000
+    for name in summary["figures"].values():
+        assert (fig_dir / name).stat().st_size > 5000
+    assert summary["figures"]["train_loss"] == "resnet_train_loss.png"
+    assert summary["figures"]["error_fig6"] == "resnet_error_fig6.png"
+
+
+def test_seeds_are_averaged_with_std(tmp_path):
+    make_run(tmp_path, "r", "resnet56", seed=1, run_name="resnet56-seed1", accs=(0.5, 0.7))
+    make_run(tmp_path, "r", "resnet56", seed=2, run_name="resnet56-seed2", accs=(0.6, 0.8, 0.7))
+    _, runs = analysis.load_runs(tmp_path, "r")
+    s = analysis.summarize(runs, "r", expected=["resnet56"])
+    m = s["models"]["resnet56"]
+    assert m["n_seeds"] == 2 and m["seeds"] == [1, 2]
+    assert m["best_test_acc"] == pytest.approx(0.75)
+    assert m["best_test_acc_std"] == pytest.approx(0.0707107, rel=1e-4)
+    assert m["last_epoch"] == 2 and s["missing"] == []
+    curves = analysis.model_curves(analysis.group_by_model(runs)["resnet56"])
+    assert curves["epoch"] == [1, 2] and curves["test_acc"] == pytest.approx([0.55, 0.75])
+    assert "test_acc_std" in curves
+    best, last = analysis.results_tables(s)
+    assert "| ResNet-56 | 0.7500 ± 0.0707 | 2 | 2 |" in best
+    assert "Test Acc @ last epoch" in last
+
+
+def test_tables_in_seed_report_order(tmp_path):
+    for m in ("resnet56", "plain20", "resnet20", "plain56"):
+        make_run(tmp_path, "r", m)
+    _, runs = analysis.load_runs(tmp_path, "")          # newest run id
+    best, last = analysis.results_tables(analysis.summarize(runs, "r"))
+    rows = [line.split("|")[1].strip() for line in best.splitlines()[2:]]
+    assert rows == ["Plain-20", "Plain-56", "ResNet-20", "ResNet-56"]
+    assert "| Plain-20 | 0.4500 | 3 | 3 |" in last
+
+
+def test_mixed_inputs_are_refused(tmp_path):
+    make_run(tmp_path, "a", "plain20")
+    make_run(tmp_path, "a", "resnet20", dataset={**DATASET, "fingerprint": "0" * 64})
+    _, runs = analysis.load_runs(tmp_path, "a")
+    with pytest.raises(ValueError, match="different datasets"):
+        analysis.summarize(runs, "a")
+    make_run(tmp_path, "b", "plain20")
+    make_run(tmp_path, "b", "resnet20", preset="seed")
+    _, runs = analysis.load_runs(tmp_path, "b")
+    with pytest.raises(ValueError, match="different presets"):
+        analysis.summarize(runs, "b")
+    with pytest.raises(FileNotFoundError, match="no run id 'zzz'"):
+        analysis.load_runs(tmp_path, "zzz")
+    with pytest.raises(FileNotFoundError, match="no runs under"):
+        analysis.load_runs(tmp_path / "empty")
+
+
+def test_run_without_epochs_is_reported_not_plotted(tmp_path):
+    make_run(tmp_path, "r", "plain20")
+    make_run(tmp_path, "r", "plain56", accs=(), losses=(), status="running")
+    s = analysis.analyze(tmp_path, "r", tmp_path / "f")
+    assert s["models"]["plain56"]["best_test_acc"] is None and s["models"]["plain56"]["status"] == "running"
+    best, _ = analysis.results_tables(s)
+    assert "| Plain-56 | n/a |" in best
