@@ -96,6 +96,9 @@ class TrainConfig:
         # normalise types first (lists from JSON/papermill, ints given for floats), then check
         for f in fields(self):
             object.__setattr__(self, f.name, coerce_field(f.name, getattr(self, f.name)))
+        family, depth = parse_model_name(self.model)  # unknown model / bad depth: one line
+        object.__setattr__(self, "model", f"{family}{depth}")  # " ResNet20" -> "resnet20"
+        object.__setattr__(self, "shortcut", self.shortcut.upper())
         _validate(self)
 
     def to_dict(self) -> dict:
@@ -192,7 +195,6 @@ def _validate(c: TrainConfig) -> None:
 
     if c.preset not in PRESETS:
         raise ValueError(_unknown_preset_message(c.preset))
-    parse_model_name(c.model)  # unknown model / bad depth, with the valid forms
     need(c.shortcut in SHORTCUTS, f"shortcut must be A or B (sec. 3.3 options); got {c.shortcut!r}")
     for name in ("epochs", "batch_size", "eval_every"):
         v = getattr(c, name)
