@@ -1,0 +1,172 @@
+"""CPU-testable parts of the fast path: lr in a tensor, eager step, bf16 handling, fallback,
+and the pack's per-member data streams."""
+import copy
+import warnings
+
+import pytest
+import torch
+
+from resnet_nb import data as D
+from resnet_nb import fast
+from resnet_nb.config import make_config
+from resnet_nb.models import build_model
+from resnet_nb.packed import member_state_dict, pack_models
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def batch(b=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 3, 32, 32, generator=g), torch.randint(0, 10, (b,), generator=g)
+
+
+def test_bf16_is_a_valid_precision():
+    assert "bf16" in fast.PRECISIONS
+    assert make_config("smoke", precision="bf16").precision == "bf16"
+
+
+def test_lr_tensor_follows_lr_at_without_replacing_the_tensor():
+    from resnet_nb.train import lr_at
+    cfg = make_config("seed", warmup_iters=5)
+    ipe = 391
+    opt = torch.optim.SGD(build_model("resnet20").parameters(), lr=cfg.lr, momentum=0.9)
+    t = fast.lr_in_tensor(opt, "cpu")
+    for it in [0, 4, 5, 100, 99 * ipe, 100 * ipe - 1, 100 * ipe, 150 * ipe, 199 * ipe + 390]:
+        fast.set_lr(opt, lr_at(cfg, it, ipe))
+        assert all(g["lr"] is t for g in opt.param_groups)      # same tensor: no recapture
+        assert t.item() == torch.tensor(lr_at(cfg, it, ipe), dtype=torch.float32).item()
+
+
+def test_sgd_step_with_lr_tensor_equals_float_lr():
+    torch.manual_seed(0)
+    a = build_model("resnet20")
+    b = copy.deepcopy(a)
+    oa = torch.optim.SGD(a.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    ob = torch.optim.SGD(b.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    fast.lr_in_tensor(ob, "cpu")
+    for step, lr in enumerate([0.1, 0.1, 0.01]):
+        fast.set_lr(oa, lr)
+        fast.set_lr(ob, lr)
+        x, y = batch(seed=step)
+        for m, o in ((a, oa), (b, ob)):
+            o.zero_grad()
+            torch.nn.functional.cross_entropy(m(x), y).backward()
+            o.step()
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_eager_step_equals_train_step():
+    from resnet_nb.train import make_optimizer, train_step
+    cfg = make_config("smoke")
+    torch.manual_seed(0)
+    a = build_model("plain20")
+    b = copy.deepcopy(a)
+    oa, ob = make_optimizer(a, cfg), make_optimizer(b, cfg)
+    step = fast.TrainStep(b, ob)                      # CPU: eager, no graph
+    for s in range(2):
+        x, y = batch(seed=s)
+        la, ca = train_step(a, oa, x, y)
+        lb, cb = step(b, ob, x, y)
+        assert torch.equal(la, lb) and torch.equal(ca, cb)
+    assert step.graph is None and step.eager_steps == 2
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_packed_step_returns_per_member_sums():
+    torch.manual_seed(0)
+    models = [build_model("plain20"), build_model("resnet20")]
+    packed = pack_models(models)
+    opt = fast.make_optimizer(packed.parameters(), 0.1, 0.9, 1e-4, "cpu")
+    x = torch.randn(2, 8, 3, 32, 32)
+    y = torch.randint(0, 10, (2, 8))
+    loss_sum, correct = fast.TrainStep(packed, opt)(packed, opt, x, y)
+    assert loss_sum.shape == (2,) and correct.shape == (2,)
+    for i, m in enumerate(models):
+        want = torch.nn.functional.cross_entropy(m(x[i]), y[i]) * 8
+        torch.testing.assert_close(loss_sum[i], want, rtol=1e-4, atol=1e-4)
+    assert member_state_dict(packed, 0)["conv1.weight"].shape == (16, 3, 3, 3)
+
+
+def test_bf16_on_cpu_runs_with_fp32_master_weights():
+    torch.manual_seed(0)
+    m = build_model("resnet20")
+    opt = fast.make_optimizer(m.parameters(), 0.1, 0.9, 1e-4, "cpu")
+    x, y = batch()
+    loss_sum, correct = fast.TrainStep(m, opt, precision="bf16")(m, opt, x, y)
+    assert torch.isfinite(loss_sum) and loss_sum.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in m.parameters())
+
+
+def test_bad_precision_and_unsupported_bf16(monkeypatch):
+    with pytest.raises(ValueError, match="precision must be one of"):
+        fast.check_precision("fp16", "cpu")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Old GPU")
+    with pytest.raises(ValueError, match="bf16 needs a GPU.*--precision fp32"):
+        fast.check_precision("bf16", "cuda")
+    m = build_model("resnet20")
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        fast.TrainStep(m, torch.optim.SGD(m.parameters(), lr=0.1), graph=True)
+
+
+def test_capture_failure_warns_and_falls_back_to_eager(monkeypatch):
+    from resnet_nb.train import make_optimizer, train_step
+    cfg = make_config("smoke")
+    torch.manual_seed(0)
+    a = build_model("resnet20")
+    b = copy.deepcopy(a)
+    oa, ob = make_optimizer(a, cfg), make_optimizer(b, cfg)
+    step = fast.TrainStep(b, ob)
+    step.graph_wanted = True                          # pretend we are on a GPU
+
+    def broken_capture(x, y):
+        step._lr_to_tensor()                          # get half-way, mutate the state, then fail
+        for p in b.parameters():
+            p.data.add_(1.0)
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(step, "_capture", broken_capture)
+    x, y = batch()
+    with pytest.warns(RuntimeWarning, match="capture .* failed.*eagerly"):
+        lb, _ = step(b, ob, x, y)
+    la, _ = train_step(a, oa, x, y)
+    assert torch.equal(la, lb)
+    assert not step.graph_wanted and step.graph is None
+    assert all(isinstance(g["lr"], float) for g in ob.param_groups)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        step(b, ob, x, y)                             # no second attempt, no second warning
+
+
+def test_draws_equal_random_crop_flip():
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    want = D.random_crop_flip(x, torch.Generator().manual_seed(5))
+    top, left, flip = fast.draw_crop_flip(16, torch.Generator().manual_seed(5))
+    assert torch.equal(D.crop_flip(x, top, left, flip), want)
+
+
+def test_pack_batcher_gives_each_member_its_standalone_batches():
+    """Member i of a pack sees exactly the batches train()'s loop draws with its seed."""
+    g = torch.Generator().manual_seed(0)
+    xs = torch.randint(0, 256, (50, 3, 32, 32), dtype=torch.uint8, generator=g)
+    ys = torch.randint(0, 10, (50,), generator=g)
+    seeds = [3, 7]
+    batcher = fast.PackBatcher(xs, ys, 16, [torch.Generator().manual_seed(s) for s in seeds])
+    got = [b for epoch in range(2) for b in batcher.batches()]        # 2 epochs x 4 batches
+    assert len(got) == 8 and got[3][0].shape == (2, 2, 3, 32, 32)      # 16+16+16+2 per epoch
+    for i, s in enumerate(seeds):
+        gi = torch.Generator().manual_seed(s)
+        ref = [(D.random_crop_flip(xs[idx], gi), ys[idx])
+               for epoch in range(2) for idx in D.iterate_batches(50, 16, shuffle=True, generator=gi)]
+        for (gx, gy), (rx, ry) in zip(got, ref, strict=True):
+            assert torch.equal(gx[i], rx) and torch.equal(gy[i], ry)
