@@ -80,7 +80,7 @@ class TrainConfig:
     train_subset: int = _f(0, "use only this many training images (fixed subset); 0 = all")
     test_subset: int = _f(0, "use only this many test images (fixed subset); 0 = all")
     dataset: str = _f("cifar10", "cifar10, or synthetic (a generated fixture for demos and tests)")
-    data_root: str | None = _f(None, "folder with CIFAR-10 (default: $RESNET_NB_DATA or data/cifar10)")
+    data_root: str | None = _f(None, "folder with CIFAR-10 (none: $RESNET_NB_DATA or data/cifar10)")
     allow_noncanonical: bool = _f(False, "accept a CIFAR-10 copy whose md5 sums differ (labelled non-canonical)")
     # --- run
     seed: int = _f(0, "seed of the weight init and of the data order/augmentation stream")
@@ -245,7 +245,7 @@ def _unknown_field_message(name: str) -> str:
     return f"unknown TrainConfig field {name!r}{hint}; fields: {', '.join(_FIELDS)}"
 
 
-def make_config(preset: str = "seed", **overrides: Any) -> TrainConfig:
+def make_config(preset: str = "seed", /, **overrides: Any) -> TrainConfig:
     """The ``preset``'s config with ``overrides`` applied (any field except ``preset``)."""
     if preset not in PRESETS:
         raise ValueError(_unknown_preset_message(preset))

@@ -664,8 +664,9 @@ def _show(v) -> str:
 def _presets_epilog() -> str:
     lines = ["presets (values that differ from the defaults above = seed):"]
     for name, values in PRESETS.items():
-        diff = " ".join(f"{k.replace('_', '-')}={_show(v)}" for k, v in values.items()) or "(the defaults)"
-        lines.append(f"  {name:6s} {diff}")
+        items = [f"{k.replace('_', '-')}={_show(v)}" for k, v in values.items()] or ["(the defaults)"]
+        for i in range(0, len(items), 4):
+            lines.append(f"  {name if i == 0 else '':6s} {' '.join(items[i:i + 4])}")
     lines += [
         "",
         "examples:",
@@ -681,6 +682,10 @@ def _presets_epilog() -> str:
     return "\n".join(lines)
 
 
+_METAVARS = {"shortcut": "{A,B}", "schedule": "{epochs,iterations}", "normalization": "{channel,pixel}",
+             "dataset": "{cifar10,synthetic}", "device": "DEVICE", "out_dir": "PATH", "precision": "{fp32,..}"}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """``resnet-nb train``: one flag per TrainConfig field, plus --preset and --restart."""
     p.formatter_class = _HelpFormatter
@@ -694,13 +699,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         if f.name == "preset":
             continue
         flag = "--" + f.name.replace("_", "-")
-        text = f"{field_help(f.name)} (default: {_show(defaults[f.name])})"
-        if str(f.type) == "bool":
+        default = defaults[f.name]
+        text = f"{field_help(f.name)} (default: {_show(default) if default != '' else 'empty'})"
+        kind = str(f.type)
+        if kind == "bool":
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                            help=text)
         else:
+            metavar = _METAVARS.get(f.name) or {"int": "N", "float": "X", "tuple[int, ...]": "N,N,..",
+                                               "str | None": "PATH"}.get(kind, "NAME")
             p.add_argument(flag, type=_cli_type(f.name), default=argparse.SUPPRESS,
-                           metavar=f.name.upper(), help=text)
+                           metavar=metavar, help=text)
 
 
 def run_cli(args: argparse.Namespace) -> int:
