@@ -18,6 +18,7 @@ help:
 	@echo "make test        set up .venv and run the test suite"
 	@echo "make lab         open the notebooks in JupyterLab"
 	@echo "make report      build the pandoc report of RUN_ID"
+	@echo "make bench       measure training images/s: common recipe vs fast paths (BENCH_ARGS=...)"
 	@echo "make sysdeps     install the Debian packages the PDF report needs (xelatex, CJK font, poppler)"
 
 $(STAMP): pyproject.toml
@@ -59,6 +60,11 @@ sysdeps:
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
+
+# training images/s on this machine: common recipe vs fast paths (BENCH_ARGS="--steps 50 --out bench.json")
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/resnet-nb bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

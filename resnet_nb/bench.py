@@ -1,0 +1,355 @@
+"""``resnet-nb bench``: training images/s of the common recipe vs this project's fast paths.
+
+Measured on the current device, same call, same synthetic uint8 data (timing only: the
+pixel values do not change the work):
+
+* (a) the common recipe of popular reproductions: a torch ``DataLoader`` over an in-memory
+  uint8 dataset with CPU torchvision transforms (RandomCrop(32, padding=4),
+  RandomHorizontalFlip, ToTensor, Normalize) in worker processes, fp32, eager, plain SGD;
+* (b) the fast path for one model (``resnet_nb.fast``): data on the device, batched device
+  augmentation, bf16 autocast on CUDA, channels_last, fused SGD, CUDA-graphed step;
+* (c) packs (``resnet_nb.packed``): plain<d> + resnet<d> (N=2), and 5 seeds of both (N=10,
+  what ``reproduce`` runs per depth when seeds are asked for).
+
+Each figure is the median over ``repeats`` of ``steps`` timed steps after ``warmup``
+untimed ones (graph capture and cuDNN autotuning happen there), with the device
+synchronised before the clock is read. Evaluation throughput (forward only, test set) is
+measured too. From the rates the table derives the wall time of the seed's four-run
+reproduction (4 x 200 epochs x 50k training images + 200 evaluations of the 10k test
+images per model) and of 5 seeds of all four models; bookkeeping between epochs
+(checkpoints, metrics) is not included.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from resnet_nb import data as D
+from resnet_nb import fast
+from resnet_nb.models import build_model, parse_model_name
+from resnet_nb.packed import PackedCifarResNet
+
+__all__ = ["run_bench", "add_arguments", "run_cli", "SEED_RECIPE"]
+
+# the seed report's reproduction (DESIGN.md): epochs, training images, test images per epoch
+SEED_RECIPE = {"epochs": 200, "n_train": 50_000, "n_test": 10_000, "models": 4}
+SEEDS_PER_PACK = 5
+
+
+def _sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_time(fn, device, warmup: int, steps: int, repeats: int) -> float:
+    """Median seconds of ``steps`` calls of ``fn`` over ``repeats`` (after ``warmup`` calls)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _cycle(make_iter):
+    """An endless iterator over epochs of ``make_iter()``."""
+    while True:
+        yield from make_iter()
+
+
+# --------------------------------------------------------------------------- (a) common recipe
+
+class _UInt8Cifar(torch.utils.data.Dataset):
+    """What torchvision.datasets.CIFAR10 does per item: uint8 HWC array -> PIL -> transform."""
+
+    def __init__(self, x_hwc, y, transform):
+        self.x, self.y, self.transform = x_hwc, y, transform
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        from PIL import Image
+        return self.transform(Image.fromarray(self.x[i])), int(self.y[i])
+
+
+def _common_loader(x_hwc, y, mean, std, batch_size, workers, train: bool, device):
+    import torchvision.transforms as T
+    tfs = ([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if train else []) + \
+          [T.ToTensor(), T.Normalize(mean.tolist(), std.tolist())]
+    return torch.utils.data.DataLoader(
+        _UInt8Cifar(x_hwc, y, T.Compose(tfs)), batch_size=batch_size, shuffle=train,
+        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+        drop_last=train)
+
+
+def bench_common(name, data, device, args) -> dict:
+    x_hwc = data["x"].permute(0, 2, 3, 1).contiguous().numpy()
+    y = data["y"].numpy()
+    torch.manual_seed(0)
+    model = build_model(name).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    loader = _common_loader(x_hwc, y, data["mean"], data["std"], args.batch_size, args.workers, True, device)
+    batches = _cycle(lambda: iter(loader))
+
+    def step():
+        xb, yb = next(batches)
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(xb), yb).backward()
+        opt.step()
+
+    model.train()
+    t = _median_time(step, device, args.warmup, args.steps, args.repeats)
+    n_eval = min(len(y), args.eval_images)
+    test_loader = _common_loader(x_hwc[:n_eval], y[:n_eval], data["mean"], data["std"], args.batch_size,
+                                 args.workers, False, device)
+
+    @torch.no_grad()
+    def evaluate():
+        model.eval()
+        for xb, yb in test_loader:
+            (model(xb.to(device, non_blocking=True)).argmax(1) == yb.to(device)).sum()
+
+    te = _median_time(evaluate, device, 1, 1, args.repeats)
+    return {"variant": "a", "label": f"(a) common recipe {name}", "model": name,
+            "depth": parse_model_name(name)[1],
+            "members": 1, "train_img_s": args.steps * args.batch_size / t, "eval_img_s": n_eval / te,
+            "precision": "fp32", "workers": args.workers}
+
+
+# --------------------------------------------------------------------------- (b), (c) fast paths
+
+def bench_fast(depth: int, residual: list[bool], data, device, args, label: str, variant: str,
+               single_name: str | None = None) -> dict:
+    """One model (``single_name``) or a pack (``residual`` flags) on the fast path."""
+    n = len(residual)
+    torch.manual_seed(0)
+    model = build_model(single_name) if single_name else PackedCifarResNet(depth, residual)
+    model = fast.prepare_model(model, device)
+    opt = fast.make_optimizer(model.parameters(), 0.1, 0.9, 1e-4, device)
+    step = fast.TrainStep(model, opt, precision=args.precision)
+    x_dev, y_dev = data["x_dev"], data["y_dev"]
+    gens = [torch.Generator(device=device).manual_seed(1000 + i) for i in range(n)]
+    if single_name:
+        def epoch():
+            for idx in D.iterate_batches(x_dev.shape[0], args.batch_size, generator=gens[0]):
+                yield D.random_crop_flip(x_dev[idx], gens[0]), y_dev[idx]
+        batches = _cycle(epoch)
+    else:
+        batches = _cycle(fast.PackBatcher(x_dev, y_dev, args.batch_size, gens).batches)
+    mean, std = data["mean"].to(device), data["std"].to(device)
+
+    def train_step():
+        xb, yb = next(batches)
+        fast.set_lr(opt, 0.1)                       # as the training loop does every step
+        step(model, opt, D.normalize(xb, mean, std), yb)
+
+    model.train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t = _median_time(train_step, device, args.warmup, args.steps, args.repeats)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    n_eval = min(x_dev.shape[0], args.eval_images)
+
+    @torch.no_grad()
+    def evaluate():
+        model.eval()
+        for i in range(0, n_eval, 1000):            # train.EVAL_BATCH
+            with fast.autocast(args.precision, device):
+                logits = model(D.normalize(x_dev[i:i + 1000], mean, std))
+            (logits.argmax(-1) == y_dev[i:i + 1000]).sum()
+
+    te = _median_time(evaluate, device, 1, 1, args.repeats)
+    return {"variant": variant, "label": label, "model": single_name, "depth": depth, "members": n,
+            "train_img_s": args.steps * args.batch_size / t,           # per member
+            "eval_img_s": n_eval / te,                                  # per member
+            "precision": args.precision, "graph": step.graph is not None,
+            "peak_mem_bytes": peak}
+
+
+# --------------------------------------------------------------------------- driver
+
+def _synthetic(n: int, device) -> dict:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    mean, std = D.channel_stats(x[:5000])
+    return {"x": x, "y": y, "mean": mean, "std": std, "x_dev": x.to(device), "y_dev": y.to(device)}
+
+
+def _seconds(img_s_train: float, img_s_eval: float) -> float:
+    """Wall time of one run of the seed recipe (or of a pack, at per-member rates)."""
+    r = SEED_RECIPE
+    return r["epochs"] * (r["n_train"] / img_s_train + r["n_test"] / img_s_eval)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def run_bench(args: argparse.Namespace) -> dict:
+    from resnet_nb.train import resolve_device
+    device = resolve_device(args.device)
+    if args.precision == "auto":
+        args.precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    fast.check_precision(args.precision, device)
+    if args.workers < 0:
+        args.workers = min(4, os.cpu_count() or 1)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    depths = sorted({parse_model_name(m)[1] for m in models})
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    data = _synthetic(args.n_train, device)
+    rows = []
+    for name in models:
+        if not args.skip_common:
+            rows.append(bench_common(name, data, device, args))
+            print(_row_line(rows[-1]), flush=True)
+        rows.append(bench_fast(parse_model_name(name)[1], [True], data, device, args,
+                               f"(b) fast {name}", "b", single_name=name))
+        print(_row_line(rows[-1]), flush=True)
+    for d in depths:
+        for n in args.packs:
+            residual = [False, True] * (n // 2) + [True] * (n % 2)
+            label = f"(c) pack plain{d}+resnet{d}" if n == 2 else f"(c) pack {n}: plain{d}+resnet{d} x {n // 2} seeds"
+            rows.append(bench_fast(d, residual, data, device, args, label, "c"))
+            print(_row_line(rows[-1]), flush=True)
+    for r in rows:
+        base = _base(rows, r)
+        r["ratio_to_a"] = r["train_img_s"] / base["train_img_s"] if base else None
+    result = {"device": _device_name(device), "device_type": device.type, "torch": torch.__version__,
+              "data": f"synthetic uint8 ({args.n_train} random images): timing only",
+              "settings": {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "func"},
+              "rows": rows, "implied": _implied(rows, depths)}
+    return result
+
+
+def _base(rows, row):
+    """The common-recipe row a row is compared with: same model, else resnet<depth>, else any
+    model of that depth."""
+    cands = [r for r in rows if r["variant"] == "a" and r["depth"] == row["depth"]]
+    for want in (row.get("model"), f"resnet{row['depth']}"):
+        for r in cands:
+            if r["model"] == want:
+                return r
+    return cands[0] if cands else None
+
+
+def _implied(rows: list[dict], depths: list[int]) -> dict:
+    """Implied wall times (s) of the seed's four runs (plain+resnet at depths 20 and 56) and
+    of 5 seeds of them, per variant; None where a depth or variant was not measured. For
+    (a) and (b) a model that was not measured is taken at the rate of the other family of
+    its depth (plain and resnet differ only in the shortcut adds)."""
+    def find(variant, **kw):
+        c = [r for r in rows if r["variant"] == variant and all(r.get(k) == v for k, v in kw.items())]
+        return c[0] if c else None
+
+    out = {}
+    for key, variant in (("a_common", "a"), ("b_fast_single", "b")):
+        rs = [find(variant, model=f"{fam}{d}") or find(variant, depth=d)
+              for d in (20, 56) for fam in ("plain", "resnet")]
+        out[key] = sum(_seconds(r["train_img_s"], r["eval_img_s"]) for r in rs) if all(rs) else None
+    for key, members in (("c_pairs", 2), ("c_5_seeds", 2 * SEEDS_PER_PACK)):
+        # one pack per depth trains its members together, each at the per-member rate
+        rs = [find("c", depth=d, members=members) for d in (20, 56)]
+        out[key] = sum(_seconds(r["train_img_s"], r["eval_img_s"]) for r in rs) if all(rs) else None
+    for key in ("a_common", "b_fast_single"):  # 5 seeds: 20 runs one after the other
+        out[f"{key}_5_seeds"] = SEEDS_PER_PACK * out[key] if out[key] else None
+    return out
+
+
+def _row_line(r: dict) -> str:
+    ratio = f"{r['ratio_to_a']:6.2f}x" if r.get("ratio_to_a") else "   -   "
+    return (f"{r['label']:<44s} {r['members']:>3d} {r['train_img_s']:>12,.0f} {ratio} "
+            f"{r['eval_img_s']:>12,.0f}")
+
+
+def _fmt_s(s):
+    return "not measured (needs depths 20 and 56)" if s is None else f"{s:8.0f} s = {s / 60:6.1f} min"
+
+
+def format_table(res: dict) -> str:
+    lines = [f"device: {res['device']} (torch {res['torch']}); data: {res['data']}",
+             f"batch {res['settings']['batch_size']}, {res['settings']['steps']} steps x "
+             f"{res['settings']['repeats']} repeats (median), warm-up {res['settings']['warmup']} steps excluded; "
+             f"fast path precision {res['settings']['precision']}; common recipe workers {res['settings']['workers']}",
+             "",
+             f"{'variant':<44s} {'N':>3s} {'train img/s':>12s} {'vs (a)':>7s} {'eval img/s':>12s}",
+             "  (img/s per member: a pack of N trains N models at this rate each)"]
+    lines += [_row_line(r) for r in res["rows"]]
+    imp = res["implied"]
+    lines += ["", "implied wall time, seed recipe (200 epochs x 50k train + 10k test per epoch; "
+                  "no per-epoch bookkeeping):",
+              f"  four runs (plain/resnet 20/56), common recipe (a):          {_fmt_s(imp['a_common'])}",
+              f"  four runs, fast path one model at a time (b):             {_fmt_s(imp['b_fast_single'])}",
+              f"  four runs, packed by depth (c, pairs):                    {_fmt_s(imp['c_pairs'])}",
+              f"  5 seeds x four models, common recipe (a):                 {_fmt_s(imp['a_common_5_seeds'])}",
+              f"  5 seeds x four models, fast path one model at a time (b): {_fmt_s(imp['b_fast_single_5_seeds'])}",
+              f"  5 seeds x four models, packs of 10 per depth (c):         {_fmt_s(imp['c_5_seeds'])}"]
+    if imp["a_common"] and imp["c_pairs"]:
+        lines.append(f"  speed-up of the four runs, (c) pairs vs (a): {imp['a_common'] / imp['c_pairs']:.2f}x")
+    if imp["c_pairs"] and imp["c_5_seeds"]:
+        lines.append(f"  5 seeds vs 1 seed, packed: {imp['c_5_seeds'] / imp['c_pairs']:.2f}x the time")
+    pair56 = [r for r in res["rows"] if r["variant"] == "c" and r["depth"] == 56 and r["members"] == 2]
+    if pair56 and pair56[0].get("peak_mem_bytes"):
+        lines.append(f"  peak GPU memory, packed plain56+resnet56 pair at batch "
+                     f"{res['settings']['batch_size']}: {pair56[0]['peak_mem_bytes'] / 2**30:.2f} GiB")
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", default="plain20,resnet20,plain56,resnet56",
+                   help="comma list of models for (a) and (b); their depths get the packs (c)")
+    p.add_argument("--packs", default="2,10", type=lambda s: [int(v) for v in s.split(",") if v],
+                   help="pack sizes per depth: 2 = plain+resnet pair, 10 = 5 seeds of the pair")
+    p.add_argument("--steps", type=int, default=100, help="timed training steps per repeat")
+    p.add_argument("--warmup", type=int, default=20, help="untimed steps first (graph capture, autotuning)")
+    p.add_argument("--repeats", type=int, default=3, help="repeats; the median is reported")
+    p.add_argument("--batch-size", type=int, default=128, help="images per step (per member)")
+    p.add_argument("--n-train", type=int, default=50_000, help="synthetic training images held in memory")
+    p.add_argument("--eval-images", type=int, default=10_000, help="images per evaluation pass")
+    p.add_argument("--workers", type=int, default=-1,
+                   help="DataLoader workers of the common recipe (-1: min(4, CPU cores))")
+    p.add_argument("--precision", default="auto", choices=["auto", *fast.PRECISIONS],
+                   help="fast-path precision (auto: bf16 on a GPU that has it, else fp32)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<index>")
+    p.add_argument("--skip-common", action="store_true", help="do not measure the common recipe (a)")
+    p.add_argument("--out", default="", help="write the results as JSON to this file")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    for name in ("steps", "repeats", "batch_size", "n_train", "eval_images"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}")
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0; got {args.warmup}")
+    if any(n < 1 for n in args.packs):
+        raise ValueError(f"--packs sizes must be >= 1; got {args.packs}")
+    for m in args.models.split(","):
+        parse_model_name(m)
+    if args.n_train < args.batch_size:
+        raise ValueError(f"--n-train ({args.n_train}) must hold at least one batch ({args.batch_size})")
+    res = run_bench(args)
+    print()
+    print(format_table(res))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+        print(f"results: {args.out}")
+    return 0

@@ -1,0 +1,49 @@
+"""``resnet-nb bench`` in its CPU mode with tiny sizes, and the implied-time arithmetic."""
+import json
+
+import pytest
+
+from resnet_nb import bench
+from resnet_nb.cli import main
+
+
+def test_bench_cli_cpu_tiny(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--device", "cpu", "--models", "resnet8", "--packs", "2,3", "--steps", "2",
+               "--warmup", "1", "--repeats", "1", "--batch-size", "8", "--n-train", "64",
+               "--eval-images", "16", "--workers", "0", "--out", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["device"].startswith("CPU") and "synthetic" in res["data"]
+    assert [(r["variant"], r["members"]) for r in res["rows"]] == [("a", 1), ("b", 1), ("c", 2), ("c", 3)]
+    assert all(r["train_img_s"] > 0 and r["eval_img_s"] > 0 for r in res["rows"])
+    assert res["rows"][0]["ratio_to_a"] == 1.0
+    assert res["settings"]["precision"] == "fp32"                       # auto on CPU
+    text = capsys.readouterr().out
+    assert "train img/s" in text and "vs (a)" in text and "implied wall time" in text
+
+
+def test_implied_times_follow_the_seed_recipe():
+    rows = []
+    for d in (20, 56):
+        rows.append({"variant": "a", "model": f"resnet{d}", "depth": d, "members": 1,
+                     "train_img_s": 10_000.0, "eval_img_s": 20_000.0})
+        rows.append({"variant": "c", "model": None, "depth": d, "members": 2,
+                     "train_img_s": 50_000.0, "eval_img_s": 100_000.0})
+        rows.append({"variant": "c", "model": None, "depth": d, "members": 10,
+                     "train_img_s": 25_000.0, "eval_img_s": 100_000.0})
+    imp = bench._implied(rows, [20, 56])
+    one_a = 200 * (50_000 / 10_000 + 10_000 / 20_000)                   # 1100 s per run
+    assert imp["a_common"] == pytest.approx(4 * one_a)                  # plain taken at resnet's rate
+    assert imp["c_pairs"] == pytest.approx(2 * 200 * (1 + 0.1))         # one pack per depth
+    assert imp["c_5_seeds"] == pytest.approx(2 * 200 * (2 + 0.1))
+    assert imp["a_common_5_seeds"] == pytest.approx(20 * one_a)
+    assert imp["b_fast_single"] is None
+
+
+def test_bench_refuses_missing_cuda_and_bad_sizes(capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert main(["bench", "--device", "cuda", "--steps", "1"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert main(["bench", "--device", "cpu", "--steps", "0"]) == 2
+    assert "--steps must be at least 1" in capsys.readouterr().err
