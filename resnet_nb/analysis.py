@@ -26,7 +26,7 @@ from resnet_nb.models import parse_model_name
 __all__ = [
     "SEED_MODELS", "FIGURE_FILES", "THEORY_FIGURE_FILES", "latest_run_id", "load_runs",
     "group_by_model", "model_curves", "summarize", "results_tables", "write_figures",
-    "analyze", "figures_dir_of", "sort_models",
+    "analyze", "figures_dir_of", "sort_models", "dataset_overview", "degradation_checks",
 ]
 
 SEED_MODELS = ("plain20", "plain56", "resnet20", "resnet56")  # the seed report's comparison
@@ -96,7 +96,8 @@ def model_curves(runs: Sequence[dict]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"epoch": [int(runs[0]["metrics"][i]["epoch"]) for i in range(n)]}
     for key in _CURVE_KEYS:
         if n and all(key in r["metrics"][0] for r in runs):
-            a = np.asarray([[float(m[key]) for m in r["metrics"][:n]] for r in runs])  # (seeds, epochs)
+            a = np.asarray([[np.nan if m[key] is None else float(m[key]) for m in r["metrics"][:n]]
+                            for r in runs])                                  # (seeds, epochs)
             out[key] = a.mean(axis=0).tolist()
             if len(runs) > 1:
                 out[f"{key}_std"] = a.std(axis=0, ddof=1).tolist()
@@ -110,6 +111,8 @@ def _mean(xs: Sequence[float]) -> float | None:
 
 def _epochs_planned(run: dict) -> int:
     """Epochs the config asks for; for the iteration schedule, the epochs max_iters spans."""
+    if run.get("epochs_planned"):  # written by resnet_nb.train
+        return int(run["epochs_planned"])
     cfg = run["config"]
     if cfg.get("schedule") == "iterations" and cfg.get("max_iters"):
         n = (run.get("dataset") or {}).get("n_train") or 0
@@ -122,16 +125,16 @@ def _epochs_planned(run: dict) -> int:
 def _model_summary(runs: Sequence[dict]) -> dict:
     per_seed = []
     for r in runs:
-        ms = r["metrics"]
+        ms = [m for m in r["metrics"] if m.get("test_acc") is not None]  # evaluated epochs
         rec = {"seed": int(r["config"]["seed"]), "path": str(r["path"]), "status": r.get("status"),
                "params": r.get("params"), "epochs_planned": _epochs_planned(r)}
         if ms:
             best = max(ms, key=lambda m: (m["test_acc"], -m["epoch"]))  # earliest epoch of the max
             rec.update(best_test_acc=float(best["test_acc"]), best_epoch=int(best["epoch"]),
                        last_test_acc=float(ms[-1]["test_acc"]), last_epoch=int(ms[-1]["epoch"]),
-                       final_train_loss=float(ms[-1]["train_loss"]),
-                       min_train_loss=float(min(m["train_loss"] for m in ms)),
-                       wall_time_s=float(ms[-1].get("elapsed", sum(m.get("time", 0.0) for m in ms))))
+                       final_train_loss=float(r["metrics"][-1]["train_loss"]),
+                       min_train_loss=float(min(m["train_loss"] for m in r["metrics"])),
+                       wall_time_s=float(r["metrics"][-1].get("elapsed", 0.0)))
         per_seed.append(rec)
     done = [p for p in per_seed if "best_test_acc" in p]
     statuses = [p["status"] or "running" for p in per_seed]
@@ -255,3 +258,59 @@ def analyze(out_dir: str | os.PathLike = "experiments", run_id: str = "",
     summary = summarize(runs, run_id, expected, figures)
     atomic_write_json(fig_dir / "summary.json", summary)
     return summary
+
+
+def dataset_overview(ds) -> str:
+    """A plain-text description of a loaded dataset (``resnet_nb.data.Cifar10``): provenance,
+    fingerprint, images per class in train and test, per-channel mean and std (rounded)."""
+    from resnet_nb.data import CLASSES, channel_stats
+
+    tr = ds.train_y.bincount(minlength=10).tolist()
+    te = ds.test_y.bincount(minlength=10).tolist()
+    mean, std = channel_stats(ds.train_x)
+    lines = [
+        f"provenance:  {ds.provenance} ({'the canonical CIFAR-10: md5 sums match' if ds.canonical else 'NOT the canonical CIFAR-10'})",
+        f"fingerprint: {ds.fingerprint}",
+        f"images:      {sum(tr)} train, {sum(te)} test, shape {tuple(ds.train_x.shape[1:])} {str(ds.train_x.dtype).replace('torch.', '')}",
+        "",
+        f"{'class':12s} {'train':>6s} {'test':>6s}",
+        *(f"{c:12s} {a:6d} {b:6d}" for c, a, b in zip(CLASSES, tr, te)),
+        "",
+        "per-channel statistics of the training images ([0, 1] units):",
+        "        " + "  ".join(f"{c:>6s}" for c in ("R", "G", "B")),
+        "mean    " + "  ".join(f"{v:6.3f}" for v in mean.tolist()),
+        "std     " + "  ".join(f"{v:6.3f}" for v in std.tolist()),
+    ]
+    return "\n".join(lines)
+
+
+def degradation_checks(summary: dict) -> list[str]:
+    """The comparisons of sec. 4.2 the report states, computed from ``summary``: for every
+    pair of depths d1 < d2 with both plain nets present, whether plain-d2 ends with a higher
+    training loss and a lower best test accuracy than plain-d1 (degradation), and whether
+    resnet-d2 beats plain-d2 and resnet-d1 (the residual fix). Missing numbers say so."""
+    from resnet_nb.plots import model_label
+
+    models = summary["models"]
+
+    def val(m, key):
+        return (models.get(m) or {}).get(key)
+
+    depths = sorted({parse_model_name(m)[1] for m in models})
+    lines = []
+    for i, d1 in enumerate(depths):
+        for d2 in depths[i + 1:]:
+            p1, p2, r1, r2 = f"plain{d1}", f"plain{d2}", f"resnet{d1}", f"resnet{d2}"
+            if val(p1, "best_test_acc") is not None and val(p2, "best_test_acc") is not None:
+                higher_loss = val(p2, "final_train_loss") > val(p1, "final_train_loss")
+                lower_acc = val(p2, "best_test_acc") < val(p1, "best_test_acc")
+                lines.append(
+                    f"degradation {model_label(p2)} vs {model_label(p1)}: higher final training loss "
+                    f"{higher_loss} ({val(p2, 'final_train_loss'):.4f} vs {val(p1, 'final_train_loss'):.4f}), "
+                    f"lower best test acc {lower_acc} ({val(p2, 'best_test_acc'):.4f} vs {val(p1, 'best_test_acc'):.4f})")
+            for a, b in ((r2, p2), (r2, r1)):
+                if val(a, "best_test_acc") is not None and val(b, "best_test_acc") is not None:
+                    lines.append(f"{model_label(a)} beats {model_label(b)} in best test acc: "
+                                 f"{val(a, 'best_test_acc') > val(b, 'best_test_acc')} "
+                                 f"({val(a, 'best_test_acc'):.4f} vs {val(b, 'best_test_acc'):.4f})")
+    return lines or ["no pair of depths with results yet: train at least two depths (e.g. plain20, plain56)"]

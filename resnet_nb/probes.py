@@ -34,7 +34,8 @@ from resnet_nb.models import BasicBlock, CifarResNet, build_model
 
 __all__ = [
     "probe_batch", "conv_layers", "conv_grad_norms", "block_output_std", "input_grad_norm",
-    "probe_model", "run_probes", "summarize_probes", "parse_int_list",
+    "probe_model", "run_probes", "summarize_probes", "parse_int_list", "probe_table",
+    "probe_shapes", "residual_contrast", "write_theory_outputs", "THEORY_JSON",
 ]
 
 
@@ -191,3 +192,67 @@ def summarize_probes(results: list[dict]) -> dict[str, dict]:
             "input_grad_norm_seeds": inp,
         }
     return summary
+
+
+def probe_table(summary: dict[str, dict]) -> str:
+    """A Markdown table of the probes per model: conv layers, the ratio of the largest to
+    the smallest conv-weight gradient norm (1 = every layer gets the same size of update
+    signal), output std of the last block, and ``||dL/dx||`` (means over seeds)."""
+    rows = ["| model | conv layers | max/min conv grad norm | last block std | ‖dL/dx‖ |",
+            "|---|---:|---:|---:|---:|"]
+    for name, s in summary.items():
+        g = s["conv_grad_norms_mean"]
+        rows.append(f"| {name} | {len(g)} | {max(g) / min(g):.3g} | "
+                    f"{s['block_output_std_mean'][-1]:.3g} | {s['input_grad_norm_mean']:.3g} |")
+    return "\n".join(rows)
+
+
+def probe_shapes(summary: dict[str, dict]) -> str:
+    """One line per model with the deterministic facts of the probe: how many conv layers
+    and blocks were measured, over how many seeds."""
+    return "\n".join(f"{name}: {len(s['conv_grad_norms_mean'])} conv layers, "
+                     f"{len(s['block_output_std_mean']) - 1} blocks + stem, {s['n_seeds']} seeds"
+                     for name, s in summary.items())
+
+
+def residual_contrast(summary: dict[str, dict]) -> dict[int, dict[str, bool]]:
+    """Per depth probed in both families, the comparisons the narrative states, computed:
+    ``grad_spread_smaller`` (the residual net's max/min conv gradient ratio is smaller than
+    the plain net's) and ``signal_grows`` (its last block output std exceeds the plain net's)."""
+    out = {}
+    for name, s in summary.items():
+        other = summary.get(f"plain{s['depth']}")
+        if s["family"] != "resnet" or other is None:
+            continue
+        spread = lambda g: max(g) / min(g)  # noqa: E731
+        out[s["depth"]] = {
+            "grad_spread_smaller": spread(s["conv_grad_norms_mean"]) < spread(other["conv_grad_norms_mean"]),
+            "signal_grows": s["block_output_std_mean"][-1] > other["block_output_std_mean"][-1],
+        }
+    return out
+
+
+THEORY_JSON = "theory_probes.json"
+
+
+def write_theory_outputs(results: list[dict], fig_dir, parameters: dict | None = None) -> dict[str, str]:
+    """Write the three theory figures (names of ``analysis.THEORY_FIGURE_FILES``) and
+    ``theory_probes.json`` (parameters, per-seed results, summary) into ``fig_dir``;
+    returns ``{key: path}``."""
+    from pathlib import Path
+
+    from resnet_nb import plots
+    from resnet_nb.analysis import THEORY_FIGURE_FILES
+    from resnet_nb.runs import atomic_write_json
+
+    fig_dir = Path(fig_dir)
+    summary = summarize_probes(results)
+    makers = {"theory_grad_norm": plots.grad_norm_figure,
+              "theory_activation_std": plots.activation_std_figure,
+              "theory_input_grad": plots.input_grad_figure}
+    out = {k: str(plots.save(make(summary), fig_dir / THEORY_FIGURE_FILES[k])) for k, make in makers.items()}
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(fig_dir / THEORY_JSON, {"parameters": dict(parameters or {}), "results": results,
+                                               "summary": summary})
+    out["theory_probes"] = str(fig_dir / THEORY_JSON)
+    return out

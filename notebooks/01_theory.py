@@ -1,0 +1,142 @@
+# ---
+# jupyter:
+#   jupytext:
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Why `y = F(x) + x` eases optimisation
+#
+# A residual block (He et al. 2016, sec. 3.1, eq. 1) computes
+#
+# $$y = \mathrm{relu}\big(F(x, \{W_i\}) + x\big), \qquad F(x) = \mathrm{BN}(W_2\,\mathrm{relu}(\mathrm{BN}(W_1 x))),$$
+#
+# so the stacked layers only have to learn the *residual* $F(x) = H(x) - x$ of the mapping
+# $H$ they should represent. If the identity is close to optimal, driving $F$ towards zero is
+# easier than fitting an identity with a stack of non-linear layers. The plain network used
+# as the control is the same stack without the `+ x` (`resnet_nb.models`).
+#
+# The shortcut also changes how signals travel. Backwards, a residual block passes
+# $\partial L/\partial x = \partial L/\partial y\,(I + \partial F/\partial x)$: an identity
+# term reaches every earlier block directly, while in the plain net the gradient is
+# re-multiplied by every conv-BN-relu on the way down. Forwards, each block *adds* a
+# normalised branch to its input instead of replacing it.
+#
+# The paper notes (sec. 4.1) that its plain nets with BN do not suffer from *vanishing*
+# gradients, and locates the degradation problem in optimisation itself. The measurements
+# below make the difference in signal propagation visible at initialisation (He init, BN
+# in training mode, one batch of real training images), for plain and residual nets of
+# depth 20, 56 and 110 and several seeds. The functions live in `resnet_nb.probes`.
+
+# %%
+from resnet_nb import data, plots, probes
+from resnet_nb.analysis import figures_dir_of
+from resnet_nb.reproduce import notebook_setup
+from resnet_nb.train import resolve_device
+
+notebook_setup(globals())  # relative paths below are relative to the project root
+
+# %% tags=["parameters"]
+dataset = "cifar10"           # cifar10 | synthetic
+data_root = None              # folder holding CIFAR-10 (None: $RESNET_NB_DATA or data/cifar10)
+allow_noncanonical = False    # accept a CIFAR-10 copy whose md5 sums differ
+depths = "20,56,110"          # network depths 6n+2 to probe
+seeds = "0,1,2"               # initialisation seeds per depth and family
+batch_size = 128              # images in the probe batch (one SGD batch of the recipe)
+normalization = "channel"     # channel | pixel: as the training recipe normalises
+device = "auto"               # auto | cpu | cuda
+run_id = ""                   # figures go to <figures_root>/<run_id>/ ("" -> <figures_root>/theory/)
+figures_root = "report/figures"
+
+# %% [markdown]
+# ## Load: one batch of real training images
+
+# %%
+ds = data.load_dataset(dataset, data_root, allow_noncanonical)
+x, y = probes.probe_batch(ds, batch_size, seed=0, normalization=normalization,
+                          device=resolve_device(device))
+print(f"probe batch: {tuple(x.shape)} from {ds.provenance} data, device {x.device}")
+
+# %% [markdown]
+# ## Measure
+#
+# For every depth, family and seed: build the network with that seed (plain and residual
+# nets of one seed start from identical conv weights), run the batch forward and backward
+# once through the cross-entropy loss, and record
+# 1. `||dL/dW||` of every 3×3 conv weight (layer 1 is the stem, then two per block);
+# 2. the standard deviation of the stem output and of every block output;
+# 3. `||dL/dx||`, the gradient that reaches the input images.
+
+# %%
+results = probes.run_probes(x, y, probes.parse_int_list(depths, "depths"),
+                            probes.parse_int_list(seeds, "seeds"), progress=True)
+summary = probes.summarize_probes(results)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(probes.probe_shapes(summary))
+
+# %% [markdown]
+# ## Gradient norm of every conv layer
+#
+# Plotted against the layer index (log scale; band: ±1 std over seeds). In the plain nets the
+# gradient changes by a factor that grows with depth between the last and the first layers,
+# so no single learning rate suits all layers; the residual nets keep every layer's gradient
+# in a narrow band. The table below gives the max/min ratio per model.
+
+# %%
+plots.show(grad_fig := plots.grad_norm_figure(summary))
+
+# %% [markdown]
+# ## Forward activation std by depth
+#
+# In the plain net every block ends in BN + relu, so the output scale is reset at every
+# block. In the residual net each block adds a unit-variance branch to its input: the
+# signal grows along the depth while the identity part carries the input unchanged.
+
+# %%
+plots.show(std_fig := plots.activation_std_figure(summary))
+
+# %% [markdown]
+# ## The gradient that reaches the input
+#
+# `||dL/dx||` against depth, every seed a dot. Its growth with depth measures how much the
+# backward pass amplifies on the way down.
+
+# %%
+plots.show(input_fig := plots.input_grad_figure(summary))
+
+# %% [markdown]
+# ## The numbers, and the comparisons the text makes
+#
+# Computed from the measurements above, not typed in (means over seeds).
+
+# %%
+from IPython.display import Markdown, display  # noqa: E402
+
+display(Markdown(probes.probe_table(summary)))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for depth, checks in probes.residual_contrast(summary).items():
+    print(f"depth {depth}: residual net has the narrower conv-gradient spread: {checks['grad_spread_smaller']}; "
+          f"its last block output has the larger std: {checks['signal_grows']}")
+
+# %% [markdown]
+# ## Export for the report
+
+# %%
+fig_dir = figures_dir_of(figures_root, run_id or "theory")
+written = probes.write_theory_outputs(results, fig_dir, dict(
+    dataset=dataset, fingerprint=ds.fingerprint, depths=depths, seeds=seeds, batch_size=batch_size,
+    normalization=normalization))
+for path in written.values():
+    print("wrote", path)

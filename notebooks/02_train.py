@@ -1,0 +1,122 @@
+# ---
+# jupyter:
+#   jupytext:
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Train one model (or several) under one controlled recipe
+#
+# Every comparison in the report holds the recipe fixed and changes only the network: the
+# depth (20 vs 56) and whether the blocks add their shortcut (plain vs ResNet, He et al.
+# 2016, sec. 4.2). This notebook trains the runs its parameters describe into
+# `<out_dir>/<run_id>/<run_name>/` (config.json, metrics.json, best.pth, last.pth) and
+# ends with their loss and accuracy curves.
+#
+# **Parameters.** The names map 1:1 onto the fields of `resnet_nb.config.TrainConfig`;
+# a value left at `None` comes from the `preset` (`seed`: the seed report's recipe,
+# `paper`: sec. 4.2 with 64k iterations and a 45k/5k split, `smoke`: a CPU-sized check).
+# Two extras, `models` and `seeds` (comma lists), train the cross product, named `<model>`
+# or `<model>-seed<s>` when there are several seeds. With papermill:
+#
+# ```
+# papermill notebooks/02_train.ipynb out.ipynb -p preset smoke -p model resnet20 -p dataset synthetic
+# ```
+#
+# A parameter name that is not a field is refused with the list of valid names; a run dir
+# of the same run id that holds another config is refused with the differing fields.
+# Rerunning resumes an unfinished run from `last.pth`; a finished run is not trained again.
+
+# %%
+from resnet_nb import analysis, plots
+from resnet_nb.reproduce import check_run_dirs, configs_from_parameters, notebook_setup
+from resnet_nb.runs import load_run
+from resnet_nb.train import train, train_many
+
+notebook_setup(globals())  # relative paths below are relative to the project root
+
+# %% tags=["parameters"]
+preset = "seed"             # seed | paper | smoke: the recipe; every None below comes from it
+model = "resnet20"          # plain<depth> | resnet<depth>, depth = 6n+2
+models = ""                 # comma list (e.g. plain20,resnet20): several models; overrides model
+seed = 0                    # seed of the weight init and of the data order/augmentation
+seeds = ""                  # comma list (e.g. 0,1,2): several seeds; overrides seed
+shortcut = None             # A (zero-padding, paper) | B (1x1 projection)
+epochs = None               # full passes over the training images
+batch_size = None           # images per SGD step
+lr = None                   # initial learning rate
+momentum = None             # SGD momentum
+weight_decay = None         # L2 weight decay
+schedule = None             # epochs | iterations: unit of the milestones
+milestones = None           # lr x gamma at each milestone, e.g. "100,150"
+gamma = None                # lr multiplier at each milestone
+max_iters = None            # stop after this many SGD steps (0: no limit; paper 64000)
+warmup_iters = None         # SGD steps at warmup_lr first
+warmup_lr = None            # learning rate during warm-up
+normalization = None        # channel | pixel (per-pixel mean, paper)
+val_split = None            # training images held out for validation (paper 5000)
+train_subset = None         # use only this many training images (0: all)
+test_subset = None          # use only this many test images (0: all)
+dataset = "cifar10"         # cifar10 | synthetic (generated stand-in, demos and tests)
+data_root = None            # folder with CIFAR-10 (None: $RESNET_NB_DATA or data/cifar10)
+allow_noncanonical = None   # accept a CIFAR-10 copy whose md5 sums differ
+device = "auto"             # auto | cpu | cuda | cuda:<index>
+precision = None            # arithmetic precision of the training step (fp32, ...)
+out_dir = "experiments"     # root folder of run directories
+run_id = ""                 # folder grouping the runs ("": resume a matching unfinished one, else new)
+run_name = ""               # leaf folder of a single run ("": the model name)
+eval_every = None           # evaluate every this many epochs (and after the last)
+
+# %% [markdown]
+# ## Load: the configs these parameters describe
+#
+# Everything is validated here, before any training: values, names, and the run dirs
+# already present under the run id.
+
+# %%
+cfgs = configs_from_parameters(globals())
+check_run_dirs(cfgs)
+for cfg in cfgs:
+    print(f"{cfg.run_name}: {cfg.model}, preset {cfg.preset}, {cfg.epochs} epochs, batch {cfg.batch_size}, "
+          f"lr {cfg.lr} (x{cfg.gamma} at {cfg.schedule} {','.join(map(str, cfg.milestones))}), "
+          f"seed {cfg.seed} -> {cfg.out_dir}/{cfg.run_id}/{cfg.run_name}")
+
+# %% [markdown]
+# ## Train
+#
+# One line per epoch: train loss and accuracy, test loss and accuracy, learning rate, time.
+
+# %%
+run_dirs = train_many(cfgs) if len(cfgs) > 1 else [train(cfgs[0])]
+
+# %% [markdown]
+# ## This run's curves
+#
+# Training (dashed) and test (solid) loss and accuracy per epoch, read back from the run
+# directories, exactly what the analysis notebook and the report will see.
+
+# %%
+runs = [load_run(d) for d in run_dirs]
+curves = {r["config"]["run_name"]: analysis.model_curves([r]) for r in runs if r["metrics"]}
+plots.show(plots.run_curves_figure(curves))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for r in runs:
+    print(f"{r['config']['run_name']}: status {r['status']}, {len(r['metrics'])} of "
+          f"{r.get('epochs_planned')} epochs, {r['params']:,} parameters, data {r['dataset']['provenance']}")
+
+# %%
+for r in runs:
+    best = max((m for m in r["metrics"] if m["test_acc"] is not None), key=lambda m: m["test_acc"], default=None)
+    if best:
+        print(f"{r['config']['run_name']}: best test acc {best['test_acc']:.4f} at epoch {best['epoch']}, "
+              f"last {r['metrics'][-1]['test_acc']:.4f}; {r['metrics'][-1]['elapsed']:.0f} s; {r['path']}")

@@ -1,0 +1,110 @@
+# ---
+# jupyter:
+#   jupytext:
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Analysis: degradation, and what the shortcut changes
+#
+# He et al. 2016 (sec. 4.2, Fig. 6) show on CIFAR-10 that a deeper *plain* net has higher
+# training **and** test error than a shallower one (the degradation problem: an optimisation
+# difficulty, not overfitting), while the residual nets of the same depths do not degrade
+# and gain from depth. This notebook reads the run directories of one run id (files only,
+# so it works on results trained elsewhere), and writes into `report/figures/<run_id>/`:
+#
+# * `resnet_train_loss.png` and `resnet_test_accuracy.png` (the seed report's figures),
+# * `resnet_error_fig6.png`: training error dashed, test error bold, plain and residual panels,
+# * `summary.json`: per model the best test accuracy and its epoch, the last-epoch test
+#   accuracy, final and minimal training loss, parameters, wall time, and the dataset's
+#   provenance; means over seeds (with the std) when a model has several.
+#
+# Every number shown is computed from the run directories (`resnet_nb.analysis`).
+
+# %%
+from IPython.display import Image, Markdown, display
+
+from resnet_nb import analysis
+from resnet_nb.reproduce import notebook_setup
+
+notebook_setup(globals())  # relative paths below are relative to the project root
+
+# %% tags=["parameters"]
+run_id = ""                                          # "" -> the newest run id under runs_dir
+runs_dir = "experiments"                             # root folder of run directories
+figures_root = "report/figures"                      # output: <figures_root>/<run_id>/
+expected_models = "plain20,plain56,resnet20,resnet56"  # the comparison; absent ones are listed as missing
+
+# %% [markdown]
+# ## Load the run directories
+
+# %%
+run_id, runs = analysis.load_runs(runs_dir, run_id)
+expected = [m for m in expected_models.split(",") if m.strip()]
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"{len(runs)} run(s):")
+for r in runs:
+    print(f"  {r['config']['run_name']}: {r['config']['model']}, seed {r['config']['seed']}, preset {r['preset']}, "
+          f"{len(r['metrics'])} epochs, status {r['status']}")
+
+# %% [markdown]
+# ## Summarise, plot, export
+#
+# `analysis.analyze` writes the figures and `summary.json`; the theory figures of
+# `01_theory`, when present in the same folder, are listed in the summary too.
+
+# %%
+summary = analysis.analyze(runs_dir, run_id, figures_root, expected)
+fig_dir = analysis.figures_dir_of(figures_root, run_id)
+print(f"run id {summary['run_id']} ({summary['preset']} preset), data: {summary['dataset']['provenance']} "
+      f"(canonical: {summary['dataset']['canonical']}, fingerprint {summary['dataset']['fingerprint'][:12]})")
+print(f"missing models: {', '.join(summary['missing']) or 'none'}")
+print(f"written to {fig_dir}: summary.json, {', '.join(summary['figures'].values())}")
+
+# %% [markdown]
+# ## Training loss and test accuracy (the seed report's figures)
+
+# %%
+display(Image(filename=str(fig_dir / summary["figures"]["train_loss"])))
+display(Image(filename=str(fig_dir / summary["figures"]["test_accuracy"])))
+
+# %% [markdown]
+# ## Paper Fig. 6 style: training error (dashed) and test error (bold)
+#
+# Left the plain nets, right the ResNets. Degradation shows as the deeper plain net's
+# curves lying *above* the shallower one's, in training error as well as test error.
+
+# %%
+display(Image(filename=str(fig_dir / summary["figures"]["error_fig6"])))
+
+# %% [markdown]
+# ## The seed report's two tables
+#
+# Best test accuracy over all epochs, and the test accuracy at the last epoch.
+
+# %%
+best_table, last_table = analysis.results_tables(summary)
+display(Markdown(best_table))
+display(Markdown(last_table))
+
+# %% [markdown]
+# ## Degradation and the residual fix, computed
+#
+# For each depth pair present: does the deeper plain net end with a higher training loss and
+# a lower best test accuracy than the shallower one, and does the residual net of the deeper
+# depth beat the plain net of that depth? (A short run, e.g. the smoke preset, says nothing
+# about the paper's claim; the seed or paper preset does.)
+
+# %%
+for line in analysis.degradation_checks(summary):
+    print(line)
