@@ -1,0 +1,772 @@
+"""The reproduction report: run files -> facts -> markdown (zh, en) -> pandoc -> PDF, DOCX, HTML.
+
+Reads only files (DESIGN.md, one-directional flow): the run directories
+``<runs_dir>/<run_id>/<run_name>/{config.json,metrics.json}`` and the analysis outputs
+``<figures_dir>/<run_id>/{summary.json,*.png}``. :func:`collect_facts` turns them into
+plain data: every number, every comparison and every provenance flag. The comparisons are
+the claims of He et al. 2016 tested on this run:
+
+* degradation (sec. 4.2, Fig. 6 left): the deeper *plain* net has the higher training loss
+  and the lower test accuracy;
+* residual learning fixes it (sec. 3.1, Fig. 6 right): the deeper *ResNet* beats the deeper
+  plain net and gains from its depth.
+
+Each is computed with its direction and margin; when the data do not show an effect the
+facts say so, and the templates ``report/report.<lang>.md`` (Jinja2 markdown, one per
+language) only phrase the facts, so the report cannot disagree with the data.
+``build_report`` renders the markdown and calls pandoc (from the pinned ``pypandoc-binary``
+wheel, else the system) with citeproc and xelatex + xeCJK for the PDF.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "REPORT_SRC", "LANGS", "FORMATS", "EXPECTED_MODELS", "SYSDEPS_HINT",
+    "load_inputs", "collect_facts", "render_markdown", "build_report", "BuildResult",
+    "pandoc_path", "pdf_engine_problem", "add_arguments", "run_cli",
+]
+
+REPO = Path(__file__).resolve().parent.parent
+REPORT_SRC = REPO / "report"            # templates, references.bib, csl/
+LANGS = ("zh", "en")
+FORMATS = ("pdf", "docx", "html")
+EXPECTED_MODELS = ("plain20", "plain56", "resnet20", "resnet56")  # the seed's 2x2 design
+PDF_ENGINE = "xelatex"
+CJK_FONTS = ("Noto Serif CJK SC", "Noto Sans CJK SC", "Source Han Serif SC", "Source Han Sans SC")
+SYSDEPS_HINT = ("install it with `make sysdeps` (Debian/Ubuntu: apt-get install texlive-xetex "
+                "texlive-lang-chinese fonts-noto-cjk poppler-utils)")
+CSL = {"zh": "csl/china-national-standard-gb-t-7714-2015-numeric.csl", "en": "csl/ieee.csl"}
+PANDOC_LANG = {"zh": "zh-CN", "en": "en-US"}
+DECIMALS = 4  # accuracies and losses are reported (and compared) at 4 decimals, as the seed report
+
+# Published anchors (DESIGN.md): He et al. 2016, Table 6, CIFAR-10 test error in % and
+# parameters in millions; the seed report's best test accuracies (200 epochs, one seed).
+PAPER_TEST_ERROR = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97,
+                    "resnet110": 6.43, "resnet1202": 7.93}
+PAPER_PARAMS_M = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}
+SEED_REPORT_BEST = {"plain20": 0.9127, "plain56": 0.8769, "resnet20": 0.9144, "resnet56": 0.9358}
+
+# summary.json figure file -> the section that shows it (others go to "further figures")
+RESULT_FIGURES = ("resnet_train_loss.png", "resnet_test_accuracy.png", "resnet_error_fig6.png")
+THEORY_FIGURES = ("theory_grad_norm.png", "theory_activation_std.png", "theory_input_grad.png")
+
+
+# --------------------------------------------------------------------------- inputs
+
+def load_inputs(run_id: str, runs_dir: str | os.PathLike = "experiments",
+                figures_dir: str | os.PathLike = "report/figures") -> dict:
+    """``{"summary", "runs", "figures_dir", "run_dir", "exported"}``: summary.json of the
+    analysis and every run dir of ``run_id`` (``resnet_nb.runs.list_runs``). Without a
+    summary.json the analysis is run first (``resnet_nb.analysis.analyze``; ``exported``)."""
+    from resnet_nb.runs import list_runs, read_json
+
+    runs = list_runs(runs_dir, run_id)  # FileNotFoundError naming the known run ids
+    if not runs:
+        raise FileNotFoundError(f"{Path(runs_dir) / run_id} holds no run directory yet; "
+                                f"train into it first (resnet-nb reproduce --run-id {run_id})")
+    fig_dir = Path(figures_dir) / run_id
+    summary_path = fig_dir / "summary.json"
+    exported = False
+    if not summary_path.is_file():  # the analysis has not run yet: run it (files in, files out)
+        from resnet_nb.analysis import analyze
+
+        analyze(runs_dir, run_id, figures_dir)
+        exported = True
+    summary = read_json(summary_path)
+    if summary.get("run_id") not in (None, run_id):
+        raise ValueError(f"{summary_path} belongs to run id {summary.get('run_id')!r}, not {run_id!r}; "
+                         f"re-export the analysis of {run_id}")
+    return {"summary": summary, "runs": runs, "figures_dir": fig_dir,
+            "run_dir": Path(runs_dir) / run_id, "exported": exported}
+
+
+# --------------------------------------------------------------------------- facts
+
+def _model_key(run: dict) -> str:
+    return str(run.get("config", {}).get("model", Path(run["path"]).name))
+
+
+def _label(key: str) -> str:
+    """'resnet56' -> 'ResNet-56', 'plain20' -> 'Plain-20' (the paper's names)."""
+    m = re.match(r"^(plain|resnet)(\d+)$", key)
+    if not m:
+        return key
+    return f"{'Plain' if m.group(1) == 'plain' else 'ResNet'}-{m.group(2)}"
+
+
+def _family_depth(key: str) -> tuple[str, int]:
+    m = re.match(r"^(plain|resnet)(\d+)$", key)
+    return (m.group(1), int(m.group(2))) if m else (key, 0)
+
+
+def _order(key: str) -> tuple:
+    fam, depth = _family_depth(key)
+    return ({"plain": 0, "resnet": 1}.get(fam, 2), depth, key)
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), DECIMALS)
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    seconds = float(seconds)
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def _check_presets(runs: list[dict], summary: dict, run_id: str) -> str:
+    presets = {}
+    for run in runs:
+        presets[Path(run["path"]).name] = run.get("preset") or run.get("config", {}).get("preset")
+    distinct = sorted({p for p in presets.values() if p})
+    if len(distinct) > 1:
+        listing = ", ".join(f"{name}: {p}" for name, p in sorted(presets.items()))
+        raise ValueError(f"run id {run_id} mixes presets ({listing}); a report compares runs of one "
+                         f"recipe: move the odd runs to their own run id and report each separately")
+    preset = distinct[0] if distinct else (summary.get("preset") or "?")
+    if summary.get("preset") and summary["preset"] != preset:
+        raise ValueError(f"summary.json of {run_id} says preset {summary['preset']!r} but the runs "
+                         f"are {preset!r}; re-export the analysis of {run_id}")
+    return preset
+
+
+def _check_datasets(runs: list[dict], run_id: str) -> dict:
+    prints = {}
+    for run in runs:
+        ds = run.get("dataset") or {}
+        prints[Path(run["path"]).name] = (ds.get("provenance"), ds.get("fingerprint"))
+    if len(set(prints.values())) > 1:
+        listing = ", ".join(f"{n}: {p} {str(f)[:12]}" for n, (p, f) in sorted(prints.items()))
+        raise ValueError(f"run id {run_id} mixes datasets ({listing}); train every model of one "
+                         f"report on the same data")
+    return dict(runs[0].get("dataset") or {})
+
+
+def _mean_curve(runs: list[dict], key: str) -> dict[int, float]:
+    """epoch -> mean of ``key`` over the runs (seeds) that reached that epoch."""
+    acc: dict[int, list[float]] = {}
+    for run in runs:
+        for rec in run.get("metrics", []):
+            v = rec.get(key)
+            if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                acc.setdefault(int(rec["epoch"]), []).append(float(v))
+    return {e: sum(v) / len(v) for e, v in sorted(acc.items())}
+
+
+def _model_rows(summary: dict, runs: list[dict]) -> list[dict]:
+    by_model: dict[str, list[dict]] = {}
+    for run in runs:
+        by_model.setdefault(_model_key(run), []).append(run)
+    rows = []
+    for key, s in summary.get("models", {}).items():
+        mruns = by_model.get(key, [])
+        fam, depth = _family_depth(key)
+        status = s.get("status") or (mruns[0].get("status") if mruns else None) or "unknown"
+        last_epoch, planned = s.get("last_epoch"), s.get("epochs_planned")
+        if planned is None and mruns:
+            planned = mruns[0].get("config", {}).get("epochs")
+        metrics_epoch = max((len(r.get("metrics", [])) for r in mruns), default=None)
+        in_progress = status == "running"
+        incomplete = status != "finished" or (last_epoch is not None and planned is not None
+                                              and last_epoch < planned)
+        rows.append({
+            "key": key, "label": _label(key), "family": fam, "depth": depth,
+            "best_test_acc": _r(s.get("best_test_acc")), "best_epoch": s.get("best_epoch"),
+            "last_test_acc": _r(s.get("last_test_acc")), "last_epoch": last_epoch,
+            "epochs_planned": planned,
+            "final_train_loss": _r(s.get("final_train_loss")), "min_train_loss": _r(s.get("min_train_loss")),
+            "best_test_err_pct": None if s.get("best_test_acc") is None else round(100 * (1 - s["best_test_acc"]), 2),
+            "params": s.get("params"), "params_m": None if s.get("params") is None else s["params"] / 1e6,
+            "wall_time_s": s.get("wall_time_s"), "wall_time": _fmt_duration(s.get("wall_time_s")),
+            "status": status, "in_progress": in_progress, "incomplete": incomplete,
+            "n_seeds": int(s.get("n_seeds") or max(len(mruns), 1)), "seeds": s.get("seeds") or [],
+            "best_test_acc_std": _r(s.get("best_test_acc_std")),
+            "run_dirs": s.get("run_dirs") or [r["path"] for r in mruns],
+            "metrics_epoch": metrics_epoch,
+            "stale": metrics_epoch is not None and last_epoch is not None and metrics_epoch > last_epoch,
+            "_runs": mruns,
+        })
+    return sorted(rows, key=lambda r: _order(r["key"]))
+
+
+def _compare(rows: dict[str, dict], a: str, b: str, metric: str, claim_a_higher: bool) -> dict:
+    """Is ``metric`` of model ``a`` higher (``claim_a_higher``) or lower than that of ``b``?
+
+    ``holds`` is True/False from the values rounded to 4 decimals (equal -> False: no
+    effect visible), None when a model is missing. ``resolved`` says whether the difference
+    exceeds twice the standard error of the difference of the seed means (None with one
+    seed: the spread is not measured).
+    """
+    ra, rb = rows.get(a), rows.get(b)
+    out = {"a": a, "b": b, "a_label": _label(a), "b_label": _label(b), "metric": metric,
+           "va": None, "vb": None, "diff": None, "op": "?", "holds": None, "resolved": None,
+           "missing": [_label(k) for k, r in ((a, ra), (b, rb)) if r is None or r.get(metric) is None],
+           "incomplete": [r["label"] for r in (ra, rb) if r is not None and r["incomplete"]]}
+    if out["missing"]:
+        return out
+    va, vb = ra[metric], rb[metric]
+    diff = round(va - vb, DECIMALS)
+    out.update(va=va, vb=vb, diff=diff, op="<" if diff < 0 else (">" if diff > 0 else "="))
+    out["holds"] = diff > 0 if claim_a_higher else diff < 0
+    if metric == "best_test_acc" and ra["n_seeds"] > 1 and rb["n_seeds"] > 1 \
+            and ra["best_test_acc_std"] is not None and rb["best_test_acc_std"] is not None:
+        se = math.sqrt(ra["best_test_acc_std"] ** 2 / ra["n_seeds"] + rb["best_test_acc_std"] ** 2 / rb["n_seeds"])
+        out["resolved"] = abs(diff) > 2 * se
+        out["se"] = round(se, DECIMALS)
+    return out
+
+
+def _epochs_higher(rows: dict[str, dict], a: str, b: str, metric: str = "train_loss") -> dict | None:
+    """In how many common epochs is the (seed-mean) ``metric`` of ``a`` above that of ``b``?"""
+    if a not in rows or b not in rows:
+        return None
+    ca, cb = _mean_curve(rows[a]["_runs"], metric), _mean_curve(rows[b]["_runs"], metric)
+    common = sorted(set(ca) & set(cb))
+    if not common:
+        return None
+    higher = sum(1 for e in common if ca[e] > cb[e])
+    last_half = common[len(common) // 2:]
+    return {"higher": higher, "n": len(common), "first": common[0], "last": common[-1],
+            "higher_second_half": sum(1 for e in last_half if ca[e] > cb[e]), "n_second_half": len(last_half)}
+
+
+_ENV_ROWS = (  # (row label, environment keys tried in order)
+    ("OS", ("os", "platform")), ("CPU", ("cpu_model", "cpu")), ("CPU cores", ("cpu_count",)),
+    ("RAM", ("ram_gb",)), ("GPU", ("gpu",)), ("Device", ("device",)), ("Python", ("python",)),
+    ("PyTorch", ("torch",)), ("CUDA (torch.version.cuda)", ("cuda",)), ("cuDNN", ("cudnn",)),
+    ("torchvision", ("torchvision",)), ("NumPy", ("numpy",)), ("resnet-nb", ("resnet_nb",)),
+    ("git commit", ("git_commit",)),
+)
+
+
+def _env_value(env: dict, label: str, keys: tuple[str, ...]) -> str | None:
+    if label == "GPU":
+        if env.get("cuda_available") or str(env.get("device", "")).startswith("cuda"):
+            return env.get("device_name") or "cuda"
+        return None  # template says "none (CPU run)"
+    for k in keys:
+        if env.get(k) is not None:
+            v = env[k]
+            if k == "ram_gb":
+                return f"{v} GiB"
+            if k == "git_commit":
+                return str(v)[:12] + (" (uncommitted changes)" if env.get("git_dirty") else "")
+            return str(v)
+    return None
+
+
+def _environment(runs: list[dict]) -> list[dict]:
+    rows = []
+    for label, keys in _ENV_ROWS:
+        values = []
+        for run in runs:
+            v = _env_value(run.get("environment") or {}, label, keys)
+            if v not in values:
+                values.append(v)
+        shown = [v for v in values if v is not None]
+        rows.append({"label": label, "value": " / ".join(shown) if shown else None,
+                     "differs": len(values) > 1})
+    return rows
+
+
+_HPARAM_FIELDS = ("preset", "epochs", "schedule", "milestones", "gamma", "max_iters", "warmup_iters",
+                  "warmup_lr", "lr", "momentum", "weight_decay", "batch_size", "normalization",
+                  "shortcut", "val_split", "train_subset", "test_subset", "dataset", "seed",
+                  "precision", "device", "eval_every")
+# fields that name a run rather than change its computation
+_NAMING_FIELDS = ("model", "run_name", "run_id", "out_dir", "data_root", "allow_noncanonical", "device")
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return ", ".join(str(x) for x in v) if v else "none"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _hyperparameters(runs: list[dict]) -> tuple[list[dict], list[str]]:
+    """Rows ``{field, value}`` (distinct values joined) and the computed fields that differ."""
+    from resnet_nb.config import field_help
+
+    configs = [run.get("config", {}) for run in runs]
+    rows = []
+    for name in _HPARAM_FIELDS:
+        values = []
+        for c in configs:
+            if name in c and _fmt_value(c[name]) not in values:
+                values.append(_fmt_value(c[name]))
+        if not values:
+            continue
+        if name in ("max_iters", "warmup_iters", "val_split", "train_subset", "test_subset") and values == ["0"]:
+            continue
+        if name == "warmup_lr" and not any(c.get("warmup_iters") for c in configs):
+            continue
+        rows.append({"field": name, "value": " / ".join(values), "help": field_help(name)})
+    varied = sorted({k for c in configs for k in c
+                     if k not in _NAMING_FIELDS and len({json.dumps(x.get(k)) for x in configs}) > 1})
+    return rows, varied
+
+
+def _git_log(limit: int = 60) -> dict:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "log", "--reverse", "--date=iso-strict",
+                              "--format=%h%x09%ad%x09%s"], capture_output=True, text=True,
+                             timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"commits": [], "omitted": 0, "available": False}
+    commits = []
+    for line in out.splitlines():
+        parts = line.split("\t", 2)
+        if len(parts) == 3:
+            commits.append({"hash": parts[0], "time": _utc(parts[1]), "subject": parts[2]})
+    omitted = max(0, len(commits) - limit)
+    return {"commits": commits[omitted:], "omitted": omitted, "available": True}
+
+
+def _utc(stamp: str | None) -> dt.datetime | None:
+    if not stamp:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is None:  # naive stamps are taken as UTC
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.astimezone(dt.timezone.utc)
+
+
+def _devlog(runs: list[dict], git: dict, generated: dt.datetime) -> list[dict]:
+    """Days of events (commits, run starts and ends), oldest first, times in UTC."""
+    events = [{"time": c["time"], "kind": "commit", "hash": c["hash"], "text": c["subject"]}
+              for c in git["commits"] if c["time"] is not None]
+    for run in runs:
+        name = Path(run["path"]).name
+        last = len(run.get("metrics", []))
+        planned = run.get("config", {}).get("epochs")
+        if _utc(run.get("start_time")):
+            events.append({"time": _utc(run["start_time"]), "kind": "run_start", "run": name,
+                           "commit": ((run.get("environment") or {}).get("git_commit") or "")[:7]})
+        if _utc(run.get("end_time")):
+            events.append({"time": _utc(run["end_time"]), "kind": "run_end", "run": name,
+                           "status": run.get("status"), "epoch": last, "planned": planned})
+        elif run.get("status") == "running":
+            events.append({"time": generated, "kind": "run_running", "run": name, "epoch": last,
+                           "planned": planned})
+    events.append({"time": generated, "kind": "report"})
+    events.sort(key=lambda e: (e["time"], e["kind"] == "report"))
+    days: list[dict] = []
+    for e in events:
+        e["hhmm"] = e["time"].strftime("%H:%M")
+        day = e["time"].strftime("%Y-%m-%d")
+        if not days or days[-1]["date"] != day:
+            days.append({"date": day, "events": []})
+        days[-1]["events"].append(e)
+    return days
+
+
+def _tree(root: Path, max_files: int = 40) -> str:
+    """``root`` and its files two levels deep, with sizes (the artifact tree)."""
+    if not root.is_dir():
+        return f"{root}/  (missing)"
+    lines = [f"{root.as_posix()}/"]
+    count = 0
+    for p in sorted(root.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_dir():
+            lines.append(f"  {p.name}/")
+            for q in sorted(p.iterdir()):
+                if q.name.startswith(".") or q.is_dir():
+                    continue
+                lines.append(f"    {q.name:<22} {_size(q.stat().st_size):>9}")
+                count += 1
+        else:
+            lines.append(f"  {p.name:<24} {_size(p.stat().st_size):>9}")
+            count += 1
+        if count > max_files:
+            lines.append("  ...")
+            break
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)  # pragma: no cover
+
+
+def _wrap_command(words: list[str], width: int = 72) -> str:
+    """A shell command broken with `` \\`` so no line exceeds ``width`` (fits the PDF margin)."""
+    lines, cur = [], ""
+    for w in words:
+        if cur and len(cur) + 1 + len(w) > width - 2:
+            lines.append(cur + " \\")
+            cur = "    " + w
+        else:
+            cur = f"{cur} {w}" if cur else w
+    lines.append(cur)
+    return "\n".join(lines)
+
+
+def _commands(run_id: str, preset: str, runs: list[dict], runs_dir: str, figures_dir: str) -> dict:
+    """Exact commands that rebuild this run id: make targets and one ``resnet-nb train`` per run
+    (the preset plus every field where the stored config differs from it)."""
+    from resnet_nb.config import config_diff, make_config
+
+    cfg0 = runs[0].get("config", {})
+    dataset = cfg0.get("dataset", "cifar10")
+    skip = ("preset", "model", "device", "data_root", "allow_noncanonical", "run_id", "out_dir")
+    train, overridden = [], set()
+    for run in runs:
+        c = run.get("config", {})
+        model = str(c.get("model"))
+        words = ["resnet-nb", "train", f"--preset {preset}", f"--model {model}"]
+        try:
+            diff = config_diff(make_config(preset, model=model), c, ignore=skip)
+        except (ValueError, TypeError):
+            diff = {}
+        for name, (_, value) in diff.items():
+            if name == "run_name" and value in ("", model):
+                continue
+            words.append(f"--{name.replace('_', '-')} {_fmt_value(value).replace(', ', ',')}")
+            if name != "dataset":
+                overridden.add(name)
+        words.append(f"--run-id {run_id}")
+        if runs_dir != "experiments":
+            words.append(f"--out-dir {runs_dir}")
+        train.append(_wrap_command(words))
+    return {
+        "reproduce": _wrap_command(["make", "reproduce", f"PRESET={preset}", f"DATASET={dataset}",
+                                    f"RUN_ID={run_id}"]),
+        "report": _wrap_command(["make", "report", f"RUN_ID={run_id}"]),
+        "report_cli": _wrap_command(["resnet-nb", "report", f"--run-id {run_id}",
+                                     f"--runs-dir {runs_dir}", f"--figures-dir {figures_dir}"]),
+        "train": train,
+        "overridden": sorted(overridden),  # fields set beyond the preset: make reproduce lacks them
+    }
+
+
+def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str = "report/figures",
+                  out_dir: str = "report/build", now: dt.datetime | None = None) -> dict:
+    """Everything the templates say, computed from the run files (no prose here)."""
+    summary, runs = inputs["summary"], inputs["runs"]
+    run_id = summary.get("run_id") or Path(inputs["run_dir"]).name
+    preset = _check_presets(runs, summary, run_id)
+    dataset = {**_check_datasets(runs, run_id), **(summary.get("dataset") or {})}
+    dataset["fingerprint_short"] = str(dataset.get("fingerprint") or "")[:16]
+    dataset.setdefault("provenance", "unknown")
+    rows = _model_rows(summary, runs)
+    by_key = {r["key"]: r for r in rows}
+    missing = sorted(set(summary.get("missing") or []) - set(by_key), key=_order)
+    design = sorted(set(by_key) | set(missing), key=_order)
+    depths = sorted({_family_depth(k)[1] for k in design if _family_depth(k)[1]})
+    shallow, deep = (depths[0], depths[-1]) if depths else (20, 56)
+    if len(depths) < 2:
+        shallow, deep = 20, 56  # the seed design; comparisons then report the missing models
+    p_s, p_d, r_s, r_d = f"plain{shallow}", f"plain{deep}", f"resnet{shallow}", f"resnet{deep}"
+    for k in (p_s, p_d, r_s, r_d):
+        if k not in by_key and k not in missing:
+            missing.append(k)
+    missing.sort(key=_order)
+    cmp = {
+        "degradation_acc": _compare(by_key, p_d, p_s, "best_test_acc", claim_a_higher=False),
+        "degradation_last_acc": _compare(by_key, p_d, p_s, "last_test_acc", claim_a_higher=False),
+        "degradation_loss": _compare(by_key, p_d, p_s, "final_train_loss", claim_a_higher=True),
+        "residual_fix_acc": _compare(by_key, r_d, p_d, "best_test_acc", claim_a_higher=True),
+        "residual_fix_loss": _compare(by_key, r_d, p_d, "final_train_loss", claim_a_higher=False),
+        "depth_gain_acc": _compare(by_key, r_d, r_s, "best_test_acc", claim_a_higher=True),
+        "depth_gain_loss": _compare(by_key, r_d, r_s, "final_train_loss", claim_a_higher=False),
+        "residual_shallow_acc": _compare(by_key, r_s, p_s, "best_test_acc", claim_a_higher=True),
+    }
+    curves = {"plain_deep_vs_shallow": _epochs_higher(by_key, p_d, p_s),
+              "plain_deep_vs_resnet_deep": _epochs_higher(by_key, p_d, r_d)}
+
+    def both(*names: str) -> bool | None:
+        vals = [cmp[n]["holds"] for n in names]
+        return None if any(v is None for v in vals) else all(vals)
+
+    verdict = {
+        "degradation": both("degradation_acc", "degradation_loss"),
+        "degradation_any": None if cmp["degradation_acc"]["holds"] is None
+        else bool(cmp["degradation_acc"]["holds"] or cmp["degradation_loss"]["holds"]),
+        "residual_fix": both("residual_fix_acc", "residual_fix_loss"),
+        "depth_gain": cmp["depth_gain_acc"]["holds"],
+    }
+    vals = [verdict["degradation"], verdict["residual_fix"], verdict["depth_gain"]]
+    verdict["overall"] = ("not_assessable" if all(v is None for v in vals) else
+                          "reproduced" if all(v is True for v in vals) else
+                          "not_reproduced" if not any(v is True for v in vals) else "partial")
+
+    fig_dir = Path(inputs["figures_dir"])
+    listed = list((summary.get("figures") or {}).values())
+    if not listed:
+        listed = sorted(p.name for p in fig_dir.glob("*.png")) if fig_dir.is_dir() else []
+    figs = {name: (fig_dir / name).is_file() for name in dict.fromkeys([*listed, *RESULT_FIGURES, *THEORY_FIGURES])}
+    extra_figs = [n for n, ok in figs.items() if ok and n not in RESULT_FIGURES + THEORY_FIGURES]
+
+    hparams, varied = _hyperparameters(runs)
+    expected_varied = {"seed"} if any(r["n_seeds"] > 1 for r in rows) else set()
+    now = now or dt.datetime.now(dt.timezone.utc)
+    git = _git_log()
+    anchors = []
+    for r in rows:
+        paper_err = PAPER_TEST_ERROR.get(r["key"])
+        paper_params = PAPER_PARAMS_M.get(r["depth"]) if r["family"] == "resnet" else None
+        anchors.append({"label": r["label"], "err": r["best_test_err_pct"], "paper_err": paper_err,
+                        "seed_best": SEED_REPORT_BEST.get(r["key"]), "best": r["best_test_acc"],
+                        "params_m": r["params_m"], "paper_params_m": paper_params,
+                        "params_match": (None if paper_params is None or r["params_m"] is None
+                                         else round(r["params_m"], 2) == round(paper_params, 2))})
+    epochs_planned = sorted({r["epochs_planned"] for r in rows if r["epochs_planned"]})
+    return {
+        "run_id": run_id, "preset": preset, "is_smoke": preset == "smoke",
+        "generated_at": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "summary_generated_at": summary.get("generated_at"),
+        "dataset": dataset, "models": rows, "by_key": by_key,
+        "missing": [_label(k) for k in missing], "missing_keys": missing,
+        "in_progress": [r for r in rows if r["incomplete"]],
+        "stale": [r for r in rows if r["stale"]],
+        "design": {"shallow": shallow, "deep": deep, "plain_shallow": _label(p_s), "plain_deep": _label(p_d),
+                   "resnet_shallow": _label(r_s), "resnet_deep": _label(r_d)},
+        "cmp": cmp, "curves": curves, "verdict": verdict,
+        "environment": _environment(runs), "hparams": hparams,
+        "varied": [v for v in varied if v not in expected_varied], "n_runs": len(runs),
+        "epochs_planned": epochs_planned,
+        "total_wall_time": _fmt_duration(sum(r["wall_time_s"] or 0 for r in rows)),
+        "anchors": anchors,
+        "figures": figs, "result_figures": [n for n in RESULT_FIGURES if figs.get(n)],
+        "theory_figures": [n for n in THEORY_FIGURES if figs.get(n)], "extra_figures": extra_figs,
+        "paths": {"runs": (Path(runs_dir) / run_id).as_posix(), "figures": fig_dir.as_posix(),
+                  "build": (Path(out_dir) / run_id).as_posix()},
+        "tree": {"runs": _tree(Path(inputs["run_dir"])), "figures": _tree(fig_dir)},
+        "commands": _commands(run_id, preset, runs, str(runs_dir), str(figures_dir)),
+        "git": {"omitted": git["omitted"], "available": git["available"],
+                "train_commits": sorted({((r.get("environment") or {}).get("git_commit") or "")[:7]
+                                         for r in runs} - {""})},
+        "devlog": _devlog(runs, git, now),
+    }
+
+
+# --------------------------------------------------------------------------- markdown
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|$@~^])")
+
+
+def _md(text: Any) -> str:
+    """Escape text for pandoc markdown (commit subjects, paths, environment strings)."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+def _f4(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.{DECIMALS}f}"
+
+
+def _signed_pp(x: float | None) -> str:
+    """A difference of fractions as signed percentage points: 0.0358 -> '+3.58'."""
+    return "n/a" if x is None else f"{100 * x:+.2f}"
+
+
+def _environment_jinja():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(REPORT_SRC)), undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
+        comment_start_string="{##", comment_end_string="##}")  # "{#" is pandoc's id syntax
+    env.filters.update(f4=_f4, pp=_signed_pp, md=_md, label=_label,
+                       thousands=lambda n: "n/a" if n is None else f"{int(n):,}",
+                       m2=lambda x: "n/a" if x is None else f"{x:.2f}M",
+                       pct2=lambda x: "n/a" if x is None else f"{x:.2f}")
+    return env
+
+
+def render_markdown(facts: dict, lang: str) -> str:
+    """The report's markdown in ``lang`` (``report/report.<lang>.md`` filled with ``facts``)."""
+    if lang not in LANGS:
+        raise ValueError(f"language must be one of {', '.join(LANGS)} (or all); got {lang!r}")
+    return _environment_jinja().get_template(f"report.{lang}.md").render(**facts)
+
+
+# --------------------------------------------------------------------------- pandoc
+
+def pandoc_path() -> str:
+    """The pandoc of the pinned ``pypandoc-binary`` wheel, else one on PATH."""
+    try:
+        import pypandoc
+
+        return pypandoc.get_pandoc_path()
+    except (ImportError, OSError):
+        found = shutil.which("pandoc")
+        if found:
+            return found
+    raise FileNotFoundError("pandoc not found: install the pinned wheel (pip install pypandoc-binary==1.17, "
+                            "part of make install) or a system pandoc >= 3.1")
+
+
+def _cjk_font() -> str | None:
+    try:
+        out = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    families = {f.strip() for line in out.splitlines() for f in line.split(",")}
+    for name in CJK_FONTS:
+        if name in families:
+            return name
+    return sorted(families)[0] if families else None
+
+
+def pdf_engine_problem(lang: str) -> str | None:
+    """Why the PDF cannot be built here (engine, xeCJK, CJK font), or None when it can."""
+    if shutil.which(PDF_ENGINE) is None:
+        return f"the PDF engine {PDF_ENGINE} is not installed; {SYSDEPS_HINT}"
+    if lang == "zh":
+        kpse = shutil.which("kpsewhich")
+        if kpse and subprocess.run([kpse, "xeCJK.sty"], capture_output=True).returncode != 0:
+            return f"the LaTeX package xeCJK (texlive-lang-chinese) is not installed; {SYSDEPS_HINT}"
+        if _cjk_font() is None:
+            return f"no Chinese font (e.g. Noto Serif CJK SC, fonts-noto-cjk) is installed; {SYSDEPS_HINT}"
+    return None
+
+
+@dataclass
+class BuildResult:
+    """What ``build_report`` wrote, and what it could not build (one line each)."""
+
+    outputs: list[Path] = field(default_factory=list)
+    markdown: list[Path] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _pandoc_args(lang: str, fmt: str, md: Path, out: Path, fig_dir: Path, facts: dict) -> list[str]:
+    args = [pandoc_path(), str(md), "--from=markdown", "--standalone", "--citeproc",
+            f"--bibliography={REPORT_SRC / 'references.bib'}", f"--csl={REPORT_SRC / CSL[lang]}",
+            f"--resource-path={fig_dir}{os.pathsep}{REPORT_SRC}", "--toc", "--toc-depth=2",
+            "-M", f"lang={PANDOC_LANG[lang]}", "-o", str(out)]
+    if fmt == "pdf":
+        args += [f"--pdf-engine={PDF_ENGINE}", "-V", "papersize=a4", "-V", "geometry:margin=2.2cm",
+                 "-V", "fontsize=11pt", "-V", "colorlinks=true", "-V", "linestretch=1.15"]
+        args.append(f"--include-in-header={REPORT_SRC / 'latex' / 'header.tex'}")
+        font = _cjk_font()
+        if font:  # xeCJK with a CJK font; English keeps Latin quotes half-width
+            args += ["-V", f"CJKmainfont={font}"]
+            if lang == "en":
+                args.append(f"--include-in-header={REPORT_SRC / 'latex' / 'en.tex'}")
+    elif fmt == "html":
+        args += ["--embed-resources", "--mathml", "-V", "maxwidth=54em"]
+    return args
+
+
+def build_report(run_id: str, langs: tuple[str, ...] | list[str] = LANGS,
+                 formats: tuple[str, ...] | list[str] = FORMATS, runs_dir: str = "experiments",
+                 figures_dir: str = "report/figures", out_dir: str = "report/build") -> BuildResult:
+    """Render ``report.<lang>.md`` and convert it to each format under ``<out_dir>/<run_id>/``.
+
+    Bad input is refused before anything is written (mixed presets or datasets, missing
+    summary). A format that cannot be built (no xelatex, a pandoc failure) is recorded in
+    ``errors`` while the other formats are still built.
+    """
+    for lang in langs:
+        if lang not in LANGS:
+            raise ValueError(f"language must be one of {', '.join(LANGS)} or all; got {lang!r}")
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    inputs = load_inputs(run_id, runs_dir, figures_dir)
+    facts = collect_facts(inputs, runs_dir=str(runs_dir), figures_dir=str(figures_dir), out_dir=str(out_dir))
+    build = Path(out_dir) / run_id
+    build.mkdir(parents=True, exist_ok=True)
+    result = BuildResult()
+    for row in facts["stale"]:
+        result.warnings.append(f"summary.json shows {row['key']} at epoch {row['last_epoch']} but its "
+                               f"metrics.json has {row['metrics_epoch']} epochs: re-export the analysis")
+    pandoc = pandoc_path()  # fail early, once, when there is no pandoc at all
+    del pandoc
+    for lang in langs:
+        md = build / f"report.{lang}.md"
+        md.write_text(render_markdown(facts, lang), encoding="utf-8")
+        result.markdown.append(md)
+        # DOCX and HTML first: they need only pandoc, so they exist even when the PDF fails
+        for fmt in sorted(formats, key=lambda f: f == "pdf"):
+            out = build / f"report.{lang}.{fmt}"
+            if fmt == "pdf":
+                problem = pdf_engine_problem(lang)
+                if problem:
+                    result.errors.append(f"{out} not built: {problem}")
+                    continue
+            args = _pandoc_args(lang, fmt, md, out, Path(inputs["figures_dir"]).resolve(), facts)
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=build)
+            log = build / f"pandoc.{lang}.{fmt}.log"
+            log.write_text(proc.stdout + proc.stderr, encoding="utf-8")
+            missing_chars = sorted(set(re.findall(r"Missing character: There is no (\S+)", proc.stderr)))
+            if missing_chars:
+                result.warnings.append(f"{out}: font lacks glyphs {' '.join(missing_chars)} (see {log})")
+            if proc.returncode != 0 or not out.is_file():
+                last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                result.errors.append(f"{out} not built: pandoc exited {proc.returncode} ({last}); see {log}")
+                continue
+            result.outputs.append(out)
+    return result
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _split(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    items = [v.strip().lower() for v in value.split(",") if v.strip()]
+    if items == ["all"]:
+        return list(allowed)
+    bad = [v for v in items if v not in allowed]
+    if bad or not items:
+        raise ValueError(f"{what} must be a comma list of {', '.join(allowed)} (or all); got {value!r}")
+    return list(dict.fromkeys(items))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run-id", default="", help="run id to report (default: the newest under --runs-dir)")
+    parser.add_argument("--lang", default="all", help="zh, en or all")
+    parser.add_argument("--formats", default=",".join(FORMATS), help="comma list of pdf, docx, html")
+    parser.add_argument("--runs-dir", default="experiments", help="root folder of run directories")
+    parser.add_argument("--figures-dir", default="report/figures",
+                        help="root folder of the analysis outputs (<dir>/<run_id>/summary.json)")
+    parser.add_argument("--out-dir", default="report/build", help="the report goes to <dir>/<run_id>/")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    import sys
+
+    langs = _split(args.lang, LANGS, "--lang")
+    formats = _split(args.formats, FORMATS, "--formats")
+    if not args.run_id:
+        from resnet_nb.analysis import latest_run_id
+
+        args.run_id = latest_run_id(args.runs_dir)
+        print(f"resnet-nb report: run id {args.run_id} (the newest under {args.runs_dir})", file=sys.stderr)
+    run_id = args.run_id
+    result = build_report(run_id, langs, formats, args.runs_dir, args.figures_dir, args.out_dir)
+    for path in result.outputs:
+        print(path)
+    for w in result.warnings:
+        print(f"resnet-nb report: warning: {w}", file=sys.stderr)
+    for e in result.errors:
+        print(f"resnet-nb report: error: {e}", file=sys.stderr)
+    return 2 if result.errors else 0
