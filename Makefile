@@ -34,6 +34,12 @@ test: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/resnet-nb reproduce --preset $(PRESET) --dataset $(DATASET) $(if $(RUN_ID),--run-id $(RUN_ID))
 
+# re-execute the four notebooks with smoke parameters on the synthetic fixture into the
+# nbval golden copies tests/notebooks/*.ipynb (after changing a notebook's .py source)
+golden: $(STAMP)
+	$(BIN)/jupytext --sync notebooks/*.py
+	$(BIN)/python tests/notebooks/make_golden.py
+
 # report knobs: make report RUN_ID=my-run REPORT_LANG=zh FORMATS=pdf,html
 REPORT_LANG ?= all
 FORMATS     ?= pdf,docx,html

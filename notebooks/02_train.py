@@ -45,7 +45,7 @@ notebook_setup(globals())  # relative paths below are relative to the project ro
 
 # %% tags=["parameters"]
 preset = "seed"             # seed | paper | smoke: the recipe; every None below comes from it
-model = "resnet20"          # plain<depth> | resnet<depth>, depth = 6n+2
+model = "resnet20"          # plain<depth> | resnet<depth> (depth 6n+2: 20, 56, 110, ...)
 models = ""                 # comma list (e.g. plain20,resnet20): several models; overrides model
 seed = 0                    # seed of the weight init and of the data order/augmentation
 seeds = ""                  # comma list (e.g. 0,1,2): several seeds; overrides seed

@@ -14,7 +14,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("resnet_nb.data_cli", "download, verify or describe CIFAR-10"),
     "train": ("resnet_nb.train", "train one model (or a pack of same-depth models) into a run dir"),
-    # "reproduce": ("resnet_nb.reproduce", "run the training notebook for each model with papermill, then the analysis"),
+    "reproduce": ("resnet_nb.reproduce", "run the training notebook for each model with papermill, then the analysis"),
     "report": ("resnet_nb.report", "build the pandoc report (pdf, docx, html) of a run id"),
     "bench": ("resnet_nb.bench", "measure training images/s: common recipe vs this project's fast paths"),
 }

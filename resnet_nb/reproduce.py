@@ -308,6 +308,11 @@ def _worker(spec_path: str) -> int:
     return 1
 
 
+# kernel log lines that say nothing about the run (jupyter_client's default TCP transport;
+# the kernel's own report of the shutdown papermill requests after the last cell)
+_NOISE = ("Kernel is running over TCP without encryption", "KeyboardInterrupt caught in kernel")
+
+
 class _Runner:
     """Runs notebook executions in child processes, at most ``parallel`` at once, and
     prints their output prefixed with the unit's name."""
@@ -319,6 +324,8 @@ class _Runner:
 
     def _echo(self, name: str, stream) -> None:
         for line in stream:
+            if any(noise in line for noise in _NOISE):
+                continue
             with self.lock:
                 print(f"[{name}] {line.rstrip()}", flush=True)
 
@@ -393,8 +400,11 @@ def _describe(unit: Unit) -> str:
     return f"FAILED in {f.get('notebook') or 'its notebook'}, {cell}{src}: {f.get('ename')}: {f.get('evalue')}"
 
 
-def theory_parameters(preset: str, cfg, run_id: str, figures_root: Path) -> dict:
-    depths, seeds, batch = THEORY.get(preset, THEORY_DEFAULT)
+def theory_parameters(preset: str, cfg, run_id: str, figures_root: Path, depths: str | None = None,
+                      seeds: str | None = None, batch: int | None = None) -> dict:
+    """01_theory's parameters: the data of the training runs, probe sizes by preset."""
+    d, s, b = THEORY.get(preset, THEORY_DEFAULT)
+    depths, seeds, batch = depths or d, seeds or s, batch or b
     return {"dataset": cfg.dataset, "data_root": cfg.data_root, "allow_noncanonical": cfg.allow_noncanonical,
             "depths": depths, "seeds": seeds, "batch_size": batch, "run_id": run_id,
             "figures_root": str(figures_root), "device": cfg.device}
@@ -419,6 +429,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any TrainConfig field, e.g. --set epochs=2 (repeatable)")
     p.add_argument("--skip-theory", action="store_true", help="do not execute 01_theory")
+    p.add_argument("--theory-depths", default=None, help="depths 01_theory probes (default: 20,56,110)")
+    p.add_argument("--theory-seeds", default=None, help="seeds 01_theory probes (default: 0,1,2; smoke 0,1)")
+    p.add_argument("--theory-batch", type=int, default=None,
+                   help="images in 01_theory's probe batch (default: 128; smoke 32)")
     p.add_argument("--kernel", default=KERNEL, help="Jupyter kernel that executes the notebooks")
 
 
@@ -502,7 +516,8 @@ def run_cli(args: argparse.Namespace) -> int:
             finals = []
             if not args.skip_theory:
                 finals.append((Unit("01_theory", []), nb_dir / "01_theory.ipynb", [base / "01_theory.ipynb"],
-                               theory_parameters(args.preset, cfgs[0], run_id, figures_root)))
+                               theory_parameters(args.preset, cfgs[0], run_id, figures_root, args.theory_depths,
+                                                 args.theory_seeds, args.theory_batch)))
             if any((d / "metrics.json").is_file() for u in units for d in u.run_dirs):
                 finals.append((Unit("03_analysis", []), nb_dir / "03_analysis.ipynb", [base / "03_analysis.ipynb"],
                                {"run_id": run_id, "runs_dir": str(out_dir), "figures_root": str(figures_root),
