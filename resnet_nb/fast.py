@@ -38,7 +38,7 @@ from resnet_nb import data as D
 __all__ = [
     "PRECISIONS", "check_precision", "autocast", "make_optimizer", "prepare_model",
     "TrainStep", "member_losses", "draw_crop_flip", "PackBatcher", "WARMUP_STEPS", "set_lr",
-    "lr_in_tensor",
+    "lr_in_tensor", "plan_packs", "train_pack", "evaluate_pack", "PACK_FREE_FIELDS",
 ]
 
 # bf16 becomes a valid TrainConfig.precision once this module is imported (train imports it)
@@ -157,6 +157,16 @@ class TrainStep:
                     ts.append(buf)
         return ts
 
+    def _align_momentum(self) -> None:
+        """Momentum buffers with their parameter's strides (channels_last weights; a
+        resumed buffer may come contiguous): the fused kernel wants matching layouts."""
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                st = self.optimizer.state.get(p, {})
+                buf = st.get("momentum_buffer")
+                if buf is not None and buf.stride() != p.stride():
+                    st["momentum_buffer"] = torch.empty_like(p).copy_(buf)
+
     def _lr_to_tensor(self) -> None:
         self.lr_tensor = lr_in_tensor(self.optimizer, self.device)
 
@@ -173,6 +183,7 @@ class TrainStep:
                 raise ValueError("graph capture assumes SGD dampening 0 (zero-initialised momentum)")
             for p in group["params"]:            # zeros == SGD's first step with dampening 0
                 opt.state[p].setdefault("momentum_buffer", torch.zeros_like(p, memory_format=torch.preserve_format))
+        self._align_momentum()
         self._lr_to_tensor()
         if x.dim() == 5:                         # pack: input buffer in the network's layout
             n, b, c, h, w = x.shape
@@ -227,6 +238,9 @@ class TrainStep:
                  y: torch.Tensor):
         if model is not self.model or optimizer is not self.optimizer:
             raise ValueError("TrainStep was built for another model/optimizer")
+        if self.graph is None and self.captures == 0 and self.eager_steps == 0:
+            self._align_momentum()
+            self._lr_to_float()              # a resumed optimiser may bring a CPU lr tensor
         if self.graph_wanted and self.graph is None:
             self._try_capture(x, y)
         if self.graph is not None and tuple(x.shape) == self._in_shape and tuple(y.shape) == self._y_shape:
@@ -296,3 +310,268 @@ class PackBatcher:
             top, left, flip = (torch.cat([d[k] for d in draws]).to(self.x.device) for k in range(3))
             x = D.crop_flip(self.x[idx.reshape(-1)], top, left, flip)      # (N*B, 3, H, W)
             yield x.view(members, b, *x.shape[1:]), self.y[idx]
+
+
+# --------------------------------------------------------------------------- packed training
+
+# TrainConfig fields that may differ between members of one pack: everything else (the
+# recipe, the data, the device) must be equal, and the depth too.
+PACK_FREE_FIELDS = ("model", "seed", "run_name")
+
+
+def plan_packs(cfgs: Sequence, pack: bool | None = None) -> list[list[int]]:
+    """Group ``cfgs`` (indices) into packs: same depth and same recipe, option-A shortcuts.
+
+    ``pack=None`` packs on CUDA only; ``True`` packs on any device; ``False`` never. A
+    residual config with shortcut B trains on its own (packing supports option A only).
+    """
+    from dataclasses import asdict
+
+    from resnet_nb.models import parse_model_name
+    from resnet_nb.train import resolve_device
+
+    groups: dict = {}
+    for i, c in enumerate(cfgs):
+        family, depth = parse_model_name(c.model)
+        dev = resolve_device(c.device)
+        want = (dev.type == "cuda") if pack is None else pack
+        if want and family == "resnet" and c.shortcut != "A":
+            print(f"{c.run_name or c.model}: shortcut {c.shortcut} cannot be packed (option A only); "
+                  f"it trains on its own", flush=True)
+            want = False
+        if want:
+            key = (depth, dev.type, tuple((k, v) for k, v in sorted(asdict(c).items())
+                                          if k not in PACK_FREE_FIELDS))
+        else:
+            key = ("alone", i)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+class _StateOf:
+    """Something with a ``state_dict()`` (a member's slice of the pack), for train._last_state."""
+
+    def __init__(self, state: dict) -> None:
+        self._state = state
+
+    def state_dict(self) -> dict:
+        return self._state
+
+
+@torch.no_grad()
+def evaluate_pack(packed: nn.Module, x: torch.Tensor, y: torch.Tensor, data, precision: str = "fp32",
+                  batch_size: int = 1000) -> tuple[list[float], list[float]]:
+    """Per-member mean cross-entropy and top-1 accuracy on uint8 images x (n, 3, 32, 32)
+    (every member sees the same images, like ``train.evaluate`` for one model)."""
+    packed.eval()
+    n_members = packed.members
+    loss = torch.zeros(n_members, device=x.device)
+    correct = torch.zeros(n_members, device=x.device, dtype=torch.long)
+    for i in range(0, x.shape[0], batch_size):
+        with autocast(precision, x.device):
+            logits = packed(data.normalize(x[i:i + batch_size]))          # (N, B, K)
+        yb = y[i:i + batch_size].expand(n_members, -1)                    # (N, B)
+        _, loss_sum, corr = member_losses(logits, yb)
+        loss += loss_sum
+        correct += corr
+    n = x.shape[0]
+    return (loss / n).tolist(), (correct.double() / n).tolist()
+
+
+def train_pack(cfgs: Sequence, restart: bool = False, train_one=None) -> list:
+    """Train same-depth configs as one packed network; each member writes its own run dir
+    under the contract of ``resnet_nb.train`` (checkpoints load into the single model, and
+    ``train(cfg)`` or a later pack resumes them). Returns the run dirs in ``cfgs`` order.
+
+    Members that already finished are skipped; members whose checkpoints stopped at
+    different epochs (or a single member left) are trained one by one with ``train_one``
+    (default ``train.train``). Run ids must already be resolved (``train_many`` does it).
+    """
+    from resnet_nb import train as T
+
+    train_one = train_one or (lambda c, restart: T.train(c, restart=restart))
+    device = T.resolve_device(cfgs[0].device)
+    check_precision(cfgs[0].precision, device)
+    seen = [T._inspect_run(c, device, restart) for c in cfgs]
+    paths = [s[0] for s in seen]
+    todo = [i for i, s in enumerate(seen) if not s[3]]
+    starts = {(seen[i][1] or {}).get("epoch", 0) for i in todo}
+    if len(todo) <= 1 or len(starts) > 1:
+        if len(starts) > 1:
+            print(f"pack {', '.join(cfgs[i].run_name for i in todo)}: the members' checkpoints are at "
+                  f"different epochs {sorted(starts)}; training them one by one", flush=True)
+        for i in todo:
+            paths[i] = train_one(cfgs[i], restart)
+        return paths
+    members = [cfgs[i] for i in todo]
+    data = T.prepare_data(members[0], device)
+    for i in todo:
+        T._check_fingerprint(paths[i], seen[i][1], data)
+    locks = []
+    try:
+        for i in todo:
+            locks.append(T._claim_run(paths[i], restart or seen[i][1] is None))
+        _train_pack_locked(T, members, device, data, [paths[i] for i in todo],
+                           [seen[i][1] for i in todo], [seen[i][2] for i in todo])
+    finally:
+        for lock in locks:
+            if lock is not None:
+                lock.close()
+    return paths
+
+
+def _train_pack_locked(T, cfgs, device, data, run_dirs, ckpts, metas_old) -> None:
+    import math
+    import sys
+    import time
+    from dataclasses import asdict
+
+    from resnet_nb.models import build_model, count_parameters
+    from resnet_nb.packed import member_optimizer_state, pack_models, pack_optimizer_state
+    from resnet_nb.runs import BEST_FILE, CONFIG_FILE, LAST_FILE, METRICS_FILE, atomic_save, atomic_write_json
+
+    n, c0 = len(cfgs), cfgs[0]
+    singles = []
+    for c, ck in zip(cfgs, ckpts):
+        torch.manual_seed(c.seed)                                   # He init of this member's seed
+        m = build_model(c.model, c.shortcut)
+        if ck is not None:
+            m.load_state_dict(ck["model"])
+        singles.append(m)
+    params = count_parameters(singles[0])
+    packed = prepare_model(pack_models(singles), device)
+    del singles
+    opt = make_optimizer(packed.parameters(), c0.lr, c0.momentum, c0.weight_decay, device)
+    if ckpts[0] is not None:
+        opt.load_state_dict(pack_optimizer_state([ck["optimizer"] for ck in ckpts]))
+        torch.set_rng_state(ckpts[0]["rng"]["torch"])
+    step = TrainStep(packed, opt, c0.precision)
+    gens = [torch.Generator(device=device).manual_seed(c.seed + T.DATA_SEED_OFFSET) for c in cfgs]
+    for g, ck in zip(gens, ckpts):
+        if ck is not None:
+            g.set_state(ck["rng"]["data"])
+    batcher = PackBatcher(data.train_x, data.train_y, c0.batch_size, gens)
+    ipe = T.iters_per_epoch(data.train_x.shape[0], c0.batch_size)
+    n_epochs = T.planned_epochs(c0, ipe)
+    names = [c.run_name for c in cfgs]
+
+    st = [{"best_acc": -1.0, "best_epoch": 0, "metrics": [], "alive": True} for _ in cfgs]
+    epoch, iteration = 0, 0
+    if ckpts[0] is not None:
+        epoch, iteration = ckpts[0]["epoch"], ckpts[0]["iteration"]
+        for s, ck in zip(st, ckpts):
+            s.update(best_acc=ck["best_acc"], best_epoch=ck["best_epoch"], metrics=list(ck["metrics"]))
+    env = T._environment(device)
+    metas = []
+    for i, (c, rd, old) in enumerate(zip(cfgs, run_dirs, metas_old)):
+        s = st[i]
+        meta = {"config": asdict(c), "preset": c.preset, "environment": env, "dataset": data.info,
+                "status": "running", "start_time": T._now(), "end_time": None, "params": params,
+                "iters_per_epoch": ipe, "epochs_planned": n_epochs,
+                "best_test_acc": s["best_acc"] if s["best_epoch"] else None,
+                "best_epoch": s["best_epoch"] or None, "error": None, "resumed": [],
+                "packed_with": names, "pack_index": i}
+        if old is not None:
+            meta["start_time"] = old.get("start_time", meta["start_time"])
+            meta["resumed"] = list(old.get("resumed", [])) + [{"time": T._now(), "epoch": epoch}]
+        atomic_write_json(rd / CONFIG_FILE, meta)
+        atomic_write_json(rd / METRICS_FILE, s["metrics"])
+        metas.append(meta)
+    kind = "synthetic data" if c0.dataset == "synthetic" else f"{data.info['provenance']} CIFAR-10"
+    print(f"pack of {n} ({', '.join(names)}): {'resuming after epoch %d' % epoch if ckpts[0] else 'starting'}; "
+          f"{params:,} params each, {kind}, {device}, {c0.precision}, graph={'on' if step.graph_wanted else 'off'}, "
+          f"{n_epochs} epochs x {ipe} iterations", flush=True)
+
+    def finish(i, status, error=None):
+        s = st[i]
+        metas[i].update(status=status, end_time=T._now(), error=error,
+                        best_test_acc=s["best_acc"] if s["best_epoch"] else None,
+                        best_epoch=s["best_epoch"] or None)
+        atomic_write_json(run_dirs[i] / CONFIG_FILE, metas[i])
+
+    def alive():
+        return [i for i in range(n) if st[i]["alive"]]
+
+    stop = c0.max_iters or math.inf
+    elapsed = st[0]["metrics"][-1]["elapsed"] if st[0]["metrics"] else 0.0
+    try:
+        while epoch < n_epochs and iteration < stop and alive():
+            t0 = time.perf_counter()
+            e = epoch + 1
+            packed.train()
+            losses, corrects, it, lr, images = [], [], iteration, c0.lr, 0
+            for x, y in batcher.batches():
+                if it >= stop:
+                    break
+                lr = T.lr_at(c0, it, ipe)
+                T.set_lr(opt, lr)
+                loss_sum, correct = step(packed, opt, data.normalize(x), y)
+                losses.append(loss_sum)
+                corrects.append(correct)
+                images += y.shape[1]
+                it += 1
+            train_loss = (torch.stack(losses).sum(0) / images).tolist()           # (N,)
+            train_acc = (torch.stack(corrects).sum(0).double() / images).tolist()
+            last = e == n_epochs or it >= stop
+            test = val = None
+            if e % c0.eval_every == 0 or last:
+                test = evaluate_pack(packed, data.test_x, data.test_y, data, c0.precision)
+                if data.val_x is not None:
+                    val = evaluate_pack(packed, data.val_x, data.val_y, data, c0.precision)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            dt = time.perf_counter() - t0          # the pack's epoch: shared by its members
+            elapsed += dt
+            epoch, iteration = e, it
+            model_sd, opt_sd = packed.state_dict(), opt.state_dict()
+            for i in alive():
+                s = st[i]
+                record = {"epoch": e, "iteration": it, "train_loss": train_loss[i], "train_acc": train_acc[i],
+                          "test_loss": test[0][i] if test else None, "test_acc": test[1][i] if test else None,
+                          "lr": lr}
+                if data.val_x is not None:
+                    record["val_loss"], record["val_acc"] = (val[0][i], val[1][i]) if val else (None, None)
+                record["time"], record["elapsed"] = dt, elapsed
+                bad = [k for k in ("train_loss", "test_loss", "val_loss")
+                       if record.get(k) is not None and not math.isfinite(record[k])]
+                if bad:
+                    msg = (f"{names[i]}: the {bad[0].replace('_', ' ')} became {record[bad[0]]} at epoch {e}; "
+                           f"the member stops and keeps its last good checkpoint and metrics (the rest of "
+                           f"the pack trains on; try a lower --lr or --warmup-iters)")
+                    print(f"{names[i]}: FAILED: {msg}", file=sys.stderr, flush=True)
+                    finish(i, "failed", msg)
+                    s["alive"] = False
+                    continue
+                s["metrics"].append(record)
+                atomic_write_json(run_dirs[i] / METRICS_FILE, s["metrics"])
+                member = _StateOf({k: split_packed(v, n, i) for k, v in model_sd.items()})
+                if record["test_acc"] is not None and record["test_acc"] > s["best_acc"]:
+                    s["best_acc"], s["best_epoch"] = record["test_acc"], e
+                    atomic_save({"model": member.state_dict(), "config": asdict(cfgs[i]), "epoch": e,
+                                 "iteration": it, "test_acc": s["best_acc"],
+                                 "normalization": T._norm_state(data)}, run_dirs[i] / BEST_FILE)
+                atomic_save(T._last_state(cfgs[i], member, _StateOf(member_optimizer_state(opt_sd, n, i)),
+                                          gens[i], device, data, e, it, s["best_acc"], s["best_epoch"],
+                                          s["metrics"]), run_dirs[i] / LAST_FILE)
+                print(T._summary_line(names[i], record, n_epochs), flush=True)
+    except KeyboardInterrupt:
+        for i in alive():
+            finish(i, "interrupted", f"interrupted during epoch {epoch + 1}; last.pth holds epoch {epoch}; "
+                                     f"rerun the same command to resume")
+        raise
+    except BaseException as err:
+        for i in alive():
+            finish(i, "failed", f"{type(err).__name__}: {err}")
+        raise
+    for i in alive():
+        finish(i, "finished")
+        s = st[i]
+        best = f"best test acc {s['best_acc']:.4f} at epoch {s['best_epoch']}" if s["best_epoch"] else "no evaluation"
+        print(f"{names[i]}: finished {epoch} epochs, {iteration} iterations, {best}; "
+              f"{elapsed:.1f} s (packed with {n - 1} other{'s' if n > 2 else ''}); {run_dirs[i]}", flush=True)
+
+
+def split_packed(t: torch.Tensor, members: int, i: int) -> torch.Tensor:
+    """Member ``i``'s slice of a packed state tensor, on the CPU (for checkpoints)."""
+    from resnet_nb.packed import split_packed_tensor
+    return split_packed_tensor(t.detach(), members, i)

@@ -44,7 +44,7 @@ from resnet_nb.models import STAGE_WIDTHS, CifarResNet, _check_depth, build_mode
 __all__ = [
     "PackedCifarResNet", "PackedShortcutA", "PackedBasicBlock", "PackedLinear", "pack_models",
     "from_state_dicts", "member_state_dict", "unpack", "split_packed_tensor",
-    "pack_tensors", "check_packable",
+    "pack_tensors", "check_packable", "pack_optimizer_state", "member_optimizer_state",
 ]
 
 
@@ -270,3 +270,30 @@ def unpack(packed: PackedCifarResNet, shortcut: str = "A") -> list[CifarResNet]:
         m.load_state_dict(member_state_dict(packed, i))
         out.append(m.to(device=ref.device, dtype=ref.dtype).train(packed.training))
     return out
+
+
+# --------------------------------------------------------------------------- optimiser state
+
+def pack_optimizer_state(states: Sequence[dict]) -> dict:
+    """Members' SGD ``state_dict()``s (of their single models) -> the pack's: the momentum
+    buffer of parameter k is the members' buffers concatenated (parameter order is shared)."""
+    packed_state = {}
+    for k in states[0]["state"]:
+        entries = [s["state"].get(k, {}) for s in states]
+        if all("momentum_buffer" in e and e["momentum_buffer"] is not None for e in entries):
+            packed_state[k] = {"momentum_buffer": pack_tensors([e["momentum_buffer"] for e in entries])}
+    return {"state": packed_state, "param_groups": [dict(g) for g in states[0]["param_groups"]]}
+
+
+def member_optimizer_state(state: dict, members: int, i: int) -> dict:
+    """Member ``i``'s part of the pack's SGD ``state_dict()``, loadable by the optimiser of
+    the single model (lr stored as a float)."""
+    groups = []
+    for g in state["param_groups"]:
+        g = dict(g)
+        if torch.is_tensor(g.get("lr")):
+            g["lr"] = float(g["lr"])
+        groups.append(g)
+    return {"state": {k: {n: split_packed_tensor(t, members, i) if torch.is_tensor(t) else t
+                          for n, t in v.items()} for k, v in state["state"].items()},
+            "param_groups": groups}

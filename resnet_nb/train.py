@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_nb import data as D
+from resnet_nb import fast
 from resnet_nb.config import (NON_MATH_FIELDS, PRESETS, TrainConfig, config_diff, field_help,
                               make_config)
 from resnet_nb.models import build_model, count_parameters
@@ -192,14 +193,14 @@ def lr_at(cfg: TrainConfig, iteration: int, iters_per_epoch: int) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+    fast.set_lr(optimizer, lr)  # in place where the lr lives in a tensor that a CUDA graph reads
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with momentum; weight decay on every parameter, as in the paper and seed report."""
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                           weight_decay=cfg.weight_decay)
+    """SGD with momentum; weight decay on every parameter, as in the paper and seed report
+    (the fused kernel on CUDA, see ``resnet_nb.fast``)."""
+    return fast.make_optimizer(model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay,
+                               next(model.parameters()).device)
 
 
 # --------------------------------------------------------------------------- step, epoch, eval
@@ -282,12 +283,13 @@ def _diverged(desc: str, epoch: int, iteration: int, value: float) -> None:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: PreparedData,
-             batch_size: int = EVAL_BATCH) -> tuple[float, float]:
+             batch_size: int = EVAL_BATCH, precision: str = "fp32") -> tuple[float, float]:
     """Mean cross-entropy and top-1 accuracy (fraction) of uint8 images x (N, 3, 32, 32)."""
     model.eval()
     loss, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device, dtype=torch.long)
     for i in range(0, x.shape[0], batch_size):
-        logits = model(data.normalize(x[i:i + batch_size]))
+        with fast.autocast(precision, x.device):
+            logits = model(data.normalize(x[i:i + batch_size]))
         yb = y[i:i + batch_size]
         loss += F.cross_entropy(logits.float(), yb, reduction="sum")
         correct += (logits.argmax(1) == yb).sum()
@@ -439,10 +441,25 @@ def train(cfg: TrainConfig, restart: bool = False) -> Path:
     """
     cfg = _resolve_run_ids([cfg], restart)[0]
     device = resolve_device(cfg.device)
+    run_dir, ckpt, meta_old, finished = _inspect_run(cfg, device, restart)
+    if finished:
+        return run_dir
+    data = prepare_data(cfg, device)
+    _check_fingerprint(run_dir, ckpt, data)
+    lock = _claim_run(run_dir, restart or ckpt is None)
+    try:
+        return _train_locked(cfg, device, data, run_dir, ckpt, meta_old)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _inspect_run(cfg: TrainConfig, device: torch.device, restart: bool):
+    """What ``cfg``'s run dir already holds (read-only; nothing is locked yet):
+    ``(run_dir, last.pth contents or None, stored config.json or None, finished)``.
+    A stored run with another config or device type is refused (one-line ValueError)."""
     run_dir = run_dir_of(cfg.out_dir, cfg.run_id, cfg.run_name)
     _check_writable(run_dir)
-
-    # ---- what the run dir already holds (read-only until the lock is taken)
     ckpt, meta_old = None, None
     if (run_dir / CONFIG_FILE).is_file() and not restart:
         meta_old = read_json(run_dir / CONFIG_FILE)
@@ -460,35 +477,39 @@ def train(cfg: TrainConfig, restart: bool = False) -> Path:
         if meta_old.get("status") == "finished" and ckpt is not None:
             print(f"{run_dir}: already finished ({len(ckpt.get('metrics', []))} epochs); "
                   f"pass --restart to train it again", flush=True)
-            return run_dir
+            return run_dir, ckpt, meta_old, True
+    return run_dir, ckpt, (meta_old if ckpt is not None else None), False
 
-    data = prepare_data(cfg, device)
+
+def _check_fingerprint(run_dir: Path, ckpt: dict | None, data: PreparedData) -> None:
     if ckpt is not None and ckpt.get("dataset_fingerprint") != data.info["fingerprint"]:
         raise ValueError(f"the data differs from the data {run_dir} was trained on (fingerprint "
                          f"{data.info['fingerprint'][:12]} vs {str(ckpt.get('dataset_fingerprint'))[:12]}); "
                          f"point --data-root at the same data or pass --restart")
 
+
+def _claim_run(run_dir: Path, fresh: bool):
+    """Create and lock the run dir; a fresh run drops stale checkpoints and metrics."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ValueError(f"cannot create the run directory {run_dir}: {e.strerror}; "
                          f"choose a writable --out-dir") from None
     lock = _lock(run_dir)
-    try:
-        if restart or ckpt is None:
-            for name in (LAST_FILE, BEST_FILE, METRICS_FILE):
-                (run_dir / name).unlink(missing_ok=True)
-        return _train_locked(cfg, device, data, run_dir, ckpt, meta_old if ckpt is not None else None)
-    finally:
-        if lock is not None:
-            lock.close()
+    if fresh:
+        for name in (LAST_FILE, BEST_FILE, METRICS_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+    return lock
 
 
 def _train_locked(cfg: TrainConfig, device: torch.device, data: PreparedData, run_dir: Path,
                   ckpt: dict | None, meta_old: dict | None) -> Path:
     torch.manual_seed(cfg.seed)                                     # He init of this seed
-    model = build_model(cfg.model, cfg.shortcut).to(device)
+    model = fast.prepare_model(build_model(cfg.model, cfg.shortcut), device)  # channels_last on CUDA
     optimizer = make_optimizer(model, cfg)
+    # CUDA: the graph-captured step of resnet_nb.fast; CPU fp32: train_step (bf16: autocast, eager)
+    use_fast = device.type == "cuda" or cfg.precision != "fp32"
+    step = fast.TrainStep(model, optimizer, cfg.precision) if use_fast else None
     generator = torch.Generator(device=device).manual_seed(cfg.seed + DATA_SEED_OFFSET)
     ipe = iters_per_epoch(data.train_x.shape[0], cfg.batch_size)
     n_epochs = planned_epochs(cfg, ipe)
@@ -535,16 +556,18 @@ def _train_locked(cfg: TrainConfig, device: torch.device, data: PreparedData, ru
         while epoch < n_epochs and iteration < (cfg.max_iters or math.inf):
             t0 = time.perf_counter()
             e = epoch + 1
-            res = train_epoch(model, optimizer, data, cfg, generator, iteration, ipe, e,
+            res = train_epoch(model, optimizer, data, cfg, generator, iteration, ipe, e, step=step,
                               desc=f"{name} {e}/{n_epochs}")
             record = {"epoch": e, "iteration": res["iteration"], "train_loss": res["train_loss"],
                       "train_acc": res["train_acc"], "test_loss": None, "test_acc": None,
                       "lr": res["lr"]}
             last = e == n_epochs or res["iteration"] >= (cfg.max_iters or math.inf)
             if e % cfg.eval_every == 0 or last:
-                record["test_loss"], record["test_acc"] = evaluate(model, data.test_x, data.test_y, data)
+                record["test_loss"], record["test_acc"] = evaluate(model, data.test_x, data.test_y, data,
+                                                                   precision=cfg.precision)
                 if data.val_x is not None:
-                    record["val_loss"], record["val_acc"] = evaluate(model, data.val_x, data.val_y, data)
+                    record["val_loss"], record["val_acc"] = evaluate(model, data.val_x, data.val_y, data,
+                                                                     precision=cfg.precision)
                 for key in ("test_loss", "val_loss"):
                     if key in record and not math.isfinite(record[key]):
                         _diverged(name, e, res["iteration"], record[key])
@@ -620,21 +643,35 @@ def _summary_line(name: str, r: dict, n_epochs: int) -> str:
             f"acc {_fmt(r['test_acc'], '.4f')}{val} | lr {r['lr']:.4g} | {r['time']:.1f} s")
 
 
-def train_many(cfgs: list[TrainConfig], restart: bool = False) -> list[Path]:
-    """Train several configs (sequentially here) into one run id; returns their run dirs.
+def train_many(cfgs: list[TrainConfig], restart: bool = False, pack: bool | None = None) -> list[Path]:
+    """Train several configs into one run id; returns their run dirs (in ``cfgs`` order).
 
     Configs with an empty run_id share one id (a pending matching run's, else a new one).
-    A run that diverges is reported and the others still train.
+    Same-depth configs with the same recipe train as one packed network
+    (``resnet_nb.packed``, ``resnet_nb.fast.train_pack``; each member still writes its own
+    run dir) on CUDA, or on any device with ``pack=True``; ``pack=False`` trains them one
+    after the other. A run that diverges is reported and the others still train.
     """
     cfgs = _resolve_run_ids(list(cfgs), restart)
-    paths = []
-    for c in cfgs:
-        try:
-            paths.append(train(c, restart=restart))
-        except TrainingDiverged as e:
-            print(f"{c.run_name}: FAILED: {e}", file=sys.stderr, flush=True)
-            paths.append(run_dir_of(c.out_dir, c.run_id, c.run_name))
+    paths: list[Path | None] = [None] * len(cfgs)
+    for idxs in fast.plan_packs(cfgs, pack):
+        group = [cfgs[i] for i in idxs]
+        if len(group) > 1:
+            got = fast.train_pack(group, restart, train_one=_train_reporting)
+        else:
+            got = [_train_reporting(group[0], restart)]
+        for i, p in zip(idxs, got):
+            paths[i] = p
     return paths
+
+
+def _train_reporting(c: TrainConfig, restart: bool) -> Path:
+    """``train(c)``; a diverged run is reported on stderr and its run dir returned."""
+    try:
+        return train(c, restart=restart)
+    except TrainingDiverged as e:
+        print(f"{c.run_name}: FAILED: {e}", file=sys.stderr, flush=True)
+        return run_dir_of(c.out_dir, c.run_id, c.run_name)
 
 
 # --------------------------------------------------------------------------- CLI
