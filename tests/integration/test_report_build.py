@@ -1,0 +1,89 @@
+"""End to end: a real (tiny) training run on the synthetic fixture, the real analysis, then
+the report in both languages and all three formats; pdftotext checks that the PDFs carry
+the numbers of summary.json, the computed verdict and the synthetic-data notice on page 1.
+
+CI installs xelatex (``make sysdeps`` in .ci/run), so the PDF part runs there; it is skipped,
+with the reason, only on a machine without xelatex.
+"""
+from __future__ import annotations
+
+import html as html_lib
+import shutil
+import subprocess
+import zipfile
+
+import pytest
+import torch
+
+from resnet_nb import report
+from resnet_nb.analysis import analyze
+from resnet_nb.config import make_config
+from resnet_nb.train import train_many
+
+# depth 8 and 14 (6n+2, n = 1 and 2): the 2x2 design of the seed report at a CPU-test size
+MODELS = ("plain8", "plain14", "resnet8", "resnet14")
+RUN_ID = "smoke-report"
+
+
+def _pdftext(path, first=None, last=None) -> str:
+    args = ["pdftotext", "-layout"]
+    if first:
+        args += ["-f", str(first), "-l", str(last)]
+    out = subprocess.run([*args, str(path), "-"], capture_output=True, text=True, check=True).stdout
+    return " ".join(out.split())
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report-run")
+    runs, figs = root / "experiments", root / "figures"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfgs = [make_config("smoke", model=m, dataset="synthetic", epochs=2, milestones=(1,),
+                            train_subset=128, test_subset=64, batch_size=64, out_dir=str(runs),
+                            run_id=RUN_ID) for m in MODELS]
+        train_many(cfgs)
+    finally:
+        torch.set_num_threads(threads)
+    summary = analyze(runs, RUN_ID, figs, expected=MODELS)
+    return root, runs, figs, summary
+
+
+@pytest.mark.slow
+def test_report_of_a_real_smoke_run_in_all_formats(smoke_run):
+    root, runs, figs, summary = smoke_run
+    result = report.build_report(RUN_ID, report.LANGS, report.FORMATS, str(runs), str(figs),
+                                 str(root / "build"))
+    build = root / "build" / RUN_ID
+    numbers = [f"{s[k]:.4f}" for s in summary["models"].values()
+               for k in ("best_test_acc", "last_test_acc", "final_train_loss")]
+    facts = report.collect_facts(report.load_inputs(RUN_ID, runs, figs), str(runs), str(figs))
+    deg = facts["cmp"]["degradation_acc"]
+    verdict = f"Plain-14 best test accuracy {deg['va']:.4f} {deg['op']} Plain-8 {deg['vb']:.4f}"
+
+    for lang in report.LANGS:
+        html = " ".join((build / f"report.{lang}.html").read_text(encoding="utf-8").split())
+        assert all(n in html for n in numbers), lang
+        assert html.count("data:image/png;base64") >= 3  # the figures are embedded
+        with zipfile.ZipFile(build / f"report.{lang}.docx") as z:
+            xml = z.read("word/document.xml").decode()
+            assert all(n in xml for n in numbers) and any(n.startswith("word/media/") for n in z.namelist())
+    assert verdict in html_lib.unescape(" ".join((build / "report.en.html").read_text().split()))
+
+    if shutil.which("xelatex") is None:
+        assert all("make sysdeps" in e for e in result.errors) and len(result.errors) == 2
+        pytest.skip("xelatex is not installed (run `make sysdeps`): DOCX/HTML checked, PDF not built")
+    assert result.errors == [] and result.warnings == []  # no missing glyphs either
+    assert sorted(p.name for p in result.outputs) == sorted(
+        f"report.{lang}.{fmt}" for lang in report.LANGS for fmt in report.FORMATS)
+    en, zh = _pdftext(build / "report.en.pdf"), _pdftext(build / "report.zh.pdf")
+    for text in (en, zh):
+        missing = [n for n in numbers if n not in text]
+        assert not missing, f"numbers of summary.json not in the PDF: {missing}"
+    assert verdict in en
+    assert "Synthetic data, not CIFAR-10." in _pdftext(build / "report.en.pdf", 1, 1)
+    assert "本报告使用合成数据" in _pdftext(build / "report.zh.pdf", 1, 1)
+    assert "第四章 程序测试" in zh and "开发日志" in zh
+    assert "HE K. ZHANG X. REN S." in zh  # GB/T 7714 via citeproc
+    assert "K. He, X. Zhang, S. Ren, and J. Sun" in en  # IEEE via citeproc

@@ -1,0 +1,191 @@
+"""The report's facts and sentences come from the run files: verdicts, missing and running
+runs, provenance, refusals; and a missing PDF engine still leaves DOCX and HTML.
+
+Run dirs are written by hand in the DESIGN.md contract (no training), summaries by the real
+``resnet_nb.analysis.summarize``, so these tests take a few seconds.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from resnet_nb import report
+from resnet_nb.analysis import summarize
+from resnet_nb.config import make_config
+from resnet_nb.runs import atomic_write_json, list_runs
+
+PARAMS = {20: 269_722, 56: 853_018}
+FINGERPRINT = "ab" * 32
+
+
+def write_run(root: Path, run_id: str, model: str, best: float, final_loss: float, *,
+              epochs: int = 4, done: int | None = None, preset: str = "seed",
+              provenance: str = "canonical", status: str | None = None) -> Path:
+    """A run dir whose test accuracy peaks at ``best`` (epoch ``done - 1``) and whose training
+    loss ends at ``final_loss``."""
+    done = epochs if done is None else done
+    cfg = make_config(preset, model=model, epochs=epochs, milestones=(max(1, epochs - 1),),
+                      run_id=run_id, out_dir=str(root))
+    run_dir = root / run_id / model
+    run_dir.mkdir(parents=True)
+    metrics = []
+    for e in range(1, done + 1):
+        acc = best if e == max(1, done - 1) else round(best - 0.01 * (done - e + 1), 4)
+        metrics.append({"epoch": e, "iteration": 10 * e, "train_loss": final_loss + 0.3 * (done - e),
+                        "train_acc": 0.5, "test_loss": 1.0, "test_acc": acc, "lr": 0.1,
+                        "time": 60.0, "elapsed": 60.0 * e})
+    depth = int(model.lstrip("plainresnet"))
+    t0 = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.timezone.utc)
+    finished = status is None and done == epochs
+    atomic_write_json(run_dir / "config.json", {
+        "config": asdict(cfg), "preset": preset,
+        "environment": {"python": "3.11.7", "torch": "2.14.1", "torchvision": "0.29.1", "cuda": "13.0",
+                        "cudnn": 91002, "cuda_available": True, "device": "cuda",
+                        "device_name": "NVIDIA H200", "cpu_model": "AMD EPYC", "cpu_count": 16,
+                        "ram_gb": 125.0, "os": "Linux-6.1-x86_64", "git_commit": "0123456789abcdef",
+                        "git_dirty": False},
+        "dataset": {"provenance": provenance, "canonical": provenance == "canonical",
+                    "fingerprint": FINGERPRINT, "md5_mismatches": [] if provenance == "canonical" else ["test_batch"],
+                    "n_train": 50000, "n_test": 10000, "n_train_used": 50000, "n_test_used": 10000, "n_val": 0},
+        "status": status or ("finished" if finished else "running"),
+        "start_time": t0.isoformat(), "end_time": (t0 + dt.timedelta(hours=1)).isoformat() if finished else None,
+        "params": PARAMS.get(depth, 1000)})
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    return run_dir
+
+
+def write_summary(runs_root: Path, figures_root: Path, run_id: str, expected=report.EXPECTED_MODELS) -> dict:
+    summary = summarize(list_runs(runs_root, run_id), run_id, expected, figures={})
+    (figures_root / run_id).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(figures_root / run_id / "summary.json", summary)
+    return summary
+
+
+def seed_like(tmp_path: Path, run_id: str = "r1", **kw) -> tuple[Path, Path]:
+    """The seed report's four runs with its best accuracies (plain56 degrades)."""
+    runs, figs = tmp_path / "exp", tmp_path / "fig"
+    for model, best, loss in (("plain20", 0.9127, 0.010), ("plain56", 0.8769, 0.090),
+                              ("resnet20", 0.9144, 0.008), ("resnet56", 0.9358, 0.002)):
+        write_run(runs, run_id, model, best, loss, **kw)
+    write_summary(runs, figs, run_id)
+    return runs, figs
+
+
+def facts_of(runs: Path, figs: Path, run_id: str = "r1") -> dict:
+    return report.collect_facts(report.load_inputs(run_id, runs, figs), str(runs), str(figs))
+
+
+def test_degradation_verdict_and_sentences_are_computed(tmp_path):
+    runs, figs = seed_like(tmp_path)
+    facts = facts_of(runs, figs)
+    c = facts["cmp"]
+    assert c["degradation_acc"]["holds"] and (c["degradation_acc"]["va"], c["degradation_acc"]["vb"]) == (0.8769, 0.9127)
+    assert c["degradation_loss"]["holds"] and c["residual_fix_acc"]["holds"] and c["depth_gain_acc"]["holds"]
+    assert facts["verdict"]["overall"] == "reproduced" and facts["missing"] == []
+    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    assert "Plain-56 best test accuracy 0.8769 < Plain-20 0.9127" in en
+    assert "Plain-56 final training loss 0.0900 > Plain-20 0.0100" in en
+    assert "ResNet-56 best test accuracy 0.9358 > ResNet-20 0.9144" in en
+    assert "the deeper residual network gains from its depth" in en
+    assert "Plain-56 的最佳测试精度 0.8769 < Plain-20 的 0.9127" in zh and "出现 degradation" in zh
+    assert "Data: the canonical CIFAR-10" in en and "Synthetic" not in en.split("---")[1]
+    # tables, environment, hyperparameters and references come from the files
+    assert "| ResNet-56 | 0.9358 | 3 | 6.42 |" in en and "NVIDIA H200" in en and "| `lr` | 0.1 |" in en
+    assert "[@he2016deep]" in en and "::: {#refs}" in zh and "第四章 程序测试" in zh
+    assert "ResNet-20, ResNet-56 (to 0.01M)" in en  # parameter counts checked against Table 6
+
+
+def test_no_effect_is_said_when_the_data_do_not_show_it(tmp_path):
+    runs, figs = tmp_path / "exp", tmp_path / "fig"
+    for model, best, loss in (("plain20", 0.9000, 0.05), ("plain56", 0.9050, 0.04),
+                              ("resnet20", 0.9100, 0.03), ("resnet56", 0.9100, 0.03)):
+        write_run(runs, "r1", model, best, loss)
+    write_summary(runs, figs, "r1")
+    facts = facts_of(runs, figs)
+    assert facts["verdict"] == {"degradation": False, "degradation_any": False, "residual_fix": True,
+                                "depth_gain": False, "overall": "partial"}
+    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    assert "**no degradation**. Plain-56 best test accuracy 0.9050 > Plain-20 0.9000" in en
+    assert "the data do not show\ndegradation" in en
+    assert "ResNet-56 best test accuracy 0.9100 = ResNet-20 0.9100" in en
+    assert "does not gain from its depth in this run" in en
+    assert "数据没有体现 degradation" in zh and "没有从深度中获益" in zh
+
+
+def test_missing_models_build_with_what_exists_and_are_listed(tmp_path):
+    runs, figs = tmp_path / "exp", tmp_path / "fig"
+    write_run(runs, "r1", "plain20", 0.91, 0.01)
+    write_run(runs, "r1", "resnet20", 0.92, 0.01)
+    write_summary(runs, figs, "r1")
+    facts = facts_of(runs, figs)
+    assert facts["missing"] == ["Plain-56", "ResNet-56"] and facts["verdict"]["overall"] == "not_assessable"
+    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    assert "**Missing runs:** Plain-56, ResNet-56" in en and "| Plain-56 | missing |" in en
+    assert "not assessable (Plain-56 missing)" in en
+    assert "**缺失的运行：** Plain-56、ResNet-56" in zh and "无法判断" in zh
+
+
+def test_a_run_in_progress_is_marked_with_its_last_epoch(tmp_path):
+    runs, figs = tmp_path / "exp", tmp_path / "fig"
+    for model in ("plain20", "plain56", "resnet20"):
+        write_run(runs, "r1", model, 0.9, 0.05, epochs=10)
+    write_run(runs, "r1", "resnet56", 0.8, 0.2, epochs=10, done=3)
+    write_summary(runs, figs, "r1")
+    facts = facts_of(runs, figs)
+    assert [r["label"] for r in facts["in_progress"]] == ["ResNet-56"]
+    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    assert "**Incomplete runs:** ResNet-56 (running, last finished epoch 3 of 10)" in en
+    assert "| running, epoch 3/10 |" in en and "provisional: ResNet-56 not finished" in en
+    assert "ResNet-56（运行中，已完成第 3/10 轮）" in zh
+    assert "still running at epoch 3 of 10" in en  # development log
+
+
+@pytest.mark.parametrize("provenance, en_text, zh_text", [
+    ("synthetic", "**Synthetic data, not CIFAR-10.**", "**注意：本报告使用合成数据，而非 CIFAR-10。**"),
+    ("noncanonical", "**Non-canonical CIFAR-10 copy.**", "**注意：使用的是非标准的 CIFAR-10 副本。**"),
+])
+def test_noncanonical_and_synthetic_data_are_stated_in_the_abstract(tmp_path, provenance, en_text, zh_text):
+    runs, figs = seed_like(tmp_path, provenance=provenance)
+    facts = facts_of(runs, figs)
+    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    front_en, front_zh = en.split("\n---\n")[0], zh.split("\n---\n")[0]  # YAML: title block + abstract
+    assert en_text in front_en and zh_text in front_zh
+    assert FINGERPRINT[:16] in front_en and FINGERPRINT[:16] in front_zh
+    assert "not comparable with the published ones" in en
+
+
+def test_mixed_presets_are_refused(tmp_path):
+    runs, figs = seed_like(tmp_path)
+    write_run(runs, "r1", "resnet110", 0.93, 0.01, preset="smoke")
+    with pytest.raises(ValueError, match="mixes presets.*resnet110: smoke"):
+        report.build_report("r1", ["en"], ["html"], str(runs), str(figs), str(tmp_path / "build"))
+    assert not (tmp_path / "build").exists()
+
+
+def test_missing_pdf_engine_names_what_to_install_and_still_builds_docx_html(tmp_path, monkeypatch):
+    runs, figs = seed_like(tmp_path)
+    monkeypatch.setattr(report, "PDF_ENGINE", "xelatex-not-installed-for-this-test")
+    result = report.build_report("r1", ["en"], list(report.FORMATS), str(runs), str(figs),
+                                 str(tmp_path / "build"))
+    assert sorted(p.suffix for p in result.outputs) == [".docx", ".html"]
+    assert all(p.stat().st_size > 5000 for p in result.outputs)
+    assert len(result.errors) == 1
+    err = result.errors[0]
+    assert "report.en.pdf not built" in err and "make sysdeps" in err and "texlive-xetex" in err
+    html = " ".join((tmp_path / "build" / "r1" / "report.en.html").read_text().split())
+    assert "0.8769" in html and "Deep Residual Learning for Image Recognition" in html
+    assert "Proceedings of the IEEE Conference on Computer Vision" in html  # citeproc ran
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from resnet_nb.cli import main
+
+    runs, figs = seed_like(tmp_path)
+    assert main(["report", "--run-id", "r1", "--runs-dir", str(runs), "--lang", "fr"]) == 2
+    assert "--lang must be a comma list of zh, en" in capsys.readouterr().err
+    assert main(["report", "--run-id", "nope", "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert "known run ids: r1" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
