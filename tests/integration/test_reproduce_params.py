@@ -1,0 +1,100 @@
+"""02_train's parameters -> configs (resnet_nb.reproduce helpers), and bad input through papermill."""
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from resnet_nb.config import make_config
+from resnet_nb.reproduce import (_SNAPSHOT, Unit, check_run_dirs, configs_from_parameters,
+                                 plan_units, train_parameter_names)
+from resnet_nb.runs import atomic_write_json
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def params(tmp_path, **kw):
+    """A notebook namespace: imports (snapshotted), then the parameters cell's defaults."""
+    ns = {"train": print, "json": json}
+    ns[_SNAPSHOT] = set(ns)
+    ns.update({n: None for n in train_parameter_names()})
+    ns.update(preset="seed", model="resnet20", models="", seed=0, seeds="", dataset="cifar10",
+              out_dir=str(tmp_path), run_id="r", run_name="", device="auto")
+    ns.update(kw)
+    return ns
+
+
+def test_none_takes_the_presets_value(tmp_path):
+    (cfg,) = configs_from_parameters(params(tmp_path, preset="smoke", epochs=None, lr=0.05))
+    assert cfg == make_config("smoke", lr=0.05, out_dir=str(tmp_path), run_id="r", run_name="resnet20")
+
+
+def test_models_and_seeds_cross_product(tmp_path):
+    cfgs = configs_from_parameters(params(tmp_path, models="plain20,resnet20", seeds="1,2"))
+    assert [(c.model, c.seed, c.run_name) for c in cfgs] == [
+        ("plain20", 1, "plain20-seed1"), ("plain20", 2, "plain20-seed2"),
+        ("resnet20", 1, "resnet20-seed1"), ("resnet20", 2, "resnet20-seed2")]
+    assert {c.run_id for c in cfgs} == {"r"}
+    one_seed = configs_from_parameters(params(tmp_path, models="plain56, resnet56", seed=3))
+    assert [(c.run_name, c.seed) for c in one_seed] == [("plain56", 3), ("resnet56", 3)]
+    with pytest.raises(ValueError, match="run_name names one run"):
+        configs_from_parameters(params(tmp_path, models="plain20,resnet20", run_name="x"))
+
+
+def test_empty_run_id_gets_one_shared_new_id(tmp_path):
+    cfgs = configs_from_parameters(params(tmp_path, models="plain20,resnet20", run_id=""))
+    assert cfgs[0].run_id.startswith("repro-") and cfgs[0].run_id == cfgs[1].run_id
+
+
+def test_unknown_parameter_names_the_valid_fields(tmp_path):
+    with pytest.raises(ValueError) as e:
+        configs_from_parameters(params(tmp_path, epochz=3))
+    msg = str(e.value)
+    assert "unknown parameter(s) epochz (did you mean epochs?)" in msg
+    for name in ("preset", "epochs", "weight_decay", "eval_every", "models", "seeds"):
+        assert name in msg
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        configs_from_parameters(params(tmp_path, epochs=0))
+
+
+def test_run_dir_of_another_preset_is_refused_with_the_fields(tmp_path):
+    stored = make_config("seed", model="plain20", out_dir=str(tmp_path), run_id="r", run_name="plain20")
+    d = tmp_path / "r" / "plain20"
+    d.mkdir(parents=True)
+    atomic_write_json(d / "config.json", {"config": asdict(stored), "status": "finished"})
+    check_run_dirs([stored])  # the same config: fine
+    cfgs = configs_from_parameters(params(tmp_path, preset="smoke", models="plain20,resnet20"))
+    with pytest.raises(ValueError) as e:
+        check_run_dirs(cfgs)
+    msg = str(e.value)
+    assert "run id 'r' already holds runs with other settings" in msg
+    assert "preset (stored 'seed', now 'smoke')" in msg and "epochs (stored 200, now " in msg
+    assert "resnet20" not in msg
+
+
+def test_plan_units_cpu_per_model_cuda_per_depth(tmp_path):
+    cfgs = configs_from_parameters(params(tmp_path, models="plain20,resnet20,plain56,resnet56", seeds="0,1"))
+    assert [u.name for u in plan_units(cfgs, pack_by_depth=False)][:2] == ["plain20-seed0", "plain20-seed1"]
+    packs = plan_units(cfgs, pack_by_depth=True)
+    assert [(u.name, len(u.cfgs)) for u in packs] == [("depth20", 4), ("depth56", 4)]
+    p = packs[0].parameters(several_seeds=True)
+    assert p["models"] == "plain20,resnet20" and p["seeds"] == "0,1" and "model" not in p
+    single = Unit("plain20-seed1", [cfgs[1]]).parameters(several_seeds=True)
+    assert (single["model"], single["seed"], single["run_name"]) == ("plain20", 1, "plain20-seed1")
+    assert set(p) <= set(train_parameter_names())
+
+
+@pytest.mark.slow
+def test_papermill_unknown_parameter_is_a_clear_error(tmp_path):
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    with pytest.raises(PapermillExecutionError) as e:
+        pm.execute_notebook(str(REPO / "notebooks" / "02_train.ipynb"), str(tmp_path / "out.ipynb"),
+                            parameters=dict(preset="smoke", dataset="synthetic", epochz=1,
+                                            out_dir=str(tmp_path)),
+                            kernel_name="python3", progress_bar=False, cwd=str(REPO))
+    assert e.value.ename == "ValueError"
+    assert "unknown parameter(s) epochz (did you mean epochs?)" in e.value.evalue
+    assert "batch_size" in e.value.evalue
+    assert not (tmp_path / "r").exists()
