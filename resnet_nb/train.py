@@ -56,7 +56,7 @@ from resnet_nb.runs import (BEST_FILE, CONFIG_FILE, LAST_FILE, METRICS_FILE, ato
 __all__ = [
     "TrainingDiverged", "PreparedData", "resolve_device", "prepare_data", "iters_per_epoch",
     "planned_epochs", "lr_at", "set_lr", "make_optimizer", "train_step", "train_epoch",
-    "evaluate", "train", "train_many", "add_arguments", "run_cli", "SUBSET_SEED",
+    "evaluate", "train", "train_many", "resolve_run_ids", "add_arguments", "run_cli", "SUBSET_SEED",
 ]
 
 SUBSET_SEED = 0          # the val split and the train/test subsets are fixed (part of the data)
@@ -404,7 +404,7 @@ def _pending_run_id(cfgs: list[TrainConfig]) -> str | None:
     return max(candidates)[1] if candidates else None
 
 
-def _resolve_run_ids(cfgs: list[TrainConfig], restart: bool = False) -> list[TrainConfig]:
+def resolve_run_ids(cfgs: list[TrainConfig], restart: bool = False) -> list[TrainConfig]:
     """Fill empty run_name (-> model) and run_id (-> a pending matching run, else one new
     id shared by all configs that have none)."""
     cfgs = [_with_names(c) for c in cfgs]
@@ -412,8 +412,16 @@ def _resolve_run_ids(cfgs: list[TrainConfig], restart: bool = False) -> list[Tra
     if not empty:
         return cfgs
     rid = None if restart else _pending_run_id(empty)
-    rid = rid or _new_run_id()
+    if rid is None:  # a new id; never one that already exists (two runs in one second)
+        base = rid = _new_run_id()
+        k = 1
+        while (Path(empty[0].out_dir).expanduser() / rid).exists():
+            k += 1
+            rid = f"{base}-{k}"
     return [c if c.run_id else replace(c, run_id=rid) for c in cfgs]
+
+
+_resolve_run_ids = resolve_run_ids  # the name reproduce.py first imported
 
 
 def _describe_diff(diff: dict) -> str:
@@ -439,7 +447,7 @@ def train(cfg: TrainConfig, restart: bool = False) -> Path:
     Raises ``TrainingDiverged`` on a NaN/inf loss (status "failed"); KeyboardInterrupt
     leaves status "interrupted" and a resumable ``last.pth``.
     """
-    cfg = _resolve_run_ids([cfg], restart)[0]
+    cfg = resolve_run_ids([cfg], restart)[0]
     device = resolve_device(cfg.device)
     run_dir, ckpt, meta_old, finished = _inspect_run(cfg, device, restart)
     if finished:
@@ -595,7 +603,10 @@ def _train_locked(cfg: TrainConfig, device: torch.device, data: PreparedData, ru
         finish("failed", str(err))
         raise
     except KeyboardInterrupt:
-        finish("interrupted", f"interrupted during epoch {epoch + 1}; rerun the same command to resume")
+        msg = (f"interrupted during epoch {epoch + 1}; last.pth holds epoch {epoch}; "
+               f"rerun the same command to resume")
+        finish("interrupted", msg)
+        print(f"{name}: {msg}", file=sys.stderr, flush=True)
         raise
     except BaseException as err:
         finish("failed", f"{type(err).__name__}: {err}")
@@ -652,7 +663,7 @@ def train_many(cfgs: list[TrainConfig], restart: bool = False, pack: bool | None
     run dir) on CUDA, or on any device with ``pack=True``; ``pack=False`` trains them one
     after the other. A run that diverges is reported and the others still train.
     """
-    cfgs = _resolve_run_ids(list(cfgs), restart)
+    cfgs = resolve_run_ids(list(cfgs), restart)
     paths: list[Path | None] = [None] * len(cfgs)
     for idxs in fast.plan_packs(cfgs, pack):
         group = [cfgs[i] for i in idxs]

@@ -266,7 +266,7 @@ def test_smoke_run_learns_on_synthetic_fixture(fake_cifar, tmp_path, capsys):
             "--out-dir", str(tmp_path), "--device", "cpu"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert len(re.findall(r"^resnet20 epoch [1-3]/3 ", out, flags=re.M)) == 3
+    assert len(re.findall(r"^resnet20 epoch [1-5]/5 ", out, flags=re.M)) == 5
     assert "synthetic data" in out and "run dir:" in out
     (run_dir,) = tmp_path.glob("repro-*/resnet20")
     run = runs.load_run(run_dir)
