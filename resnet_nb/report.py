@@ -87,8 +87,28 @@ def load_inputs(run_id: str, runs_dir: str | os.PathLike = "experiments",
     if summary.get("run_id") not in (None, run_id):
         raise ValueError(f"{summary_path} belongs to run id {summary.get('run_id')!r}, not {run_id!r}; "
                          f"re-export the analysis of {run_id}")
+    stale = _stale(summary, runs)
+    if stale and not exported:  # runs went on (or were added) after the export: refresh it
+        from resnet_nb.analysis import analyze
+
+        expected = [*summary.get("models", {}), *summary.get("missing", [])]
+        _check_presets(runs, {}, run_id)  # refuse a mix before the analysis does, in our words
+        analyze(runs_dir, run_id, figures_dir, expected=expected)
+        summary = read_json(summary_path)
     return {"summary": summary, "runs": runs, "figures_dir": fig_dir,
-            "run_dir": Path(runs_dir) / run_id, "exported": exported}
+            "run_dir": Path(runs_dir) / run_id, "exported": exported, "refreshed": stale if not exported else []}
+
+
+def _stale(summary: dict, runs: list[dict]) -> list[str]:
+    """Models whose run files are newer than summary.json: more finished epochs, or no entry."""
+    epochs: dict[str, int] = {}
+    for run in runs:
+        key = _model_key(run)
+        n = len(run.get("metrics", []))
+        epochs[key] = min(epochs.get(key, n), n)  # the summary counts epochs all seeds finished
+    models = summary.get("models", {})
+    return sorted(k for k, n in epochs.items()
+                  if k not in models or (n and (models[k].get("last_epoch") or 0) < n))
 
 
 # --------------------------------------------------------------------------- facts
@@ -428,14 +448,15 @@ def _wrap_command(words: list[str], width: int = 72) -> str:
 
 
 def _commands(run_id: str, preset: str, runs: list[dict], runs_dir: str, figures_dir: str) -> dict:
-    """Exact commands that rebuild this run id: make targets and one ``resnet-nb train`` per run
-    (the preset plus every field where the stored config differs from it)."""
+    """Exact commands that rebuild this run id: ``resnet-nb reproduce`` with the models, seeds
+    and every field where the stored configs differ from the preset, one ``resnet-nb train``
+    per run, and ``make reproduce`` when the plain preset reproduces it."""
     from resnet_nb.config import config_diff, make_config
 
     cfg0 = runs[0].get("config", {})
     dataset = cfg0.get("dataset", "cifar10")
     skip = ("preset", "model", "device", "data_root", "allow_noncanonical", "run_id", "out_dir")
-    train, overridden = [], set()
+    train, common, uniform = [], None, True
     for run in runs:
         c = run.get("config", {})
         model = str(c.get("model"))
@@ -448,20 +469,36 @@ def _commands(run_id: str, preset: str, runs: list[dict], runs_dir: str, figures
             if name == "run_name" and value in ("", model):
                 continue
             words.append(f"--{name.replace('_', '-')} {_fmt_value(value).replace(', ', ',')}")
-            if name != "dataset":
-                overridden.add(name)
         words.append(f"--run-id {run_id}")
         if runs_dir != "experiments":
             words.append(f"--out-dir {runs_dir}")
         train.append(_wrap_command(words))
+        fields = {k: _fmt_value(v).replace(", ", ",") for k, (_, v) in diff.items()
+                  if k not in ("dataset", "seed", "run_name")}
+        uniform = uniform and (common is None or fields == common)
+        common = fields if common is None else common
+    models = sorted({str(r.get("config", {}).get("model")) for r in runs}, key=_order)
+    seeds = sorted({int(r.get("config", {}).get("seed", 0)) for r in runs})
+    words = ["resnet-nb", "reproduce", f"--preset {preset}", f"--dataset {dataset}",
+             f"--run-id {run_id}", f"--models {','.join(models)}"]
+    if len(seeds) > 1 or seeds != [make_config(preset).seed]:
+        words.append(f"--seeds {','.join(map(str, seeds))}")
+    words += [f"--set {k}={v}" for k, v in sorted((common or {}).items())]
+    if runs_dir != "experiments":
+        words.append(f"--out-dir {runs_dir}")
+    if figures_dir != "report/figures":
+        words.append(f"--figures-root {figures_dir}")
+    plain = (not common and models == sorted(EXPECTED_MODELS, key=_order) and seeds == [make_config(preset).seed]
+             and runs_dir == "experiments" and figures_dir == "report/figures")
     return {
-        "reproduce": _wrap_command(["make", "reproduce", f"PRESET={preset}", f"DATASET={dataset}",
-                                    f"RUN_ID={run_id}"]),
-        "report": _wrap_command(["make", "report", f"RUN_ID={run_id}"]),
-        "report_cli": _wrap_command(["resnet-nb", "report", f"--run-id {run_id}",
-                                     f"--runs-dir {runs_dir}", f"--figures-dir {figures_dir}"]),
+        "reproduce": _wrap_command(words) if uniform else None,  # None: runs differ beyond model/seed
+        "make_reproduce": _wrap_command(["make", "reproduce", f"PRESET={preset}", f"DATASET={dataset}",
+                                         f"RUN_ID={run_id}"]) if plain else None,
+        "report": _wrap_command(["resnet-nb", "report", f"--run-id {run_id}"]
+                                + ([f"--runs-dir {runs_dir}"] if runs_dir != "experiments" else [])
+                                + ([f"--figures-dir {figures_dir}"] if figures_dir != "report/figures" else [])),
+        "make_report": f"make report RUN_ID={run_id}" if plain else None,
         "train": train,
-        "overridden": sorted(overridden),  # fields set beyond the preset: make reproduce lacks them
     }
 
 
@@ -572,8 +609,9 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|$@~^])")
 
 
 def _md(text: Any) -> str:
-    """Escape text for pandoc markdown (commit subjects, paths, environment strings)."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text))
+    """Escape text for pandoc markdown (commit subjects, paths, environment strings); a
+    hyphen after a hyphen is escaped too, so ``--flag`` is not typeset as an en dash."""
+    return re.sub(r"(?<=-)-", r"\\-", _MD_SPECIAL.sub(r"\\\1", str(text)))
 
 
 def _f4(x: float | None) -> str:
@@ -697,9 +735,11 @@ def build_report(run_id: str, langs: tuple[str, ...] | list[str] = LANGS,
     build = Path(out_dir) / run_id
     build.mkdir(parents=True, exist_ok=True)
     result = BuildResult()
-    for row in facts["stale"]:
-        result.warnings.append(f"summary.json shows {row['key']} at epoch {row['last_epoch']} but its "
-                               f"metrics.json has {row['metrics_epoch']} epochs: re-export the analysis")
+    if inputs["exported"]:
+        result.warnings.append(f"no summary.json yet: ran the analysis into {inputs['figures_dir']}")
+    if inputs["refreshed"]:
+        result.warnings.append(f"summary.json was older than the run files of {', '.join(inputs['refreshed'])}: "
+                               f"re-ran the analysis into {inputs['figures_dir']}")
     pandoc = pandoc_path()  # fail early, once, when there is no pandoc at all
     del pandoc
     for lang in langs:

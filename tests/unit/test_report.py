@@ -23,13 +23,14 @@ FINGERPRINT = "ab" * 32
 
 def write_run(root: Path, run_id: str, model: str, best: float, final_loss: float, *,
               epochs: int = 4, done: int | None = None, preset: str = "seed",
-              provenance: str = "canonical", status: str | None = None) -> Path:
+              provenance: str = "canonical", status: str | None = None, seed: int | None = None) -> Path:
     """A run dir whose test accuracy peaks at ``best`` (epoch ``done - 1``) and whose training
     loss ends at ``final_loss``."""
     done = epochs if done is None else done
+    name = model if seed is None else f"{model}-seed{seed}"
     cfg = make_config(preset, model=model, epochs=epochs, milestones=(max(1, epochs - 1),),
-                      run_id=run_id, out_dir=str(root))
-    run_dir = root / run_id / model
+                      run_id=run_id, out_dir=str(root), seed=seed or 0, run_name=name)
+    run_dir = root / run_id / name
     run_dir.mkdir(parents=True)
     metrics = []
     for e in range(1, done + 1):
@@ -142,6 +143,14 @@ def test_a_run_in_progress_is_marked_with_its_last_epoch(tmp_path):
     assert "ResNet-56（运行中，已完成第 3/10 轮）" in zh
     assert "still running at epoch 3 of 10" in en  # development log
 
+    # the run goes on: the report re-runs the analysis instead of reporting a stale summary
+    metrics_path = runs / "r1" / "resnet56" / "metrics.json"
+    metrics = report.json.loads(metrics_path.read_text())
+    atomic_write_json(metrics_path, metrics + [{**metrics[-1], "epoch": 4, "test_acc": 0.85}])
+    inputs = report.load_inputs("r1", runs, figs)
+    assert inputs["refreshed"] == ["resnet56"] and inputs["summary"]["models"]["resnet56"]["last_epoch"] == 4
+    assert inputs["summary"]["missing"] == [] and (figs / "r1" / "resnet_train_loss.png").is_file()
+
 
 @pytest.mark.parametrize("provenance, en_text, zh_text", [
     ("synthetic", "**Synthetic data, not CIFAR-10.**", "**注意：本报告使用合成数据，而非 CIFAR-10。**"),
@@ -155,6 +164,24 @@ def test_noncanonical_and_synthetic_data_are_stated_in_the_abstract(tmp_path, pr
     assert en_text in front_en and zh_text in front_zh
     assert FINGERPRINT[:16] in front_en and FINGERPRINT[:16] in front_zh
     assert "not comparable with the published ones" in en
+
+
+def test_several_seeds_give_means_std_and_say_when_a_difference_is_not_resolved(tmp_path):
+    runs, figs = tmp_path / "exp", tmp_path / "fig"
+    for seed, bests in enumerate([(0.910, 0.905, 0.915, 0.930), (0.912, 0.915, 0.917, 0.934)]):
+        for model, best in zip(("plain20", "plain56", "resnet20", "resnet56"), bests):
+            write_run(runs, "r1", model, best, 0.05 if model == "plain56" else 0.02, seed=seed)
+    write_summary(runs, figs, "r1")
+    facts = facts_of(runs, figs)
+    assert facts["by_key"]["plain20"]["n_seeds"] == 2 and facts["varied"] == []
+    deg = facts["cmp"]["degradation_acc"]
+    assert (deg["va"], deg["vb"], deg["holds"], deg["resolved"]) == (0.91, 0.911, True, False)
+    assert facts["cmp"]["residual_fix_acc"]["resolved"] is True
+    en = report.render_markdown(facts, "en")
+    assert "| Plain-56 | 0.9100 ± 0.0071 |" in en and "(mean ± std over seeds)" in en
+    assert "within twice the standard error of the seed means" in en
+    assert "The 8 runs differ only in the model and the seed" in en
+    assert "--seeds 0,1" in en
 
 
 def test_mixed_presets_are_refused(tmp_path):
