@@ -20,11 +20,13 @@ levers, none of which changes the mathematics of the recipe (sec. 4.2):
 * packing same-depth models into one grouped network (``resnet_nb.packed``).
 
 On a device without CUDA the same API runs eagerly. Where capture fails, a warning says so
-and the run continues eagerly.
+and the run continues eagerly. ``RESNET_NB_CUDA_GRAPHS=0`` turns capture off (eager
+reference runs on a GPU, e.g. ``scripts/device_check.sh``).
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from typing import Sequence
 
@@ -122,7 +124,9 @@ class TrainStep:
         self.model, self.optimizer, self.precision = model, optimizer, precision
         self.device = next(model.parameters()).device
         check_precision(precision, self.device)
-        self.graph_wanted = (self.device.type == "cuda") if graph is None else bool(graph)
+        if graph is None:  # default: graphs on CUDA, unless RESNET_NB_CUDA_GRAPHS=0 (eager reference runs)
+            graph = self.device.type == "cuda" and os.environ.get("RESNET_NB_CUDA_GRAPHS", "1") != "0"
+        self.graph_wanted = bool(graph)
         if self.graph_wanted and self.device.type != "cuda":
             raise ValueError("CUDA-graph capture needs a CUDA device; use graph=False on the CPU")
         self.graph: torch.cuda.CUDAGraph | None = None
