@@ -372,6 +372,39 @@ def _utc(stamp: str | None) -> dt.datetime | None:
     return t.astimezone(dt.timezone.utc)
 
 
+def _theory(fig_dir: Path) -> dict | None:
+    """The probes of ``notebooks/01_theory`` (``theory_probes.json``) at initialisation, per
+    model: conv layers, spread of the conv gradient norms (max/min, 1 = every layer gets the
+    same size of update), last block's output std, input-gradient norm; and per depth whether
+    the residual net spreads the gradient less than the plain net (sec. 3.1's argument)."""
+    path = fig_dir / "theory_probes.json"
+    if not path.is_file():
+        return None
+    from resnet_nb.runs import read_json
+
+    data = read_json(path)
+    summary = data.get("summary") or {}
+    rows, spread = [], {}
+    for name, s in sorted(summary.items(), key=lambda kv: (kv[1].get("depth", 0), _order(kv[0]))):
+        g = s.get("conv_grad_norms_mean") or []
+        if not g or min(g) <= 0:
+            continue
+        spread[name] = max(g) / min(g)
+        rows.append({"key": name, "label": _label(name), "layers": len(g), "spread": spread[name],
+                     "last_std": (s.get("block_output_std_mean") or [None])[-1],
+                     "input_grad": s.get("input_grad_norm_mean"), "n_seeds": s.get("n_seeds")})
+    contrast = []
+    for name in spread:
+        fam, depth = _family_depth(name)
+        if fam == "resnet" and f"plain{depth}" in spread:
+            contrast.append({"depth": depth, "plain": _label(f"plain{depth}"), "resnet": _label(name),
+                             "plain_spread": spread[f"plain{depth}"], "resnet_spread": spread[name],
+                             "smaller": spread[name] < spread[f"plain{depth}"]})
+    params = data.get("parameters") or {}
+    return {"rows": rows, "contrast": sorted(contrast, key=lambda c: c["depth"]),
+            "n_seeds": max((r["n_seeds"] or 0 for r in rows), default=0), "parameters": params}
+
+
 def _devlog(runs: list[dict], git: dict, generated: dt.datetime) -> list[dict]:
     """Days of events (commits, run starts and ends), oldest first, times in UTC."""
     events = [{"time": c["time"], "kind": "commit", "hash": c["hash"], "text": c["subject"]}
@@ -592,6 +625,7 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
         "anchors": anchors,
         "figures": figs, "result_figures": [n for n in RESULT_FIGURES if figs.get(n)],
         "theory_figures": [n for n in THEORY_FIGURES if figs.get(n)], "extra_figures": extra_figs,
+        "theory": _theory(fig_dir),
         "paths": {"runs": (Path(runs_dir) / run_id).as_posix(), "figures": fig_dir.as_posix(),
                   "build": (Path(out_dir) / run_id).as_posix()},
         "tree": {"runs": _tree(Path(inputs["run_dir"])), "figures": _tree(fig_dir)},
@@ -630,7 +664,8 @@ def _environment_jinja():
         loader=jinja2.FileSystemLoader(str(REPORT_SRC)), undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
         comment_start_string="{##", comment_end_string="##}")  # "{#" is pandoc's id syntax
-    env.filters.update(f4=_f4, pp=_signed_pp, md=_md, label=_label,
+    env.filters.update(sig3=lambda x: "n/a" if x is None else (f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"),
+                       f4=_f4, pp=_signed_pp, md=_md, label=_label,
                        thousands=lambda n: "n/a" if n is None else f"{int(n):,}",
                        m2=lambda x: "n/a" if x is None else f"{x:.2f}M",
                        pct2=lambda x: "n/a" if x is None else f"{x:.2f}")

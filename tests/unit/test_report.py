@@ -99,6 +99,23 @@ def test_degradation_verdict_and_sentences_are_computed(tmp_path):
     assert "ResNet-20, ResNet-56 (to 0.01M)" in en  # parameter counts checked against Table 6
 
 
+def test_theory_probes_are_tabulated_and_compared(tmp_path):
+    runs, figs = seed_like(tmp_path)
+    def probe(depth, spread):
+        return {"family": "x", "depth": depth, "n_seeds": 2, "conv_grad_norms_mean": [1.0, spread],
+                "block_output_std_mean": [1.0, 0.5], "input_grad_norm_mean": 0.25}
+    atomic_write_json(figs / "r1" / "theory_probes.json", {"parameters": {}, "results": [], "summary": {
+        "plain56": probe(56, 5247.1), "resnet56": probe(56, 8.234)}})
+    facts = facts_of(runs, figs)
+    assert facts["theory"]["contrast"] == [{"depth": 56, "plain": "Plain-56", "resnet": "ResNet-56",
+                                            "plain_spread": 5247.1, "resnet_spread": 8.234, "smaller": True}]
+    facts["theory_figures"] = ["theory_grad_norm.png"]  # the table goes with the figures
+    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    assert "| Plain-56 | 2 | 5,247 | 0.5 | 0.25 |" in en
+    assert "8.23 times the smallest in ResNet-56 and 5,247 times in Plain-56" in en
+    assert "ResNet-56 中最大的层梯度是最小的 8.23 倍，Plain-56 中为 5,247 倍" in zh
+
+
 def test_no_effect_is_said_when_the_data_do_not_show_it(tmp_path):
     runs, figs = tmp_path / "exp", tmp_path / "fig"
     for model, best, loss in (("plain20", 0.9000, 0.05), ("plain56", 0.9050, 0.04),
