@@ -61,8 +61,9 @@ sysdeps:
 	if [ -z "$$missing" ]; then echo "sysdeps: all present ($(SYSDEPS))"; exit 0; fi; \
 	sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	echo "sysdeps: installing" $$missing; \
-	$$sudo apt-get update -q >/dev/null && \
-	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing >/dev/null
+	$$sudo apt-get -o Acquire::Retries=3 update -q >/dev/null && \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get -o Acquire::Retries=3 install -y -q \
+	    --no-install-recommends $$missing >/dev/null
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
