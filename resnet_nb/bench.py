@@ -313,17 +313,41 @@ def format_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+# defaults per device type: a GPU gets the full measurement, the CPU a short demonstration
+DEFAULTS = {
+    "cuda": dict(models="plain20,resnet20,plain56,resnet56", packs=[2, 10], steps=100, warmup=20,
+                 repeats=3, n_train=50_000, eval_images=10_000),
+    "cpu": dict(models="resnet20", packs=[2], steps=3, warmup=1, repeats=1, n_train=2_048,
+                eval_images=1_000),
+}
+
+
+def _packs(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--packs must be a comma list of integers; got {text!r}") from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", default="plain20,resnet20,plain56,resnet56",
-                   help="comma list of models for (a) and (b); their depths get the packs (c)")
-    p.add_argument("--packs", default="2,10", type=lambda s: [int(v) for v in s.split(",") if v],
-                   help="pack sizes per depth: 2 = plain+resnet pair, 10 = 5 seeds of the pair")
-    p.add_argument("--steps", type=int, default=100, help="timed training steps per repeat")
-    p.add_argument("--warmup", type=int, default=20, help="untimed steps first (graph capture, autotuning)")
-    p.add_argument("--repeats", type=int, default=3, help="repeats; the median is reported")
+    g, c = DEFAULTS["cuda"], DEFAULTS["cpu"]
+    p.add_argument("--models", default=None,
+                   help=f"comma list of models for (a) and (b); their depths get the packs (c) "
+                        f"(default: {g['models']} on a GPU, {c['models']} on the CPU)")
+    p.add_argument("--packs", default=None, type=_packs,
+                   help="pack sizes per depth: 2 = plain+resnet pair, 10 = 5 seeds of the pair "
+                        "(default: 2,10 on a GPU, 2 on the CPU)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"timed training steps per repeat (default: {g['steps']} GPU, {c['steps']} CPU)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help=f"untimed steps first: graph capture, autotuning (default: {g['warmup']} GPU, {c['warmup']} CPU)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help=f"repeats; the median is reported (default: {g['repeats']} GPU, {c['repeats']} CPU)")
     p.add_argument("--batch-size", type=int, default=128, help="images per step (per member)")
-    p.add_argument("--n-train", type=int, default=50_000, help="synthetic training images held in memory")
-    p.add_argument("--eval-images", type=int, default=10_000, help="images per evaluation pass")
+    p.add_argument("--n-train", type=int, default=None,
+                   help=f"synthetic training images held in memory (default: {g['n_train']} GPU, {c['n_train']} CPU)")
+    p.add_argument("--eval-images", type=int, default=None,
+                   help=f"images per evaluation pass (default: {g['eval_images']} GPU, {c['eval_images']} CPU)")
     p.add_argument("--workers", type=int, default=-1,
                    help="DataLoader workers of the common recipe (-1: min(4, CPU cores))")
     p.add_argument("--precision", default="auto", choices=["auto", *fast.PRECISIONS],
@@ -334,6 +358,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    from resnet_nb.train import resolve_device
+    defaults = DEFAULTS["cuda" if resolve_device(args.device).type == "cuda" else "cpu"]
+    for name, value in defaults.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
     for name in ("steps", "repeats", "batch_size", "n_train", "eval_images"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}")

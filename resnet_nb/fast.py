@@ -26,6 +26,7 @@ reference runs on a GPU, e.g. ``scripts/device_check.sh``).
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import warnings
 from typing import Sequence
@@ -127,6 +128,8 @@ class TrainStep:
         if graph is None:  # default: graphs on CUDA, unless RESNET_NB_CUDA_GRAPHS=0 (eager reference runs)
             graph = self.device.type == "cuda" and os.environ.get("RESNET_NB_CUDA_GRAPHS", "1") != "0"
         self.graph_wanted = bool(graph)
+        if self.device.type == "cuda":  # let cuDNN time its kernels for these shapes once (warm-up)
+            torch.backends.cudnn.benchmark = True
         if self.graph_wanted and self.device.type != "cuda":
             raise ValueError("CUDA-graph capture needs a CUDA device; use graph=False on the CPU")
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -216,23 +219,36 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self.static_loss, self.static_correct = self._forward_backward(self.static_x, self.static_y)
-            self.optimizer.step()
+            self.static_loss, self.static_correct = self._graph_body()
         self.graph = graph
         self.captures += 1
 
+    def _graph_body(self):
+        """What the graph holds: forward, backward and SGD update on the static buffers (the
+        gradients are None when capture starts, so every replay writes them afresh)."""
+        loss_sum, correct = self._forward_backward(self.static_x, self.static_y)
+        self.optimizer.step()
+        return loss_sum, correct
+
     def _try_capture(self, x, y) -> None:
-        saved = [t.detach().clone() for t in self._state_tensors()]
+        # the whole state before any warm-up: model tensors (restored in place) and the
+        # optimiser's state dict (momentum buffers may not exist yet and must not after)
+        model_saved = [(t, t.detach().clone()) for t in
+                       [p.data for p in self.model.parameters()] + list(self.model.buffers())]
+        opt_saved = copy.deepcopy(self.optimizer.state_dict())
         try:
             self._capture(x, y)
         except Exception as e:  # noqa: BLE001 - any capture failure: warn, continue eagerly
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             with torch.no_grad():
-                for t, s in zip(self._state_tensors(), saved):
+                for t, s in model_saved:
                     t.copy_(s)
+            self.optimizer.state.clear()
+            self.optimizer.load_state_dict(opt_saved)
             self.graph, self.graph_wanted = None, False
             self._lr_to_float()
+            self._align_momentum()
             self.optimizer.zero_grad(set_to_none=True)
             warnings.warn(f"CUDA-graph capture of the training step failed ({type(e).__name__}: "
                           f"{str(e)[:200]}); training continues eagerly (same mathematics, slower)",

@@ -1,5 +1,6 @@
 """CPU-testable parts of the fast path: lr in a tensor, eager step, bf16 handling, fallback,
 and the pack's per-member data streams."""
+import contextlib
 import copy
 import warnings
 
@@ -128,10 +129,13 @@ def test_capture_failure_warns_and_falls_back_to_eager(monkeypatch):
     step.graph_wanted = True                          # pretend we are on a GPU
 
     def broken_capture(x, y):
-        step._lr_to_tensor()                          # get half-way, mutate the state, then fail
-        for p in b.parameters():
+        step._lr_to_tensor()                          # get half-way (as after the warm-up steps):
+        for p in b.parameters():                      # weights moved, momentum buffers created...
             p.data.add_(1.0)
-        raise RuntimeError("operation not permitted when stream is capturing")
+            ob.state[p]["momentum_buffer"] = torch.ones_like(p)
+        for buf in b.buffers():
+            buf.add_(1)
+        raise RuntimeError("operation not permitted when stream is capturing")   # ...then fail
 
     monkeypatch.setattr(step, "_capture", broken_capture)
     x, y = batch()
@@ -170,3 +174,72 @@ def test_pack_batcher_gives_each_member_its_standalone_batches():
                for epoch in range(2) for idx in D.iterate_batches(50, 16, shuffle=True, generator=gi)]
         for (gx, gy), (rx, ry) in zip(got, ref, strict=True):
             assert torch.equal(gx[i], rx) and torch.equal(gy[i], ry)
+
+
+class _FakeCuda:
+    """Stands in for torch.cuda's graph API on the CPU so that the capture logic (static
+    buffers, warm-up and its undoing, lr in a tensor, eager partial batches) runs here.
+    Capture runs the body and then restores the state (a real capture executes nothing);
+    replay runs the body again on the static buffers with fresh gradients."""
+
+    def __init__(self, monkeypatch, step):
+        self.step = step
+        cuda = torch.cuda
+        monkeypatch.setattr(cuda, "current_stream", lambda *a: self)
+        monkeypatch.setattr(cuda, "Stream", lambda *a: self)
+        monkeypatch.setattr(cuda, "stream", lambda s: contextlib.nullcontext())
+        monkeypatch.setattr(cuda, "synchronize", lambda *a: None)
+        monkeypatch.setattr(cuda, "CUDAGraph", lambda: self)
+        monkeypatch.setattr(cuda, "graph", lambda g: self)
+        self.replays = 0
+
+    def wait_stream(self, other):
+        pass
+
+    def __enter__(self):
+        st = self.step
+        self.saved = [(t, t.detach().clone()) for t in st._state_tensors()]
+
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            for t, s in self.saved:
+                t.copy_(s)
+
+    def replay(self):
+        st = self.step
+        st.optimizer.zero_grad(set_to_none=True)
+        loss, correct = st._graph_body()
+        st.static_loss.copy_(loss)
+        st.static_correct.copy_(correct)
+        self.replays += 1
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_graph_logic_equals_eager_steps(monkeypatch, packed):
+    """Capture (faked on the CPU, float64) + replays + an lr change + a partial batch give the
+    eager run's parameters: the warm-up is undone and the lr tensor is read by every replay."""
+    torch.manual_seed(0)
+    a = pack_models([build_model("plain8"), build_model("resnet8")]) if packed else build_model("resnet8")
+    a = a.double()
+    b = copy.deepcopy(a).to(memory_format=torch.channels_last)
+    oa = fast.make_optimizer(a.parameters(), 0.1, 0.9, 1e-4, "cpu")
+    ob = fast.make_optimizer(b.parameters(), 0.1, 0.9, 1e-4, "cpu")
+    eager, graphed = fast.TrainStep(a, oa), fast.TrainStep(b, ob)
+    graphed.graph_wanted = True
+    fake = _FakeCuda(monkeypatch, graphed)
+    g = torch.Generator().manual_seed(1)
+    lead = (2,) if packed else ()
+    for i, lr in enumerate([0.1, 0.1, 0.05, 0.05, 0.05]):
+        n = 6 if i == 4 else 8                                    # the last batch is partial
+        x = torch.randn(*lead, n, 3, 32, 32, generator=g, dtype=torch.float64)
+        y = torch.randint(0, 10, (*lead, n), generator=g)
+        fast.set_lr(oa, lr)
+        fast.set_lr(ob, lr)
+        la, ca = eager(a, oa, x, y)
+        lb, cb = graphed(b, ob, x, y)
+        torch.testing.assert_close(lb, la, rtol=1e-8, atol=1e-8)   # lr: float32 tensor vs float
+        assert torch.equal(ca, cb)
+    assert graphed.captures == 1 and fake.replays == 4 and graphed.eager_steps == 1
+    assert graphed.lr_tensor.item() == pytest.approx(0.05)              # float32, as the fused kernel reads it
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(vb, va, rtol=1e-8, atol=1e-8, msg=k)
