@@ -583,8 +583,9 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
     }
     vals = [verdict["degradation"], verdict["residual_fix"], verdict["depth_gain"]]
     verdict["overall"] = ("not_assessable" if all(v is None for v in vals) else
-                          "reproduced" if all(v is True for v in vals) else
-                          "not_reproduced" if not any(v is True for v in vals) else "partial")
+                          "incomplete" if any(v is None for v in vals) else
+                          "reproduced" if all(vals) else
+                          "not_reproduced" if not any(vals) else "partial")
 
     fig_dir = Path(inputs["figures_dir"])
     listed = list((summary.get("figures") or {}).values())
@@ -732,7 +733,7 @@ class BuildResult:
 
 
 def _pandoc_args(lang: str, fmt: str, md: Path, out: Path, fig_dir: Path, facts: dict) -> list[str]:
-    args = [pandoc_path(), str(md), "--from=markdown", "--standalone", "--citeproc",
+    args = [pandoc_path(), str(md), "--from=markdown+east_asian_line_breaks", "--standalone", "--citeproc",
             f"--bibliography={REPORT_SRC / 'references.bib'}", f"--csl={REPORT_SRC / CSL[lang]}",
             f"--resource-path={fig_dir}{os.pathsep}{REPORT_SRC}", "--toc", "--toc-depth=2",
             "-M", f"lang={PANDOC_LANG[lang]}", "-o", str(out)]

@@ -180,6 +180,10 @@ def test_noncanonical_and_synthetic_data_are_stated_in_the_abstract(tmp_path, pr
     front_en, front_zh = en.split("\n---\n")[0], zh.split("\n---\n")[0]  # YAML: title block + abstract
     assert en_text in front_en and zh_text in front_zh
     assert FINGERPRINT[:16] in front_en and FINGERPRINT[:16] in front_zh
+    subtitle = {"synthetic": ("SYNTHETIC DATA, not CIFAR-10", "合成数据，并非 CIFAR-10"),
+                "noncanonical": ("NON-CANONICAL CIFAR-10 copy", "非标准 CIFAR-10 副本")}[provenance]
+    assert subtitle[0] in front_en.split("subtitle:")[1].splitlines()[0]
+    assert subtitle[1] in front_zh.split("subtitle:")[1].splitlines()[0]
     assert "not comparable with the published ones" in en
 
 
