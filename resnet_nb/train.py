@@ -189,7 +189,7 @@ def lr_at(cfg: TrainConfig, iteration: int, iters_per_epoch: int) -> float:
         return cfg.warmup_lr
     t = iteration // iters_per_epoch if cfg.schedule == "epochs" else iteration
     k = sum(1 for m in cfg.milestones if t >= m)
-    return cfg.lr * cfg.gamma ** k
+    return float(f"{cfg.lr * cfg.gamma ** k:.12g}")  # 0.01, not 0.010000000000000002
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

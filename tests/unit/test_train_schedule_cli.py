@@ -27,6 +27,7 @@ def test_lr_epoch_schedule_seed(epoch, lr):
 def test_lr_iteration_schedule_paper(iteration, lr):
     cfg = make_config("paper")
     assert lr_at(cfg, iteration, 352) == pytest.approx(lr, rel=1e-12)
+    assert lr_at(cfg, iteration, 352) == lr  # exact decimal values in metrics.json
 
 
 def test_warmup_then_schedule():
