@@ -331,22 +331,22 @@ def _packs(text: str) -> list[int]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g, c = DEFAULTS["cuda"], DEFAULTS["cpu"]
-    p.add_argument("--models", default=None,
+    p.add_argument("--models", default=argparse.SUPPRESS,
                    help=f"comma list of models for (a) and (b); their depths get the packs (c) "
                         f"(default: {g['models']} on a GPU, {c['models']} on the CPU)")
-    p.add_argument("--packs", default=None, type=_packs,
+    p.add_argument("--packs", default=argparse.SUPPRESS, type=_packs,
                    help="pack sizes per depth: 2 = plain+resnet pair, 10 = 5 seeds of the pair "
                         "(default: 2,10 on a GPU, 2 on the CPU)")
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--steps", type=int, default=argparse.SUPPRESS,
                    help=f"timed training steps per repeat (default: {g['steps']} GPU, {c['steps']} CPU)")
-    p.add_argument("--warmup", type=int, default=None,
+    p.add_argument("--warmup", type=int, default=argparse.SUPPRESS,
                    help=f"untimed steps first: graph capture, autotuning (default: {g['warmup']} GPU, {c['warmup']} CPU)")
-    p.add_argument("--repeats", type=int, default=None,
+    p.add_argument("--repeats", type=int, default=argparse.SUPPRESS,
                    help=f"repeats; the median is reported (default: {g['repeats']} GPU, {c['repeats']} CPU)")
     p.add_argument("--batch-size", type=int, default=128, help="images per step (per member)")
-    p.add_argument("--n-train", type=int, default=None,
+    p.add_argument("--n-train", type=int, default=argparse.SUPPRESS,
                    help=f"synthetic training images held in memory (default: {g['n_train']} GPU, {c['n_train']} CPU)")
-    p.add_argument("--eval-images", type=int, default=None,
+    p.add_argument("--eval-images", type=int, default=argparse.SUPPRESS,
                    help=f"images per evaluation pass (default: {g['eval_images']} GPU, {c['eval_images']} CPU)")
     p.add_argument("--workers", type=int, default=-1,
                    help="DataLoader workers of the common recipe (-1: min(4, CPU cores))")
