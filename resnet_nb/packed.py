@@ -99,13 +99,23 @@ class PackedBasicBlock(nn.Module):
         else:
             self.shortcut_mask = None
 
+    def _mask(self, like: torch.Tensor) -> torch.Tensor:
+        """The mask in the activations' dtype (bf16 under autocast), made once per dtype so
+        that a captured CUDA graph holds no cast kernel."""
+        cache = self.__dict__.setdefault("_mask_cache", {})
+        key = (like.dtype, like.device)
+        if key not in cache:
+            cache[key] = self.shortcut_mask.to(device=like.device, dtype=like.dtype)
+        return cache[key]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
         if self.shortcut is not None:
             sc = self.shortcut(x)
-            if self.shortcut_mask is not None:     # mixed pack: plain members add 0 * shortcut
-                sc = sc * self.shortcut_mask.to(sc.dtype)
-            out = out + sc
+            if self.shortcut_mask is None:
+                out = out + sc
+            else:                                  # mixed pack: plain members add 0 * shortcut
+                out = torch.addcmul(out, sc, self._mask(sc))
         return F.relu(out)
 
 
