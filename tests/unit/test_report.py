@@ -7,6 +7,7 @@ Run dirs are written by hand in the DESIGN.md contract (no training), summaries 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -162,7 +163,7 @@ def test_a_run_in_progress_is_marked_with_its_last_epoch(tmp_path):
 
     # the run goes on: the report re-runs the analysis instead of reporting a stale summary
     metrics_path = runs / "r1" / "resnet56" / "metrics.json"
-    metrics = report.json.loads(metrics_path.read_text())
+    metrics = json.loads(metrics_path.read_text())
     atomic_write_json(metrics_path, metrics + [{**metrics[-1], "epoch": 4, "test_acc": 0.85}])
     inputs = report.load_inputs("r1", runs, figs)
     assert inputs["refreshed"] == ["resnet56"] and inputs["summary"]["models"]["resnet56"]["last_epoch"] == 4
