@@ -50,7 +50,7 @@ report: $(STAMP)
 # (Noto CJK) and poppler (pdftotext/pdftoppm for the report test). Installs only what is
 # missing; a no-op (well under a second) when everything is there.
 SYSDEPS := texlive-xetex texlive-latex-recommended texlive-fonts-recommended lmodern \
-           texlive-lang-chinese fonts-noto-cjk poppler-utils
+           texlive-lang-chinese fonts-noto-cjk fontconfig poppler-utils
 sysdeps:
 	@if ! command -v dpkg-query >/dev/null; then \
 	    if command -v xelatex >/dev/null && kpsewhich xeCJK.sty >/dev/null && command -v pdftotext >/dev/null; then \
