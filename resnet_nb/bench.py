@@ -9,7 +9,9 @@ pixel values do not change the work):
 * (b) the fast path for one model (``resnet_nb.fast``): data on the device, batched device
   augmentation, bf16 autocast on CUDA, channels_last, fused SGD, CUDA-graphed step;
 * (c) packs (``resnet_nb.packed``): plain<d> + resnet<d> (N=2), and 5 seeds of both (N=10,
-  what ``reproduce`` runs per depth when seeds are asked for).
+  what ``reproduce`` runs per depth when seeds are asked for);
+* (d) with ``--concurrent``, experimental: the depth-20 and depth-56 pairs stepped by one
+  CUDA graph with a stream each (not used by training; measured to decide whether to).
 
 Each figure is the median over ``repeats`` of ``steps`` timed steps after ``warmup``
 untimed ones (graph capture and cuDNN autotuning happen there), with the device
@@ -180,6 +182,37 @@ def bench_fast(depth: int, residual: list[bool], data, device, args, label: str,
             "peak_mem_bytes": peak}
 
 
+def bench_concurrent(data, device, args) -> dict:
+    """(d) experimental (``--concurrent``): the depth-20 pair and the depth-56 pair stepped
+    together by one CUDA graph with a branch (stream) each (``fast.ConcurrentSteps``)."""
+    x_dev, y_dev = data["x_dev"], data["y_dev"]
+    mean, std = data["mean"].to(device), data["std"].to(device)
+    opts, steps, streams_of_batches = [], [], []
+    for d in (20, 56):
+        torch.manual_seed(0)
+        model = fast.prepare_model(PackedCifarResNet(d, [False, True]), device)
+        opt = fast.make_optimizer(model.parameters(), 0.1, 0.9, 1e-4, device)
+        steps.append(fast.TrainStep(model, opt, precision=args.precision))
+        opts.append(opt)
+        gens = [torch.Generator(device=device).manual_seed(2000 + 10 * d + i) for i in range(2)]
+        streams_of_batches.append(_cycle(fast.PackBatcher(x_dev, y_dev, args.batch_size, gens).batches))
+        model.train()
+    both = fast.ConcurrentSteps(steps)
+
+    def train_step():
+        batches = []
+        for it, opt in zip(streams_of_batches, opts):
+            xb, yb = next(it)
+            fast.set_lr(opt, 0.1)
+            batches.append((D.normalize(xb, mean, std), yb))
+        both(batches)
+
+    t = _median_time(train_step, device, args.warmup, args.steps, args.repeats)
+    return {"variant": "d", "label": "(d) pairs 20 + 56 in one graph, 2 streams", "model": None, "depth": 0,
+            "members": 4, "train_img_s": args.steps * args.batch_size / t, "eval_img_s": None,
+            "precision": args.precision, "graph": both.graph is not None, "peak_mem_bytes": None}
+
+
 # --------------------------------------------------------------------------- driver
 
 def _synthetic(n: int, device) -> dict:
@@ -230,6 +263,12 @@ def run_bench(args: argparse.Namespace) -> dict:
             label = f"(c) pack plain{d}+resnet{d}" if n == 2 else f"(c) pack {n}: plain{d}+resnet{d} x {n // 2} seeds"
             rows.append(bench_fast(d, residual, data, device, args, label, "c"))
             print(_row_line(rows[-1]), flush=True)
+    if getattr(args, "concurrent", False):
+        if device.type == "cuda":
+            rows.append(bench_concurrent(data, device, args))
+            print(_row_line(rows[-1]), flush=True)
+        else:
+            print("(d) --concurrent needs CUDA: skipped", flush=True)
     for r in rows:
         base = _base(rows, r)
         r["ratio_to_a"] = r["train_img_s"] / base["train_img_s"] if base else None
@@ -269,6 +308,12 @@ def _implied(rows: list[dict], depths: list[int]) -> dict:
         # one pack per depth trains its members together, each at the per-member rate
         rs = [find("c", depth=d, members=members) for d in (20, 56)]
         out[key] = sum(_seconds(r["train_img_s"], r["eval_img_s"]) for r in rs) if all(rs) else None
+    conc = find("d")
+    pairs = [find("c", depth=d, members=2) for d in (20, 56)]
+    out["d_concurrent_pairs"] = (
+        SEED_RECIPE["epochs"] * SEED_RECIPE["n_train"] / conc["train_img_s"]
+        + sum(SEED_RECIPE["epochs"] * SEED_RECIPE["n_test"] / r["eval_img_s"] for r in pairs)
+        if conc and all(pairs) else None)
     for key in ("a_common", "b_fast_single"):  # 5 seeds: 20 runs one after the other
         out[f"{key}_5_seeds"] = SEEDS_PER_PACK * out[key] if out[key] else None
     return out
@@ -276,8 +321,8 @@ def _implied(rows: list[dict], depths: list[int]) -> dict:
 
 def _row_line(r: dict) -> str:
     ratio = f"{r['ratio_to_a']:6.2f}x" if r.get("ratio_to_a") else "   -   "
-    return (f"{r['label']:<44s} {r['members']:>3d} {r['train_img_s']:>12,.0f} {ratio} "
-            f"{r['eval_img_s']:>12,.0f}")
+    ev = f"{r['eval_img_s']:>12,.0f}" if r.get("eval_img_s") else f"{'-':>12s}"
+    return f"{r['label']:<44s} {r['members']:>3d} {r['train_img_s']:>12,.0f} {ratio} {ev}"
 
 
 def _fmt_s(s):
@@ -299,6 +344,8 @@ def format_table(res: dict) -> str:
               f"  four runs (plain/resnet 20/56), common recipe (a):          {_fmt_s(imp['a_common'])}",
               f"  four runs, fast path one model at a time (b):             {_fmt_s(imp['b_fast_single'])}",
               f"  four runs, packed by depth (c, pairs):                    {_fmt_s(imp['c_pairs'])}",
+              *([f"  four runs, pairs 20 and 56 concurrently (d, experimental): {_fmt_s(imp['d_concurrent_pairs'])}"]
+                if imp.get("d_concurrent_pairs") else []),
               f"  5 seeds x four models, common recipe (a):                 {_fmt_s(imp['a_common_5_seeds'])}",
               f"  5 seeds x four models, fast path one model at a time (b): {_fmt_s(imp['b_fast_single_5_seeds'])}",
               f"  5 seeds x four models, packs of 10 per depth (c):         {_fmt_s(imp['c_5_seeds'])}"]
@@ -354,6 +401,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fast-path precision (auto: bf16 on a GPU that has it, else fp32)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<index>")
     p.add_argument("--skip-common", action="store_true", help="do not measure the common recipe (a)")
+    p.add_argument("--concurrent", action="store_true",
+                   help="also measure (d), experimental: the depth-20 and depth-56 pairs in one CUDA graph "
+                        "with a stream each (CUDA only; run it in its own process)")
     p.add_argument("--out", default="", help="write the results as JSON to this file")
 
 

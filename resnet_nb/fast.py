@@ -41,7 +41,7 @@ from resnet_nb import data as D
 __all__ = [
     "PRECISIONS", "check_precision", "autocast", "make_optimizer", "prepare_model",
     "TrainStep", "member_losses", "draw_crop_flip", "PackBatcher", "WARMUP_STEPS", "set_lr",
-    "lr_in_tensor", "plan_packs", "train_pack", "evaluate_pack", "PACK_FREE_FIELDS",
+    "lr_in_tensor", "ConcurrentSteps", "plan_packs", "train_pack", "evaluate_pack", "PACK_FREE_FIELDS",
 ]
 
 # bf16 becomes a valid TrainConfig.precision once this module is imported (train imports it)
@@ -101,11 +101,13 @@ def member_losses(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, 
     Returns (loss to minimise: sum of the members' mean cross-entropies, per-member summed
     loss (N,) or 0-d, per-member correct count (N,) or 0-d). fp32 loss under any autocast.
     """
+    if logits.dtype in (torch.float16, torch.bfloat16):    # autocast output: loss in fp32
+        logits = logits.float()
     if logits.dim() == 2:
-        loss = F.cross_entropy(logits.float(), y)
+        loss = F.cross_entropy(logits, y)
         return loss, loss.detach() * y.numel(), (logits.detach().argmax(1) == y).sum()
     n, b, k = logits.shape
-    per = F.cross_entropy(logits.float().reshape(n * b, k), y.reshape(-1), reduction="none").view(n, b)
+    per = F.cross_entropy(logits.reshape(n * b, k), y.reshape(-1), reduction="none").view(n, b)
     return per.mean(1).sum(), per.detach().sum(1), (logits.detach().argmax(-1) == y).sum(1)
 
 
@@ -183,7 +185,8 @@ class TrainStep:
                 group["lr"] = float(group["lr"])
         self.lr_tensor = None
 
-    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _prepare_capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Zero momentum buffers, lr in a tensor, static input buffers holding (x, y)."""
         opt = self.optimizer
         for group in opt.param_groups:
             if group.get("momentum", 0) and group.get("dampening", 0):
@@ -203,6 +206,10 @@ class TrainStep:
         self._static_in.copy_(x)
         self.static_y = y.clone()
         self._in_shape, self._y_shape = tuple(x.shape), tuple(y.shape)
+
+    def _warmup(self) -> None:
+        """WARMUP_STEPS eager steps on a side stream (cuDNN autotuning, lazy allocations),
+        then every mutated tensor is restored: the run's mathematics are the eager loop's."""
         saved = [t.detach().clone() for t in self._state_tensors()]
         cur = torch.cuda.current_stream(self.device)
         side = torch.cuda.Stream(self.device)
@@ -213,15 +220,23 @@ class TrainStep:
                 self._forward_backward(self.static_x, self.static_y)
                 self.optimizer.step()
         cur.wait_stream(side)
-        with torch.no_grad():                    # undo the warm-up: the run's mathematics are eager's
+        with torch.no_grad():
             for t, s in zip(self._state_tensors(), saved):
                 t.copy_(s)
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)   # capture starts with no gradients
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self._prepare_capture(x, y)
+        self._warmup()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self.static_loss, self.static_correct = self._graph_body()
         self.graph = graph
         self.captures += 1
+
+    def fits(self, x: torch.Tensor, y: torch.Tensor) -> bool:
+        """Whether (x, y) have the captured shapes."""
+        return tuple(x.shape) == self._in_shape and tuple(y.shape) == self._y_shape
 
     def _graph_body(self):
         """What the graph holds: forward, backward and SGD update on the static buffers (the
@@ -263,12 +278,56 @@ class TrainStep:
             self._lr_to_float()              # a resumed optimiser may bring a CPU lr tensor
         if self.graph_wanted and self.graph is None:
             self._try_capture(x, y)
-        if self.graph is not None and tuple(x.shape) == self._in_shape and tuple(y.shape) == self._y_shape:
+        if self.graph is not None and self.fits(x, y):
             self._static_in.copy_(x)
             self.static_y.copy_(y)
             self.graph.replay()
             return self.static_loss.clone(), self.static_correct.clone()
         return self.eager(x, y)
+
+
+class ConcurrentSteps:
+    """Experimental, used by ``resnet-nb bench --concurrent`` only: several ``TrainStep``s
+    (e.g. the depth-20 and the depth-56 pack) captured in *one* CUDA graph whose branches
+    run on their own streams, so that the GPU can overlap their small kernels.
+
+    Each branch is exactly its step's graph body; only the scheduling differs. A batch of
+    another shape runs every step eagerly. Not used by training (yet): a GPU session
+    measures first whether it pays off.
+    """
+
+    def __init__(self, steps: Sequence[TrainStep]) -> None:
+        self.steps, self.graph = list(steps), None      # CUDA only (the capture needs it)
+
+    def _capture(self, batches) -> None:
+        for st, (x, y) in zip(self.steps, batches):
+            st._prepare_capture(x, y)
+            st._warmup()
+        dev = self.steps[0].device
+        streams = [torch.cuda.Stream(dev) for _ in self.steps]
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            cur = torch.cuda.current_stream(dev)
+            for s in streams:                    # fork ...
+                s.wait_stream(cur)
+            for st, s in zip(self.steps, streams):
+                with torch.cuda.stream(s):
+                    st.static_loss, st.static_correct = st._graph_body()
+            for s in streams:                    # ... and join before the capture ends
+                cur.wait_stream(s)
+        self.graph = graph
+
+    def __call__(self, batches):
+        """batches: one (x, y) per step, in order; returns one (loss_sum, correct) per step."""
+        if self.graph is None:
+            self._capture(batches)
+        if not all(st.fits(x, y) for st, (x, y) in zip(self.steps, batches)):
+            return [st.eager(x, y) for st, (x, y) in zip(self.steps, batches)]
+        for st, (x, y) in zip(self.steps, batches):
+            st._static_in.copy_(x)
+            st.static_y.copy_(y)
+        self.graph.replay()
+        return [(st.static_loss.clone(), st.static_correct.clone()) for st in self.steps]
 
 
 def lr_in_tensor(optimizer: torch.optim.Optimizer, device: torch.device | str) -> torch.Tensor:

@@ -13,7 +13,8 @@
 #   1. extract the non-canonical CIFAR-10 stand-in (JPEG q75) to $DATA
 #   2. graph check: the CUDA-graphed step vs the eager step on the same batches (one model, a pack),
 #      an lr change and a partial batch included
-#   3. resnet-nb bench: common recipe (a) vs fast path (b) vs packs (c), measured in this same call
+#   3. resnet-nb bench: common recipe (a) vs fast path (b) vs packs (c), measured in this same call;
+#      3b. in its own process (a crash there cannot cost step 3's results): bench --concurrent (d)
 #   4. accuracy: 15 epochs of resnet20, seeds 0 and 1, fast path (bf16 + graphs, seeds packed) vs
 #      fp32 eager (RESNET_NB_CUDA_GRAPHS=0, one run at a time); the seed difference is the noise
 #   5. if time is left: the seed's four-run reproduction (plain/resnet 20/56, 200 epochs, packed
@@ -43,10 +44,11 @@ gc = w / "graph_check.json"
 if gc.exists():
     for r in json.loads(gc.read_text()):
         print(f"graph check {r['what']}: max |graph - eager| param diff {r['max_param_diff']:.2e}, captured={r['captured']}")
-b = w / "bench.json"
-if b.exists():
-    from resnet_nb.bench import format_table
-    print(format_table(json.loads(b.read_text())))
+from resnet_nb.bench import format_table
+for name in ("bench.json", "bench_concurrent.json"):
+    if (w / name).exists():
+        print(f"\n--- {name}")
+        print(format_table(json.loads((w / name).read_text())))
 def best(run_dir):
     m = json.loads((run_dir / "metrics.json").read_text())
     accs = [r["test_acc"] for r in m if r.get("test_acc") is not None]
@@ -127,6 +129,10 @@ EOF
 
 step "3 resnet-nb bench"
 timeout $(cap 220) $PY -m resnet_nb.cli bench --out "$W/bench.json" 2>&1 | tee "$W/bench.log"
+
+step "3b experimental: depth-20 and depth-56 pairs in one graph on two streams (own process)"
+timeout $(cap 90) $PY -m resnet_nb.cli bench --skip-common --models resnet20,resnet56 --packs 2 --concurrent \
+  --out "$W/bench_concurrent.json" 2>&1 | tee "$W/bench_concurrent.log" | tail -12
 
 step "4 accuracy: fast path vs fp32 eager, resnet20, 15 epochs, seeds 0 and 1"
 cat > "$W/acc.py" <<'EOF'

@@ -32,7 +32,10 @@ def test_implied_times_follow_the_seed_recipe():
                      "train_img_s": 50_000.0, "eval_img_s": 100_000.0})
         rows.append({"variant": "c", "model": None, "depth": d, "members": 10,
                      "train_img_s": 25_000.0, "eval_img_s": 100_000.0})
+    rows.append({"variant": "d", "model": None, "depth": 0, "members": 4,
+                 "train_img_s": 40_000.0, "eval_img_s": None})
     imp = bench._implied(rows, [20, 56])
+    assert imp["d_concurrent_pairs"] == pytest.approx(200 * 50_000 / 40_000 + 2 * 200 * 0.1)
     one_a = 200 * (50_000 / 10_000 + 10_000 / 20_000)                   # 1100 s per run
     assert imp["a_common"] == pytest.approx(4 * one_a)                  # plain taken at resnet's rate
     assert imp["c_pairs"] == pytest.approx(2 * 200 * (1 + 0.1))         # one pack per depth
