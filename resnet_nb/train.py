@@ -255,10 +255,12 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Prepar
             it += 1
             if check_every_step and not math.isfinite(float(loss_sum)):
                 _diverged(desc, epoch, it, float(loss_sum))
-            if bar is not None and (it % 10 == 0 or it - start_iteration == ipe):  # host sync: tty only
-                bar.update(it - start_iteration - bar.n)
+            done = it - start_iteration
+            if bar is not None and (done % 10 == 0 or done == ipe):  # host sync: terminals only
                 bar.set_postfix(loss=f"{float(torch.stack(losses).sum()) / images:.3f}",
-                                acc=f"{float(torch.stack(corrects).sum()) / images:.3f}", lr=f"{lr:.4g}")
+                                acc=f"{float(torch.stack(corrects).sum()) / images:.3f}", lr=f"{lr:.4g}",
+                                refresh=False)
+                bar.update(done - bar.n)
     finally:
         if bar is not None:
             bar.close()

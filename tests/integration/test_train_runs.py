@@ -273,3 +273,20 @@ def test_smoke_run_learns_on_synthetic_fixture(fake_cifar, tmp_path, capsys):
     assert run["status"] == "finished" and run["dataset"]["provenance"] == "synthetic"
     m = run["metrics"]
     assert m[-1]["train_loss"] < 0.5 * m[0]["train_loss"] and m[-1]["train_acc"] > m[0]["train_acc"]
+
+
+def test_progress_bar_on_a_terminal_only(fake_cifar, tmp_path, monkeypatch, capsys):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    train(tiny(fake_cifar, tmp_path, epochs=1, run_id="tty"))
+    bar = term.getvalue()
+    assert "resnet8 1/1" in bar and "4/4" in bar and "loss=" in bar and "acc=" in bar and "lr=0.1" in bar
+    assert "resnet8 epoch 1/1" in capsys.readouterr().out          # the summary line: stdout
+    monkeypatch.undo()
+    train(tiny(fake_cifar, tmp_path, epochs=1, run_id="pipe"))     # not a terminal: no bar
+    assert "it/s" not in capsys.readouterr().err
