@@ -54,7 +54,7 @@ expected = [m for m in expected_models.split(",") if m.strip()]
 # NBVAL_CHECK_OUTPUT
 print(f"{len(runs)} run(s):")
 for r in runs:
-    print(f"  {r['config']['run_name']}: {r['config']['model']}, seed {r['config']['seed']}, preset {r['preset']}, "
+    print(f"  {r['config']['run_name']}: {r['config']['model']}, seed {r['config']['seed']}, preset {r['config']['preset']}, "
           f"{len(r['metrics'])} epochs, status {r['status']}")
 
 # %% [markdown]

@@ -162,6 +162,7 @@ def _model_summary(runs: Sequence[dict]) -> dict:
 def _dataset_of(runs: Sequence[dict]) -> dict:
     """The one dataset all runs used; refuses a mix (accuracies would not be comparable)."""
     seen: dict[str, list[str]] = {}
+    runs = [r for r in runs if r.get("dataset")] or list(runs)  # a run that never started has none
     for r in runs:
         d = r.get("dataset") or {}
         seen.setdefault(d.get("fingerprint", "?"), []).append(Path(r["path"]).name)

@@ -101,7 +101,7 @@ def configs_from_parameters(namespace: Mapping[str, Any]) -> list:
     A name papermill injected that is not a parameter is refused with the valid names.
     """
     from resnet_nb.config import make_config
-    from resnet_nb.train import _resolve_run_ids
+    from resnet_nb.train import resolve_run_ids
 
     known = train_parameter_names()
     hidden = set(namespace.get(_SNAPSHOT, ()))
@@ -135,7 +135,7 @@ def configs_from_parameters(namespace: Mapping[str, Any]) -> list:
     for m, s in pairs:
         name = overrides.get("run_name") or (m if len(seed_list) == 1 else f"{m}-seed{s}")
         cfgs.append(make_config(preset, **{**overrides, "model": m, "seed": s, "run_name": name}))
-    return _resolve_run_ids(cfgs)
+    return resolve_run_ids(cfgs)
 
 
 def check_run_dirs(cfgs: Sequence) -> None:
@@ -292,20 +292,57 @@ def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike, par
     return None
 
 
+def _child_pids(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux ``/proc``; empty elsewhere)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields_ = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields_[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def _worker(spec_path: str) -> int:
-    """Child process: execute one notebook (spec: JSON), write a failure record if it fails."""
+    """Child process: execute one notebook (spec: JSON), write a failure record if it fails.
+
+    Ctrl-C (SIGINT) is passed on to the kernel (which Jupyter starts in its own session) as
+    a kernel interrupt, so the training cell stops cleanly: the run is marked interrupted
+    with a resumable ``last.pth``, and the failure record names the interrupted cell."""
+    import signal
+
     spec = json.loads(Path(spec_path).read_text())
+    interrupted = []
+
+    def forward(signum, frame):  # noqa: ARG001
+        if interrupted:
+            return
+        interrupted.append(True)
+        kids = _child_pids(os.getpid())
+        if not kids:
+            raise KeyboardInterrupt
+        for pid in kids:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except OSError:
+                pass
+
+    signal.signal(signal.SIGINT, forward)
     failure = execute_notebook(spec["notebook"], spec["outputs"][0], spec["parameters"],
                                spec["kernel"], spec["cwd"])
-    if failure is None:
+    if failure is None and not interrupted:
         import shutil
 
         for extra in spec["outputs"][1:]:
             Path(extra).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(spec["outputs"][0], extra)
         return 0
-    Path(spec["failure_file"]).write_text(json.dumps(failure))
-    return 1
+    Path(spec["failure_file"]).write_text(json.dumps(failure or {
+        "notebook": spec["outputs"][0], "cell": None, "execution_count": None,
+        "ename": "KeyboardInterrupt", "evalue": "interrupted", "source": ""}))
+    return 130 if interrupted else 1
 
 
 # kernel log lines that say nothing about the run (jupyter_client's default TCP transport;
@@ -378,15 +415,24 @@ class _Runner:
                 del running[slot]
                 free_slots.append(slot)
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 30.0) -> None:
+        """Interrupt the running executions (their kernels stop the training cleanly), wait
+        up to ``grace_s`` for them, then terminate what is left."""
+        import signal
+
         for p in self.procs:
             if p.poll() is None:
-                p.terminate()
+                p.send_signal(signal.SIGINT)
+        deadline = time.time() + grace_s
         for p in self.procs:
             try:
-                p.wait(timeout=30)
+                p.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
-                p.kill()
+                p.terminate()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
 
 
 def _describe(unit: Unit) -> str:
@@ -453,7 +499,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from resnet_nb.config import make_config
     from resnet_nb.data import load_dataset
     from resnet_nb.models import parse_model_name
-    from resnet_nb.train import _resolve_run_ids
+    from resnet_nb.train import resolve_run_ids
 
     root = project_root()
     nb_dir = root / "notebooks"
@@ -481,7 +527,7 @@ def run_cli(args: argparse.Namespace) -> int:
     cfgs = [make_config(args.preset, **{**common, "model": m, "seed": s,
                                         "run_name": f"{m}-seed{s}" if several else m})
             for m in models for s in seed_list]
-    cfgs = _resolve_run_ids(cfgs)
+    cfgs = resolve_run_ids(cfgs)
     run_id = cfgs[0].run_id
 
     # ---- everything that can fail, before any run
@@ -525,8 +571,15 @@ def run_cli(args: argparse.Namespace) -> int:
             runner.parallel = 1
             runner.run(finals)
         except KeyboardInterrupt:
-            runner.stop()
-            print(f"reproduce: interrupted; rerun with --run-id {run_id} to resume", file=sys.stderr)
+            print("reproduce: interrupting the running executions (the runs keep a resumable "
+                  "last.pth) ...", file=sys.stderr, flush=True)
+            try:
+                runner.stop()
+            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+                for p in runner.procs:
+                    p.kill()
+            print(f"reproduce: interrupted; rerun with --run-id {run_id} (same options) to resume",
+                  file=sys.stderr)
             return 130
     failed = [u for u in units + [j[0] for j in finals] if u.status == "failed"]
     print(f"reproduce: {sum(u.status == 'ok' for u in units)} executed, "

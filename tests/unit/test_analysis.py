@@ -14,7 +14,7 @@ DATASET = {"root": "/x", "provenance": "synthetic", "canonical": False, "fingerp
 
 def make_run(out, run_id, model, seed=0, accs=(0.3, 0.5, 0.45), losses=(2.0, 1.5, 1.2),
              status="finished", preset="smoke", dataset=DATASET, run_name=None, params=1000):
-    cfg = make_config(preset, model=model, seed=seed, run_id=run_id, out_dir=str(out),
+    cfg = make_config(preset, model=model, seed=seed, run_id=run_id, out_dir=str(out), epochs=3, milestones=(2,),
                       run_name=run_name or model)
     d = out / run_id / cfg.run_name
     d.mkdir(parents=True)
