@@ -201,7 +201,6 @@ def _model_rows(summary: dict, runs: list[dict]) -> list[dict]:
         last_epoch, planned = s.get("last_epoch"), s.get("epochs_planned")
         if planned is None and mruns:
             planned = mruns[0].get("config", {}).get("epochs")
-        metrics_epoch = max((len(r.get("metrics", [])) for r in mruns), default=None)
         in_progress = status == "running"
         incomplete = status != "finished" or (last_epoch is not None and planned is not None
                                               and last_epoch < planned)
@@ -218,8 +217,6 @@ def _model_rows(summary: dict, runs: list[dict]) -> list[dict]:
             "n_seeds": int(s.get("n_seeds") or max(len(mruns), 1)), "seeds": s.get("seeds") or [],
             "best_test_acc_std": _r(s.get("best_test_acc_std")),
             "run_dirs": s.get("run_dirs") or [r["path"] for r in mruns],
-            "metrics_epoch": metrics_epoch,
-            "stale": metrics_epoch is not None and last_epoch is not None and metrics_epoch > last_epoch,
             "_runs": mruns,
         })
     return sorted(rows, key=lambda r: _order(r["key"]))
@@ -615,7 +612,6 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
         "dataset": dataset, "models": rows, "by_key": by_key,
         "missing": [_label(k) for k in missing], "missing_keys": missing,
         "in_progress": [r for r in rows if r["incomplete"]],
-        "stale": [r for r in rows if r["stale"]],
         "design": {"shallow": shallow, "deep": deep, "plain_shallow": _label(p_s), "plain_deep": _label(p_d),
                    "resnet_shallow": _label(r_s), "resnet_deep": _label(r_d)},
         "cmp": cmp, "curves": curves, "verdict": verdict,
@@ -776,8 +772,7 @@ def build_report(run_id: str, langs: tuple[str, ...] | list[str] = LANGS,
     if inputs["refreshed"]:
         result.warnings.append(f"summary.json was older than the run files of {', '.join(inputs['refreshed'])}: "
                                f"re-ran the analysis into {inputs['figures_dir']}")
-    pandoc = pandoc_path()  # fail early, once, when there is no pandoc at all
-    del pandoc
+    pandoc_path()  # no pandoc at all: one clear error before anything is converted
     for lang in langs:
         md = build / f"report.{lang}.md"
         md.write_text(render_markdown(facts, lang), encoding="utf-8")
