@@ -452,8 +452,24 @@ def theory_parameters(preset: str, cfg, run_id: str, figures_root: Path, depths:
     d, s, b = THEORY.get(preset, THEORY_DEFAULT)
     depths, seeds, batch = depths or d, seeds or s, batch or b
     return {"dataset": cfg.dataset, "data_root": cfg.data_root, "allow_noncanonical": cfg.allow_noncanonical,
-            "depths": depths, "seeds": seeds, "batch_size": batch, "run_id": run_id,
-            "figures_root": str(figures_root), "device": cfg.device}
+            "depths": depths, "seeds": seeds, "batch_size": batch, "normalization": cfg.normalization,
+            "run_id": run_id, "figures_root": str(figures_root), "device": cfg.device}
+
+
+def _theory_done(params: dict, fingerprint: str) -> bool:
+    """True when ``<figures_root>/<run_id>/`` already holds the theory outputs of the same
+    probe settings and data (01_theory is then not executed again)."""
+    from resnet_nb.analysis import THEORY_FIGURE_FILES, figures_dir_of
+    from resnet_nb.probes import THEORY_JSON
+
+    d = figures_dir_of(params["figures_root"], params["run_id"])
+    try:
+        stored = json.loads((d / THEORY_JSON).read_text())["parameters"]
+    except (OSError, ValueError, KeyError):
+        return False
+    want = {k: params[k] for k in ("dataset", "depths", "seeds", "batch_size", "normalization")}
+    return ({k: stored.get(k) for k in want} == want and stored.get("fingerprint") == fingerprint
+            and all((d / f).is_file() for f in THEORY_FIGURE_FILES.values()))
 
 
 # --------------------------------------------------------------------------- CLI
@@ -560,10 +576,15 @@ def run_cli(args: argparse.Namespace) -> int:
             runner.run([(u, nb_dir / "02_train.ipynb", [d / "02_train.ipynb" for d in u.run_dirs],
                          u.parameters(several)) for u in todo])
             finals = []
-            if not args.skip_theory:
+            theory = theory_parameters(args.preset, cfgs[0], run_id, figures_root, args.theory_depths,
+                                       args.theory_seeds, args.theory_batch)
+            if args.skip_theory:
+                pass
+            elif _theory_done(theory, ds.fingerprint):
+                print("[01_theory] skipped (its figures for these settings exist)", flush=True)
+            else:
                 finals.append((Unit("01_theory", []), nb_dir / "01_theory.ipynb", [base / "01_theory.ipynb"],
-                               theory_parameters(args.preset, cfgs[0], run_id, figures_root, args.theory_depths,
-                                                 args.theory_seeds, args.theory_batch)))
+                               theory))
             if any((d / "metrics.json").is_file() for u in units for d in u.run_dirs):
                 finals.append((Unit("03_analysis", []), nb_dir / "03_analysis.ipynb", [base / "03_analysis.ipynb"],
                                {"run_id": run_id, "runs_dir": str(out_dir), "figures_root": str(figures_root),
