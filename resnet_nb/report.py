@@ -567,16 +567,20 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
     curves = {"plain_deep_vs_shallow": _epochs_higher(by_key, p_d, p_s),
               "plain_deep_vs_resnet_deep": _epochs_higher(by_key, p_d, r_d)}
 
+    def shown(name: str) -> bool | None:  # in the claimed direction and not within seed noise
+        x = cmp[name]
+        return None if x["holds"] is None else bool(x["holds"] and x["resolved"] is not False)
+
     def both(*names: str) -> bool | None:
-        vals = [cmp[n]["holds"] for n in names]
+        vals = [shown(n) for n in names]
         return None if any(v is None for v in vals) else all(vals)
 
     verdict = {
         "degradation": both("degradation_acc", "degradation_loss"),
         "degradation_any": None if cmp["degradation_acc"]["holds"] is None
-        else bool(cmp["degradation_acc"]["holds"] or cmp["degradation_loss"]["holds"]),
+        else bool(shown("degradation_acc") or shown("degradation_loss")),
         "residual_fix": both("residual_fix_acc", "residual_fix_loss"),
-        "depth_gain": cmp["depth_gain_acc"]["holds"],
+        "depth_gain": shown("depth_gain_acc"),
     }
     vals = [verdict["degradation"], verdict["residual_fix"], verdict["depth_gain"]]
     verdict["overall"] = ("not_assessable" if all(v is None for v in vals) else

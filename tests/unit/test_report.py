@@ -202,6 +202,8 @@ def test_several_seeds_give_means_std_and_say_when_a_difference_is_not_resolved(
     en = report.render_markdown(facts, "en")
     assert "| Plain-56 | 0.9100 ± 0.0071 |" in en and "(mean ± std over seeds)" in en
     assert "within twice the standard error of the seed means" in en
+    assert "**lower, but within seed noise**" in en and "| direction only, within seed noise |" in en
+    assert facts["verdict"]["degradation"] is False  # a difference inside the noise is not shown
     assert "The 8 runs differ only in the model and the seed" in en
     assert "--seeds 0,1" in en
 
