@@ -740,6 +740,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """``resnet-nb train``: one flag per TrainConfig field, plus --preset and --restart."""
     p.formatter_class = _HelpFormatter
     p.epilog = _presets_epilog()
+
+    def one_line_error(message: str):  # a bad flag value: one line, not the whole usage
+        p.exit(2, f"{p.prog}: error: {message} (see {p.prog} --help)\n")
+    p.error = one_line_error
     p.add_argument("--preset", choices=list(PRESETS), default="seed",
                    help="starting values (default: seed); every flag below overrides them")
     p.add_argument("--restart", action="store_true",

@@ -117,10 +117,12 @@ def test_cli_bad_input_one_line(argv, message, capsys, tmp_path, monkeypatch):
 def test_cli_parse_errors(capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "--preset", "fast"])
-    assert e.value.code == 2 and "invalid choice: 'fast'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "invalid choice: 'fast'" in err and len(err.splitlines()) == 1
     with pytest.raises(SystemExit):
         main(["train", "--epochs", "many"])
-    assert "epochs must be an integer; got 'many'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "epochs must be an integer; got 'many'" in err and len(err.splitlines()) == 1
     with pytest.raises(SystemExit):
         main(["train", "--learning-rate", "0.1"])
     assert "unrecognized arguments" in capsys.readouterr().err
