@@ -19,6 +19,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from make_golden import ROOT, WORK  # noqa: E402
 
+# pytest imports every conftest.py as the module ``conftest``; tests that do
+# ``from conftest import REPO`` (meaning tests/conftest.py) may get this one
+REPO = ROOT
+
 
 def pytest_configure(config):
     opt = config.option
