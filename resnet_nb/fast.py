@@ -17,7 +17,10 @@ levers, none of which changes the mathematics of the recipe (sec. 4.2):
 * a batch of another shape (the last, partial batch of an epoch: 50000 = 390 x 128 + 80)
   runs eagerly on the same weights and optimiser: no image is dropped, the recipe and the
   iteration count per epoch are unchanged;
-* packing same-depth models into one grouped network (``resnet_nb.packed``).
+* packing same-depth models into one grouped network (``resnet_nb.packed``): ``plan_packs``
+  decides which configs share a pack (same depth and recipe; on CUDA by default) and
+  ``train_pack`` trains one, each member into its own run directory, with the data order
+  and augmentation its own seed gives it in ``train.train`` (``PackBatcher``).
 
 On a device without CUDA the same API runs eagerly. Where capture fails, a warning says so
 and the run continues eagerly. ``RESNET_NB_CUDA_GRAPHS=0`` turns capture off (eager
