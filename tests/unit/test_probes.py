@@ -52,6 +52,10 @@ def test_run_probes_seeds_and_summary(batch):
     assert s["plain20"]["input_grad_norm_std"] >= 0
     # the residual sum grows the forward signal with depth; BN keeps the plain net flat
     assert s["resnet26"]["block_output_std_mean"][-1] > 1.5 * s["plain26"]["block_output_std_mean"][-1]
+    # the comparisons 01_theory prints, as measured here
+    assert probes.residual_contrast(s) == {20: {"grad_spread_smaller": True, "signal_grows": True},
+                                           26: {"grad_spread_smaller": True, "signal_grows": True}}
+    assert "| resnet26 | 25 |" in probes.probe_table(s)
     for make in (plots.grad_norm_figure, plots.activation_std_figure, plots.input_grad_figure):
         assert make(s).axes
 
