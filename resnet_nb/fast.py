@@ -47,10 +47,8 @@ __all__ = [
     "lr_in_tensor", "ConcurrentSteps", "plan_packs", "train_pack", "evaluate_pack", "PACK_FREE_FIELDS",
 ]
 
-# bf16 becomes a valid TrainConfig.precision once this module is imported (train imports it)
-if "bf16" not in _config.PRECISIONS:
-    _config.PRECISIONS.append("bf16")
-PRECISIONS = tuple(_config.PRECISIONS)
+# the precisions TrainConfig accepts; this module implements bf16
+PRECISIONS = _config.PRECISIONS
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16}
 WARMUP_STEPS = 3  # eager steps before capture (cuDNN autotuning, lazy init), then undone
 
