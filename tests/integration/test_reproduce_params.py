@@ -98,3 +98,22 @@ def test_papermill_unknown_parameter_is_a_clear_error(tmp_path):
     assert "unknown parameter(s) epochz (did you mean epochs?)" in e.value.evalue
     assert "batch_size" in e.value.evalue
     assert not (tmp_path / "r").exists()
+
+
+def test_theory_is_skipped_only_for_the_same_settings_and_data(tmp_path):
+    from resnet_nb.analysis import THEORY_FIGURE_FILES
+    from resnet_nb.reproduce import _theory_done, theory_parameters
+
+    cfg = make_config("smoke", dataset="synthetic")
+    params = theory_parameters("smoke", cfg, "r", tmp_path)
+    assert (params["depths"], params["seeds"], params["batch_size"]) == ("20,56,110", "0,1", 32)
+    assert not _theory_done(params, "f" * 64)
+    d = tmp_path / "r"
+    d.mkdir()
+    for f in THEORY_FIGURE_FILES.values():
+        (d / f).write_bytes(b"png")
+    stored = {k: params[k] for k in ("dataset", "depths", "seeds", "batch_size", "normalization")}
+    atomic_write_json(d / "theory_probes.json", {"parameters": {**stored, "fingerprint": "f" * 64}})
+    assert _theory_done(params, "f" * 64)
+    assert not _theory_done(params, "0" * 64)
+    assert not _theory_done({**params, "seeds": "0,1,2"}, "f" * 64)
