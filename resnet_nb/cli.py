@@ -20,6 +20,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Append "(default: X)" unless the help text already names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     from resnet_nb import __version__
 
@@ -30,7 +39,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     chosen = argv[0] if argv and argv[0] in COMMANDS else None
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=_HelpFormatter)
         p.set_defaults(_module=module)
         if chosen in (None, name):  # import only the module of the command used
             importlib.import_module(module).add_arguments(p)

@@ -789,7 +789,8 @@ def build_report(run_id: str, langs: tuple[str, ...] | list[str] = LANGS,
                 if problem:
                     result.errors.append(f"{out} not built: {problem}")
                     continue
-            args = _pandoc_args(lang, fmt, md, out, Path(inputs["figures_dir"]).resolve(), facts)
+            # absolute paths: pandoc runs inside the build folder (its working files land there)
+            args = _pandoc_args(lang, fmt, md.resolve(), out.resolve(), Path(inputs["figures_dir"]).resolve(), facts)
             proc = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=build)
             log = build / f"pandoc.{lang}.{fmt}.log"
             log.write_text(proc.stdout + proc.stderr, encoding="utf-8")

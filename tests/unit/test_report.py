@@ -240,3 +240,12 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["report", "--run-id", "nope", "--runs-dir", str(runs)]) == 2
     err = capsys.readouterr().err
     assert "known run ids: r1" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_relative_directories_as_given_on_the_command_line(tmp_path, monkeypatch):
+    """make report passes the defaults (experiments, report/figures, report/build): relative."""
+    seed_like(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = report.build_report("r1", ["en"], ["html"], "exp", "fig", "build")
+    assert result.errors == [] and [p.name for p in result.outputs] == ["report.en.html"]
+    assert (tmp_path / "build" / "r1" / "report.en.html").stat().st_size > 5000
