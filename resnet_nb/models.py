@@ -42,7 +42,7 @@ from torch import nn
 
 __all__ = [
     "ShortcutA", "ShortcutB", "BasicBlock", "CifarResNet", "build_model", "parse_model_name",
-    "count_parameters", "VALID_DEPTHS_HINT", "MODEL_FAMILIES",
+    "count_parameters", "block_layout", "VALID_DEPTHS_HINT", "MODEL_FAMILIES",
 ]
 
 MODEL_FAMILIES = ("plain", "resnet")
@@ -130,20 +130,13 @@ class CifarResNet(nn.Module):
         if shortcut not in SHORTCUTS:
             raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}; got {shortcut!r}")
         self.depth, self.residual, self.shortcut_kind = depth, residual, shortcut
-        n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(3, STAGE_WIDTHS[0], 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(STAGE_WIDTHS[0])
-        in_planes = STAGE_WIDTHS[0]
-        stages = []
-        for i, planes in enumerate(STAGE_WIDTHS):
-            blocks = []
-            for j in range(n):
-                stride = 2 if (i > 0 and j == 0) else 1
-                sc = _make_shortcut(shortcut, in_planes, planes, stride) if residual else None
-                blocks.append(BasicBlock(in_planes, planes, stride, sc))
-                in_planes = planes
-            stages.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3 = stages
+        stages = [[] for _ in STAGE_WIDTHS]
+        for stage, in_planes, planes, stride in block_layout(depth):
+            sc = _make_shortcut(shortcut, in_planes, planes, stride) if residual else None
+            stages[stage].append(BasicBlock(in_planes, planes, stride, sc))
+        self.layer1, self.layer2, self.layer3 = (nn.Sequential(*blocks) for blocks in stages)
         self.fc = nn.Linear(STAGE_WIDTHS[-1], num_classes)
         self.reset_parameters()
 
@@ -174,6 +167,18 @@ class CifarResNet(nn.Module):
     @property
     def name(self) -> str:
         return f"{'resnet' if self.residual else 'plain'}{self.depth}"
+
+
+def block_layout(depth: int):
+    """Yield ``(stage, in_planes, planes, stride)`` for each of the 3n basic blocks:
+    stages of n blocks with 16/32/64 filters, stride 2 in the first block of stages 2 and 3."""
+    _check_depth(depth)
+    n = (depth - 2) // 6
+    in_planes = STAGE_WIDTHS[0]
+    for stage, planes in enumerate(STAGE_WIDTHS):
+        for j in range(n):
+            yield stage, in_planes, planes, (2 if stage > 0 and j == 0 else 1)
+            in_planes = planes
 
 
 def _check_depth(depth: int) -> None:

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_nb.models import STAGE_WIDTHS, CifarResNet, _check_depth, build_model
+from resnet_nb.models import STAGE_WIDTHS, CifarResNet, _check_depth, block_layout, build_model
 
 __all__ = [
     "PackedCifarResNet", "PackedShortcutA", "PackedBasicBlock", "PackedLinear", "pack_models",
@@ -154,20 +154,13 @@ class PackedCifarResNet(nn.Module):
             raise ValueError("a pack needs at least one member")
         n_members = len(residual)
         self.depth, self.residual, self.members, self.num_classes = depth, residual, n_members, num_classes
-        n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(n_members * 3, n_members * STAGE_WIDTHS[0], 3, padding=1, bias=False,
                                groups=n_members)
         self.bn1 = nn.BatchNorm2d(n_members * STAGE_WIDTHS[0])
-        in_planes = STAGE_WIDTHS[0]
-        stages = []
-        for i, planes in enumerate(STAGE_WIDTHS):
-            blocks = []
-            for j in range(n):
-                stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(PackedBasicBlock(residual, in_planes, planes, stride))
-                in_planes = planes
-            stages.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3 = stages
+        stages = [[] for _ in STAGE_WIDTHS]
+        for stage, in_planes, planes, stride in block_layout(depth):
+            stages[stage].append(PackedBasicBlock(residual, in_planes, planes, stride))
+        self.layer1, self.layer2, self.layer3 = (nn.Sequential(*blocks) for blocks in stages)
         self.fc = PackedLinear(n_members, STAGE_WIDTHS[-1], num_classes)
         self.reset_parameters()
 
