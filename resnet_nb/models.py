@@ -42,7 +42,7 @@ from torch import nn
 
 __all__ = [
     "ShortcutA", "ShortcutB", "BasicBlock", "CifarResNet", "build_model", "parse_model_name",
-    "count_parameters", "block_layout", "VALID_DEPTHS_HINT", "MODEL_FAMILIES",
+    "count_parameters", "block_layout", "he_init_", "VALID_DEPTHS_HINT", "MODEL_FAMILIES",
 ]
 
 MODEL_FAMILIES = ("plain", "resnet")
@@ -141,15 +141,7 @@ class CifarResNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """He init (He et al. 2015, "Delving deep into rectifiers"), as sec. 3.4 prescribes."""
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init_(self)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps after the stem and after each stage: (B,16,32,32), (B,16,32,32),
@@ -167,6 +159,19 @@ class CifarResNet(nn.Module):
     @property
     def name(self) -> str:
         return f"{'resnet' if self.residual else 'plain'}{self.depth}"
+
+
+def he_init_(model: nn.Module, weighted: tuple[type, ...] = (nn.Conv2d, nn.Linear)) -> None:
+    """He init (He et al. 2015, "Delving deep into rectifiers"), as sec. 3.4 prescribes:
+    weights of ``weighted`` layers ~ N(0, 2 / fan_in), biases 0; BN scale 1, shift 0."""
+    for m in model.modules():
+        if isinstance(m, weighted):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 def block_layout(depth: int):

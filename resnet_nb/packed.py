@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_nb.models import STAGE_WIDTHS, CifarResNet, _check_depth, block_layout, build_model
+from resnet_nb.models import STAGE_WIDTHS, CifarResNet, _check_depth, block_layout, build_model, he_init_
 
 __all__ = [
     "PackedCifarResNet", "PackedShortcutA", "PackedBasicBlock", "PackedLinear", "pack_models",
@@ -166,14 +166,7 @@ class PackedCifarResNet(nn.Module):
 
     def reset_parameters(self) -> None:
         """He init per member (fan-in of a grouped conv is its per-group fan-in), sec. 3.4."""
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, PackedLinear)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init_(self, (nn.Conv2d, PackedLinear))
 
     @property
     def member_names(self) -> list[str]:
