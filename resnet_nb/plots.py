@@ -246,24 +246,32 @@ def _band(ax, x, mean, std, color, label):
         ax.fill_between(x, np.clip(mean - std, mean * 1e-3, None), mean + std, color=color, alpha=0.25)
 
 
-def grad_norm_figure(summary: Mapping[str, Mapping]):
-    """One panel per depth: ``||dL/dW||`` of every conv layer (1 = stem) at
-    initialisation, plain vs residual, mean over seeds with a +-std band (log scale)."""
+def _probe_panels(summary: Mapping[str, Mapping], key: str, x0: int, label_seeds: bool):
+    """One panel per depth, plain vs residual: ``summary[model][key + "_mean"]`` against
+    its index (starting at ``x0``) with a +-std band of ``key + "_std"``."""
     depths, families = _probe_models(summary)
     fig, axes = new_figure(1, len(depths), size=(4.2 * len(depths), 3.8))
     for ax, depth in zip(axes[0], depths):
-        for family in families:
-            name = f"{family}{depth}"
+        for name in (f"{family}{depth}" for family in families):
             if name not in summary:
                 continue
             s = summary[name]
-            x = np.arange(1, len(s["conv_grad_norms_mean"]) + 1)
-            _band(ax, x, s["conv_grad_norms_mean"], s["conv_grad_norms_std"],
-                  model_color(name, depths), f"{model_label(name)} ({s['n_seeds']} seeds)")
-        ax.set_yscale("log")
-        ax.set(xlabel="conv layer (1 = first)", title=f"depth {depth}")
-        ax.grid(alpha=0.3, which="both")
+            mean = s[f"{key}_mean"]
+            label = model_label(name) + (f" ({s['n_seeds']} seeds)" if label_seeds else "")
+            _band(ax, np.arange(x0, len(mean) + x0), mean, s[f"{key}_std"], model_color(name, depths), label)
+        ax.set(title=f"depth {depth}")
         ax.legend(fontsize=8)
+    return fig, axes
+
+
+def grad_norm_figure(summary: Mapping[str, Mapping]):
+    """One panel per depth: ``||dL/dW||`` of every conv layer (1 = stem) at
+    initialisation, plain vs residual, mean over seeds with a +-std band (log scale)."""
+    fig, axes = _probe_panels(summary, "conv_grad_norms", 1, label_seeds=True)
+    for ax in axes[0]:
+        ax.set_yscale("log")
+        ax.set(xlabel="conv layer (1 = first)")
+        ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("||dL/dW|| at init")
     fig.suptitle("gradient norm of every conv weight at initialisation (one real batch)")
     return fig
@@ -271,20 +279,10 @@ def grad_norm_figure(summary: Mapping[str, Mapping]):
 
 def activation_std_figure(summary: Mapping[str, Mapping]):
     """One panel per depth: std of the stem (0) and of every block output, plain vs residual."""
-    depths, families = _probe_models(summary)
-    fig, axes = new_figure(1, len(depths), size=(4.2 * len(depths), 3.8))
-    for ax, depth in zip(axes[0], depths):
-        for family in families:
-            name = f"{family}{depth}"
-            if name not in summary:
-                continue
-            s = summary[name]
-            x = np.arange(len(s["block_output_std_mean"]))
-            _band(ax, x, s["block_output_std_mean"], s["block_output_std_std"],
-                  model_color(name, depths), model_label(name))
-        ax.set(xlabel="block (0 = stem)", title=f"depth {depth}")
+    fig, axes = _probe_panels(summary, "block_output_std", 0, label_seeds=False)
+    for ax in axes[0]:
+        ax.set(xlabel="block (0 = stem)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     axes[0][0].set_ylabel("std of the block output")
     fig.suptitle("forward activation std by depth at initialisation")
     return fig

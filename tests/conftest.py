@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from resnet_nb.data import write_fake_cifar10
 
@@ -26,3 +27,12 @@ def fake_cifar(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fake-cifar")
     write_fake_cifar10(root, n_train=500, n_test=100, seed=0)
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread: small nets on a shared 2-core CPU run fastest (and repeatably) so."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

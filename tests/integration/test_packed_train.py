@@ -14,16 +14,8 @@ from resnet_nb.config import make_config
 from resnet_nb.models import build_model
 from resnet_nb.train import train, train_many
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 TIMING = ("time", "elapsed")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def pack_cfgs(fake_cifar, out_dir, **kw):

@@ -13,13 +13,7 @@ from resnet_nb.config import make_config
 from resnet_nb.models import build_model
 from resnet_nb.packed import member_state_dict, pack_models
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def batch(b=8, seed=0):
