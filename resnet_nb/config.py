@@ -31,7 +31,7 @@ from resnet_nb.models import SHORTCUTS, parse_model_name
 __all__ = [
     "TrainConfig", "PRESETS", "make_config", "config_from_dict", "config_diff",
     "NON_MATH_FIELDS", "SCHEDULES", "NORMALIZATIONS", "DATASETS", "PRECISIONS",
-    "field_help", "coerce_field",
+    "field_help", "coerce_field", "check_run_id",
 ]
 
 SCHEDULES = ("epochs", "iterations")
@@ -188,6 +188,15 @@ _KIND_WORDS = {
 }
 
 
+def check_run_id(value: str, what: str = "run_id") -> str:
+    """``value`` if it is one plain folder name (letters, digits, . _ -, starting with a letter
+    or digit: no path separator, no ``..``, not absolute), else a ValueError. The one rule for
+    run ids and run names, in training, analysis and the report."""
+    if not (isinstance(value, str) and _NAME_RE.fullmatch(value)):
+        raise ValueError(f"{what} must be a plain folder name (letters, digits, . _ -), or empty; got {value!r}")
+    return value
+
+
 def _validate(c: TrainConfig) -> None:
     """One-line ValueErrors that say what to do; called for every config built."""
     def need(ok: bool, msg: str) -> None:
@@ -217,9 +226,8 @@ def _validate(c: TrainConfig) -> None:
     need(c.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}; got {c.precision!r}")
     need(bool(c.out_dir.strip()), "out_dir must not be empty; use e.g. experiments")
     for name in ("run_id", "run_name"):
-        v = getattr(c, name)
-        need(v == "" or bool(_NAME_RE.match(v)),
-             f"{name} must be a plain folder name (letters, digits, . _ -), or empty; got {v!r}")
+        if getattr(c, name):
+            check_run_id(getattr(c, name), name)
     # sizes against the data (val_split < training images, subsets <= available) are
     # checked by resnet_nb.train.prepare_data once the dataset is known.
 
