@@ -9,12 +9,28 @@ Provenance is explicit: every load returns whether the six batch files match the
 published md5 sums (``canonical``), differ (``noncanonical``, only with the opt-in
 ``allow_noncanonical``), or come from ``write_fake_cifar10`` (``synthetic``), plus a
 sha256 ``fingerprint`` of the pixels and labels that goes into every run's config.
+
+Loading is safe against hostile files; the batch files are pickles, and unpickling can run
+code, so:
+
+1. The md5 sums are computed and acted on before any pickle is opened: without
+   ``allow_noncanonical`` a folder whose sums differ is refused unread.
+2. A synthetic fixture is recognised by a JSON sidecar (``RESNET_NB_SYNTHETIC.json``, written
+   by ``write_fake_cifar10``) that records the md5 of each batch file; it counts only when
+   those sums match the files. Nothing inside a pickle decides provenance.
+3. Every batch, canonical or not, goes through ``_BatchUnpickler``, whose ``find_class``
+   admits only the globals a numpy array needs (``ALLOWED_PICKLE_GLOBALS``); any other
+   global raises a ``DataError`` naming it, before it is imported or called.
+4. The loaded pixels must be uint8 (N, 3072) and the labels integers in 0..9; anything else
+   is refused rather than converted.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
+import socket
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +45,7 @@ __all__ = [
     "verify_cifar10", "load_cifar10", "fingerprint", "write_fake_cifar10",
     "crop_flip", "random_crop_flip", "channel_stats", "pixel_mean", "normalize",
     "iterate_batches", "train_val_split", "synthetic_root", "load_dataset",
-    "SYNTHETIC_SIZE",
+    "SYNTHETIC_SIZE", "SYNTHETIC_SIDECAR", "ALLOWED_PICKLE_GLOBALS", "DOWNLOAD_TIMEOUT_S",
 ]
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -47,7 +63,15 @@ BATCH_MD5 = {
     "test_batch": "40351d587109b95175f43aff81a1287e",
 }
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-SYNTHETIC_MARK = "resnet-nb synthetic fixture"  # in every fixture batch's batch_label
+SYNTHETIC_MARK = "resnet-nb synthetic fixture"  # human-readable batch_label text only
+SYNTHETIC_SIDECAR = "RESNET_NB_SYNTHETIC.json"  # next to the batches; decides "synthetic"
+# The only globals a CIFAR-10 batch pickle needs: numpy arrays (protocol 2, numpy 1 and 2
+# module paths) and _codecs.encode, which Python-3-written protocol-2 pickles use for bytes.
+ALLOWED_PICKLE_GLOBALS = frozenset({
+    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
+    "numpy.ndarray", "numpy.dtype", "_codecs.encode",
+})
+DOWNLOAD_TIMEOUT_S = 60.0  # seconds per blocking network read; env RESNET_NB_DOWNLOAD_TIMEOUT
 PAD = 4  # pixels of zero padding before the random 32x32 crop (sec. 4.2)
 
 
@@ -95,14 +119,22 @@ def _resolve(root: str | os.PathLike | None) -> Path:
     return Path(root).expanduser() if root is not None else default_root()
 
 
-def _missing_message(root: Path, reason: str) -> str:
+SYNTHETIC_HINT = ('To try the code without CIFAR-10, use --dataset synthetic '
+                  '(in a notebook: set dataset = "synthetic" in the parameters cell).')
+
+
+def _missing_message(root: Path, reason: str, download_tried: bool = True) -> str:
+    fetch = "" if download_tried else (
+        f"  With network access, `resnet-nb data download --data-root {root}` fetches it.\n")
     return (
         f"CIFAR-10 is not available under {root} and could not be downloaded ({reason}).\n"
-        f"  Download {CIFAR10_URL}\n"
+        f"{fetch}"
+        f"  Otherwise download {CIFAR10_URL}\n"
         f"  (md5 {CIFAR10_ARCHIVE_MD5}) on a machine with network access and place it at\n"
         f"  {root / CIFAR10_ARCHIVE}\n"
         f"  (or its extracted folder at {root / BATCHES_DIR}); then rerun. Another location can be\n"
-        f"  given with --data-root / data_root or the environment variable RESNET_NB_DATA.")
+        f"  given with --data-root / data_root or the environment variable RESNET_NB_DATA.\n"
+        f"  {SYNTHETIC_HINT}")
 
 
 def find_batches_dir(root: str | os.PathLike | None = None, download: bool = True) -> Path:
@@ -118,7 +150,8 @@ def find_batches_dir(root: str | os.PathLike | None = None, download: bool = Tru
     archive = root / CIFAR10_ARCHIVE
     if not archive.is_file():
         if not download:
-            raise DataError(_missing_message(root, "downloading was not requested"))
+            raise DataError(_missing_message(root, "downloading was not requested",
+                                             download_tried=False))
         download_cifar10(root)
     _extract(archive, root)
     return root / BATCHES_DIR
@@ -147,65 +180,157 @@ def _extract(archive: Path, root: Path) -> None:
         raise DataError(f"could not extract {archive}: {e}. Delete it and download it again.") from None
 
 
+def _download_timeout() -> float:
+    raw = os.environ.get("RESNET_NB_DOWNLOAD_TIMEOUT")
+    if raw is None:
+        return DOWNLOAD_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise DataError(f"RESNET_NB_DOWNLOAD_TIMEOUT must be a positive number of seconds; got {raw!r}. "
+                        f"Unset it for the default of {DOWNLOAD_TIMEOUT_S:g} s.")
+    return value
+
+
+def _is_timeout(e: BaseException) -> bool:
+    """socket timeouts arrive bare (reading) or wrapped in URLError.reason (connecting)."""
+    return isinstance(e, TimeoutError) or isinstance(getattr(e, "reason", None), TimeoutError)
+
+
 def download_cifar10(root: str | os.PathLike | None = None, url: str | None = None) -> Path:
     """Download the official archive into ``root`` (md5-checked by torchvision's utility).
 
-    ``url`` defaults to ``$RESNET_NB_CIFAR_URL`` or the official address. Network failures
-    become a ``DataError`` that says where to place the file by hand.
+    ``url`` defaults to ``$RESNET_NB_CIFAR_URL`` or the official address. Every blocking
+    network operation times out after ``$RESNET_NB_DOWNLOAD_TIMEOUT`` seconds (default
+    ``DOWNLOAD_TIMEOUT_S``). Network failures and timeouts become a ``DataError`` that says
+    where to place the file by hand.
     """
     from torchvision.datasets.utils import download_url  # lazy: heavy import
 
     root = _resolve(root)
     url = url or os.environ.get("RESNET_NB_CIFAR_URL", CIFAR10_URL)
+    timeout = _download_timeout()
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(f"cannot create the data folder {root}: {e}. Choose a writable --data-root.") from None
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # torchvision's urlopen calls take no timeout argument
     try:
         download_url(url, str(root), filename=CIFAR10_ARCHIVE, md5=CIFAR10_ARCHIVE_MD5)
     except Exception as e:  # urllib/http errors, timeouts, md5 failures: all user-fixable
         partial = root / CIFAR10_ARCHIVE
         if partial.exists() and _md5(partial) != CIFAR10_ARCHIVE_MD5:
             partial.unlink()
-        raise DataError(_missing_message(root, f"{type(e).__name__}: {e}")) from None
+        reason = (f"no answer from {url} within {timeout:g} s; a slow link can raise "
+                  f"RESNET_NB_DOWNLOAD_TIMEOUT (seconds)") if _is_timeout(e) else f"{type(e).__name__}: {e}"
+        raise DataError(_missing_message(root, reason)) from None
+    finally:
+        socket.setdefaulttimeout(previous)
     return root / CIFAR10_ARCHIVE
 
 
 # --------------------------------------------------------------------------- loading
 
-def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only ``ALLOWED_PICKLE_GLOBALS``; any other global (``os.system``,
+    ``builtins.eval``, ...) raises a DataError before it is imported, so it cannot run."""
+
+    def __init__(self, f, path: Path):
+        super().__init__(f, encoding="bytes")   # the original batches are Python 2 pickles
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        qualified = f"{module}.{name}"
+        if qualified not in ALLOWED_PICKLE_GLOBALS:
+            raise DataError(
+                f"{self.path} asks to load the Python global {qualified}, which a CIFAR-10 batch "
+                f"never needs: the file is not a CIFAR-10 batch and was not loaded. Delete "
+                f"{self.path.parent} and extract or download the official archive ({CIFAR10_URL}) again.")
+        if name == "_reconstruct":  # both module paths name the same numpy function
+            try:
+                from numpy._core.multiarray import _reconstruct
+            except ImportError:  # numpy < 2
+                from numpy.core.multiarray import _reconstruct
+            return _reconstruct
+        return super().find_class(module, name)
+
+
+def _not_a_batch(path: Path, what: str) -> DataError:
+    return DataError(f"{path} is not a CIFAR-10 batch ({what}). "
+                     f"Delete {path.parent} and extract or download the archive again.")
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images uint8 (N, 3, 32, 32) and labels int64 (N,) of one batch file, read with the
+    restricted unpickler and checked, never converted: a wrong dtype is refused."""
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
-        data = np.asarray(d[b"data"], dtype=np.uint8)
-        labels = np.asarray(d[b"labels"], dtype=np.int64)
-        label = d.get(b"batch_label", b"")
-        label = label.decode("latin1") if isinstance(label, bytes) else str(label)
-        if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != labels.shape[0]:
-            raise ValueError(f"data {data.shape} / labels {labels.shape} do not form N x 3072 images")
-        if labels.size and (labels.min() < 0 or labels.max() > 9):
-            raise ValueError("labels outside 0..9")
+            d = _BatchUnpickler(f, path).load()
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"{path} is missing: the CIFAR-10 folder is incomplete. "
                         f"Delete {path.parent} and extract or download the archive again.") from None
     except Exception as e:
         raise DataError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}). "
                         f"Delete {path.parent} and extract or download the archive again.") from None
-    return data.reshape(-1, 3, 32, 32), labels, label
+    if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
+        raise _not_a_batch(path, "expected a dict with keys b'data' and b'labels'")
+    data = d[b"data"]
+    try:
+        labels = np.asarray(d[b"labels"])
+    except (ValueError, TypeError) as e:
+        raise _not_a_batch(path, f"labels do not form an array: {e}") from None
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        dtype = data.dtype if isinstance(data, np.ndarray) else type(data).__name__
+        raise _not_a_batch(path, f"pixels are {dtype}, expected uint8 values 0..255; "
+                                 f"they are refused rather than wrapped to uint8")
+    if labels.size and labels.dtype.kind not in "iu":
+        raise _not_a_batch(path, f"labels are {labels.dtype}, expected integers 0..9")
+    labels = labels.astype(np.int64)
+    if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != labels.shape[0]:
+        raise _not_a_batch(path, f"data {data.shape} / labels {labels.shape} do not form N x 3072 images")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise _not_a_batch(path, f"labels span {labels.min()}..{labels.max()}, expected 0..9")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _batch_md5s(batches_dir: Path) -> dict[str, str]:
+    """md5 of each of the six batch files (read as bytes, never unpickled)."""
+    sums = {}
+    for name in BATCH_MD5:
+        p = batches_dir / name
+        if not p.is_file():
+            raise DataError(f"{p} is missing: the CIFAR-10 folder is incomplete. "
+                            f"Delete {batches_dir} and extract or download the archive again.")
+        sums[name] = _md5(p)
+    return sums
 
 
 def verify_cifar10(batches_dir: str | os.PathLike) -> list[str]:
     """Names of the six batch files whose md5 differs from the published sums."""
-    d = Path(batches_dir)
-    bad = []
-    for name, want in BATCH_MD5.items():
-        p = d / name
-        if not p.is_file():
-            raise DataError(f"{p} is missing: the CIFAR-10 folder is incomplete. "
-                            f"Delete {d} and extract or download the archive again.")
-        if _md5(p) != want:
-            bad.append(name)
-    return bad
+    sums = _batch_md5s(Path(batches_dir))
+    return [name for name, want in BATCH_MD5.items() if sums[name] != want]
+
+
+def _is_synthetic_folder(batches_dir: Path) -> bool:
+    """``_is_synthetic`` for a folder that may be incomplete (then False)."""
+    if not all((batches_dir / n).is_file() for n in BATCH_MD5):
+        return False
+    return _is_synthetic(batches_dir, _batch_md5s(batches_dir))
+
+
+def _is_synthetic(batches_dir: Path, sums: dict[str, str]) -> bool:
+    """True when ``write_fake_cifar10``'s sidecar is present and its recorded md5 sums match
+    the files: an edited fixture, or a sidecar copied next to other files, does not count."""
+    try:
+        record = json.loads((batches_dir / SYNTHETIC_SIDECAR).read_text())
+        return isinstance(record, dict) and record.get("md5") == sums
+    except (OSError, ValueError):
+        return False
 
 
 def fingerprint(train_x, train_y, test_x, test_y) -> str:
@@ -220,21 +345,23 @@ def load_cifar10(root: str | os.PathLike | None = None, allow_noncanonical: bool
                  download: bool = True) -> Cifar10:
     """Find (or download), verify and load CIFAR-10 as uint8 tensors.
 
-    A folder whose md5 sums differ from the published ones is refused unless
-    ``allow_noncanonical``; then it loads marked ``noncanonical`` (or ``synthetic`` for a
-    ``write_fake_cifar10`` fixture).
+    A folder whose md5 sums differ from the published ones is refused, before any file is
+    unpickled, unless ``allow_noncanonical``; then it loads marked ``noncanonical`` (or
+    ``synthetic`` for a ``write_fake_cifar10`` fixture whose sidecar matches its files).
+    Every batch is read with the restricted unpickler (see the module docstring).
     """
     d = find_batches_dir(root, download=download)
-    bad = verify_cifar10(d)
-    parts = [_read_batch(d / n) for n in TRAIN_FILES]
-    test_x, test_y, test_label = _read_batch(d / TEST_FILE)
-    synthetic = all(SYNTHETIC_MARK in p[2] for p in parts) and SYNTHETIC_MARK in test_label
+    sums = _batch_md5s(d)
+    bad = [name for name, want in BATCH_MD5.items() if sums[name] != want]
+    synthetic = bool(bad) and _is_synthetic(d, sums)
     if bad and not allow_noncanonical:
         what = "a synthetic resnet-nb fixture" if synthetic else "not the canonical CIFAR-10"
         raise DataError(
             f"md5 mismatch in {d} for {', '.join(bad)}: this copy is {what}. Replace it with the "
             f"official archive ({CIFAR10_URL}), or pass --allow-noncanonical (allow_noncanonical=True) "
-            f"to use it anyway; every result is then labelled non-canonical.")
+            f"to use it anyway; every result is then labelled non-canonical. {SYNTHETIC_HINT}")
+    parts = [_read_batch(d / n) for n in TRAIN_FILES]
+    test_x, test_y = _read_batch(d / TEST_FILE)
     train_x = np.concatenate([p[0] for p in parts])
     train_y = np.concatenate([p[1] for p in parts])
     provenance = "canonical" if not bad else ("synthetic" if synthetic else "noncanonical")
@@ -274,7 +401,9 @@ def write_fake_cifar10(root: str | os.PathLike, n_train: int = 500, n_test: int 
 
     Each class has its own smooth random colour pattern; images are that pattern plus
     noise, so a network can learn it quickly. Files land in ``root/cifar-10-batches-py``
-    (5 train batches + test batch + batches.meta) and are marked synthetic.
+    (5 train batches + test batch + batches.meta), then the sidecar ``SYNTHETIC_SIDECAR``
+    records the size, seed and md5 of each batch file: that sidecar, written last, is what
+    marks the folder synthetic.
     """
     if n_train < 5 or n_test < 1:
         raise ValueError(f"need n_train >= 5 and n_test >= 1; got {n_train}, {n_test}")
@@ -304,6 +433,11 @@ def write_fake_cifar10(root: str | os.PathLike, n_train: int = 500, n_test: int 
               d / TEST_FILE)
     _dump_py2({S("num_cases_per_batch"): int(np.ceil(n_train / 5)),
                S("label_names"): [S(c) for c in CLASSES], S("num_vis"): 3072}, d / "batches.meta")
+    record = {"generator": "resnet_nb.data.write_fake_cifar10", "n_train": n_train,
+              "n_test": n_test, "seed": seed, "md5": _batch_md5s(d)}
+    tmp = d / f".{SYNTHETIC_SIDECAR}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(d / SYNTHETIC_SIDECAR)
     return d
 
 
@@ -322,18 +456,26 @@ def synthetic_root(n_train: int = SYNTHETIC_SIZE[0], n_test: int = SYNTHETIC_SIZ
 def load_dataset(dataset: str = "cifar10", root: str | os.PathLike | None = None,
                  allow_noncanonical: bool = False, download: bool = True) -> Cifar10:
     """``"cifar10"``: ``load_cifar10``. ``"synthetic"``: the generated fixture (written on
-    first use under ``root`` or ``synthetic_root()``), always labelled synthetic."""
+    first use under ``root`` or ``synthetic_root()``), always labelled synthetic.
+
+    A folder given as ``root`` must hold a fixture whose sidecar matches its files; the
+    default ``synthetic_root()`` folder is (re)written when it does not (e.g. a fixture from
+    a version without the sidecar)."""
     if dataset == "cifar10":
         return load_cifar10(root, allow_noncanonical=allow_noncanonical, download=download)
     if dataset == "synthetic":
+        own_folder = root is None
         root = Path(root) if root is not None else synthetic_root()
-        if not (root / BATCHES_DIR / TEST_FILE).is_file():
+        d = root / BATCHES_DIR
+        if not (d / TEST_FILE).is_file() or (own_folder and not _is_synthetic_folder(d)):
             write_fake_cifar10(root, *SYNTHETIC_SIZE, seed=0)
-        ds = load_cifar10(root, allow_noncanonical=True, download=False)
-        if ds.provenance != "synthetic":
-            raise DataError(f"{root} does not hold a resnet-nb synthetic fixture; "
-                            f"use dataset='cifar10' for real data or point data_root elsewhere.")
-        return ds
+        if not _is_synthetic_folder(d):
+            raise DataError(
+                f"{root} does not hold a resnet-nb synthetic fixture (no {SYNTHETIC_SIDECAR} whose md5 "
+                f"sums match the batch files; fixtures written by older versions lack it). Delete "
+                f"{d} to have it written again, use dataset='cifar10' for real data, or point "
+                f"data_root elsewhere.")
+        return load_cifar10(root, allow_noncanonical=True, download=False)
     raise ValueError(f"dataset must be 'cifar10' or 'synthetic'; got {dataset!r}")
 
 
