@@ -7,8 +7,27 @@ Each module named in ``COMMANDS`` provides ``add_arguments(parser)`` and
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
+
+DESCRIPTION = """\
+Reproduce He et al., "Deep Residual Learning for Image Recognition" (CVPR 2016) on CIFAR-10:
+train plain and residual networks under one recipe, compare them, and build a report
+(PDF, DOCX, HTML) from the run directories."""
+
+EPILOG = """\
+typical commands:
+  resnet-nb reproduce --preset smoke --dataset synthetic   a quick check, no data or GPU needed
+  resnet-nb data download                                   fetch and md5-verify CIFAR-10
+  resnet-nb reproduce                                       the reproduction: 4 models, seed recipe
+  resnet-nb train --preset smoke --model resnet20 --dataset synthetic
+                                                            train one model into experiments/<run id>/
+  resnet-nb report --run-id <run id>                        the report of a reproduction
+  resnet-nb bench                                           training images/s on this machine
+
+Each command has its own help: resnet-nb COMMAND --help. An interrupted command resumes
+when it is run again; runs live in experiments/<run id>/<model>/."""
 
 # sub-command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -18,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("resnet_nb.report", "build the pandoc report (pdf, docx, html) of a run id"),
     "bench": ("resnet_nb.bench", "measure training images/s: common recipe vs this project's fast paths"),
 }
+
+
+class _TopFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's and the epilog's line breaks."""
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -32,7 +55,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     from resnet_nb import __version__
 
-    parser = argparse.ArgumentParser(prog="resnet-nb", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="resnet-nb", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=_TopFormatter)
     parser.add_argument("--version", action="version", version=f"resnet-nb {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -56,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run_cli(args) or 0)
     except (DataError, ValueError, FileNotFoundError, PermissionError) as e:
         print(f"resnet-nb {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise
+        print(f"resnet-nb {args.command}: error: {e}", file=sys.stderr)  # runs.NoSpaceError: one line
         return 2
     except KeyboardInterrupt:
         print(f"resnet-nb {args.command}: interrupted", file=sys.stderr)

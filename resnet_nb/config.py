@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -31,7 +32,7 @@ from resnet_nb.models import SHORTCUTS, parse_model_name
 __all__ = [
     "TrainConfig", "PRESETS", "make_config", "config_from_dict", "config_diff",
     "NON_MATH_FIELDS", "SCHEDULES", "NORMALIZATIONS", "DATASETS", "PRECISIONS",
-    "field_help", "coerce_field", "check_run_id",
+    "field_help", "coerce_field", "check_run_id", "SEED_LIMIT",
 ]
 
 SCHEDULES = ("epochs", "iterations")
@@ -41,6 +42,9 @@ PRECISIONS = ("fp32", "bf16")  # bf16: autocast with fp32 master weights (resnet
 DEVICES_HINT = "auto, cpu, cuda or cuda:<index>"
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# seeds are 0 <= seed < 2**63: torch.manual_seed takes 64 bits, and the data stream uses
+# seed + 2**32 (train.DATA_SEED_OFFSET), which must fit as well
+SEED_LIMIT = 2**63
 
 # Fields that may differ between a stored run and the config that resumes it: they say
 # where things are or what is permitted, not what is computed (device: the device *type*
@@ -86,7 +90,8 @@ class TrainConfig:
     # --- run
     seed: int = _f(0, "seed of the weight init and of the data order/augmentation stream")
     device: str = _f("auto", f"training device: {DEVICES_HINT} (auto = cuda if available)")
-    precision: str = _f("fp32", "arithmetic precision of the training step")
+    precision: str = _f("fp32", "arithmetic of the training step: fp32, or bf16 (bfloat16 autocast, "
+                                "fp32 master weights; a GPU with compute capability 8.0+)")
     out_dir: str = _f("experiments", "root folder of run directories")
     run_id: str = _f("", "run id: the folder grouping the runs of one reproduction "
                          "(empty: resume the newest unfinished matching run, else repro-YYYYmmdd-HHMMSS)")
@@ -116,8 +121,9 @@ def _kind(name: str) -> str:
 def coerce_field(name: str, value: Any) -> Any:
     """Convert ``value`` (from Python, JSON, papermill or a CLI string) to the field's type.
 
-    ``"100,150"``, ``[100, 150]`` -> ``(100, 150)``; ``"true"`` -> ``True``; ``"none"`` -> None
-    for ``data_root``; an int given for a float field -> float. Raises ValueError otherwise.
+    ``"100,150"``, ``[100, 150]`` -> ``(100, 150)``, a single ``4`` (papermill ``-p milestones
+    4``) -> ``(4,)``; ``"true"`` -> ``True``; ``"none"`` -> None for ``data_root``; an int
+    given for a float field -> float. Raises ValueError otherwise.
     """
     kind = _kind(name)
     bad = ValueError(f"{name} must be {_KIND_WORDS[kind]}; got {value!r}")
@@ -143,19 +149,21 @@ def coerce_field(name: str, value: Any) -> Any:
     if kind == "float":
         if isinstance(value, bool):
             raise bad
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
+        try:
+            if isinstance(value, (int, float)):
+                return float(value)
+            if isinstance(value, str):
                 return float(value.strip())
-            except ValueError:
-                raise bad from None
+        except (ValueError, OverflowError):  # OverflowError: an int beyond float range
+            raise bad from None
         raise bad
     if kind == "tuple[int, ...]":
         if isinstance(value, str):
             parts = [p for p in re.split(r"[,\s]+", value.strip().strip("()[]")) if p]
         elif isinstance(value, (list, tuple)):
             parts = list(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            parts = [value]                                   # one milestone given as a number
         else:
             raise bad
         try:
@@ -212,6 +220,11 @@ def _validate(c: TrainConfig) -> None:
     for name in ("max_iters", "warmup_iters", "val_split", "train_subset", "test_subset", "seed"):
         v = getattr(c, name)
         need(v >= 0, f"{name} must be >= 0 (0 = {'none' if name != 'seed' else 'seed 0'}); got {v}")
+    need(c.seed < SEED_LIMIT, f"seed must be below 2**63 = {SEED_LIMIT} (torch seeds are 64-bit); got {c.seed}")
+    for f in fields(c):
+        if str(f.type) == "float":
+            v = getattr(c, f.name)
+            need(math.isfinite(v), f"{f.name} must be a finite number; got {v}")
     need(c.lr > 0, f"lr must be positive; got {c.lr}")
     need(c.warmup_lr > 0, f"warmup_lr must be positive; got {c.warmup_lr}")
     need(0 <= c.momentum < 1, f"momentum must be in [0, 1); got {c.momentum}")

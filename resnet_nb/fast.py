@@ -466,38 +466,49 @@ def train_pack(cfgs: Sequence, restart: bool = False, train_one=None) -> list:
     Members that already finished are skipped; members whose checkpoints stopped at
     different epochs (or a single member left) are trained one by one with ``train_one``
     (default ``train.train``). Run ids must already be resolved (``train_many`` does it).
+    When another process wrote to a member's run dir while the data loaded, the locks are
+    released and the pack is planned again from what the run dirs hold now.
     """
     from resnet_nb import train as T
 
     train_one = train_one or (lambda c, restart: T.train(c, restart=restart))
     device = T.resolve_device(cfgs[0].device)
     check_precision(cfgs[0].precision, device)
-    seen = [T._inspect_run(c, device, restart) for c in cfgs]
-    paths = [s[0] for s in seen]
-    todo = [i for i, s in enumerate(seen) if not s[3]]
-    starts = {(seen[i][1] or {}).get("epoch", 0) for i in todo}
-    if len(todo) <= 1 or len(starts) > 1:
-        if len(starts) > 1:
-            print(f"pack {', '.join(cfgs[i].run_name for i in todo)}: the members' checkpoints are at "
-                  f"different epochs {sorted(starts)}; training them one by one", flush=True)
+    data = None
+    while True:
+        seen = [T._inspect_run(c, device, restart) for c in cfgs]
+        paths = [s.run_dir for s in seen]
+        todo = [i for i, s in enumerate(seen) if not s.finished]
+        starts = {(seen[i].ckpt or {}).get("epoch", 0) for i in todo}
+        if len(todo) <= 1 or len(starts) > 1:
+            if len(starts) > 1:
+                print(f"pack {', '.join(cfgs[i].run_name for i in todo)}: the members' checkpoints are at "
+                      f"different epochs {sorted(starts)}; training them one by one", flush=True)
+            for i in todo:
+                paths[i] = train_one(cfgs[i], restart)
+            return paths
+        members = [cfgs[i] for i in todo]
+        data = data or T.prepare_data(members[0], device)   # same data for every member
         for i in todo:
-            paths[i] = train_one(cfgs[i], restart)
+            T._check_fingerprint(paths[i], seen[i].ckpt, data)
+        locks = []
+        try:
+            now = []
+            for i in todo:
+                lock, s = T._claim_run(cfgs[i], device, restart, seen[i])
+                locks.append(lock)
+                now.append(s)
+            if any(s.state != seen[i].state for s, i in zip(now, todo)):
+                print(f"pack {', '.join(c.run_name for c in members)}: a run dir changed while the "
+                      f"data loaded (another process trained into it); planning the pack again", flush=True)
+                continue                          # the finally below releases the locks first
+            _train_pack_locked(T, members, device, data, [paths[i] for i in todo],
+                               [seen[i].ckpt for i in todo], [seen[i].meta_old for i in todo])
+        finally:
+            for lock in locks:
+                if lock is not None:
+                    lock.release()
         return paths
-    members = [cfgs[i] for i in todo]
-    data = T.prepare_data(members[0], device)
-    for i in todo:
-        T._check_fingerprint(paths[i], seen[i][1], data)
-    locks = []
-    try:
-        for i in todo:
-            locks.append(T._claim_run(paths[i], restart or seen[i][1] is None))
-        _train_pack_locked(T, members, device, data, [paths[i] for i in todo],
-                           [seen[i][1] for i in todo], [seen[i][2] for i in todo])
-    finally:
-        for lock in locks:
-            if lock is not None:
-                lock.close()
-    return paths
 
 
 def _train_pack_locked(T, cfgs, device, data, run_dirs, ckpts, metas_old) -> None:
@@ -508,7 +519,9 @@ def _train_pack_locked(T, cfgs, device, data, run_dirs, ckpts, metas_old) -> Non
 
     from resnet_nb.models import build_model, count_parameters
     from resnet_nb.packed import member_optimizer_state, pack_models, pack_optimizer_state
-    from resnet_nb.runs import BEST_FILE, CONFIG_FILE, LAST_FILE, METRICS_FILE, atomic_save, atomic_write_json
+    from resnet_nb.runs import (BEST_FILE, CONFIG_FILE, LAST_FILE, METRICS_FILE, NoSpaceError,
+                                atomic_save, atomic_write_json, process_info)
+    from resnet_nb.train import no_space_message, record_status
 
     n, c0 = len(cfgs), cfgs[0]
     singles = []
@@ -535,12 +548,13 @@ def _train_pack_locked(T, cfgs, device, data, run_dirs, ckpts, metas_old) -> Non
     n_epochs = T.planned_epochs(c0, ipe)
     names = [c.run_name for c in cfgs]
 
-    st = [{"best_acc": -1.0, "best_epoch": 0, "metrics": [], "alive": True} for _ in cfgs]
+    st = [{"best_acc": -1.0, "best_epoch": 0, "metrics": [], "alive": True, "saved": 0} for _ in cfgs]
     epoch, iteration = 0, 0
     if ckpts[0] is not None:
         epoch, iteration = ckpts[0]["epoch"], ckpts[0]["iteration"]
         for s, ck in zip(st, ckpts):
-            s.update(best_acc=ck["best_acc"], best_epoch=ck["best_epoch"], metrics=list(ck["metrics"]))
+            s.update(best_acc=ck["best_acc"], best_epoch=ck["best_epoch"], metrics=list(ck["metrics"]),
+                     saved=ck["epoch"])                 # saved: the epoch last.pth holds
     env = T._environment(device)
     metas = []
     for i, (c, rd, old) in enumerate(zip(cfgs, run_dirs, metas_old)):
@@ -550,12 +564,10 @@ def _train_pack_locked(T, cfgs, device, data, run_dirs, ckpts, metas_old) -> Non
                 "iters_per_epoch": ipe, "epochs_planned": n_epochs,
                 "best_test_acc": s["best_acc"] if s["best_epoch"] else None,
                 "best_epoch": s["best_epoch"] or None, "error": None, "resumed": [],
-                "packed_with": names, "pack_index": i}
+                "packed_with": names, "pack_index": i, **process_info()}
         if old is not None:
-            meta["start_time"] = old.get("start_time", meta["start_time"])
+            meta["start_time"] = old.get("start_time") or meta["start_time"]
             meta["resumed"] = list(old.get("resumed", [])) + [{"time": T._now(), "epoch": epoch}]
-        atomic_write_json(rd / CONFIG_FILE, meta)
-        atomic_write_json(rd / METRICS_FILE, s["metrics"])
         metas.append(meta)
     kind = "synthetic data" if c0.dataset == "synthetic" else f"{data.info['provenance']} CIFAR-10"
     print(f"pack of {n} ({', '.join(names)}): {'resuming after epoch %d' % epoch if ckpts[0] else 'starting'}; "
@@ -567,7 +579,7 @@ def _train_pack_locked(T, cfgs, device, data, run_dirs, ckpts, metas_old) -> Non
         metas[i].update(status=status, end_time=T._now(), error=error,
                         best_test_acc=s["best_acc"] if s["best_epoch"] else None,
                         best_epoch=s["best_epoch"] or None)
-        atomic_write_json(run_dirs[i] / CONFIG_FILE, metas[i])
+        record_status(run_dirs[i], metas[i])
 
     def alive():
         return [i for i in range(n) if st[i]["alive"]]
@@ -575,6 +587,9 @@ def _train_pack_locked(T, cfgs, device, data, run_dirs, ckpts, metas_old) -> Non
     stop = c0.max_iters or math.inf
     elapsed = st[0]["metrics"][-1]["elapsed"] if st[0]["metrics"] else 0.0
     try:
+        for rd, meta, s in zip(run_dirs, metas, st):
+            atomic_write_json(rd / CONFIG_FILE, meta)
+            atomic_write_json(rd / METRICS_FILE, s["metrics"])
         while epoch < n_epochs and iteration < stop and alive():
             t0 = time.perf_counter()
             e = epoch + 1
@@ -633,7 +648,16 @@ def _train_pack_locked(T, cfgs, device, data, run_dirs, ckpts, metas_old) -> Non
                 atomic_save(T._last_state(cfgs[i], member, _StateOf(member_optimizer_state(opt_sd, n, i)),
                                           gens[i], device, data, e, it, s["best_acc"], s["best_epoch"],
                                           s["metrics"]), run_dirs[i] / LAST_FILE)
+                s["saved"] = e
                 print(T._summary_line(names[i], record, n_epochs), flush=True)
+    except NoSpaceError as err:
+        msgs = {i: no_space_message(err, st[i]["saved"]) for i in alive()}
+        for i, msg in msgs.items():
+            finish(i, "failed", msg)
+        if not msgs:
+            raise
+        raise NoSpaceError(msgs[min(msgs)] if len(set(msgs.values())) == 1 else "; ".join(
+            f"{names[i]}: {m}" for i, m in msgs.items()), err.filename) from None
     except KeyboardInterrupt:
         for i in alive():
             finish(i, "interrupted", f"interrupted during epoch {epoch + 1}; last.pth holds epoch {epoch}; "

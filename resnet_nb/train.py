@@ -32,6 +32,7 @@ graph-captured model (``resnet_nb.packed`` / ``resnet_nb.fast``) can reuse the l
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -39,19 +40,19 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from resnet_nb import data as D
-from resnet_nb import fast
-from resnet_nb.config import (NON_MATH_FIELDS, PRESETS, TrainConfig, config_diff, field_help,
-                              make_config)
-from resnet_nb.models import build_model, count_parameters
-from resnet_nb.runs import (BEST_FILE, CONFIG_FILE, LAST_FILE, METRICS_FILE, atomic_save,
-                            atomic_write_json, read_json, run_dir_of)
+from resnet_nb import fast, runs
+from resnet_nb.config import (DATASETS, NON_MATH_FIELDS, NORMALIZATIONS, PRECISIONS, PRESETS,
+                              SCHEDULES, TrainConfig, config_diff, field_help, make_config)
+from resnet_nb.models import SHORTCUTS, build_model, count_parameters
+from resnet_nb.runs import (BEST_FILE, CONFIG_FILE, LAST_FILE, METRICS_FILE, NoSpaceError,
+                            atomic_save, atomic_write_json, read_json, run_dir_of)
 
 __all__ = [
     "TrainingDiverged", "PreparedData", "resolve_device", "prepare_data", "iters_per_epoch",
@@ -313,45 +314,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
-def _lock(run_dir: Path):
-    """An exclusive lock on the run dir (released by the OS even on kill -9), or a one-line
-    error when another process is training into it."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - no advisory locks (Windows): run unguarded
-        return None
-    f = open(run_dir / ".lock", "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.seek(0)
-        who = f.read().strip() or "?"
-        f.close()
-        raise ValueError(f"{run_dir} is being trained by another process (pid {who}); "
-                         f"wait for it, or stop it and rerun") from None
-    f.seek(0)
-    f.truncate()
-    f.write(str(os.getpid()))
-    f.flush()
-    return f
-
-
-def _is_locked(run_dir: Path) -> bool:
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover
-        return False
-    if not (run_dir / ".lock").exists():
-        return False
-    with open(run_dir / ".lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-    return False
-
-
 def _check_writable(path: Path) -> None:
     """Fail before any training when ``path`` cannot be created or written."""
     p = path
@@ -399,7 +361,7 @@ def _pending_run_id(cfgs: list[TrainConfig]) -> str | None:
             continue
         if any(config_diff(_stored_config(d) or {}, replace(c, run_id=rid_dir.name)) for c, d in dirs):
             continue
-        if any(_is_locked(d) for _, d in dirs):
+        if any(runs.is_locked(d) for _, d in dirs):
             continue
         if any(_stored_status(d) in UNFINISHED for _, d in dirs):
             candidates.append((max((d / CONFIG_FILE).stat().st_mtime for _, d in dirs), rid_dir.name))
@@ -434,8 +396,14 @@ def _load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated or foreign file
-        raise ValueError(f"{path} cannot be read ({type(e).__name__}: {e}); "
-                         f"pass --restart to start the run over") from None
+        raise ValueError(f"{path} cannot be read ({type(e).__name__}: {_first_line(e)}); it is kept: "
+                         f"restore it from a copy, or pass --restart to discard the run's files "
+                         f"and start over") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
 
 
 # --------------------------------------------------------------------------- train
@@ -447,48 +415,110 @@ def train(cfg: TrainConfig, restart: bool = False) -> Path:
     docstring), returns at once when that run is already finished, refuses a stored run
     whose config differs. ``restart`` discards the stored run's checkpoints and metrics.
     Raises ``TrainingDiverged`` on a NaN/inf loss (status "failed"); KeyboardInterrupt
-    leaves status "interrupted" and a resumable ``last.pth``.
+    leaves status "interrupted" and a resumable ``last.pth``; a full disk raises
+    ``runs.NoSpaceError`` naming the last good checkpoint (status "failed").
     """
     cfg = resolve_run_ids([cfg], restart)[0]
     device = resolve_device(cfg.device)
-    run_dir, ckpt, meta_old, finished = _inspect_run(cfg, device, restart)
-    if finished:
-        return run_dir
-    data = prepare_data(cfg, device)
-    _check_fingerprint(run_dir, ckpt, data)
-    lock = _claim_run(run_dir, restart or ckpt is None)
+    seen = _inspect_run(cfg, device, restart)
+    if seen.finished:
+        return seen.run_dir
+    data = prepare_data(cfg, device)            # nothing is created before the data loads
+    _check_fingerprint(seen.run_dir, seen.ckpt, data)
+    lock, seen = _claim_run(cfg, device, restart, seen)
     try:
-        return _train_locked(cfg, device, data, run_dir, ckpt, meta_old)
+        if seen.finished:
+            return seen.run_dir
+        _check_fingerprint(seen.run_dir, seen.ckpt, data)
+        return _train_locked(cfg, device, data, seen.run_dir, seen.ckpt, seen.meta_old)
     finally:
         if lock is not None:
-            lock.close()
+            lock.release()
 
 
-def _inspect_run(cfg: TrainConfig, device: torch.device, restart: bool):
-    """What ``cfg``'s run dir already holds (read-only; nothing is locked yet):
-    ``(run_dir, last.pth contents or None, stored config.json or None, finished)``.
-    A stored run with another config or device type is refused (one-line ValueError)."""
+class Seen(NamedTuple):
+    """What a run dir held when ``_inspect_run`` looked (``state``: ``runs.dir_state``)."""
+
+    run_dir: Path
+    ckpt: dict | None        # last.pth, when the run resumes from it
+    meta_old: dict | None    # config.json (or rebuilt from last.pth), when the run resumes
+    finished: bool
+    state: tuple
+
+
+def _inspect_run(cfg: TrainConfig, device: torch.device, restart: bool) -> Seen:
+    """What ``cfg``'s run dir holds (read-only; ``_claim_run`` looks again under the lock).
+
+    A stored run with another config or device type is refused (one-line ValueError). When
+    config.json is missing or unreadable, the config comes from last.pth (which stores it)
+    and config.json is rebuilt from it; when neither can be read the run's files are kept
+    and the run refused (``--restart`` discards them). Nothing is ever deleted here.
+    """
     run_dir = run_dir_of(cfg.out_dir, cfg.run_id, cfg.run_name)
     _check_writable(run_dir)
-    ckpt, meta_old = None, None
-    if (run_dir / CONFIG_FILE).is_file() and not restart:
-        meta_old = read_json(run_dir / CONFIG_FILE)
-        stored = meta_old.get("config", {})
-        if (run_dir / LAST_FILE).is_file():
-            ckpt = _load_checkpoint(run_dir / LAST_FILE)
-            stored = ckpt.get("config", stored)
-        diff = config_diff(stored, cfg)
-        if diff:
-            raise ValueError(f"{run_dir} holds a run with another config: {_describe_diff(diff)}; "
-                             f"use the stored values, another --run-id/--run-name, or --restart")
-        if ckpt is not None and ckpt.get("device_type", device.type) != device.type:
-            raise ValueError(f"{run_dir / LAST_FILE} was written on {ckpt['device_type']}; resume it on "
-                             f"the same device type (--device {ckpt['device_type']}) or pass --restart")
-        if meta_old.get("status") == "finished" and ckpt is not None:
-            print(f"{run_dir}: already finished ({len(ckpt.get('metrics', []))} epochs); "
-                  f"pass --restart to train it again", flush=True)
-            return run_dir, ckpt, meta_old, True
-    return run_dir, ckpt, (meta_old if ckpt is not None else None), False
+    state = runs.dir_state(run_dir)
+    if restart:
+        return Seen(run_dir, None, None, False, state)
+    meta_old, problem = _read_meta(run_dir)
+    ckpt = None
+    if meta_old is None:
+        work = [n for n in (LAST_FILE, BEST_FILE, METRICS_FILE) if (run_dir / n).is_file()]
+        if not work:
+            return Seen(run_dir, None, None, False, state)       # a new run (or nothing to lose)
+        ckpt, why = _try_checkpoint(run_dir / LAST_FILE)
+        if ckpt is None:
+            files = ", ".join(([CONFIG_FILE] if problem != "missing" else []) + work)
+            raise ValueError(f"{run_dir}: {CONFIG_FILE} is {problem} and {LAST_FILE} {why}, so the "
+                             f"stored config cannot be checked; the files ({files}) are kept: "
+                             f"restore {CONFIG_FILE} from a copy, or pass --restart to discard "
+                             f"them and start over")
+        meta_old = {"config": ckpt["config"], "preset": ckpt["config"].get("preset"),
+                    "status": "interrupted", "resumed": []}
+        print(f"{run_dir}: {CONFIG_FILE} is {problem}; rebuilding it from {LAST_FILE} "
+              f"(epoch {ckpt.get('epoch')})", flush=True)
+    stored = meta_old["config"]
+    if ckpt is None and (run_dir / LAST_FILE).is_file():
+        ckpt = _load_checkpoint(run_dir / LAST_FILE)
+        stored = ckpt.get("config", stored)
+    diff = config_diff(stored, cfg)
+    if diff:
+        raise ValueError(f"{run_dir} holds a run with another config: {_describe_diff(diff)}; "
+                         f"use the stored values, another --run-id/--run-name, or --restart")
+    if ckpt is not None and ckpt.get("device_type", device.type) != device.type:
+        raise ValueError(f"{run_dir / LAST_FILE} was written on {ckpt['device_type']}; resume it on "
+                         f"the same device type (--device {ckpt['device_type']}) or pass --restart")
+    if meta_old.get("status") == "finished" and ckpt is not None:
+        print(f"{run_dir}: already finished ({len(ckpt.get('metrics', []))} epochs); "
+              f"pass --restart to train it again", flush=True)
+        return Seen(run_dir, ckpt, meta_old, True, state)
+    return Seen(run_dir, ckpt, meta_old if ckpt is not None else None, False, state)
+
+
+def _read_meta(run_dir: Path) -> tuple[dict | None, str | None]:
+    """config.json as a dict with a ``config`` dict, or (None, what is wrong with it)."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        return None, "missing"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return None, f"unreadable ({type(e).__name__}: {_first_line(e)})"
+    if not (isinstance(meta, dict) and isinstance(meta.get("config"), dict)):
+        return None, "not a run's config (no \"config\" object)"
+    return meta, None
+
+
+def _try_checkpoint(path: Path) -> tuple[dict | None, str]:
+    """(last.pth with its stored config, "") or (None, why it cannot be used)."""
+    if not path.is_file():
+        return None, "is missing"
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated or foreign file
+        return None, f"cannot be read ({type(e).__name__}: {_first_line(e)})"
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict)):
+        return None, "holds no config"
+    return ckpt, ""
 
 
 def _check_fingerprint(run_dir: Path, ckpt: dict | None, data: PreparedData) -> None:
@@ -498,18 +528,34 @@ def _check_fingerprint(run_dir: Path, ckpt: dict | None, data: PreparedData) -> 
                          f"point --data-root at the same data or pass --restart")
 
 
-def _claim_run(run_dir: Path, fresh: bool):
-    """Create and lock the run dir; a fresh run drops stale checkpoints and metrics."""
+def _claim_run(cfg: TrainConfig, device: torch.device, restart: bool, seen: Seen):
+    """Create and lock the run dir; returns ``(lock, seen)``, ``seen`` as it is now.
+
+    ``seen`` was inspected before the data loaded, without the lock: another process may
+    have trained into the run dir since. So the run files are compared with what was seen
+    and, when they changed, inspected again under the lock (a finished run returns, another
+    config is refused); with ``restart`` a changed dir is refused, since the user chose to
+    discard what was there before, not what another process wrote since. Then the temporary
+    files of writes cut short are removed and a fresh run drops stale checkpoints and
+    metrics. Shared by ``train`` and ``fast.train_pack``.
+    """
+    lock = runs.lock_run_dir(seen.run_dir)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"cannot create the run directory {run_dir}: {e.strerror}; "
-                         f"choose a writable --out-dir") from None
-    lock = _lock(run_dir)
-    if fresh:
-        for name in (LAST_FILE, BEST_FILE, METRICS_FILE):
-            (run_dir / name).unlink(missing_ok=True)
-    return lock
+        if runs.dir_state(seen.run_dir) != seen.state:
+            if restart:
+                raise ValueError(f"{seen.run_dir} changed while this command was loading the data "
+                                 f"(another process trained into it); nothing was deleted: rerun "
+                                 f"the command to see what it holds now")
+            seen = _inspect_run(cfg, device, restart)
+        runs.remove_stale_tmp_files(seen.run_dir)
+        if not seen.finished and (restart or seen.ckpt is None):
+            for name in (LAST_FILE, BEST_FILE, METRICS_FILE):
+                (seen.run_dir / name).unlink(missing_ok=True)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return lock, seen
 
 
 def _train_locked(cfg: TrainConfig, device: torch.device, data: PreparedData, run_dir: Path,
@@ -541,13 +587,11 @@ def _train_locked(cfg: TrainConfig, device: torch.device, data: PreparedData, ru
         "status": "running", "start_time": _now(), "end_time": None,
         "params": count_parameters(model), "iters_per_epoch": ipe, "epochs_planned": n_epochs,
         "best_test_acc": best_acc if best_epoch else None, "best_epoch": best_epoch or None,
-        "error": None, "resumed": [],
+        "error": None, "resumed": [], **runs.process_info(),
     }
     if meta_old is not None:  # keep the history of the run being resumed
-        meta["start_time"] = meta_old.get("start_time", meta["start_time"])
+        meta["start_time"] = meta_old.get("start_time") or meta["start_time"]
         meta["resumed"] = list(meta_old.get("resumed", [])) + [{"time": _now(), "epoch": epoch}]
-    atomic_write_json(run_dir / CONFIG_FILE, meta)
-    atomic_write_json(run_dir / METRICS_FILE, metrics)
 
     name = cfg.run_name
     kind = "synthetic data" if cfg.dataset == "synthetic" else f"{data.info['provenance']} CIFAR-10"
@@ -559,10 +603,13 @@ def _train_locked(cfg: TrainConfig, device: torch.device, data: PreparedData, ru
     def finish(status: str, error: str | None = None) -> None:
         meta.update(status=status, end_time=_now(), error=error,
                     best_test_acc=best_acc if best_epoch else None, best_epoch=best_epoch or None)
-        atomic_write_json(run_dir / CONFIG_FILE, meta)
+        record_status(run_dir, meta)
 
+    saved = epoch                    # the epoch last.pth holds (0: none yet)
     elapsed = metrics[-1]["elapsed"] if metrics else 0.0
     try:
+        atomic_write_json(run_dir / CONFIG_FILE, meta)
+        atomic_write_json(run_dir / METRICS_FILE, metrics)
         while epoch < n_epochs and iteration < (cfg.max_iters or math.inf):
             t0 = time.perf_counter()
             e = epoch + 1
@@ -600,10 +647,15 @@ def _train_locked(cfg: TrainConfig, device: torch.device, data: PreparedData, ru
                              "normalization": _norm_state(data)}, run_dir / BEST_FILE)
             atomic_save(_last_state(cfg, model, optimizer, generator, device, data, epoch,
                                     iteration, best_acc, best_epoch, metrics), run_dir / LAST_FILE)
+            saved = epoch
             print(_summary_line(name, record, n_epochs), flush=True)
     except TrainingDiverged as err:
         finish("failed", str(err))
         raise
+    except NoSpaceError as err:
+        msg = no_space_message(err, saved)
+        finish("failed", msg)
+        raise NoSpaceError(msg, err.filename) from None
     except KeyboardInterrupt:
         msg = (f"interrupted during epoch {epoch + 1}; last.pth holds epoch {epoch}; "
                f"rerun the same command to resume")
@@ -618,6 +670,25 @@ def _train_locked(cfg: TrainConfig, device: torch.device, data: PreparedData, ru
     print(f"{name}: finished {epoch} epochs, {iteration} iterations, {best}; "
           f"{elapsed:.1f} s; {run_dir}", flush=True)
     return run_dir
+
+
+def no_space_message(err: NoSpaceError, saved_epoch: int) -> str:
+    """"no space left on <dir>; last good checkpoint is epoch N" (+ what to do)."""
+    where = Path(err.filename).parent if err.filename else None
+    head = f"no space left on {where}" if where else str(err)
+    ckpt = (f"last good checkpoint is epoch {saved_epoch}" if saved_epoch
+            else "no checkpoint was written yet")
+    return f"{head}; {ckpt}; free some space and rerun the same command to resume"
+
+
+def record_status(run_dir: Path, meta: dict) -> None:
+    """Write the run's final config.json; a failure to write it (a full disk) is reported
+    on stderr and does not hide the error that ended the run."""
+    try:
+        atomic_write_json(run_dir / CONFIG_FILE, meta)
+    except OSError as e:
+        print(f"{run_dir}: could not record status {meta.get('status')!r} in {CONFIG_FILE}: {e}",
+              file=sys.stderr, flush=True)
 
 
 def _norm_state(data: PreparedData) -> dict:
@@ -732,8 +803,13 @@ def _presets_epilog() -> str:
     return "\n".join(lines)
 
 
-_METAVARS = {"shortcut": "{A,B}", "schedule": "{epochs,iterations}", "normalization": "{channel,pixel}",
-             "dataset": "{cifar10,synthetic}", "device": "DEVICE", "out_dir": "PATH", "precision": "{fp32,..}"}
+def _choices(values) -> str:
+    return "{" + ",".join(values) + "}"
+
+
+_METAVARS = {"shortcut": _choices(SHORTCUTS), "schedule": _choices(SCHEDULES),
+             "normalization": _choices(NORMALIZATIONS), "dataset": _choices(DATASETS),
+             "device": "DEVICE", "out_dir": "PATH", "precision": _choices(PRECISIONS)}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
