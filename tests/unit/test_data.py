@@ -56,15 +56,17 @@ def test_md5_match_is_canonical_mismatch_refused_unless_opted_in(tmp_path, monke
     _canonicalise(monkeypatch, d)
     ds = data.load_cifar10(tmp_path)
     assert ds.provenance == "canonical" and ds.canonical
-    # flip one pixel of test_batch: md5 differs, no synthetic marker lost -> still refused
+    # flip one pixel of test_batch: md5 differs (and no longer matches the synthetic
+    # sidecar) -> refused, and named not canonical rather than synthetic
     with open(d / "test_batch", "rb") as f:
         obj = pickle.load(f, encoding="bytes")
     obj[b"data"][0, 0] ^= 1
     obj[b"batch_label"] = b"testing batch 1 of 1"
     with open(d / "test_batch", "wb") as f:
         pickle.dump(obj, f, protocol=2)
-    with pytest.raises(DataError, match=r"md5 mismatch .* test_batch.*not the canonical CIFAR-10"):
+    with pytest.raises(DataError, match=r"md5 mismatch .* test_batch.*not the canonical CIFAR-10") as e:
         data.load_cifar10(tmp_path)
+    assert data.SYNTHETIC_HINT in str(e.value)
     ds = data.load_cifar10(tmp_path, allow_noncanonical=True)
     assert ds.provenance == "noncanonical" and ds.md5_mismatches == ("test_batch",)
 
@@ -117,6 +119,118 @@ def test_env_var_sets_default_root(tmp_path, monkeypatch):
     monkeypatch.setenv("RESNET_NB_DATA", str(tmp_path))
     assert data.default_root() == tmp_path
     assert data.load_cifar10(allow_noncanonical=True).train_y.numel() == 50
+
+
+def test_messages_say_how_to_run_without_cifar10(tmp_path):
+    """Run All of a notebook on its defaults needs CIFAR-10: the error names the way out."""
+    hint = 'use --dataset synthetic (in a notebook: set dataset = "synthetic" in the parameters cell)'
+    assert hint in data.SYNTHETIC_HINT
+    with pytest.raises(DataError) as e:
+        data.load_dataset("cifar10", tmp_path / "nowhere", download=False)
+    assert hint in str(e.value) and "resnet-nb data download" in str(e.value)
+    with pytest.raises(DataError) as e:
+        data.load_cifar10(tmp_path / "nowhere")           # a download was tried and failed
+    assert hint in str(e.value) and "resnet-nb data download" not in str(e.value)
+
+
+def _rewrite_batch(batches_dir, name, **changes):
+    with open(batches_dir / name, "rb") as f:
+        obj = pickle.load(f, encoding="bytes")
+    obj.update({k.encode(): v for k, v in changes.items()})
+    with open(batches_dir / name, "wb") as f:
+        pickle.dump(obj, f, protocol=2)
+
+
+@pytest.mark.parametrize("pixels", [
+    np.full((5, 3072), 300, np.int16),        # would wrap to 44
+    np.full((5, 3072), 0.5, np.float32),
+    np.full((5, 3072), 7, np.int64),          # in range, still not uint8: refused, not cast
+    [[0] * 3072] * 5,                         # a list, not an array
+], ids=["int16-300", "float32", "int64-in-range", "list"])
+def test_non_uint8_pixels_are_refused_not_wrapped(tmp_path, pixels):
+    d = data.write_fake_cifar10(tmp_path, 25, 10)
+    _rewrite_batch(d, "data_batch_2", data=pixels, labels=[0] * 5)
+    with pytest.raises(DataError, match=r"data_batch_2 is not a CIFAR-10 batch \(pixels are \w+, expected uint8"):
+        data.load_cifar10(tmp_path, allow_noncanonical=True)
+
+
+@pytest.mark.parametrize("labels, match", [
+    ([0, 1, 2, 3, 12], r"labels span 0..12, expected 0..9"),
+    ([0.0, 1.5, 2.0, 3.0, 4.0], r"labels are float64, expected integers 0..9"),
+    ([0, 1, 2], r"do not form N x 3072 images"),
+])
+def test_bad_labels_are_refused(tmp_path, labels, match):
+    d = data.write_fake_cifar10(tmp_path, 25, 10)
+    _rewrite_batch(d, "data_batch_1", labels=labels)
+    with pytest.raises(DataError, match=r"data_batch_1 is not a CIFAR-10 batch.*" + match):
+        data.load_cifar10(tmp_path, allow_noncanonical=True)
+
+
+def test_batch_that_is_not_a_dict_is_refused(tmp_path):
+    d = data.write_fake_cifar10(tmp_path, 25, 10)
+    with open(d / "test_batch", "wb") as f:
+        pickle.dump([1, 2, 3], f, protocol=2)
+    with pytest.raises(DataError, match=r"test_batch is not a CIFAR-10 batch \(expected a dict"):
+        data.load_cifar10(tmp_path, allow_noncanonical=True)
+
+
+# ------------------------------------------------------------------ data command line
+
+def test_data_cli_takes_data_root_and_the_hidden_deprecated_root(fake_cifar, capsys):
+    from resnet_nb.cli import main
+    with pytest.raises(SystemExit):
+        main(["data", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--data-root" in help_text and "--root" not in help_text.replace("--data-root", "")
+    assert main(["data", "info", "--data-root", str(fake_cifar), "--allow-noncanonical"]) == 0
+    out, err = capsys.readouterr()
+    assert "provenance:  synthetic" in out and "deprecated" not in err
+    assert main(["data", "info", "--root", str(fake_cifar), "--allow-noncanonical"]) == 0
+    out, err = capsys.readouterr()
+    assert "provenance:  synthetic" in out and "--root is deprecated; use --data-root" in err
+
+
+@pytest.mark.parametrize("action", ["info", "verify"])
+def test_data_cli_without_data_points_to_data_download(tmp_path, capsys, action):
+    from resnet_nb.cli import main
+    root = tmp_path / "none"
+    assert main(["data", action, "--data-root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert f"resnet-nb data download --data-root {root}" in err
+    assert data.CIFAR10_URL in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ download timeout
+
+def test_download_times_out_on_a_server_that_never_answers(tmp_path, monkeypatch):
+    import socket
+    import time
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)             # the kernel completes the connection; nobody ever answers
+        port = server.getsockname()[1]
+        monkeypatch.setenv("RESNET_NB_CIFAR_URL", f"http://127.0.0.1:{port}/cifar-10-python.tar.gz")
+        monkeypatch.setenv("RESNET_NB_DOWNLOAD_TIMEOUT", "0.5")
+        before = socket.getdefaulttimeout()
+        t0 = time.monotonic()
+        with pytest.raises(DataError) as e:
+            data.load_cifar10(tmp_path / "root")
+        elapsed = time.monotonic() - t0
+    finally:
+        server.close()
+    msg = str(e.value)
+    assert elapsed < 10, elapsed
+    assert f"no answer from http://127.0.0.1:{port}/" in msg and "within 0.5 s" in msg
+    assert "RESNET_NB_DOWNLOAD_TIMEOUT" in msg and "place it at" in msg and data.CIFAR10_ARCHIVE_MD5 in msg
+    assert socket.getdefaulttimeout() == before      # the global default is restored
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon", "inf", "nan"])
+def test_download_timeout_must_be_a_positive_number(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("RESNET_NB_DOWNLOAD_TIMEOUT", value)
+    with pytest.raises(DataError, match=f"RESNET_NB_DOWNLOAD_TIMEOUT must be a positive number of seconds; got '{value}'"):
+        data.download_cifar10(tmp_path)
 
 
 # ------------------------------------------------------------------ augmentation
