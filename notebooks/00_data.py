@@ -51,6 +51,7 @@ export_dir = None           # folder for data_samples.png, data_augmentation.png
 
 # %%
 ds = data.load_dataset(dataset, data_root, allow_noncanonical)
+data_label = plots.provenance_label(ds.info())  # every figure title names the data: CIFAR-10, copy or synthetic
 
 # %% [markdown]
 # ## Provenance, class balance, channel statistics
@@ -65,13 +66,13 @@ print(analysis.dataset_overview(ds))
 
 # %%
 plots.show(plots.class_balance_figure(ds.train_y.bincount(minlength=10).tolist(),
-                                      ds.test_y.bincount(minlength=10).tolist(), data.CLASSES))
+                                      ds.test_y.bincount(minlength=10).tolist(), data.CLASSES, data_label))
 
 # %% [markdown]
 # ## Samples per class
 
 # %%
-samples_fig = plots.sample_grid_figure(ds.train_x, ds.train_y, data.CLASSES, samples_per_class, seed)
+samples_fig = plots.sample_grid_figure(ds.train_x, ds.train_y, data.CLASSES, samples_per_class, seed, data_label)
 plots.show(samples_fig)
 
 # %% [markdown]
@@ -90,7 +91,7 @@ draws = [data.random_crop_flip(originals, generator) for _ in range(3)]
 print("augmented batch:", tuple(draws[0].shape), draws[0].dtype)
 
 # %%
-augmentation_fig = plots.augmentation_figure(originals, draws)
+augmentation_fig = plots.augmentation_figure(originals, draws, data_label=data_label)
 plots.show(augmentation_fig)
 
 # %% [markdown]

@@ -33,8 +33,11 @@
 # The paper notes (sec. 4.1) that its plain nets with BN do not suffer from *vanishing*
 # gradients, and locates the degradation problem in optimisation itself. The measurements
 # below make the difference in signal propagation visible at initialisation (He init, BN
-# in training mode, one batch of real training images), for plain and residual nets of
-# depth 20, 56 and 110 and several seeds. The functions live in `resnet_nb.probes`.
+# in training mode, one batch of training images), for plain and residual nets of the
+# depths and seeds the parameters name. The full probe (`probes.FULL_PROBE`, this
+# notebook's defaults) is depth 20, 56 and 110 with three seeds; a smaller one, such as the
+# smoke preset's, prints what it left out below and says so in every figure title, as every
+# title also says which data the batch came from. The functions live in `resnet_nb.probes`.
 
 # %%
 from resnet_nb import data, plots, probes
@@ -57,13 +60,20 @@ run_id = ""                   # figures go to <figures_root>/<run_id>/ ("" -> <f
 figures_root = "report/figures"
 
 # %% [markdown]
-# ## Load: one batch of real training images
+# ## Load: one batch of training images
+#
+# The batch's provenance (CIFAR-10, a non-canonical copy, or the synthetic fixture) goes
+# with the probe's parameters into `theory_probes.json` and into every figure title.
 
 # %%
 ds = data.load_dataset(dataset, data_root, allow_noncanonical)
 x, y = probes.probe_batch(ds, batch_size, seed=0, normalization=normalization,
                           device=resolve_device(device))
-print(f"probe batch: {tuple(x.shape)} from {ds.provenance} data, device {x.device}")
+probe_parameters = dict(dataset=dataset, provenance=ds.provenance, fingerprint=ds.fingerprint, depths=depths,
+                        seeds=seeds, batch_size=batch_size, normalization=normalization)
+data_label = probes.probe_label(probe_parameters)
+print(f"probe batch: {tuple(x.shape)} on {x.device}")
+print(f"figures say: {data_label}")
 
 # %% [markdown]
 # ## Measure
@@ -93,7 +103,7 @@ print(probes.probe_shapes(summary))
 # in a narrow band. The table below gives the max/min ratio per model.
 
 # %%
-plots.show(grad_fig := plots.grad_norm_figure(summary))
+plots.show(grad_fig := plots.grad_norm_figure(summary, data_label))
 
 # %% [markdown]
 # ## Forward activation std by depth
@@ -103,7 +113,7 @@ plots.show(grad_fig := plots.grad_norm_figure(summary))
 # signal grows along the depth while the identity part carries the input unchanged.
 
 # %%
-plots.show(std_fig := plots.activation_std_figure(summary))
+plots.show(std_fig := plots.activation_std_figure(summary, data_label))
 
 # %% [markdown]
 # ## The gradient that reaches the input
@@ -112,7 +122,7 @@ plots.show(std_fig := plots.activation_std_figure(summary))
 # backward pass amplifies on the way down.
 
 # %%
-plots.show(input_fig := plots.input_grad_figure(summary))
+plots.show(input_fig := plots.input_grad_figure(summary, data_label))
 
 # %% [markdown]
 # ## The numbers, and the comparisons the text makes
@@ -135,8 +145,6 @@ for depth, checks in probes.residual_contrast(summary).items():
 
 # %%
 fig_dir = figures_dir_of(figures_root, run_id or "theory")
-written = probes.write_theory_outputs(results, fig_dir, dict(
-    dataset=dataset, fingerprint=ds.fingerprint, depths=depths, seeds=seeds, batch_size=batch_size,
-    normalization=normalization))
+written = probes.write_theory_outputs(results, fig_dir, probe_parameters)
 for path in written.values():
     print("wrote", path)

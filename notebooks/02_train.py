@@ -106,7 +106,7 @@ run_dirs = train_many(cfgs) if len(cfgs) > 1 else [train(cfgs[0])]
 # %%
 runs = [load_run(d) for d in run_dirs]
 curves = {r["config"]["run_name"]: analysis.model_curves([r]) for r in runs if r["metrics"]}
-plots.show(plots.run_curves_figure(curves))
+plots.show(plots.run_curves_figure(curves, analysis.runs_label(runs)))
 
 # %%
 # NBVAL_CHECK_OUTPUT

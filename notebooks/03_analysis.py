@@ -69,6 +69,7 @@ fig_dir = analysis.figures_dir_of(figures_root, run_id)
 print(f"run id {summary['run_id']} ({summary['preset']} preset), data: {summary['dataset']['provenance']} "
       f"(canonical: {summary['dataset']['canonical']}, fingerprint {summary['dataset']['fingerprint'][:12]})")
 print(f"missing models: {', '.join(summary['missing']) or 'none'}")
+print(f"the figure titles name the data: {analysis.runs_label(runs)}")
 print(f"written to {fig_dir}: summary.json, {', '.join(summary['figures'].values())}")
 
 # %% [markdown]

@@ -227,19 +227,32 @@ def results_tables(summary: dict) -> tuple[str, str]:
     return "\n".join(best), "\n".join(last)
 
 
+def runs_label(runs: Sequence[dict]) -> str:
+    """The data line of a figure of ``runs``, read from their run files (``plots.provenance_label``):
+    the dataset's provenance, the preset and the epochs shown (of those planned), e.g.
+    ``"synthetic data, smoke preset, 5 epochs: shows the code runs, not the paper's result"``."""
+    from resnet_nb.plots import provenance_label
+
+    shown = max((len(r["metrics"]) and int(r["metrics"][-1]["epoch"]) for r in runs), default=0)
+    planned = max((_epochs_planned(r) for r in runs), default=0)
+    return provenance_label(_dataset_of(runs), _preset_of(runs), shown, planned)
+
+
 def write_figures(runs: Sequence[dict], out_dir: str | os.PathLike) -> dict[str, str]:
     """Write the seed report's two figures and the Fig. 6 style plot into ``out_dir``;
-    returns ``{key: file name}``. Models with no finished epoch are left out."""
+    returns ``{key: file name}``. Models with no finished epoch are left out. Every title
+    names the data, preset and epochs of the runs (``runs_label``)."""
     from resnet_nb import plots
 
     curves = {m: c for m, rs in group_by_model(runs).items() if (c := model_curves(rs))["epoch"]}
     if not curves:
         raise ValueError("no run has finished an epoch yet: nothing to plot")
+    label = runs_label(runs)
     makers = {"train_loss": plots.train_loss_figure, "test_accuracy": plots.test_accuracy_figure,
               "error_fig6": plots.error_fig6_figure}
     out = Path(out_dir)
     for key, make in makers.items():
-        plots.save(make(curves), out / FIGURE_FILES[key])
+        plots.save(make(curves, label), out / FIGURE_FILES[key])
     return dict(FIGURE_FILES)
 
 

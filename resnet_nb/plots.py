@@ -5,6 +5,10 @@ Every function takes plain data (tensors, lists, the dicts of ``resnet_nb.analys
 so nothing depends on the interactive backend: batch runs render with Agg, and no
 global figure state leaks between calls. ``save`` writes a PNG, ``show`` displays a
 figure in a notebook (as PNG) or does nothing outside IPython.
+
+Every figure says what data it shows: its title carries a ``data_label`` built by
+``provenance_label`` from the run files (config.json's ``dataset`` record, the theory
+probes' parameters), so a figure of the synthetic fixture never reads as CIFAR-10.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 __all__ = [
-    "model_label", "model_color", "new_figure", "save", "show",
+    "PROVENANCE_NAMES", "provenance_label", "model_label", "model_color", "new_figure", "save", "show",
     "sample_grid_figure", "augmentation_figure", "class_balance_figure",
     "run_curves_figure", "train_loss_figure", "test_accuracy_figure", "error_fig6_figure",
     "grad_norm_figure", "activation_std_figure", "input_grad_figure",
@@ -25,6 +29,50 @@ __all__ = [
 DPI = 120  # dots per inch of saved PNGs
 # one hue per family (plain: warm, residual: cool), darker for deeper nets
 _FAMILY_CMAP = {"plain": "Oranges", "resnet": "Blues"}
+
+
+# config.json "dataset" -> "provenance" (resnet_nb.data) -> the words every figure title uses
+PROVENANCE_NAMES = {
+    "canonical": "CIFAR-10",                          # md5 sums match the published archive
+    "noncanonical": "non-canonical CIFAR-10 copy",    # md5 sums differ (e.g. a re-encoded stand-in)
+    "synthetic": "synthetic data",                    # resnet_nb.data.write_fake_cifar10
+}
+NOT_A_RESULT = "shows the code runs, not the paper's result"
+
+
+def provenance_label(dataset_info: Mapping | str | None, preset: str | None = None,
+                     epochs: int | None = None, epochs_planned: int | None = None) -> str:
+    """The words a figure title uses for its data, from the run files.
+
+    ``dataset_info``: a ``dataset`` record (config.json, summary.json, ``Cifar10.info()``,
+    the theory probes' parameters) or its ``provenance`` string. With ``preset`` and
+    ``epochs`` (training results) the recipe is named too, and results of the synthetic
+    data or of the smoke preset say that they are no evidence for the paper's claims::
+
+        provenance_label({"provenance": "synthetic"}, "smoke", 5)
+        -> "synthetic data, smoke preset, 5 epochs: shows the code runs, not the paper's result"
+        provenance_label("canonical", "seed", 37, 200) -> "CIFAR-10, seed preset, 37 of 200 epochs"
+    """
+    prov = dataset_info if isinstance(dataset_info, str) or dataset_info is None \
+        else dataset_info.get("provenance")
+    words = [PROVENANCE_NAMES.get(prov, f"data of unknown provenance ({prov or 'not recorded'})")]
+    if preset:
+        words.append(f"{preset} preset")
+    if epochs is not None:
+        of = f" of {epochs_planned}" if epochs_planned and epochs_planned != epochs else ""
+        words.append(f"{epochs}{of} epoch{'' if epochs == 1 and not of else 's'}")
+    label = ", ".join(words)
+    trained = preset is not None or epochs is not None
+    if trained and (prov not in ("canonical", "noncanonical") or preset == "smoke"):
+        label += f": {NOT_A_RESULT}"
+    return label
+
+
+def _titled(what: str, data_label: str | None, width: int = 95) -> str:
+    """``what`` on the first line, the data it shows below (wrapped at ``width`` characters)."""
+    import textwrap
+
+    return "\n".join([what, *textwrap.wrap(data_label, width)]) if data_label else what
 
 
 def model_label(name: str) -> str:
@@ -87,10 +135,11 @@ def _to_hwc(img) -> np.ndarray:
     return np.ascontiguousarray(a.transpose(1, 2, 0))
 
 
-def sample_grid_figure(images, labels, classes: Sequence[str], per_class: int = 8, seed: int = 0):
+def sample_grid_figure(images, labels, classes: Sequence[str], per_class: int = 8, seed: int = 0,
+                       data_label: str | None = None):
     """A grid with one row per class and ``per_class`` random images of it.
 
-    images: uint8 (N, 3, 32, 32); labels: (N,) ints.
+    images: uint8 (N, 3, 32, 32); labels: (N,) ints; data_label: ``provenance_label``.
     """
     labels = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels)
     rng = np.random.default_rng(seed)
@@ -104,11 +153,12 @@ def sample_grid_figure(images, labels, classes: Sequence[str], per_class: int = 
             if j < len(pick):
                 ax.imshow(_to_hwc(images[int(pick[j])]), interpolation="nearest")
         axes[c][0].text(-4, 16, name, ha="right", va="center", fontsize=8)
-    fig.suptitle(f"{per_class} random training images per class")
+    fig.suptitle(_titled(f"{per_class} random training images per class", data_label), fontsize=9)
     return fig
 
 
-def augmentation_figure(original, augmented: Sequence, titles: Sequence[str] | None = None):
+def augmentation_figure(original, augmented: Sequence, titles: Sequence[str] | None = None,
+                        data_label: str | None = None):
     """Rows: the original images, then one row per augmented version of the same images.
 
     original: uint8 (K, 3, 32, 32); augmented: list of uint8 (K, 3, 32, 32).
@@ -123,11 +173,13 @@ def augmentation_figure(original, augmented: Sequence, titles: Sequence[str] | N
             ax.set_axis_off()
             ax.imshow(_to_hwc(batch[j]), interpolation="nearest")
         axes[r][0].text(-4, 16, titles[r], ha="right", va="center", fontsize=8)
-    fig.suptitle("random 32x32 crop of the 4-pixel padded image + horizontal flip (sec. 4.2)")
+    fig.suptitle(_titled("random 32x32 crop of the 4-pixel padded image + horizontal flip (sec. 4.2)",
+                         data_label), fontsize=9)
     return fig
 
 
-def class_balance_figure(train_counts: Sequence[int], test_counts: Sequence[int], classes: Sequence[str]):
+def class_balance_figure(train_counts: Sequence[int], test_counts: Sequence[int], classes: Sequence[str],
+                         data_label: str | None = None):
     """Bar chart of images per class in the training and the test set."""
     fig, axes = new_figure(1, 1, size=(7.0, 3.2))
     ax = axes[0][0]
@@ -137,7 +189,7 @@ def class_balance_figure(train_counts: Sequence[int], test_counts: Sequence[int]
     ax.set_xticks(x, classes, rotation=30, ha="right")
     ax.set_ylabel("images")
     ax.legend()
-    ax.set_title("class balance")
+    ax.set_title(_titled("class balance", data_label), fontsize=10)
     return fig
 
 
@@ -153,9 +205,10 @@ def _integer_x(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def run_curves_figure(curves: Mapping[str, Mapping]):
+def run_curves_figure(curves: Mapping[str, Mapping], data_label: str | None = None):
     """Loss (left) and accuracy (right) per epoch of one or more runs; train dashed,
-    test solid. ``curves``: ``{label: {"epoch": [...], "train_loss": [...], ...}}``."""
+    test solid. ``curves``: ``{label: {"epoch": [...], "train_loss": [...], ...}}``;
+    ``data_label`` (``provenance_label``) goes into the title."""
     fig, axes = new_figure(1, 2, size=(10.0, 3.8))
     loss_ax, acc_ax = axes[0]
     for i, (label, c) in enumerate(curves.items()):
@@ -171,11 +224,13 @@ def run_curves_figure(curves: Mapping[str, Mapping]):
         _integer_x(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    if data_label:
+        fig.suptitle(data_label, fontsize=10)
     return fig
 
 
 def _per_model_figure(curves: Mapping[str, Mapping], key: str, ylabel: str, title: str,
-                      logy: bool = False):
+                      data_label: str, logy: bool = False):
     fig, axes = new_figure(1, 1, size=(7.0, 4.2))
     ax = axes[0][0]
     depths = sorted({int("".join(ch for ch in m if ch.isdigit())) for m in curves})
@@ -188,28 +243,30 @@ def _per_model_figure(curves: Mapping[str, Mapping], key: str, ylabel: str, titl
             ax.fill_between(_epochs(c), m - s, m + s, color=model_color(name, depths), alpha=0.2)
     if logy:
         ax.set_yscale("log")
-    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    ax.set(xlabel="epoch", ylabel=ylabel)
+    ax.set_title(_titled(title, data_label), fontsize=10)
     _integer_x(ax)
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
 
 
-def train_loss_figure(curves: Mapping[str, Mapping]):
-    """The seed report's ``resnet_train_loss.png``: training loss per epoch, every model."""
+def train_loss_figure(curves: Mapping[str, Mapping], data_label: str):
+    """The seed report's ``resnet_train_loss.png``: training loss per epoch, every model.
+    ``data_label``: ``provenance_label`` of the runs (their data, preset and epochs)."""
     return _per_model_figure(curves, "train_loss", "training loss (cross-entropy)",
-                             "CIFAR-10 training loss: plain vs residual", logy=True)
+                             "training loss: plain vs residual", data_label, logy=True)
 
 
-def test_accuracy_figure(curves: Mapping[str, Mapping]):
+def test_accuracy_figure(curves: Mapping[str, Mapping], data_label: str):
     """The seed report's ``resnet_test_accuracy.png``: test accuracy per epoch, every model."""
     return _per_model_figure(curves, "test_acc", "test accuracy",
-                             "CIFAR-10 test accuracy: plain vs residual")
+                             "test accuracy: plain vs residual", data_label)
 
 
-def error_fig6_figure(curves: Mapping[str, Mapping]):
+def error_fig6_figure(curves: Mapping[str, Mapping], data_label: str):
     """Paper Fig. 6 style: left plain nets, right ResNets; training error (%) dashed,
-    test error (%) bold, per epoch."""
+    test error (%) bold, per epoch; ``data_label`` is the figure's title."""
     fig, axes = new_figure(1, 2, size=(11.0, 4.2), sharey=True)
     depths = sorted({int("".join(ch for ch in m if ch.isdigit())) for m in curves})
     for ax, family, title in ((axes[0][0], "plain", "plain networks"),
@@ -228,6 +285,8 @@ def error_fig6_figure(curves: Mapping[str, Mapping]):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(title="dashed: train, bold: test", fontsize=8, title_fontsize=8)
     axes[0][0].set_ylabel("error (%)")
+    fig.suptitle(_titled("training (dashed) and test (bold) error, as in the paper's Fig. 6", data_label),
+                 fontsize=10)
     return fig
 
 
@@ -264,31 +323,32 @@ def _probe_panels(summary: Mapping[str, Mapping], key: str, x0: int, label_seeds
     return fig, axes
 
 
-def grad_norm_figure(summary: Mapping[str, Mapping]):
+def grad_norm_figure(summary: Mapping[str, Mapping], data_label: str):
     """One panel per depth: ``||dL/dW||`` of every conv layer (1 = stem) at
-    initialisation, plain vs residual, mean over seeds with a +-std band (log scale)."""
+    initialisation, plain vs residual, mean over seeds with a +-std band (log scale).
+    ``data_label``: what the probe batch was (``resnet_nb.probes.probe_label``)."""
     fig, axes = _probe_panels(summary, "conv_grad_norms", 1, label_seeds=True)
     for ax in axes[0]:
         ax.set_yscale("log")
         ax.set(xlabel="conv layer (1 = first)")
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("||dL/dW|| at init")
-    fig.suptitle("gradient norm of every conv weight at initialisation (one real batch)")
+    fig.suptitle(_titled("gradient norm of every conv weight at initialisation", data_label), fontsize=10)
     return fig
 
 
-def activation_std_figure(summary: Mapping[str, Mapping]):
+def activation_std_figure(summary: Mapping[str, Mapping], data_label: str):
     """One panel per depth: std of the stem (0) and of every block output, plain vs residual."""
     fig, axes = _probe_panels(summary, "block_output_std", 0, label_seeds=False)
     for ax in axes[0]:
         ax.set(xlabel="block (0 = stem)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("std of the block output")
-    fig.suptitle("forward activation std by depth at initialisation")
+    fig.suptitle(_titled("forward activation std by depth at initialisation", data_label), fontsize=10)
     return fig
 
 
-def input_grad_figure(summary: Mapping[str, Mapping]):
+def input_grad_figure(summary: Mapping[str, Mapping], data_label: str):
     """``||dL/dx||`` reaching the input images against depth, plain vs residual: every
     seed as a dot, the mean as a line (log scale)."""
     depths, families = _probe_models(summary)
@@ -305,8 +365,8 @@ def input_grad_figure(summary: Mapping[str, Mapping]):
             ax.scatter([summary[n]["depth"]] * len(seeds), seeds, color=color, s=10, alpha=0.6)
     ax.set_yscale("log")
     ax.set_xticks(depths)
-    ax.set(xlabel="depth (weighted layers)", ylabel="||dL/dx|| at init",
-           title="gradient reaching the input at initialisation")
+    ax.set(xlabel="depth (weighted layers)", ylabel="||dL/dx|| at init")
+    ax.set_title(_titled("gradient reaching the input at initialisation", data_label, width=70), fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     return fig

@@ -4,8 +4,9 @@ He et al. 2016 (sec. 1 and 3.1) argue that deep plain nets are hard to *optimise
 that they overfit, and that a residual block, which only has to learn ``F(x) = H(x) - x``,
 keeps an identity path through the whole network. Sec. 4.2 ("Analysis of Layer
 Responses", Fig. 7) measures layer responses of trained nets; here the same kind of
-probe is taken at initialisation (He init, BN in training mode, one real batch), where
-the effect of the shortcut on signal and gradient propagation is already visible:
+probe is taken at initialisation (He init, BN in training mode, one batch of training
+images), where the effect of the shortcut on signal and gradient propagation is already
+visible:
 
 * ``conv_grad_norms``: ``||dL/dW||`` of every conv weight, in forward order. In the plain
   net the backward signal passes through every conv-BN-relu; in the residual net
@@ -18,7 +19,11 @@ the effect of the shortcut on signal and gradient propagation is already visible
 
 ``run_probes`` repeats this for plain and residual nets of several depths and seeds;
 ``summarize_probes`` gives mean and std over seeds. Results are plain JSON-able dicts,
-plotted by ``resnet_nb.plots`` and written by ``01_theory`` for the report.
+plotted by ``resnet_nb.plots`` and written by ``01_theory`` for the report. The full probe
+(``FULL_PROBE``) is 01_theory's default; a smaller one (the smoke preset's, ``SMOKE_PROBE``)
+says what it left out (``probe_scope``) in the notebook and in every figure title, and every
+title names the data of the probe batch (``probe_label``: CIFAR-10, a non-canonical copy or
+the synthetic fixture).
 """
 from __future__ import annotations
 
@@ -36,7 +41,13 @@ __all__ = [
     "probe_batch", "conv_layers", "conv_grad_norms", "block_output_std", "input_grad_norm",
     "probe_model", "run_probes", "summarize_probes", "parse_int_list", "probe_table",
     "probe_shapes", "residual_contrast", "write_theory_outputs", "THEORY_JSON",
+    "FULL_PROBE", "SMOKE_PROBE", "probe_scope", "probe_label",
 ]
+
+# the probe the report describes (01_theory's defaults), and the smoke preset's smaller one:
+# depth 110 is the slowest model to build and run on a CPU, and one seed shows the same contrast
+FULL_PROBE = {"depths": "20,56,110", "seeds": "0,1,2", "batch_size": 128}
+SMOKE_PROBE = {"depths": "20,56", "seeds": "0", "batch_size": 32}
 
 
 def parse_int_list(value: str | Iterable[int], what: str = "value") -> list[int]:
@@ -56,7 +67,7 @@ def parse_int_list(value: str | Iterable[int], what: str = "value") -> list[int]
 
 def probe_batch(ds: Cifar10, batch_size: int = 128, seed: int = 0, normalization: str = "channel",
                 device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed random batch of real training images, normalised like training does.
+    """A fixed random batch of training images of ``ds``, normalised like training does.
 
     Returns x: (B, 3, 32, 32) float32 on ``device`` and y: (B,) int64. Statistics are
     those of the whole training set (per channel, or the per-pixel mean image for the
@@ -232,27 +243,68 @@ def residual_contrast(summary: dict[str, dict]) -> dict[int, dict[str, bool]]:
     return out
 
 
+def probe_scope(parameters: dict) -> str:
+    """What a probe smaller than ``FULL_PROBE`` left out, computed from its parameters
+    (``depths``, ``seeds``: comma lists; ``batch_size``); ``""`` for the full probe::
+
+        probe_scope(SMOKE_PROBE) -> "reduced probe: depth 110 not probed, 1 of 3 seeds, batch of 32, not 128"
+    """
+    full_depths = parse_int_list(FULL_PROBE["depths"])
+    full_seeds = parse_int_list(FULL_PROBE["seeds"])
+    depths = parse_int_list(parameters.get("depths", FULL_PROBE["depths"]), "depths")
+    seeds = parse_int_list(parameters.get("seeds", FULL_PROBE["seeds"]), "seeds")
+    batch = int(parameters.get("batch_size", FULL_PROBE["batch_size"]))
+    left = []
+    skipped = [d for d in full_depths if d not in depths]
+    if skipped:
+        left.append(f"depth{'s' if len(skipped) > 1 else ''} {', '.join(map(str, skipped))} not probed")
+    if len(seeds) < len(full_seeds):
+        left.append(f"{len(seeds)} of {len(full_seeds)} seeds")
+    if batch < FULL_PROBE["batch_size"]:
+        left.append(f"batch of {batch}, not {FULL_PROBE['batch_size']}")
+    return f"reduced probe: {', '.join(left)}" if left else ""
+
+
+def probe_label(parameters: dict) -> str:
+    """The data line of every theory figure, from the probe's parameters (as stored in
+    ``theory_probes.json``): the batch, its provenance, and what a reduced probe left out::
+
+        "one batch of 32 training images, synthetic data; reduced probe: depth 110 not probed, ..."
+    """
+    from resnet_nb.plots import provenance_label
+
+    prov = parameters.get("provenance") or ("synthetic" if parameters.get("dataset") == "synthetic" else None)
+    label = f"one batch of {parameters.get('batch_size', '?')} training images, {provenance_label(prov)}"
+    scope = probe_scope(parameters)
+    return f"{label}; {scope}" if scope else label
+
+
 THEORY_JSON = "theory_probes.json"
 
 
-def write_theory_outputs(results: list[dict], fig_dir, parameters: dict | None = None) -> dict[str, str]:
+def write_theory_outputs(results: list[dict], fig_dir, parameters: dict) -> dict[str, str]:
     """Write the three theory figures (names of ``analysis.THEORY_FIGURE_FILES``) and
     ``theory_probes.json`` (parameters, per-seed results, summary) into ``fig_dir``;
-    returns ``{key: path}``."""
+    returns ``{key: path}``. ``parameters`` must name the data's ``provenance`` (and the
+    ``depths``, ``seeds``, ``batch_size`` probed): the figure titles are built from them."""
     from pathlib import Path
 
     from resnet_nb import plots
     from resnet_nb.analysis import THEORY_FIGURE_FILES
     from resnet_nb.runs import atomic_write_json
 
+    if not parameters.get("provenance"):
+        raise ValueError("parameters must name the probe data's provenance (canonical, noncanonical "
+                         "or synthetic: Cifar10.provenance) so the figures can say what they show")
     fig_dir = Path(fig_dir)
     summary = summarize_probes(results)
+    label = probe_label(parameters)
     makers = {"theory_grad_norm": plots.grad_norm_figure,
               "theory_activation_std": plots.activation_std_figure,
               "theory_input_grad": plots.input_grad_figure}
-    out = {k: str(plots.save(make(summary), fig_dir / THEORY_FIGURE_FILES[k])) for k, make in makers.items()}
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(fig_dir / THEORY_JSON, {"parameters": dict(parameters or {}), "results": results,
+    out = {k: str(plots.save(make(summary, label), fig_dir / THEORY_FIGURE_FILES[k]))
+           for k, make in makers.items()}
+    atomic_write_json(fig_dir / THEORY_JSON, {"parameters": dict(parameters), "results": results,
                                                "summary": summary})
     out["theory_probes"] = str(fig_dir / THEORY_JSON)
     return out

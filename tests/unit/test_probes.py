@@ -56,8 +56,9 @@ def test_run_probes_seeds_and_summary(batch):
     assert probes.residual_contrast(s) == {20: {"grad_spread_smaller": True, "signal_grows": True},
                                            26: {"grad_spread_smaller": True, "signal_grows": True}}
     assert "| resnet26 | 25 |" in probes.probe_table(s)
+    label = probes.probe_label(dict(provenance="synthetic", depths="20,26", seeds="0,1", batch_size=8))
     for make in (plots.grad_norm_figure, plots.activation_std_figure, plots.input_grad_figure):
-        assert make(s).axes
+        assert make(s, label).axes
 
 
 def test_parse_int_list():

@@ -1,0 +1,145 @@
+"""Figure titles name the data they show (issue 9, item 1): CIFAR-10, the non-canonical copy
+or the synthetic fixture, read from the run files; never "CIFAR-10" or "real" for synthetic data."""
+from dataclasses import asdict
+
+import pytest
+
+from resnet_nb import analysis, plots, probes
+from resnet_nb.config import make_config
+from resnet_nb.runs import atomic_write_json, list_runs
+
+PROVENANCES = ("canonical", "noncanonical", "synthetic")
+
+
+def titles(fig) -> str:
+    """Every title of ``fig``: the axes' titles and the suptitle, one text."""
+    parts = [ax.get_title() for ax in fig.axes]
+    if fig._suptitle is not None:
+        parts.append(fig._suptitle.get_text())
+    return "\n".join(parts)
+
+
+def make_runs(out, provenance, preset="smoke", epochs=3, planned=3):
+    """Run dirs of plain20 and resnet20 on data of ``provenance``, read back from the files."""
+    dataset = {"provenance": provenance, "canonical": provenance == "canonical", "fingerprint": "f" * 64,
+               "n_train": 2000, "n_test": 500}
+    for model in ("plain20", "resnet20"):
+        cfg = make_config(preset, model=model, run_id="r", out_dir=str(out), epochs=planned,
+                          milestones=(planned,), run_name=model)
+        d = out / "r" / model
+        d.mkdir(parents=True)
+        atomic_write_json(d / "config.json", {"config": asdict(cfg), "preset": preset, "dataset": dataset,
+                                              "status": "finished", "params": 1000})
+        atomic_write_json(d / "metrics.json", [
+            {"epoch": e, "train_loss": 2.0 / e, "train_acc": 0.3 + 0.1 * e, "test_loss": 2.1 / e,
+             "test_acc": 0.2 + 0.1 * e, "lr": 0.1, "time": 1.0, "elapsed": float(e)}
+            for e in range(1, epochs + 1)])
+    return list_runs(out, "r")
+
+
+@pytest.fixture
+def saved(monkeypatch):
+    """The figures ``plots.save`` is given, by file name (nothing is written)."""
+    figs = {}
+    monkeypatch.setattr(plots, "save", lambda fig, path, dpi=plots.DPI: figs.setdefault(path.name, fig) and path)
+    return figs
+
+
+def test_provenance_label_words():
+    assert plots.provenance_label({"provenance": "canonical"}) == "CIFAR-10"
+    assert plots.provenance_label("noncanonical") == "non-canonical CIFAR-10 copy"
+    assert plots.provenance_label("synthetic") == "synthetic data"
+    assert plots.provenance_label(None) == "data of unknown provenance (not recorded)"
+    assert (plots.provenance_label({"provenance": "synthetic"}, "smoke", 5)
+            == "synthetic data, smoke preset, 5 epochs: shows the code runs, not the paper's result")
+    assert plots.provenance_label("canonical", "seed", 200) == "CIFAR-10, seed preset, 200 epochs"
+    assert plots.provenance_label("canonical", "seed", 37, 200) == "CIFAR-10, seed preset, 37 of 200 epochs"
+    # a real-data smoke run is no result either
+    assert plots.provenance_label("canonical", "smoke", 5).endswith("not the paper's result")
+    assert "not the paper's result" not in plots.provenance_label("noncanonical", "paper", 182)
+
+
+@pytest.mark.parametrize("provenance", PROVENANCES)
+def test_result_figures_name_the_runs_data(tmp_path, saved, provenance):
+    runs = make_runs(tmp_path, provenance)
+    assert analysis.write_figures(runs, tmp_path / "figs") == analysis.FIGURE_FILES
+    assert set(saved) == set(analysis.FIGURE_FILES.values())   # the seed report's file names
+    for name, fig in saved.items():
+        text = titles(fig)
+        assert "smoke preset, 3 epochs" in text, name
+        if provenance == "synthetic":
+            assert "synthetic data" in text and "CIFAR-10" not in text, name
+        elif provenance == "noncanonical":
+            assert "non-canonical CIFAR-10 copy" in text, name
+        else:
+            assert "CIFAR-10" in text and "non-canonical" not in text and "synthetic" not in text, name
+
+
+def test_unfinished_runs_say_how_far_they_got(tmp_path):
+    runs = make_runs(tmp_path, "canonical", preset="seed", epochs=2, planned=4)
+    assert analysis.runs_label(runs) == "CIFAR-10, seed preset, 2 of 4 epochs"
+
+
+def test_run_curves_and_data_figures_take_the_label():
+    import torch
+
+    curves = {"plain20": {"epoch": [1, 2], "train_loss": [2, 1], "test_loss": [2, 1], "train_acc": [.2, .4],
+                          "test_acc": [.2, .3]}}
+    assert "synthetic data" in titles(plots.run_curves_figure(curves, plots.provenance_label("synthetic")))
+    label = plots.provenance_label("noncanonical")
+    x = torch.zeros(20, 3, 32, 32, dtype=torch.uint8)
+    y = torch.arange(20) % 10
+    classes = [str(i) for i in range(10)]
+    for fig in (plots.sample_grid_figure(x, y, classes, per_class=2, data_label=label),
+                plots.augmentation_figure(x[:2], [x[:2]], data_label=label),
+                plots.class_balance_figure([2] * 10, [1] * 10, classes, label)):
+        assert "non-canonical CIFAR-10 copy" in titles(fig)
+
+
+def probe_results():
+    """Two depths, two seeds of made-up probe values in ``run_probes``' shape."""
+    out = []
+    for depth in (20, 26):
+        for family in ("plain", "resnet"):
+            for seed in (0, 1):
+                n = (depth - 2) // 6
+                out.append({"model": f"{family}{depth}", "family": family, "depth": depth, "seed": seed,
+                            "conv_grad_norms": [1.0 + seed + i for i in range(depth - 1)],
+                            "block_output_std": [1.0 + i for i in range(1 + 3 * n)],
+                            "input_grad_norm": 0.1 * (seed + 1), "loss": 2.3})
+    return out
+
+
+@pytest.mark.parametrize("provenance", PROVENANCES)
+def test_theory_figures_name_the_probe_data(tmp_path, saved, provenance):
+    params = dict(dataset="synthetic" if provenance == "synthetic" else "cifar10", provenance=provenance,
+                  fingerprint="f" * 64, depths="20,26", seeds="0,1", batch_size=16, normalization="channel")
+    probes.write_theory_outputs(probe_results(), tmp_path, params)
+    assert set(saved) == set(analysis.THEORY_FIGURE_FILES.values())
+    stored = (tmp_path / probes.THEORY_JSON).read_text()
+    assert f'"provenance": "{provenance}"' in stored
+    for name, fig in saved.items():
+        text = titles(fig)
+        assert "one batch of 16 training images" in text and "real" not in text, name
+        assert "depths 56, 110 not probed" in text.replace("\n", " "), name
+        if provenance == "synthetic":
+            assert "synthetic data" in text and "CIFAR-10" not in text, name
+        elif provenance == "noncanonical":
+            assert "non-canonical CIFAR-10 copy" in text, name
+        else:
+            assert "CIFAR-10" in text and "non-canonical" not in text, name
+
+
+def test_theory_outputs_need_the_provenance(tmp_path):
+    with pytest.raises(ValueError, match="provenance"):
+        probes.write_theory_outputs(probe_results(), tmp_path, {"dataset": "cifar10", "batch_size": 16})
+
+
+def test_probe_scope_says_what_a_smaller_probe_left_out():
+    assert probes.probe_scope(probes.FULL_PROBE) == ""
+    assert probes.probe_scope(dict(depths="20,56", seeds="0", batch_size=32)) == (
+        "reduced probe: depth 110 not probed, 1 of 3 seeds, batch of 32, not 128")
+    assert probes.probe_scope(dict(depths="20", seeds="0,1,2", batch_size=128)) == (
+        "reduced probe: depths 56, 110 not probed")
+    label = probes.probe_label(dict(provenance="synthetic", **probes.SMOKE_PROBE))
+    assert label.startswith("one batch of ") and "synthetic data; reduced probe:" in label
