@@ -11,7 +11,7 @@ DATASET ?= cifar10
 RUN_ID  ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install test reproduce lab report sysdeps golden bench clean
+.PHONY: help install test reproduce lab report sysdeps browserdeps golden bench clean
 
 help:
 	@echo "make reproduce   run the reproduction (PRESET=$(PRESET) DATASET=$(DATASET))"
@@ -20,6 +20,7 @@ help:
 	@echo "make report      build the pandoc report of RUN_ID"
 	@echo "make bench       measure training images/s: common recipe vs fast paths (BENCH_ARGS=...)"
 	@echo "make sysdeps     install the Debian packages the PDF report needs (xelatex, CJK font, poppler)"
+	@echo "make browserdeps install headless Chromium for the JupyterLab browser test"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,8 +66,24 @@ sysdeps:
 	DEBIAN_FRONTEND=noninteractive $$sudo apt-get -o Acquire::Retries=3 install -y -q \
 	    --no-install-recommends $$missing >/dev/null
 
+# Headless Chromium for the JupyterLab browser test (tests/integration/test_lab.py; it skips
+# without it). Not needed for the PDF. Installs only when missing; a no-op when present.
+browserdeps:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then \
+	    echo "browserdeps: chromium present"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+	    echo "browserdeps: not a Debian system; install Chromium with your package manager" >&2; exit 1; fi; \
+	sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	echo "browserdeps: installing chromium"; \
+	$$sudo apt-get -o Acquire::Retries=3 update -q >/dev/null && \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get -o Acquire::Retries=3 install -y -q \
+	    --no-install-recommends chromium >/dev/null
+
+# JupyterLab rooted at notebooks/: notebooks/jupytext.toml pairs each .py with its .ipynb, and
+# the project's settings folder (.jupyter/lab/settings/overrides.json) makes a double-click open
+# a .py as a notebook. Nothing is written to ~/.jupyter; your own settings still apply on top.
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --LabApp.app_settings_dir=.jupyter/lab/settings notebooks/
 
 # training images/s on this machine: common recipe vs fast paths (BENCH_ARGS="--steps 50 --out bench.json")
 BENCH_ARGS ?=

@@ -38,7 +38,7 @@ def _parameters_cell(nb):
 def test_every_notebook_is_a_pair():
     assert sorted(p.stem for p in NOTEBOOKS.glob("*.py")) == list(NAMES)
     assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == list(NAMES)
-    assert "notebooks///py:percent" in (REPO / "jupytext.toml").read_text()
+    assert 'formats = "ipynb,py:percent"' in (NOTEBOOKS / "jupytext.toml").read_text()
 
 
 @pytest.mark.parametrize("name", NAMES)
