@@ -7,9 +7,12 @@ test worse than the shallower one (degradation, Fig. 6 left), and does the resid
 of the same depth remove that (Fig. 6 right, Table 6)?
 
 Runs are grouped by ``config.model``; several seeds of a model (run names
-``<model>-seed<s>``) are averaged: the summary reports means over seeds and the sample
-std of the best test accuracy, and curves are the per-epoch means over the epochs all
-seeds have finished.
+``<model>-seed<s>``) are averaged: the summary reports means over seeds, the sample
+std of the best test accuracy and every seed's own numbers (``per_seed``), and curves are
+the per-epoch means over the epochs all seeds have finished. Run directories are stored
+relative to ``<runs_dir>/<run_id>/`` (``resolve_run_dir`` also reads the absolute paths of
+older summaries), so a summary stays valid when the folders move. Every verdict comes from
+the one rule table of ``resnet_nb.verdicts``.
 """
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ import numpy as np
 from resnet_nb.models import parse_model_name
 
 __all__ = [
-    "SEED_MODELS", "FIGURE_FILES", "THEORY_FIGURE_FILES", "latest_run_id", "load_runs",
+    "SEED_MODELS", "FIGURE_FILES", "THEORY_FIGURE_FILES", "latest_run_id", "choose_run_id", "load_runs",
     "group_by_model", "model_curves", "summarize", "results_tables", "write_figures",
     "analyze", "figures_dir_of", "sort_models", "dataset_overview", "degradation_checks",
+    "resolve_run_dir",
 ]
 
 SEED_MODELS = ("plain20", "plain56", "resnet20", "resnet56")  # the seed report's comparison
@@ -45,8 +49,18 @@ _CURVE_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "val_lo
 
 
 def figures_dir_of(figures_root: str | os.PathLike, run_id: str) -> Path:
-    """``<figures_root>/<run_id>`` (e.g. ``report/figures/repro-20251218-140032``)."""
-    return Path(figures_root).expanduser() / run_id
+    """``<figures_root>/<run_id>`` (e.g. ``report/figures/repro-20251218-140032``); a run id
+    that is not one plain folder name (``../x``, an absolute path) is refused."""
+    from resnet_nb.config import check_run_id
+
+    return Path(figures_root).expanduser() / check_run_id(run_id)
+
+
+def resolve_run_dir(path: str | os.PathLike, runs_dir: str | os.PathLike, run_id: str) -> Path:
+    """A run dir as summary.json stores it: relative to ``<runs_dir>/<run_id>/`` (``plain20``),
+    or absolute (summaries written before paths were stored relative)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else Path(runs_dir).expanduser() / run_id / p
 
 
 def sort_models(names: Iterable[str]) -> list[str]:
@@ -57,23 +71,57 @@ def sort_models(names: Iterable[str]) -> list[str]:
     return sorted(set(names), key=key)
 
 
-def latest_run_id(out_dir: str | os.PathLike) -> str:
-    """The newest run id under ``out_dir`` (by the newest config.json in it)."""
-    from resnet_nb.runs import CONFIG_FILE, list_run_ids
+def choose_run_id(out_dir: str | os.PathLike, expected: Sequence[str] = SEED_MODELS) -> tuple[str, str]:
+    """``(run_id, why)``: the run id to analyse or report when none is given. The newest
+    complete reproduction (every model of ``expected`` present and all its seeds finished),
+    else the newest of the run ids with the most models; "newest" by the newest config.json.
+    ``why`` is one line saying which rule picked it."""
+    from resnet_nb.runs import CONFIG_FILE, list_run_ids, read_json
 
     ids = list_run_ids(out_dir)
     if not ids:
         raise FileNotFoundError(f"no runs under {out_dir}: train first (make reproduce), "
                                 f"or point runs_dir at the folder holding your run ids")
     base = Path(out_dir).expanduser()
-    return max(ids, key=lambda i: max(p.stat().st_mtime for p in (base / i).glob(f"*/{CONFIG_FILE}")))
+    found = {}  # run id -> (models, finished models, newest config.json mtime)
+    for rid in ids:
+        models, unfinished, newest = set(), set(), 0.0
+        for path in (base / rid).glob(f"*/{CONFIG_FILE}"):
+            newest = max(newest, path.stat().st_mtime)
+            try:
+                meta = read_json(path)
+                model = str(meta["config"]["model"])
+            except (ValueError, KeyError, TypeError, OSError):  # unreadable: counts as no model
+                continue
+            models.add(model)
+            if meta.get("status") != "finished":
+                unfinished.add(model)
+        found[rid] = (models, models - unfinished, newest)
+    wanted = set(expected)
+    complete = [rid for rid, (_, done, _) in found.items() if wanted <= done]
+    if complete:
+        rid = max(complete, key=lambda r: found[r][2])
+        return rid, (f"the newest complete reproduction under {out_dir} "
+                     f"({', '.join(sort_models(wanted))} all finished)")
+    rid = max(found, key=lambda r: (len(found[r][0]), found[r][2]))
+    models = sort_models(found[rid][0]) if found[rid][0] else []
+    return rid, (f"no run id under {out_dir} has {', '.join(sort_models(wanted))} all finished; "
+                 f"the newest of those with the most models ({len(models)}: {', '.join(models) or 'none'})")
+
+
+def latest_run_id(out_dir: str | os.PathLike) -> str:
+    """The run id :func:`choose_run_id` picks: the newest complete reproduction, else the
+    newest run id with the most models."""
+    return choose_run_id(out_dir)[0]
 
 
 def load_runs(out_dir: str | os.PathLike, run_id: str = "") -> tuple[str, list[dict]]:
-    """``(run_id, runs)``: every run dir of ``run_id`` (the newest id when empty)."""
+    """``(run_id, runs)``: every run dir of ``run_id`` (when empty, the one :func:`choose_run_id`
+    picks). A run id that is not one plain folder name (``../x``) is refused."""
+    from resnet_nb.config import check_run_id
     from resnet_nb.runs import list_runs
 
-    run_id = run_id or latest_run_id(out_dir)
+    run_id = check_run_id(run_id) if run_id else latest_run_id(out_dir)
     runs = list_runs(out_dir, run_id)
     if not runs:
         raise FileNotFoundError(f"run id {run_id!r} under {out_dir} holds no run directories yet")
@@ -126,7 +174,7 @@ def _model_summary(runs: Sequence[dict]) -> dict:
     per_seed = []
     for r in runs:
         ms = [m for m in r["metrics"] if m.get("test_acc") is not None]  # evaluated epochs
-        rec = {"seed": int(r["config"]["seed"]), "path": str(r["path"]), "status": r.get("status"),
+        rec = {"seed": int(r["config"]["seed"]), "run_dir": Path(r["path"]).name, "status": r.get("status"),
                "params": r.get("params"), "epochs_planned": _epochs_planned(r)}
         if ms:
             best = max(ms, key=lambda m: (m["test_acc"], -m["epoch"]))  # earliest epoch of the max
@@ -155,7 +203,8 @@ def _model_summary(runs: Sequence[dict]) -> dict:
         "best_test_acc_std": float(np.std(bests, ddof=1)) if len(bests) > 1 else None,
         "last_test_acc_std": (float(np.std([p["last_test_acc"] for p in done], ddof=1))
                               if len(done) > 1 else None),
-        "run_dirs": [p["path"] for p in per_seed],
+        "run_dirs": [p["run_dir"] for p in per_seed],  # relative to <runs_dir>/<run_id>/
+        "per_seed": per_seed,  # every seed's own numbers: the verdicts test differences with them
     }
 
 
@@ -299,32 +348,28 @@ def dataset_overview(ds) -> str:
 
 
 def degradation_checks(summary: dict) -> list[str]:
-    """The comparisons of sec. 4.2 the report states, computed from ``summary``: for every
-    pair of depths d1 < d2 with both plain nets present, whether plain-d2 ends with a higher
-    training loss and a lower best test accuracy than plain-d1 (degradation), and whether
-    resnet-d2 beats plain-d2 and resnet-d1 (the residual fix). Missing numbers say so."""
+    """The comparisons of sec. 4.2, one line each, judged by the one rule table
+    (``resnet_nb.verdicts``): for every pair of depths d1 < d2 with results, does plain-d2
+    test worse and train worse than plain-d1 (degradation), does resnet-d2 beat plain-d2 (the
+    residual fix) and resnet-d1 (depth gain)? Each line gives the means and the verdict
+    ("not assessable: synthetic data" on the smoke fixture)."""
     from resnet_nb.plots import model_label
+    from resnet_nb.verdicts import CLAIMS, paper_claims
 
-    models = summary["models"]
-
-    def val(m, key):
-        return (models.get(m) or {}).get(key)
-
-    depths = sorted({parse_model_name(m)[1] for m in models})
+    shown = {"degradation_acc": "degradation: {a} tests worse than {b} (best test acc)",
+             "degradation_loss": "degradation: {a} trains worse than {b} (final training loss)",
+             "residual_fix_acc": "residual fix: {a} beats {b} (best test acc)",
+             "depth_gain_acc": "depth gain: {a} beats {b} (best test acc)"}
+    depths = sorted({parse_model_name(m)[1] for m in summary["models"]})
     lines = []
     for i, d1 in enumerate(depths):
         for d2 in depths[i + 1:]:
-            p1, p2, r1, r2 = f"plain{d1}", f"plain{d2}", f"resnet{d1}", f"resnet{d2}"
-            if val(p1, "best_test_acc") is not None and val(p2, "best_test_acc") is not None:
-                higher_loss = val(p2, "final_train_loss") > val(p1, "final_train_loss")
-                lower_acc = val(p2, "best_test_acc") < val(p1, "best_test_acc")
-                lines.append(
-                    f"degradation {model_label(p2)} vs {model_label(p1)}: higher final training loss "
-                    f"{higher_loss} ({val(p2, 'final_train_loss'):.4f} vs {val(p1, 'final_train_loss'):.4f}), "
-                    f"lower best test acc {lower_acc} ({val(p2, 'best_test_acc'):.4f} vs {val(p1, 'best_test_acc'):.4f})")
-            for a, b in ((r2, p2), (r2, r1)):
-                if val(a, "best_test_acc") is not None and val(b, "best_test_acc") is not None:
-                    lines.append(f"{model_label(a)} beats {model_label(b)} in best test acc: "
-                                 f"{val(a, 'best_test_acc') > val(b, 'best_test_acc')} "
-                                 f"({val(a, 'best_test_acc'):.4f} vs {val(b, 'best_test_acc'):.4f})")
+            verdicts = paper_claims(summary, d1, d2, label=model_label)
+            for key, text in shown.items():
+                v = verdicts[key]
+                if v.mean_a is None or v.mean_b is None:  # a model of this pair has no result
+                    continue
+                a, b = (CLAIMS[key][j].format(s=d1, d=d2) for j in (0, 1))
+                lines.append(f"{text.format(a=model_label(a), b=model_label(b))}: "
+                             f"{v.mean_a:.4f} vs {v.mean_b:.4f}: {v.en}")
     return lines or ["no pair of depths with results yet: train at least two depths (e.g. plain20, plain56)"]

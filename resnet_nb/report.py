@@ -11,9 +11,11 @@ the claims of He et al. 2016 tested on this run:
 * residual learning fixes it (sec. 3.1, Fig. 6 right): the deeper *ResNet* beats the deeper
   plain net and gains from its depth.
 
-Each is computed with its direction and margin; when the data do not show an effect the
-facts say so, and the templates ``report/report.<lang>.md`` (Jinja2 markdown, one per
-language) only phrase the facts, so the report cannot disagree with the data.
+Each is judged by the one rule table of ``resnet_nb.verdicts`` (synthetic data, a smoke
+run or an unfinished run: not assessable; one seed: against the published seed noise;
+several seeds: Welch's t-test), which the report prints in its method section. The
+templates ``report/report.<lang>.md`` (Jinja2 markdown, one per language) only phrase the
+facts and the verdicts' wording, so the report cannot claim more than the data carry.
 ``build_report`` renders the markdown and calls pandoc (from the pinned ``pypandoc-binary``
 wheel, else the system) with citeproc and xelatex + xeCJK for the PDF.
 """
@@ -48,6 +50,9 @@ SYSDEPS_HINT = ("install it with `make sysdeps` (Debian/Ubuntu: apt-get install 
                 "texlive-lang-chinese fonts-noto-cjk poppler-utils)")
 CSL = {"zh": "csl/china-national-standard-gb-t-7714-2015-numeric.csl", "en": "csl/ieee.csl"}
 PANDOC_LANG = {"zh": "zh-CN", "en": "en-US"}
+# DOCX and HTML: pandoc words "Figure"/"Table" from translations/<lang>.yaml, and its Chinese
+# file is zh-Hans (zh-CN would fall back to English captions)
+CAPTION_LANG = {"zh": "zh-Hans", "en": "en-US"}
 DECIMALS = 4  # accuracies and losses are reported (and compared) at 4 decimals, as the seed report
 
 # Published anchors (DESIGN.md): He et al. 2016, Table 6, CIFAR-10 test error in % and
@@ -69,8 +74,10 @@ def load_inputs(run_id: str, runs_dir: str | os.PathLike = "experiments",
     """``{"summary", "runs", "figures_dir", "run_dir", "exported"}``: summary.json of the
     analysis and every run dir of ``run_id`` (``resnet_nb.runs.list_runs``). Without a
     summary.json the analysis is run first (``resnet_nb.analysis.analyze``; ``exported``)."""
+    from resnet_nb.config import check_run_id
     from resnet_nb.runs import list_runs, read_json
 
+    check_run_id(run_id)  # "../x" or an absolute path would read and write outside the roots
     runs = list_runs(runs_dir, run_id)  # FileNotFoundError naming the known run ids
     if not runs:
         raise FileNotFoundError(f"{Path(runs_dir) / run_id} holds no run directory yet; "
@@ -100,7 +107,8 @@ def load_inputs(run_id: str, runs_dir: str | os.PathLike = "experiments",
 
 
 def _stale(summary: dict, runs: list[dict]) -> list[str]:
-    """Models whose run files are newer than summary.json: more finished epochs, or no entry."""
+    """Models whose run files are newer than summary.json: more finished epochs, or no entry
+    (or an entry written before summaries kept every seed's numbers, ``per_seed``)."""
     epochs: dict[str, int] = {}
     for run in runs:
         key = _model_key(run)
@@ -108,7 +116,8 @@ def _stale(summary: dict, runs: list[dict]) -> list[str]:
         epochs[key] = min(epochs.get(key, n), n)  # the summary counts epochs all seeds finished
     models = summary.get("models", {})
     return sorted(k for k, n in epochs.items()
-                  if k not in models or (n and (models[k].get("last_epoch") or 0) < n))
+                  if k not in models or "per_seed" not in models[k]
+                  or (n and (models[k].get("last_epoch") or 0) < n))
 
 
 # --------------------------------------------------------------------------- facts
@@ -216,36 +225,26 @@ def _model_rows(summary: dict, runs: list[dict]) -> list[dict]:
             "status": status, "in_progress": in_progress, "incomplete": incomplete,
             "n_seeds": int(s.get("n_seeds") or max(len(mruns), 1)), "seeds": s.get("seeds") or [],
             "best_test_acc_std": _r(s.get("best_test_acc_std")),
-            "run_dirs": s.get("run_dirs") or [r["path"] for r in mruns],
+            "run_dirs": [Path(p).name for p in s.get("run_dirs") or [r["path"] for r in mruns]],
             "_runs": mruns,
         })
     return sorted(rows, key=lambda r: _order(r["key"]))
 
 
-def _compare(rows: dict[str, dict], a: str, b: str, metric: str, claim_a_higher: bool) -> dict:
-    """Is ``metric`` of model ``a`` higher (``claim_a_higher``) or lower than that of ``b``?
-
-    ``holds`` is True/False from the values rounded to 4 decimals (equal -> False: no
-    effect visible), None when a model is missing. ``resolved`` says whether the difference
-    exceeds twice the standard error of the difference of the seed means (None with one
-    seed: the spread is not measured).
-    """
+def _compare(rows: dict[str, dict], verdict, a: str, b: str, metric: str) -> dict:
+    """The numbers of ``a`` vs ``b`` on ``metric`` as the tables print them (4 decimals) and the
+    verdict of the rule table (``resnet_nb.verdicts``: ``status``, ``en``, ``zh``, ``p``, ``gap``
+    ...). ``va``/``vb`` are None when a model has no result (``missing`` names it)."""
     ra, rb = rows.get(a), rows.get(b)
     out = {"a": a, "b": b, "a_label": _label(a), "b_label": _label(b), "metric": metric,
-           "va": None, "vb": None, "diff": None, "op": "?", "holds": None, "resolved": None,
+           "va": None, "vb": None, "diff": None, "op": "?",
            "missing": [_label(k) for k, r in ((a, ra), (b, rb)) if r is None or r.get(metric) is None],
-           "incomplete": [r["label"] for r in (ra, rb) if r is not None and r["incomplete"]]}
-    if out["missing"]:
-        return out
-    va, vb = ra[metric], rb[metric]
-    diff = round(va - vb, DECIMALS)
-    out.update(va=va, vb=vb, diff=diff, op="<" if diff < 0 else (">" if diff > 0 else "="))
-    out["holds"] = diff > 0 if claim_a_higher else diff < 0
-    if metric == "best_test_acc" and ra["n_seeds"] > 1 and rb["n_seeds"] > 1 \
-            and ra["best_test_acc_std"] is not None and rb["best_test_acc_std"] is not None:
-        se = math.sqrt(ra["best_test_acc_std"] ** 2 / ra["n_seeds"] + rb["best_test_acc_std"] ** 2 / rb["n_seeds"])
-        out["resolved"] = abs(diff) > 2 * se
-        out["se"] = round(se, DECIMALS)
+           "incomplete": [r["label"] for r in (ra, rb) if r is not None and r["incomplete"]],
+           **verdict.as_dict()}
+    if not out["missing"]:
+        va, vb = ra[metric], rb[metric]
+        diff = round(va - vb, DECIMALS)
+        out.update(va=va, vb=vb, diff=diff, op="<" if diff < 0 else (">" if diff > 0 else "="))
     return out
 
 
@@ -534,7 +533,10 @@ def _commands(run_id: str, preset: str, runs: list[dict], runs_dir: str, figures
 
 def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str = "report/figures",
                   out_dir: str = "report/build", now: dt.datetime | None = None) -> dict:
-    """Everything the templates say, computed from the run files (no prose here)."""
+    """Everything the templates say, computed from the run files (no prose here but the
+    verdicts' wording, which comes from the rule table of ``resnet_nb.verdicts``)."""
+    from resnet_nb.verdicts import CLAIMS, paper_claims, rule_table
+
     summary, runs = inputs["summary"], inputs["runs"]
     run_id = summary.get("run_id") or Path(inputs["run_dir"]).name
     preset = _check_presets(runs, summary, run_id)
@@ -554,39 +556,26 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
         if k not in by_key and k not in missing:
             missing.append(k)
     missing.sort(key=_order)
-    cmp = {
-        "degradation_acc": _compare(by_key, p_d, p_s, "best_test_acc", claim_a_higher=False),
-        "degradation_last_acc": _compare(by_key, p_d, p_s, "last_test_acc", claim_a_higher=False),
-        "degradation_loss": _compare(by_key, p_d, p_s, "final_train_loss", claim_a_higher=True),
-        "residual_fix_acc": _compare(by_key, r_d, p_d, "best_test_acc", claim_a_higher=True),
-        "residual_fix_loss": _compare(by_key, r_d, p_d, "final_train_loss", claim_a_higher=False),
-        "depth_gain_acc": _compare(by_key, r_d, r_s, "best_test_acc", claim_a_higher=True),
-        "depth_gain_loss": _compare(by_key, r_d, r_s, "final_train_loss", claim_a_higher=False),
-        "residual_shallow_acc": _compare(by_key, r_s, p_s, "best_test_acc", claim_a_higher=True),
-    }
+    judged = paper_claims(summary, shallow, deep, label=_label)  # the one rule table
+    cmp = {name: _compare(by_key, judged[name], CLAIMS[name][0].format(s=shallow, d=deep),
+                          CLAIMS[name][1].format(s=shallow, d=deep), CLAIMS[name][2]) for name in CLAIMS}
     curves = {"plain_deep_vs_shallow": _epochs_higher(by_key, p_d, p_s),
               "plain_deep_vs_resnet_deep": _epochs_higher(by_key, p_d, r_d)}
 
-    def shown(name: str) -> bool | None:  # in the claimed direction and not within seed noise
-        x = cmp[name]
-        return None if x["holds"] is None else bool(x["holds"] and x["resolved"] is not False)
-
-    def both(*names: str) -> bool | None:
-        vals = [shown(n) for n in names]
-        return None if any(v is None for v in vals) else all(vals)
-
+    main = [cmp["degradation_acc"], cmp["residual_fix_acc"], cmp["depth_gain_acc"]]  # the paper's claims
+    statuses = [x["status"] for x in main]
     verdict = {
-        "degradation": both("degradation_acc", "degradation_loss"),
-        "degradation_any": None if cmp["degradation_acc"]["holds"] is None
-        else bool(shown("degradation_acc") or shown("degradation_loss")),
-        "residual_fix": both("residual_fix_acc", "residual_fix_loss"),
-        "depth_gain": shown("depth_gain_acc"),
+        "degradation": cmp["degradation_acc"]["status"],
+        # the Fig. 6 reading (an optimisation problem, not overfitting) needs both measures shown
+        "optimisation": cmp["degradation_acc"]["shown"] and cmp["degradation_loss"]["shown"],
+        "residual_fix": cmp["residual_fix_acc"]["status"],
+        "depth_gain": cmp["depth_gain_acc"]["status"],
+        "overall": ("not_assessable" if all(st == "not_assessable" for st in statuses) else
+                    "reproduced" if all(st == "shown" for st in statuses) else
+                    "incomplete" if "not_assessable" in statuses else
+                    "partial" if "shown" in statuses else "not_reproduced"),
+        "first_not_assessable": next((x for x in main if x["status"] == "not_assessable"), None),
     }
-    vals = [verdict["degradation"], verdict["residual_fix"], verdict["depth_gain"]]
-    verdict["overall"] = ("not_assessable" if all(v is None for v in vals) else
-                          "incomplete" if any(v is None for v in vals) else
-                          "reproduced" if all(vals) else
-                          "not_reproduced" if not any(vals) else "partial")
 
     fig_dir = Path(inputs["figures_dir"])
     listed = list((summary.get("figures") or {}).values())
@@ -619,6 +608,7 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
         "design": {"shallow": shallow, "deep": deep, "plain_shallow": _label(p_s), "plain_deep": _label(p_d),
                    "resnet_shallow": _label(r_s), "resnet_deep": _label(r_d)},
         "cmp": cmp, "curves": curves, "verdict": verdict,
+        "rules": {"en": rule_table("en"), "zh": rule_table("zh")},
         "environment": _environment(runs), "hparams": hparams,
         "varied": [v for v in varied if v not in expected_varied], "n_runs": len(runs),
         "epochs_planned": epochs_planned,
@@ -736,7 +726,7 @@ def _pandoc_args(lang: str, fmt: str, md: Path, out: Path, fig_dir: Path, facts:
     args = [pandoc_path(), str(md), "--from=markdown+east_asian_line_breaks", "--standalone", "--citeproc",
             f"--bibliography={REPORT_SRC / 'references.bib'}", f"--csl={REPORT_SRC / CSL[lang]}",
             f"--resource-path={fig_dir}{os.pathsep}{REPORT_SRC}", "--toc", "--toc-depth=2",
-            "-M", f"lang={PANDOC_LANG[lang]}", "-o", str(out)]
+            "-M", f"lang={(PANDOC_LANG if fmt == 'pdf' else CAPTION_LANG)[lang]}", "-o", str(out)]
     if fmt == "pdf":
         args += [f"--pdf-engine={PDF_ENGINE}", "-V", "papersize=a4", "-V", "geometry:margin=2.2cm",
                  "-V", "fontsize=11pt", "-V", "colorlinks=true", "-V", "linestretch=1.15"]
@@ -818,7 +808,8 @@ def _split(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run-id", default="", help="run id to report (default: the newest under --runs-dir)")
+    parser.add_argument("--run-id", default="", help="run id to report (default: the newest complete "
+                        "reproduction under --runs-dir, else the newest run id with the most models)")
     parser.add_argument("--lang", default="all", help="zh, en or all")
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma list of pdf, docx, html")
     parser.add_argument("--runs-dir", default="experiments", help="root folder of run directories")
@@ -832,11 +823,16 @@ def run_cli(args: argparse.Namespace) -> int:
 
     langs = _split(args.lang, LANGS, "--lang")
     formats = _split(args.formats, FORMATS, "--formats")
-    if not args.run_id:
-        from resnet_nb.analysis import latest_run_id
+    if args.run_id:
+        from resnet_nb.config import check_run_id
 
-        args.run_id = latest_run_id(args.runs_dir)
-        print(f"resnet-nb report: run id {args.run_id} (the newest under {args.runs_dir})", file=sys.stderr)
+        check_run_id(args.run_id, "--run-id")
+    else:
+        from resnet_nb.analysis import choose_run_id
+
+        args.run_id, why = choose_run_id(args.runs_dir)
+        print(f"resnet-nb report: run id {args.run_id}: {why} (choose another with --run-id, "
+              f"make report RUN_ID=...)", file=sys.stderr)
     run_id = args.run_id
     result = build_report(run_id, langs, formats, args.runs_dir, args.figures_dir, args.out_dir)
     for path in result.outputs:

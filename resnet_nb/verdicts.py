@@ -52,8 +52,9 @@ RULES: tuple[Rule, ...] = (
     Rule(("synthetic", "合成数据"), ("any", "任意"), ("any", "任意"),
          ('"not assessable: synthetic data"', "“无法判断：合成数据”")),
     Rule(("any", "任意"), ("smoke preset, or a run unfinished", "smoke 预设，或有运行未完成"), ("any", "任意"),
-         ('"not assessable: <preset, epochs>" or "not assessable: <model> unfinished at epoch <e> of <n>"',
-          "“无法判断：<预设，轮数>”或“无法判断：<模型> 未完成（第 <e>/<n> 轮）”")),
+         ('"not assessable", naming the preset and its epochs ("smoke preset, 5 epochs") or the unfinished '
+          'run ("Plain-56 unfinished at epoch 37 of 200")',
+          "“无法判断”，并写明预设与轮数（“smoke 预设，5 个 epoch”）或未完成的运行（“Plain-56 未完成（第 37/200 轮）”）")),
     Rule(_REAL, ("finished", "已完成"), ("1", "1"),
          (f'direction and size of the gap; "shown (one seed)" only when the gap in the claimed direction '
           f'exceeds 2·√2·σ_pub = {_M} points (σ_pub = {_S} points, the largest published 5-seed std, '
@@ -157,7 +158,7 @@ def compare(a_values: Sequence[float | None], b_values: Sequence[float | None], 
     | Data | Recipe | Seeds per model | Verdict |
     |:--------|:--------|:----|:------------------------------|
     | synthetic | any | any | "not assessable: synthetic data" |
-    | any | smoke preset, or a run unfinished | any | "not assessable: <preset, epochs>" or "not assessable: <model> unfinished at epoch <e> of <n>" |
+    | any | smoke preset, or a run unfinished | any | "not assessable", naming the preset and its epochs ("smoke preset, 5 epochs") or the unfinished run ("Plain-56 unfinished at epoch 37 of 200") |
     | CIFAR-10, canonical or the labelled non-canonical copy | finished | 1 | direction and size of the gap; "shown (one seed)" only when the gap in the claimed direction exceeds 2·√2·σ_pub = 0.76 points (σ_pub = 0.27 points, the largest published 5-seed std, nabla0001/resnet), otherwise "within the published seed noise"; a gap against the claim: "not shown"; a metric without a published seed std (training loss): "direction only" |
     | CIFAR-10, canonical or the labelled non-canonical copy | finished | ≥ 2 each | Welch's t-test, one-sided, α = 0.05, p reported: "shown (p=…)" when p < α, "not shown" when the mean gap is against the claim, otherwise "not resolved (p=…)" (expected with 2 seeds) |
 

@@ -47,7 +47,12 @@ def test_summary_schema_best_and_last(tmp_path):
     assert p["final_train_loss"] == 1.2 and p["min_train_loss"] == 1.2
     assert p["params"] == 1000 and p["wall_time_s"] == 30.0 and p["status"] == "finished"
     assert p["n_seeds"] == 1 and p["seeds"] == [0] and p["best_test_acc_std"] is None
-    assert p["run_dirs"] == [str(tmp_path / "r1" / "plain20")]
+    # paths relative to <runs_dir>/<run_id>/: the summary stays valid when folders move
+    assert p["run_dirs"] == ["plain20"] and p["per_seed"][0]["run_dir"] == "plain20"
+    assert p["per_seed"][0]["best_test_acc"] == 0.5 and p["per_seed"][0]["final_train_loss"] == 1.2
+    assert str(tmp_path) not in (fig_dir / "summary.json").read_text()
+    for stored in ("plain20", str(tmp_path / "r1" / "plain20")):  # new and old summaries
+        assert analysis.resolve_run_dir(stored, tmp_path, "r1") == tmp_path / "r1" / "plain20"
     r = summary["models"]["resnet20"]
     assert r["best_epoch"] == 2 and r["status"] == "interrupted" and r["params"] == 2000
     for name in summary["figures"].values():
@@ -108,3 +113,39 @@ def test_run_without_epochs_is_reported_not_plotted(tmp_path):
     assert s["models"]["plain56"]["best_test_acc"] is None and s["models"]["plain56"]["status"] == "running"
     best, _ = analysis.results_tables(s)
     assert "| Plain-56 | n/a |" in best
+
+
+def test_choose_run_id_prefers_a_complete_reproduction(tmp_path):
+    import os
+
+    for m in analysis.SEED_MODELS:
+        make_run(tmp_path, "full", m)
+    make_run(tmp_path, "single", "resnet20")   # newer, one model (a papermill run)
+    make_run(tmp_path, "pair", "plain20")
+    make_run(tmp_path, "pair", "plain56", status="running")
+    for t, rid in enumerate(("full", "pair", "single")):
+        for cfg in (tmp_path / rid).glob("*/config.json"):
+            os.utime(cfg, (1000 + t, 1000 + t))
+    rid, why = analysis.choose_run_id(tmp_path)
+    assert rid == "full" and why.startswith("the newest complete reproduction")
+    assert analysis.load_runs(tmp_path, "")[0] == "full"
+    # an unfinished model makes it incomplete: then the most models wins, newest first
+    make_run(tmp_path, "full2", "plain20")
+    for m in analysis.SEED_MODELS[1:]:
+        make_run(tmp_path, "full2", m, status="interrupted" if m == "resnet56" else "finished")
+    for cfg in (tmp_path / "full2").glob("*/config.json"):
+        os.utime(cfg, (2000, 2000))
+    assert analysis.choose_run_id(tmp_path)[0] == "full"   # still complete, though older
+    (tmp_path / "full" / "resnet56" / "config.json").unlink()
+    rid, why = analysis.choose_run_id(tmp_path)
+    assert rid == "full2" and "the newest of those with the most models (4: " in why
+
+
+def test_run_ids_must_be_plain_folder_names(tmp_path):
+    make_run(tmp_path, "r", "plain20")
+    for bad in ("../r", str(tmp_path / "r"), "r/plain20"):
+        with pytest.raises(ValueError, match="run_id must be a plain folder name"):
+            analysis.load_runs(tmp_path, bad)
+        with pytest.raises(ValueError, match="run_id must be a plain folder name"):
+            analysis.analyze(tmp_path, bad, tmp_path / "figs")
+    assert not (tmp_path / "figs").exists()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_nb import report
+from resnet_nb import report, verdicts
 from resnet_nb.analysis import summarize
 from resnet_nb.config import make_config
 from resnet_nb.runs import atomic_write_json, list_runs
@@ -84,15 +84,20 @@ def test_degradation_verdict_and_sentences_are_computed(tmp_path):
     runs, figs = seed_like(tmp_path)
     facts = facts_of(runs, figs)
     c = facts["cmp"]
-    assert c["degradation_acc"]["holds"] and (c["degradation_acc"]["va"], c["degradation_acc"]["vb"]) == (0.8769, 0.9127)
-    assert c["degradation_loss"]["holds"] and c["residual_fix_acc"]["holds"] and c["depth_gain_acc"]["holds"]
+    assert c["degradation_acc"]["status"] == "shown" and (c["degradation_acc"]["va"], c["degradation_acc"]["vb"]) == (0.8769, 0.9127)
+    assert c["residual_fix_acc"]["status"] == c["depth_gain_acc"]["status"] == "shown"
+    # one seed: a loss has no published seed noise, so its gap gives the direction only
+    assert c["degradation_loss"]["status"] == "not_resolved" and not facts["verdict"]["optimisation"]
     assert facts["verdict"]["overall"] == "reproduced" and facts["missing"] == []
     en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
-    assert "Plain-56 best test accuracy 0.8769 < Plain-20 0.9127" in en
-    assert "Plain-56 final training loss 0.0900 > Plain-20 0.0100" in en
+    assert "Plain-56 best test accuracy 0.8769 < Plain-20 0.9127 (-3.58 percentage points); verdict: " \
+           "**shown (one seed): +3.58 points, beyond the published seed noise of 0.76**" in en
+    assert "Plain-56 final training loss 0.0900 > Plain-20 0.0100; verdict: **direction only (one seed)" in en
     assert "ResNet-56 best test accuracy 0.9358 > ResNet-20 0.9144" in en
     assert "the deeper residual network gains from its depth" in en
-    assert "Plain-56 的最佳测试精度 0.8769 < Plain-20 的 0.9127" in zh and "出现 degradation" in zh
+    assert "not overfitting, as in the paper" not in en and "优化困难而不是过拟合" not in zh  # needs the loss shown too
+    assert "| Deeper plain net tests worse (Plain-56 vs Plain-20) | shown (one seed): +3.58 points" in en
+    assert "Plain-56 的最佳测试精度 0.8769 < Plain-20 的 0.9127" in zh and "判定：**成立（单个种子）：+3.58 个百分点" in zh
     assert "Data: the canonical CIFAR-10" in en and "Synthetic" not in en.split("---")[1]
     # tables, environment, hyperparameters and references come from the files
     assert "| ResNet-56 | 0.9358 | 3 | 6.42 |" in en and "NVIDIA H200" in en and "| `lr` | 0.1 |" in en
@@ -124,14 +129,17 @@ def test_no_effect_is_said_when_the_data_do_not_show_it(tmp_path):
         write_run(runs, "r1", model, best, loss)
     write_summary(runs, figs, "r1")
     facts = facts_of(runs, figs)
-    assert facts["verdict"] == {"degradation": False, "degradation_any": False, "residual_fix": True,
-                                "depth_gain": False, "overall": "partial"}
+    v = facts["verdict"]
+    assert (v["degradation"], v["residual_fix"], v["depth_gain"], v["overall"]) == (
+        "not_shown", "within_noise", "within_noise", "not_reproduced")
     en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
-    assert "**no degradation**. Plain-56 best test accuracy 0.9050 > Plain-20 0.9000" in en
-    assert "the data do not show\ndegradation" in en
+    assert ("Plain-56 best test accuracy 0.9050 > Plain-20 0.9000 (+0.50 percentage points); verdict: "
+            "**not shown (one seed): -0.50 points, against the claim**") in en
+    assert "This run does not show degradation (not shown (one seed)" in en
     assert "ResNet-56 best test accuracy 0.9100 = ResNet-20 0.9100" in en
-    assert "does not gain from its depth in this run" in en
-    assert "数据没有体现 degradation" in zh and "没有从深度中获益" in zh
+    assert "**within the published seed noise (one seed): +0.00 points, not beyond 0.76**" in en
+    assert "gains from its depth" not in en and "this run does not show the paper's claims" in en
+    assert "本次运行没有体现 degradation（未体现（单个种子）" in zh and "在公开的种子噪声之内（单个种子）" in zh
 
 
 def test_missing_models_build_with_what_exists_and_are_listed(tmp_path):
@@ -143,8 +151,8 @@ def test_missing_models_build_with_what_exists_and_are_listed(tmp_path):
     assert facts["missing"] == ["Plain-56", "ResNet-56"] and facts["verdict"]["overall"] == "not_assessable"
     en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
     assert "**Missing runs:** Plain-56, ResNet-56" in en and "| Plain-56 | missing |" in en
-    assert "not assessable (Plain-56 missing)" in en
-    assert "**缺失的运行：** Plain-56、ResNet-56" in zh and "无法判断" in zh
+    assert "| not assessable: Plain-56 missing |" in en and "ResNet-56 and Plain-56 missing" in en
+    assert "**缺失的运行：** Plain-56、ResNet-56" in zh and "无法判断：缺少 Plain-56" in zh
 
 
 def test_a_run_in_progress_is_marked_with_its_last_epoch(tmp_path):
@@ -157,7 +165,9 @@ def test_a_run_in_progress_is_marked_with_its_last_epoch(tmp_path):
     assert [r["label"] for r in facts["in_progress"]] == ["ResNet-56"]
     en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
     assert "**Incomplete runs:** ResNet-56 (running, last finished epoch 3 of 10)" in en
-    assert "| running, epoch 3/10 |" in en and "provisional: ResNet-56 not finished" in en
+    assert "| running, epoch 3/10 |" in en
+    assert "**not assessable: ResNet-56 unfinished at epoch 3 of 10**" in en  # its verdicts wait
+    assert facts["verdict"]["overall"] == "incomplete" and facts["verdict"]["degradation"] == "within_noise"
     assert "ResNet-56（运行中，已完成第 3/10 轮）" in zh
     assert "still running at epoch 3 of 10" in en  # development log
 
@@ -196,14 +206,18 @@ def test_several_seeds_give_means_std_and_say_when_a_difference_is_not_resolved(
     write_summary(runs, figs, "r1")
     facts = facts_of(runs, figs)
     assert facts["by_key"]["plain20"]["n_seeds"] == 2 and facts["varied"] == []
-    deg = facts["cmp"]["degradation_acc"]
-    assert (deg["va"], deg["vb"], deg["holds"], deg["resolved"]) == (0.91, 0.911, True, False)
-    assert facts["cmp"]["residual_fix_acc"]["resolved"] is True
+    c = facts["cmp"]
+    deg = c["degradation_acc"]
+    assert (deg["va"], deg["vb"], deg["status"], deg["n_a"], deg["n_b"]) == (0.91, 0.911, "not_resolved", 2, 2)
+    assert 0.4 < deg["p"] < 0.5  # Welch, one-sided: a 0.1-point gap over 2 seeds each
+    # a 2.2-point gap is not resolved with 2 seeds (p = 0.053), a tighter 1.6-point one is
+    assert c["residual_fix_acc"]["status"] == "not_resolved" and c["residual_fix_acc"]["p"] == pytest.approx(0.053, abs=1e-3)
+    assert c["depth_gain_acc"]["status"] == "shown" and c["depth_gain_acc"]["p"] < 0.05
     en = report.render_markdown(facts, "en")
     assert "| Plain-56 | 0.9100 ± 0.0071 |" in en and "(mean ± std over seeds)" in en
-    assert "within twice the standard error of the seed means" in en
-    assert "**lower, but within seed noise**" in en and "| direction only, within seed noise |" in en
-    assert facts["verdict"]["degradation"] is False  # a difference inside the noise is not shown
+    assert f"**not resolved (p={deg['p']:.3f}, Welch, 2 vs 2 seeds): +0.10 points**" in en
+    assert "| shown (p=0.020, Welch, 2 vs 2 seeds): +1.60 points |" in en
+    assert facts["verdict"]["overall"] == "partial"
     assert "The 8 runs differ only in the model and the seed" in en
     assert "--seeds 0,1" in en
 
@@ -249,3 +263,103 @@ def test_relative_directories_as_given_on_the_command_line(tmp_path, monkeypatch
     result = report.build_report("r1", ["en"], ["html"], "exp", "fig", "build")
     assert result.errors == [] and [p.name for p in result.outputs] == ["report.en.html"]
     assert (tmp_path / "build" / "r1" / "report.en.html").stat().st_size > 5000
+
+
+def test_a_smoke_run_on_synthetic_data_never_claims_a_result(tmp_path):
+    """Issue 9: a 1-seed, 5-epoch synthetic smoke run once printed "shown"/「成立」 (Table 4-4,
+    4.5.1's Fig. 6 sentence, conclusion 2) even where Plain-20 reached 100 % test accuracy."""
+    runs, figs = seed_like(tmp_path, preset="smoke", provenance="synthetic")
+    facts = facts_of(runs, figs)
+    assert {x["status"] for x in facts["cmp"].values()} == {"not_assessable"}
+    assert {x["en"] for x in facts["cmp"].values()} == {"not assessable: synthetic data"}
+    assert facts["verdict"]["overall"] == "not_assessable" and not facts["verdict"]["optimisation"]
+    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    verdicts_en = en[en.index("### 4.5.1"):en.index("# References")]
+    verdicts_zh = zh[zh.index("### 4.5.1"):zh.index("# 参考文献")]
+    assert "shown" not in verdicts_en.replace("not shown", "") and "not overfitting" not in verdicts_en
+    assert "成立" not in verdicts_zh and "过拟合" not in verdicts_zh
+    assert "the paper's claims cannot be assessed from this run (not assessable: synthetic data)" in en
+    assert "Degradation (Plain-56 vs Plain-20): not assessable: synthetic data (best test accuracy 0.8769 < 0.9127)" in en
+    assert "Degradation（Plain-56 对 Plain-20）：无法判断：合成数据" in zh
+    # the rule table is printed in the method section, in both languages, from one constant
+    assert verdicts.rule_table("en") in en and verdicts.rule_table("zh") in zh
+    assert en.index("## 3.6 How a comparison is judged") < en.index("# 4 Testing")
+
+
+def test_smoke_preset_on_real_data_is_not_assessable_either(tmp_path):
+    runs, figs = seed_like(tmp_path, preset="smoke")
+    facts = facts_of(runs, figs)
+    assert facts["cmp"]["degradation_acc"]["en"] == "not assessable: smoke preset, 4 epochs"
+    assert "| not assessable: smoke preset, 4 epochs |" in report.render_markdown(facts, "en")
+
+
+def test_the_fig6_reading_needs_both_measures_shown_over_seeds(tmp_path):
+    runs, figs = tmp_path / "exp", tmp_path / "fig"
+    for seed in range(3):
+        for model, best, loss in (("plain20", 0.9127, 0.010), ("plain56", 0.8769, 0.090),
+                                  ("resnet20", 0.9144, 0.008), ("resnet56", 0.9358, 0.002)):
+            write_run(runs, "r1", model, best + 0.002 * seed, loss + 0.001 * seed, seed=seed)
+    write_summary(runs, figs, "r1")
+    facts = facts_of(runs, figs)
+    assert facts["cmp"]["degradation_loss"]["status"] == "shown" and facts["verdict"]["optimisation"]
+    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    assert "the gap is an optimisation problem, not overfitting, as in the paper's Fig. 6 (left)" in en
+    assert "差距来自优化困难而不是过拟合" in zh
+
+
+@pytest.mark.parametrize("bad", ["../x", "/tmp/x", "a/b", "..", "x\n"])
+def test_run_ids_outside_the_roots_are_refused(tmp_path, capsys, bad):
+    from resnet_nb.analysis import analyze, figures_dir_of, load_runs
+    from resnet_nb.cli import main
+
+    runs, figs = seed_like(tmp_path)
+    outside = tmp_path / "x"
+    (outside / "plain20").mkdir(parents=True)  # what "../x" from exp/ would reach
+    with pytest.raises(ValueError, match="run_id must be a plain folder name"):
+        report.build_report(bad, ["en"], ["html"], str(runs), str(figs), str(tmp_path / "build"))
+    for call in (lambda: report.load_inputs(bad, runs, figs), lambda: load_runs(runs, bad),
+                 lambda: analyze(runs, bad, figs), lambda: figures_dir_of(figs, bad)):
+        with pytest.raises(ValueError, match="must be a plain folder name"):
+            call()
+    assert main(["report", "--run-id", bad, "--runs-dir", str(runs), "--figures-dir", str(figs),
+                 "--out-dir", str(tmp_path / "build")]) == 2
+    err = capsys.readouterr().err
+    assert "--run-id must be a plain folder name" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "build").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["exp", "fig", "x"]
+
+
+def test_report_without_run_id_prefers_the_newest_complete_reproduction(tmp_path, capsys, monkeypatch):
+    """Issue 9 item 13: make report (no RUN_ID) once picked a newer single-model papermill run."""
+    import os
+
+    from resnet_nb.cli import main
+
+    runs = tmp_path / "exp"
+    for model in ("plain20", "plain56", "resnet20", "resnet56"):
+        write_run(runs, "full", model, 0.9, 0.05)
+    write_run(runs, "papermill-1", "resnet20", 0.9, 0.05)  # newer, one model
+    for i, rid in enumerate(("full", "papermill-1")):
+        for cfg in (runs / rid).glob("*/config.json"):
+            os.utime(cfg, (1_000_000 + i, 1_000_000 + i))
+    built = []
+    monkeypatch.setattr(report, "build_report", lambda run_id, *a, **k: built.append(run_id) or report.BuildResult())
+    assert main(["report", "--runs-dir", str(runs)]) == 0
+    err = capsys.readouterr().err.strip()
+    assert built == ["full"] and len(err.splitlines()) == 1
+    assert err.startswith("resnet-nb report: run id full: the newest complete reproduction under ")
+    assert "(plain20, plain56, resnet20, resnet56 all finished)" in err
+
+    # with no complete reproduction, the newest of the run ids with the most models
+    write_run(runs, "three", "plain20", 0.9, 0.05)
+    write_run(runs, "three", "plain56", 0.9, 0.05)
+    write_run(runs, "three", "resnet20", 0.9, 0.05, epochs=10, done=3)  # unfinished
+    cfg = runs / "full" / "resnet56" / "config.json"
+    atomic_write_json(cfg, {**json.loads(cfg.read_text()), "status": "interrupted"})
+    for cfg in (runs / "three").glob("*/config.json"):
+        os.utime(cfg, (900_000, 900_000))  # older than full
+    for cfg in (runs / "full").glob("*/config.json"):
+        os.utime(cfg, (800_000, 800_000))
+    assert main(["report", "--runs-dir", str(runs)]) == 0
+    err = capsys.readouterr().err.strip()
+    assert built[-1] == "full" and "no run id under" in err
+    assert "the newest of those with the most models (4: plain20, plain56, resnet20, resnet56)" in err
