@@ -32,7 +32,7 @@
 # %%
 from IPython.display import Image, Markdown, display
 
-from resnet_nb import analysis
+from resnet_nb import analysis, verdicts
 from resnet_nb.reproduce import notebook_setup
 
 notebook_setup(globals())  # relative paths below are relative to the project root
@@ -99,13 +99,16 @@ display(Markdown(best_table))
 display(Markdown(last_table))
 
 # %% [markdown]
-# ## Degradation and the residual fix, computed
+# ## Degradation and the residual fix, judged by one rule table
 #
-# For each depth pair present: does the deeper plain net end with a higher training loss and
-# a lower best test accuracy than the shallower one, and does the residual net of the deeper
-# depth beat the plain net of that depth? (A short run, e.g. the smoke preset, says nothing
-# about the paper's claim; the seed or paper preset does.)
+# For each depth pair present: does the deeper plain net test worse and train worse than the
+# shallower one, and does the residual net of the deeper depth beat the plain net of that depth
+# and the shallower residual net? Every verdict comes from the rule table of
+# `resnet_nb.verdicts` (the report prints the same table): synthetic data, the smoke preset or
+# an unfinished run are not assessable; one seed counts only beyond the published seed noise;
+# several seeds are tested with Welch's t-test.
 
 # %%
+display(Markdown(verdicts.rule_table("en")))
 for line in analysis.degradation_checks(summary):
     print(line)
