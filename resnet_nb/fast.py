@@ -520,7 +520,7 @@ def _train_pack_locked(T, cfgs, device, data, run_dirs, ckpts, metas_old) -> Non
     from resnet_nb.models import build_model, count_parameters
     from resnet_nb.packed import member_optimizer_state, pack_models, pack_optimizer_state
     from resnet_nb.runs import (BEST_FILE, CONFIG_FILE, LAST_FILE, METRICS_FILE, NoSpaceError,
-                                atomic_save, atomic_write_json, process_info)
+                                atomic_save, atomic_write_json, is_no_space, process_info)
     from resnet_nb.train import no_space_message, record_status
 
     n, c0 = len(cfgs), cfgs[0]
@@ -650,8 +650,12 @@ def _train_pack_locked(T, cfgs, device, data, run_dirs, ckpts, metas_old) -> Non
                                           s["metrics"]), run_dirs[i] / LAST_FILE)
                 s["saved"] = e
                 print(T._summary_line(names[i], record, n_epochs), flush=True)
-    except NoSpaceError as err:
-        msgs = {i: no_space_message(err, st[i]["saved"]) for i in alive()}
+    except OSError as err:
+        if not is_no_space(err):
+            for i in alive():
+                finish(i, "failed", f"{type(err).__name__}: {err}")
+            raise
+        msgs = {i: no_space_message(err, st[i]["saved"], run_dirs[i]) for i in alive()}
         for i, msg in msgs.items():
             finish(i, "failed", msg)
         if not msgs:

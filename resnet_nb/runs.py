@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 __all__ = ["atomic_write_json", "atomic_save", "read_json", "load_run", "list_runs",
-           "list_run_ids", "run_dir_of", "NoSpaceError", "RunLock", "lock_run_dir", "is_locked",
+           "list_run_ids", "run_dir_of", "NoSpaceError", "is_no_space", "RunLock", "lock_run_dir", "is_locked",
            "lock_holder", "process_info", "effective_status", "remove_stale_tmp_files",
            "dir_state", "CONFIG_FILE", "METRICS_FILE", "BEST_FILE", "LAST_FILE", "LOCK_FILE",
            "RUN_FILES"]
@@ -53,7 +53,7 @@ class NoSpaceError(OSError):
         return self.message
 
 
-def _is_no_space(err: BaseException) -> bool:
+def is_no_space(err: BaseException) -> bool:
     """ENOSPC anywhere in the exception chain, or torch's zip writer reporting a failed write
     (``[enforce fail at inline_container.cc:...] ... file write failed``: torch.save turns the
     OSError of the file object into a RuntimeError without the errno)."""
@@ -84,7 +84,7 @@ def _atomic(path: str | os.PathLike, write) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
-        full = isinstance(e, Exception) and (_is_no_space(e) or _zip_write_failed_on_full_disk(e, path.parent))
+        full = isinstance(e, Exception) and (is_no_space(e) or _zip_write_failed_on_full_disk(e, path.parent))
         try:
             os.unlink(tmp)
         except OSError:

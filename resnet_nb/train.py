@@ -329,14 +329,14 @@ def _check_writable(path: Path) -> None:
 def _stored_config(run_dir: Path) -> dict | None:
     try:
         return read_json(run_dir / CONFIG_FILE).get("config")
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return None
 
 
 def _stored_status(run_dir: Path) -> str | None:
     try:
         return read_json(run_dir / CONFIG_FILE).get("status")
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return None
 
 
@@ -652,8 +652,11 @@ def _train_locked(cfg: TrainConfig, device: torch.device, data: PreparedData, ru
     except TrainingDiverged as err:
         finish("failed", str(err))
         raise
-    except NoSpaceError as err:
-        msg = no_space_message(err, saved)
+    except OSError as err:
+        if not runs.is_no_space(err):
+            finish("failed", f"{type(err).__name__}: {err}")
+            raise
+        msg = no_space_message(err, saved, run_dir)
         finish("failed", msg)
         raise NoSpaceError(msg, err.filename) from None
     except KeyboardInterrupt:
@@ -672,10 +675,10 @@ def _train_locked(cfg: TrainConfig, device: torch.device, data: PreparedData, ru
     return run_dir
 
 
-def no_space_message(err: NoSpaceError, saved_epoch: int) -> str:
+def no_space_message(err: OSError, saved_epoch: int, run_dir: Path) -> str:
     """"no space left on <dir>; last good checkpoint is epoch N" (+ what to do)."""
-    where = Path(err.filename).parent if err.filename else None
-    head = f"no space left on {where}" if where else str(err)
+    where = Path(err.filename).parent if isinstance(err.filename, str) else run_dir
+    head = f"no space left on {where}"
     ckpt = (f"last good checkpoint is epoch {saved_epoch}" if saved_epoch
             else "no checkpoint was written yet")
     return f"{head}; {ckpt}; free some space and rerun the same command to resume"
