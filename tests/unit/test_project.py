@@ -55,18 +55,18 @@ def test_cli_help_lists_commands():
 
 def test_data_cli_info_on_noncanonical_copy(fake_cifar, capsys):
     from resnet_nb.cli import main
-    assert main(["data", "info", "--root", str(fake_cifar)]) == 2
+    assert main(["data", "info", "--data-root", str(fake_cifar)]) == 2
     err = capsys.readouterr().err
     assert "md5 mismatch" in err and "--allow-noncanonical" in err and "Traceback" not in err
-    assert main(["data", "info", "--root", str(fake_cifar), "--allow-noncanonical"]) == 0
+    assert main(["data", "info", "--data-root", str(fake_cifar), "--allow-noncanonical"]) == 0
     out = capsys.readouterr().out
     assert "canonical:   no" in out and "fingerprint:" in out and "airplane" in out
-    assert main(["data", "verify", "--root", str(fake_cifar)]) == 1
+    assert main(["data", "verify", "--data-root", str(fake_cifar)]) == 1
     assert "canonical: no" in capsys.readouterr().out
 
 
 def test_data_cli_missing_data_is_one_clear_error(tmp_path, capsys):
     from resnet_nb.cli import main
-    assert main(["data", "download", "--root", str(tmp_path / "none")]) == 2
+    assert main(["data", "download", "--data-root", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert "cifar-10-python.tar.gz" in err and "Traceback" not in err
