@@ -82,8 +82,10 @@ browserdeps:
 # JupyterLab rooted at notebooks/: notebooks/jupytext.toml pairs each .py with its .ipynb, and
 # the project's settings folder (.jupyter/lab/settings/overrides.json) makes a double-click open
 # a .py as a notebook. Nothing is written to ~/.jupyter; your own settings still apply on top.
+# LAB_ARGS passes options on: make lab LAB_ARGS="--no-browser --port 8889" (--allow-root as root)
+LAB_ARGS ?=
 lab: $(STAMP)
-	$(BIN)/jupyter lab --LabApp.app_settings_dir=.jupyter/lab/settings notebooks/
+	$(BIN)/jupyter lab --LabApp.app_settings_dir=.jupyter/lab/settings $(LAB_ARGS) notebooks/
 
 # training images/s on this machine: common recipe vs fast paths (BENCH_ARGS="--steps 50 --out bench.json")
 BENCH_ARGS ?=
