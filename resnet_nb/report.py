@@ -608,7 +608,7 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
         "design": {"shallow": shallow, "deep": deep, "plain_shallow": _label(p_s), "plain_deep": _label(p_d),
                    "resnet_shallow": _label(r_s), "resnet_deep": _label(r_d)},
         "cmp": cmp, "curves": curves, "verdict": verdict,
-        "rules": {"en": rule_table("en"), "zh": rule_table("zh")},
+        "rules": {"en": rule_table("en", math=True), "zh": rule_table("zh", math=True)},
         "environment": _environment(runs), "hparams": hparams,
         "varied": [v for v in varied if v not in expected_varied], "n_runs": len(runs),
         "epochs_planned": epochs_planned,

@@ -73,13 +73,21 @@ _HEADER = {"en": ("Data", "Recipe", "Seeds per model", "Verdict"),
            "zh": ("数据", "训练配方", "每个模型的种子数", "结论")}
 
 
-def rule_table(lang: str = "en") -> str:
+_MATH = (("2·√2·σ_pub", r"$2\sqrt{2}\,\sigma_\mathrm{pub}$"), ("σ_pub", r"$\sigma_\mathrm{pub}$"),
+         ("α", r"$\alpha$"), ("≥", r"$\geq$"))  # the PDF's text fonts lack these glyphs
+
+
+def rule_table(lang: str = "en", math: bool = False) -> str:
     """:data:`RULES` as a pandoc pipe table in ``lang`` (``en`` or ``zh``); the report's
-    method section prints it, and :func:`compare`'s docstring shows the English one."""
+    method section prints it (``math=True``: the Greek letters as TeX math, which pandoc sets
+    in every format), and :func:`compare`'s docstring shows the English one."""
     i = {"en": 0, "zh": 1}[lang]
-    lines = ["| " + " | ".join(_HEADER[lang]) + " |", "|:--------|:--------|:----|:------------------------------|"]
+    lines = ["| " + " | ".join(_HEADER[lang]) + " |", "|:------------|:----------|:-------|:-------------------------------|"]
     lines += ["| " + " | ".join(cell[i] for cell in rule) + " |" for rule in RULES]
-    return "\n".join(lines)
+    table = "\n".join(lines)
+    for text, tex in _MATH if math else ():
+        table = table.replace(text, tex)
+    return table
 
 
 class Progress(NamedTuple):
@@ -156,7 +164,7 @@ def compare(a_values: Sequence[float | None], b_values: Sequence[float | None], 
     The rules, first match wins (the table the report prints, :func:`rule_table`):
 
     | Data | Recipe | Seeds per model | Verdict |
-    |:--------|:--------|:----|:------------------------------|
+    |:------------|:----------|:-------|:-------------------------------|
     | synthetic | any | any | "not assessable: synthetic data" |
     | any | smoke preset, or a run unfinished | any | "not assessable", naming the preset and its epochs ("smoke preset, 5 epochs") or the unfinished run ("Plain-56 unfinished at epoch 37 of 200") |
     | CIFAR-10, canonical or the labelled non-canonical copy | finished | 1 | direction and size of the gap; "shown (one seed)" only when the gap in the claimed direction exceeds 2·√2·σ_pub = 0.76 points (σ_pub = 0.27 points, the largest published 5-seed std, nabla0001/resnet), otherwise "within the published seed noise"; a gap against the claim: "not shown"; a metric without a published seed std (training loss): "direction only" |

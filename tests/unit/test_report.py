@@ -282,7 +282,8 @@ def test_a_smoke_run_on_synthetic_data_never_claims_a_result(tmp_path):
     assert "Degradation (Plain-56 vs Plain-20): not assessable: synthetic data (best test accuracy 0.8769 < 0.9127)" in en
     assert "Degradation（Plain-56 对 Plain-20）：无法判断：合成数据" in zh
     # the rule table is printed in the method section, in both languages, from one constant
-    assert verdicts.rule_table("en") in en and verdicts.rule_table("zh") in zh
+    assert verdicts.rule_table("en", math=True) in en and verdicts.rule_table("zh", math=True) in zh
+    assert r"$2\sqrt{2}\,\sigma_\mathrm{pub}$ = 0.76" in en and "σ" not in en and "α" not in zh
     assert en.index("## 3.6 How a comparison is judged") < en.index("# 4 Testing")
 
 
