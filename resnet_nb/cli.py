@@ -40,7 +40,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class _TopFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the description's and the epilog's line breaks."""
+    """Keeps the description's and the epilog's line breaks; command names in one column."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=16)
+        self._action_max_length = 14  # room for "    reproduce" beside its help
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -58,7 +62,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="resnet-nb", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=_TopFormatter)
     parser.add_argument("--version", action="version", version=f"resnet-nb {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     sub.required = True
     chosen = argv[0] if argv and argv[0] in COMMANDS else None
     for name, (module, help_) in COMMANDS.items():

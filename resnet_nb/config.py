@@ -90,8 +90,8 @@ class TrainConfig:
     # --- run
     seed: int = _f(0, "seed of the weight init and of the data order/augmentation stream")
     device: str = _f("auto", f"training device: {DEVICES_HINT} (auto = cuda if available)")
-    precision: str = _f("fp32", "arithmetic of the training step: fp32, or bf16 (bfloat16 autocast, "
-                                "fp32 master weights; a GPU with compute capability 8.0+)")
+    precision: str = _f("fp32", "arithmetic of the training step: fp32, or bf16 (bfloat16 autocast with "
+                                "fp32 master weights: GPUs of compute capability 8.0+; slow on a CPU)")
     out_dir: str = _f("experiments", "root folder of run directories")
     run_id: str = _f("", "run id: the folder grouping the runs of one reproduction "
                          "(empty: resume the newest unfinished matching run, else repro-YYYYmmdd-HHMMSS)")

@@ -61,6 +61,7 @@ def test_members_write_the_run_contract(packed_run):
                                           "test_acc", "lr", "time", "elapsed"}
         meta = runs.read_json(p / "config.json")
         assert meta["packed_with"] == ["plain8", "resnet8", "resnet8-seed1"]
+        assert not (p / ".lock").exists() and meta["host"] and meta["pid"]
         for f in ("best.pth", "last.pth"):
             ck = torch.load(p / f, map_location="cpu", weights_only=True)
             build_model(c.model).load_state_dict(ck["model"], strict=True)

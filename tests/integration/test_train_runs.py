@@ -94,6 +94,9 @@ def test_determinism_and_train_many_share_a_run_id(fake_cifar, tmp_path, referen
 def test_run_directory_contract(reference, fake_cifar):
     run = runs.load_run(reference)
     assert run["status"] == "finished" and run["end_time"] and run["start_time"]
+    assert sorted(p.name for p in reference.iterdir()) == ["best.pth", "config.json", "last.pth",
+                                                           "metrics.json"]   # no .lock, no .tmp
+    assert runs.effective_status(run) == "finished"
     assert run["preset"] == "smoke" and run["config"]["model"] == "resnet8"
     assert run["config"]["run_id"] == "t" and run["config"]["run_name"] == "resnet8"
     assert run["dataset"]["provenance"] == "synthetic" and run["dataset"]["canonical"] is False
@@ -152,6 +155,7 @@ def test_resume_after_exception_is_exact(fake_cifar, tmp_path, reference, monkey
     run_dir = runs.run_dir_of(tmp_path, "t", "resnet8")
     run = runs.load_run(run_dir)
     assert run["status"] == status and len(run["metrics"]) == 1
+    assert not (run_dir / ".lock").exists() and runs.effective_status(run) == status
     assert torch.load(run_dir / "last.pth", weights_only=True)["epoch"] == 1
     monkeypatch.undo()
     assert train(cfg) == run_dir
@@ -190,6 +194,9 @@ def test_resume_after_sigkill_is_exact(fake_cifar, tmp_path):
     proc.wait()
     killed = runs.load_run(metrics.parent)
     assert killed["status"] == "running" and 2 <= len(killed["metrics"]) < 5   # really cut short
+    assert (metrics.parent / ".lock").exists()            # kill -9 leaves it, but nobody holds it:
+    assert runs.effective_status(killed) == "interrupted"  # the report does not say "running"
+    assert killed["pid"] == proc.pid
 
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -46,9 +46,16 @@ def test_smoke_preset_is_small_and_overridable():
 
 
 @pytest.mark.parametrize("value,expected", [
-    ("100,150", (100, 150)), ([32000, 48000], (32000, 48000)), ("(5, 7)", (5, 7)), ("", ())])
+    ("100,150", (100, 150)), ([32000, 48000], (32000, 48000)), ("(5, 7)", (5, 7)), ("", ()),
+    (4, (4,)), (4.0, (4,)), ("4", (4,))])       # papermill -p milestones 4 gives the int 4
 def test_milestones_coercion(value, expected):
     assert make_config(milestones=value).milestones == expected
+
+
+@pytest.mark.parametrize("value", [4.5, True, None])
+def test_milestones_refuses_non_integers(value):
+    with pytest.raises(ValueError, match="milestones must be a comma list of integers"):
+        coerce_field("milestones", value)
 
 
 def test_coercion_of_strings_and_numbers():
@@ -71,6 +78,16 @@ def test_coercion_of_strings_and_numbers():
     (dict(max_iters=-1), r"max_iters must be >= 0"),
     (dict(lr=0), r"lr must be positive"),
     (dict(lr=-0.1), r"lr must be positive"),
+    (dict(lr="inf"), r"lr must be a finite number; got inf"),
+    (dict(lr=float("nan")), r"lr must be a finite number; got nan"),
+    (dict(momentum="-inf"), r"momentum must be a finite number"),
+    (dict(weight_decay=float("inf")), r"weight_decay must be a finite number"),
+    (dict(gamma="nan"), r"gamma must be a finite number"),
+    (dict(warmup_lr="inf"), r"warmup_lr must be a finite number"),
+    (dict(lr=10**400), r"lr must be a number"),
+    (dict(seed=1e20), r"seed must be below 2\*\*63"),
+    (dict(seed=2**63), r"seed must be below 2\*\*63"),
+    (dict(seed=-1), r"seed must be >= 0"),
     (dict(momentum=1.5), r"momentum must be in \[0, 1\)"),
     (dict(milestones="150,100"), r"milestones must be increasing positive epochs"),
     (dict(milestones="0"), r"milestones must be increasing"),

@@ -96,6 +96,22 @@ def test_cli_help_lists_every_field_with_default(capsys):
     assert "--preset" in out and "--restart" in out and "(default: 0.1)" in out
     assert "(default: 100,150)" in out and "paper" in out and "smoke" in out
     assert "--no-allow-noncanonical" in out
+    assert "--precision {fp32,bf16}" in out and "--shortcut {A,B}" in out and ",..}" not in out
+
+
+def test_top_level_help_is_for_users(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "Deep Residual Learning for Image Recognition" in out and "CIFAR-10" in out
+    assert "sub-command per module" not in out and "run_cli" not in out     # not the module docstring
+    assert "typical commands:" in out
+    for cmd in ("resnet-nb reproduce --preset smoke --dataset synthetic", "resnet-nb data download",
+                "resnet-nb train --preset smoke", "resnet-nb report --run-id"):
+        assert cmd in out, cmd
+    for name in ("data", "train", "reproduce", "report", "bench"):
+        assert f"    {name} " in out, name
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -103,6 +119,8 @@ def test_cli_help_lists_every_field_with_default(capsys):
     (["--model", "vgg"], "unknown model 'vgg'"),
     (["--epochs", "0"], "epochs must be a positive integer"),
     (["--train-subset", "-3"], "train_subset must be >= 0"),
+    (["--lr", "inf"], "lr must be a finite number; got inf"),
+    (["--seed", str(10**20)], "seed must be below 2**63"),
     (["--device", "cuda", "--out-dir", "{tmp}"], "CUDA is not available"),
 ])
 def test_cli_bad_input_one_line(argv, message, capsys, tmp_path, monkeypatch):
