@@ -100,7 +100,7 @@ def configs_from_parameters(namespace: Mapping[str, Any]) -> list:
     share one run id (an unfinished matching run's, else a new one: ``resnet_nb.train``).
     A name papermill injected that is not a parameter is refused with the valid names.
     """
-    from resnet_nb.config import make_config
+    from resnet_nb.config import PRESETS, make_config
     from resnet_nb.train import resolve_run_ids
 
     known = train_parameter_names()
@@ -118,6 +118,8 @@ def configs_from_parameters(namespace: Mapping[str, Any]) -> list:
                          f"fields and models, seeds: {', '.join(known)}")
     values = {k: namespace[k] for k in known if k in namespace}
     preset = values.pop("preset", None) or "seed"
+    if preset not in PRESETS:  # first: every default below comes from the preset
+        raise ValueError(f"unknown preset {preset!r}: use one of {', '.join(PRESETS)}")
     models, seeds = _split(values.pop("models", "")), _split(values.pop("seeds", ""))
     overrides = {k: v for k, v in values.items() if v is not None}
     models = models or [overrides.pop("model", None) or make_config(preset).model]
@@ -149,7 +151,11 @@ def check_run_dirs(cfgs: Sequence) -> None:
         d = run_dir_of(c.out_dir, c.run_id, c.run_name)
         if not (d / CONFIG_FILE).is_file():
             continue
-        diff = config_diff(read_json(d / CONFIG_FILE).get("config", {}), c)
+        try:
+            stored = read_json(d / CONFIG_FILE)["config"]
+        except (ValueError, KeyError, TypeError):  # unreadable: train rebuilds it from last.pth or refuses
+            continue
+        diff = config_diff(stored, c)
         if diff:
             fields_ = ", ".join(f"{k} (stored {a!r}, now {b!r})" for k, (a, b) in diff.items())
             problems.append(f"{d}: {fields_}")
@@ -498,6 +504,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", default=KERNEL, help="Jupyter kernel that executes the notebooks")
 
 
+# TrainConfig fields that reproduce sets from its own flags (--set cannot give them)
+_OWN_FLAGS = {"preset": "--preset", "model": "--models", "seed": "--seeds", "dataset": "--dataset",
+              "data_root": "--data-root", "allow_noncanonical": "--allow-noncanonical",
+              "device": "--device", "out_dir": "--out-dir", "run_id": "--run-id"}
+
+
 def _overrides(items: Sequence[str]) -> dict:
     from resnet_nb.config import coerce_field
 
@@ -507,6 +519,8 @@ def _overrides(items: Sequence[str]) -> dict:
         key = key.strip().replace("-", "_")
         if not sep:
             raise ValueError(f"--set takes FIELD=VALUE (e.g. epochs=2); got {item!r}")
+        if key in _OWN_FLAGS:
+            raise ValueError(f"--set {key}=... is not used by reproduce; give it as {_OWN_FLAGS[key]}")
         out[key] = coerce_field(key, value)  # unknown fields: ValueError naming the valid ones
     return out
 
@@ -536,12 +550,18 @@ def run_cli(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds must be a comma list of integers; got {args.seeds!r}") from None
     out_dir = Path(args.out_dir).expanduser().resolve()
     data_root = str(Path(args.data_root).expanduser().resolve()) if args.data_root else None
+    overrides = _overrides(args.overrides)
+    run_name = overrides.pop("run_name", "")
     common = dict(dataset=args.dataset, data_root=data_root, allow_noncanonical=args.allow_noncanonical,
-                  device=args.device, out_dir=str(out_dir), run_id=args.run_id, **_overrides(args.overrides))
+                  device=args.device, out_dir=str(out_dir), run_id=args.run_id, **overrides)
     seed_list = seeds or [make_config(args.preset, **common).seed]
     several = len(seed_list) > 1
+    if run_name and len(models) * len(seed_list) > 1:
+        raise ValueError(f"--set run_name={run_name} names one run's folder, but --models/--seeds give "
+                         f"{len(models) * len(seed_list)} runs (named <model> or <model>-seed<s>); "
+                         f"drop it, or use --run-id to name the folder that groups them")
     cfgs = [make_config(args.preset, **{**common, "model": m, "seed": s,
-                                        "run_name": f"{m}-seed{s}" if several else m})
+                                        "run_name": run_name or (f"{m}-seed{s}" if several else m)})
             for m in models for s in seed_list]
     cfgs = resolve_run_ids(cfgs)
     run_id = cfgs[0].run_id

@@ -41,6 +41,34 @@ def test_models_and_seeds_cross_product(tmp_path):
         configs_from_parameters(params(tmp_path, models="plain20,resnet20", run_name="x"))
 
 
+def test_unknown_preset_is_reported_first_with_the_presets(tmp_path):
+    for kw in (dict(), dict(seeds="0,1"), dict(seed=None)):
+        with pytest.raises(ValueError, match=r"^unknown preset 'bogus': use one of seed, paper, smoke$"):
+            configs_from_parameters(params(tmp_path, preset="bogus", **kw))
+
+
+def test_a_single_milestone_number_is_accepted(tmp_path):
+    (cfg,) = configs_from_parameters(params(tmp_path, preset="smoke", milestones=4))   # -p milestones 4
+    assert cfg.milestones == (4,)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--models", "plain20,resnet20", "--set", "run_name=foo"],
+     "--set run_name=foo names one run's folder, but --models/--seeds give 2 runs"),
+    (["--models", "resnet20", "--seeds", "0,1", "--set", "run_name=foo"], "give 2 runs"),
+    (["--set", "seed=3"], "--set seed=... is not used by reproduce; give it as --seeds"),
+    (["--set", "run_id=x"], "give it as --run-id"),
+])
+def test_reproduce_refuses_set_values_it_cannot_apply(extra, message, tmp_path, capsys):
+    from resnet_nb.cli import main
+
+    assert main(["reproduce", "--preset", "smoke", "--dataset", "synthetic", "--out-dir", str(tmp_path),
+                 *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
 def test_empty_run_id_gets_one_shared_new_id(tmp_path):
     cfgs = configs_from_parameters(params(tmp_path, models="plain20,resnet20", run_id=""))
     assert cfgs[0].run_id.startswith("repro-") and cfgs[0].run_id == cfgs[1].run_id
