@@ -19,11 +19,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import jupytext
 import nbformat
 import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[dev]'")
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "01_theory"
@@ -57,17 +61,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 40.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"jupyter lab exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"jupyter lab did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+@dataclass
+class Lab:
+    """A JupyterLab server started by the `lab` fixture, still booting when handed over."""
+    base: str         # http://127.0.0.1:<port>
+    token: str
+    project: Path     # the copy of the project's notebook files it serves
+    proc: subprocess.Popen
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/lab?token={self.token}"
+
+    def wait_until_up(self, timeout: float = 40.0) -> None:
+        status = f"{self.base}/api/status?token={self.token}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, \
+                f"jupyter lab exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}"
+            try:
+                with urllib.request.urlopen(status, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError(f"jupyter lab did not answer within {timeout:.0f} s:\n{self.log.read_text()[-3000:]}")
 
 
 def _cells(nb) -> list[tuple[str, str]]:
@@ -75,9 +94,9 @@ def _cells(nb) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def lab(tmp_path):
-    """(base URL with token, project copy): JupyterLab started as `make lab` starts it, in a
-    copy of the project's notebook files; the server's process group is ended afterwards."""
+def lab(tmp_path) -> Iterator[Lab]:
+    """JupyterLab started as `make lab` starts it, in a copy of the project's notebook files;
+    not waited for, so that Chromium starts meanwhile. Its process group is ended afterwards."""
     project = tmp_path / "project"
     for name in LAB_FILES:
         # plain copies: fresh mtimes, so jupytext does not find the .ipynb newer than its .py
@@ -92,16 +111,14 @@ def lab(tmp_path):
     port, token = _free_port(), secrets.token_hex(16)
     argv = [*_lab_command(), "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
             "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
-    if os.geteuid() == 0:  # CI and containers run as root, which jupyter refuses by default
+    if os.geteuid() == 0:  # CI runs as root, which jupyter refuses without this flag
         argv.append("--allow-root")
     log = tmp_path / "lab.log"
     with log.open("w") as out:
         proc = subprocess.Popen(argv, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_until_up(f"{base}/api/status?token={token}", proc, log)
-        yield f"{base}/lab?token={token}", project
+        yield Lab(f"http://127.0.0.1:{port}", token, project, proc, log)
     finally:
         # the server and the kernel it started share its process group (start_new_session);
         # a throwaway server in a temporary folder: no need to wait long for a clean shutdown
@@ -116,16 +133,16 @@ def lab(tmp_path):
 
 
 def test_py_opens_as_a_notebook_and_saves_both_files_of_the_pair(lab, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[dev]'")
-    url, project = lab
-    py, ipynb = project / "notebooks" / f"{NAME}.py", project / "notebooks" / f"{NAME}.ipynb"
+    py, ipynb = lab.project / "notebooks" / f"{NAME}.py", lab.project / "notebooks" / f"{NAME}.ipynb"
+    original = py.read_text()
     marker = f"# edited in JupyterLab {secrets.token_hex(4)}"
     shot = tmp_path / "lab.png"
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         try:
-            page.goto(url)
+            lab.wait_until_up()
+            page.goto(lab.url)
             item = page.locator(".jp-DirListing-item", has=page.get_by_text(f"{NAME}.py", exact=True))
             item.dblclick(timeout=30_000)
             opened = page.locator(".jp-NotebookPanel, .jp-FileEditor").first
@@ -133,8 +150,8 @@ def test_py_opens_as_a_notebook_and_saves_both_files_of_the_pair(lab, tmp_path):
             assert page.locator(".jp-FileEditor").count() == 0, \
                 f"{NAME}.py opened in the text editor, not as a notebook (screenshot: {shot})"
             assert page.locator(".jp-NotebookPanel").is_visible()
-            # first line of the first code cell
-            page.locator(".jp-NotebookPanel .jp-CodeCell .cm-content").first.click()
+            # the first code cell's first line; clicked at its left edge, where no toast can cover it
+            page.locator(".jp-NotebookPanel .jp-CodeCell .cm-content").first.click(position={"x": 2, "y": 2})
             page.keyboard.press("Control+Home")
             page.keyboard.insert_text(marker)  # one input event, not one per key
             page.keyboard.press("Enter")
@@ -148,5 +165,7 @@ def test_py_opens_as_a_notebook_and_saves_both_files_of_the_pair(lab, tmp_path):
             browser.close()
     assert marker in py.read_text(), f"the edit was not saved to {NAME}.py (screenshot: {shot})"
     assert marker in ipynb.read_text(), f"{NAME}.ipynb was not saved with its .py: pairing is off"
+    assert [line for line in py.read_text().splitlines() if line != marker] == original.splitlines(), \
+        f"saving from JupyterLab changed more of {NAME}.py than the edit"
     assert _cells(nbformat.read(ipynb, as_version=4)) == _cells(jupytext.read(py)), \
         f"{NAME}.py and {NAME}.ipynb differ after the save"
