@@ -17,7 +17,7 @@ help:
 	@echo "make reproduce   run the reproduction (PRESET=$(PRESET) DATASET=$(DATASET))"
 	@echo "make test        set up .venv and run the test suite"
 	@echo "make lab         open the notebooks in JupyterLab"
-	@echo "make report      build the pandoc report of RUN_ID"
+	@echo "make report      build the pandoc report of RUN_ID (default: the newest complete reproduction)"
 	@echo "make bench       measure training images/s: common recipe vs fast paths (BENCH_ARGS=...)"
 	@echo "make sysdeps     install the Debian packages the PDF report needs (xelatex, CJK font, poppler)"
 	@echo "make browserdeps install headless Chromium for the JupyterLab browser test"
@@ -41,7 +41,8 @@ golden: $(STAMP)
 	$(BIN)/jupytext --sync notebooks/*.py
 	$(BIN)/python tests/notebooks/make_golden.py
 
-# report knobs: make report RUN_ID=my-run REPORT_LANG=zh FORMATS=pdf,html
+# report knobs: make report RUN_ID=my-run REPORT_LANG=zh FORMATS=pdf,html (without RUN_ID: the newest
+# complete reproduction, else the newest run id with the most models; the command says which)
 REPORT_LANG ?= all
 FORMATS     ?= pdf,docx,html
 report: $(STAMP)
