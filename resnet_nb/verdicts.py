@@ -49,13 +49,13 @@ class Rule(NamedTuple):
 _M, _S = f"{ONE_SEED_MARGIN_PP:.2f}", f"{SIGMA_PUB_PP:.2f}"
 _REAL = ("CIFAR-10, canonical or the labelled non-canonical copy", "CIFAR-10（标准版，或注明的非标准副本）")
 RULES: tuple[Rule, ...] = (
-    Rule(("synthetic", "合成数据"), ("any", "任意"), ("any", "任意"),
-         ('"not assessable: synthetic data"', "“无法判断：合成数据”")),
+    Rule(("synthetic (or of unknown provenance)", "合成数据（或来源未知）"), ("any", "任意"), ("any", "任意"),
+         ('"not assessable: synthetic data" ("... unknown data provenance")', "“无法判断：合成数据”（“……数据来源未知”）")),
     Rule(("any", "任意"), ("smoke preset, or a run unfinished", "smoke 预设，或有运行未完成"), ("any", "任意"),
          ('"not assessable", naming the preset and its epochs ("smoke preset, 5 epochs") or the unfinished '
           'run ("Plain-56 unfinished at epoch 37 of 200")',
           "“无法判断”，并写明预设与轮数（“smoke 预设，5 个 epoch”）或未完成的运行（“Plain-56 未完成（第 37/200 轮）”）")),
-    Rule(_REAL, ("finished", "已完成"), ("1", "1"),
+    Rule(_REAL, ("finished", "已完成"), ("1 (either model)", "1（任一模型）"),
          (f'direction and size of the gap; "shown (one seed)" only when the gap in the claimed direction '
           f'exceeds 2·√2·σ_pub = {_M} points (σ_pub = {_S} points, the largest published 5-seed std, '
           f'nabla0001/resnet), otherwise "within the published seed noise"; a gap against the claim: '
@@ -165,13 +165,12 @@ def compare(a_values: Sequence[float | None], b_values: Sequence[float | None], 
 
     | Data | Recipe | Seeds per model | Verdict |
     |:------------|:----------|:-------|:-------------------------------|
-    | synthetic | any | any | "not assessable: synthetic data" |
+    | synthetic (or of unknown provenance) | any | any | "not assessable: synthetic data" ("... unknown data provenance") |
     | any | smoke preset, or a run unfinished | any | "not assessable", naming the preset and its epochs ("smoke preset, 5 epochs") or the unfinished run ("Plain-56 unfinished at epoch 37 of 200") |
-    | CIFAR-10, canonical or the labelled non-canonical copy | finished | 1 | direction and size of the gap; "shown (one seed)" only when the gap in the claimed direction exceeds 2·√2·σ_pub = 0.76 points (σ_pub = 0.27 points, the largest published 5-seed std, nabla0001/resnet), otherwise "within the published seed noise"; a gap against the claim: "not shown"; a metric without a published seed std (training loss): "direction only" |
+    | CIFAR-10, canonical or the labelled non-canonical copy | finished | 1 (either model) | direction and size of the gap; "shown (one seed)" only when the gap in the claimed direction exceeds 2·√2·σ_pub = 0.76 points (σ_pub = 0.27 points, the largest published 5-seed std, nabla0001/resnet), otherwise "within the published seed noise"; a gap against the claim: "not shown"; a metric without a published seed std (training loss): "direction only" |
     | CIFAR-10, canonical or the labelled non-canonical copy | finished | ≥ 2 each | Welch's t-test, one-sided, α = 0.05, p reported: "shown (p=…)" when p < α, "not shown" when the mean gap is against the claim, otherwise "not resolved (p=…)" (expected with 2 seeds) |
 
-    Data of unknown provenance are not assessable either; a non-canonical copy is assessed
-    and labelled ("on a non-canonical CIFAR-10 copy").
+    A non-canonical copy is assessed and labelled ("on a non-canonical CIFAR-10 copy").
     """
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {', '.join(UNITS)}; got {unit!r}")
