@@ -1,0 +1,85 @@
+"""Run dirs written by earlier versions keep loading (state_dict keys and run files are a
+contract: published runs are committed and must stay readable).
+
+``tests/fixtures/run-v0/{plain20,resnet20}`` was written by the code of commit 1abe3aa (before
+config.json had a ``format_version``): a 2-epoch synthetic run interrupted in epoch 2, so
+last.pth holds epoch 1. To keep the files small every tensor of the checkpoints is stored
+as a stride-0 view of its first element: keys, nesting, dtypes and shapes are real, values
+are not (the RNG states are real).
+"""
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_nb import runs
+from resnet_nb.config import config_from_dict
+from resnet_nb.models import build_model
+from resnet_nb.train import train
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "run-v0"
+MODELS = ("plain20", "resnet20")
+LAST_KEYS = {"model", "optimizer", "scheduler", "rng", "epoch", "iteration", "best_acc", "best_epoch",
+             "metrics", "config", "device_type", "dataset_fingerprint", "normalization"}
+BEST_KEYS = {"model", "config", "epoch", "iteration", "test_acc", "normalization"}
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_v0_checkpoints_load_into_todays_model(name):
+    best, last = load(FIXTURE / name / "best.pth"), load(FIXTURE / name / "last.pth")
+    assert set(best) == BEST_KEYS and set(last) == LAST_KEYS
+    for ckpt in (best, last):
+        model = build_model(ckpt["config"]["model"], ckpt["config"]["shortcut"])
+        model.load_state_dict(ckpt["model"], strict=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    opt.load_state_dict(last["optimizer"])
+    assert len(opt.state) == len(list(model.parameters()))
+    assert config_from_dict(last["config"]).model == name
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_v0_run_dir_reads(name):
+    run = runs.load_run(FIXTURE / name)
+    assert "format_version" not in run          # an old run dir: no version field
+    assert run["config"]["model"] == name and run["status"] == "interrupted"
+    assert [r["epoch"] for r in run["metrics"]] == [1]
+
+
+def _materialise(src: Path, dst: Path) -> None:
+    """Copy a fixture run dir with its stride-0 tensors made real (contiguous) again."""
+    dst.mkdir(parents=True)
+    for p in src.iterdir():
+        if p.suffix == ".pth":
+            torch.save(_dense(load(p)), dst / p.name)
+        else:
+            shutil.copy(p, dst / p.name)
+
+
+def _dense(o):
+    if torch.is_tensor(o):
+        return o.contiguous().clone()
+    if isinstance(o, dict):
+        return {k: _dense(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return type(o)(_dense(v) for v in o)
+    return o
+
+
+@pytest.mark.slow
+def test_v0_run_resumes_and_finishes(fake_cifar, tmp_path, one_thread):
+    _materialise(FIXTURE / "resnet20", tmp_path / "v0" / "resnet20")
+    stored = load(FIXTURE / "resnet20" / "last.pth")["config"]
+    cfg = config_from_dict({**stored, "out_dir": str(tmp_path), "data_root": str(fake_cifar)})
+    run_dir = train(cfg)
+    run = runs.load_run(run_dir)
+    assert run["status"] == "finished"
+    assert [r["epoch"] for r in run["metrics"]] == [1, 2]
+    assert run["metrics"][0] == runs.read_json(FIXTURE / "resnet20" / "metrics.json")[0]
+    assert run["resumed"] and run["resumed"][-1]["epoch"] == 1
+    model = build_model("resnet20")
+    model.load_state_dict(load(run_dir / "last.pth")["model"], strict=True)
