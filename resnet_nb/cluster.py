@@ -334,6 +334,7 @@ class _Watch:
         self.state = ""
         self.offset = 0 if from_start else (self.paths.stdout.stat().st_size if self.paths.stdout.is_file() else 0)
         self.gone_since: float | None = None
+        self.last_line = re.compile(rf"\[{re.escape(unit.name)}\] (done in \d+ s$|FAILED in )")
 
     def tail(self) -> None:
         """Print the complete lines the task's runner has added to its log (prefixed [unit])."""
@@ -347,7 +348,9 @@ class _Watch:
         if end:
             self.offset += end
             for line in data[:end].decode(errors="replace").splitlines():
-                if line.startswith("["):  # the notebook's lines; submitit's own go to its .err too
+                # the notebook's lines (submitit's own go to its .err too); not the runner's
+                # last line, which the job's own line repeats
+                if line.startswith("[") and not self.last_line.match(line):
                     print(line, flush=True)
 
 

@@ -12,7 +12,8 @@
    ``CUDA_VISIBLE_DEVICES``), and saves the executed notebook into the run dir(s) as the
    run's record. Every output line is shown prefixed with the unit's name (the training
    prints one line per epoch). A failing unit reports its notebook and failing cell; the
-   others go on; the exit code is 1 if any failed.
+   others go on; the exit code is 1 if any failed. ``--executor slurm`` runs the same
+   executions as the tasks of one SLURM job array instead (``resnet_nb.cluster``).
 4. Executes ``01_theory`` (theory figures) and ``03_analysis`` (curves, Fig. 6 style plot,
    ``summary.json``) into ``report/figures/<run_id>/``.
 
@@ -502,6 +503,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--theory-batch", type=int, default=None,
                    help="images in 01_theory's probe batch (default: 128; smoke 32)")
     p.add_argument("--kernel", default=KERNEL, help="Jupyter kernel that executes the notebooks")
+    from resnet_nb import cluster
+
+    cluster.add_arguments(p)  # --executor local|slurm and the --slurm-* resources
 
 
 # TrainConfig fields that reproduce sets from its own flags (--set cannot give them)
@@ -523,6 +527,18 @@ def _overrides(items: Sequence[str]) -> dict:
             raise ValueError(f"--set {key}=... is not used by reproduce; give it as {_OWN_FLAGS[key]}")
         out[key] = coerce_field(key, value)  # unknown fields: ValueError naming the valid ones
     return out
+
+
+def _execute_units(args: argparse.Namespace, runner: _Runner, jobs: list, base: Path) -> None:
+    """The executor seam: run the 02_train executions ``jobs`` (unit, notebook, outputs,
+    parameters) on this machine, or (``--executor slurm``) as one SLURM job array through
+    ``resnet_nb.cluster``; either way every unit ends with its status and failure set."""
+    if args.executor == "slurm":
+        from resnet_nb.cluster import run_units
+
+        run_units(jobs, args, base, kernel=runner.kernel, cwd=runner.cwd)
+    else:
+        runner.run(jobs)
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -568,9 +584,13 @@ def run_cli(args: argparse.Namespace) -> int:
 
     # ---- everything that can fail, before any run
     check_kernel(args.kernel)
+    if args.executor == "slurm":  # options, client commands, controller: before anything is submitted
+        from resnet_nb import cluster
+
+        cluster.check_slurm(args)
     ds = load_dataset(args.dataset, data_root, args.allow_noncanonical)   # DataError: shown once
     check_run_dirs(cfgs)
-    pack = _uses_cuda(cfgs[0])
+    pack = _uses_cuda(cfgs[0]) if args.executor == "local" else cluster.uses_cuda(args, cfgs[0])
     gpus = _visible_gpus() if pack else []
     units = plan_units(cfgs, pack_by_depth=pack)
     for u in units:
@@ -593,8 +613,8 @@ def run_cli(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="resnet-nb-reproduce-") as tmp:
         runner = _Runner(args.parallel, gpus, args.kernel, root, Path(tmp))
         try:
-            runner.run([(u, nb_dir / "02_train.ipynb", [d / "02_train.ipynb" for d in u.run_dirs],
-                         u.parameters(several)) for u in todo])
+            _execute_units(args, runner, [(u, nb_dir / "02_train.ipynb", [d / "02_train.ipynb" for d in u.run_dirs],
+                                           u.parameters(several)) for u in todo], base)
             finals = []
             theory = theory_parameters(args.preset, cfgs[0], run_id, figures_root, args.theory_depths,
                                        args.theory_seeds, args.theory_batch)

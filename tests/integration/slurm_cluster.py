@@ -20,6 +20,7 @@ from pathlib import Path
 DAEMONS = {"munged": "/usr/sbin/munged", "slurmctld": "/usr/sbin/slurmctld", "slurmd": "/usr/sbin/slurmd"}
 CLIENTS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo", "srun")
 PARTITION = "debug"
+CPUS = 3
 
 SLURM_CONF = """\
 ClusterName=resnetnb
@@ -48,6 +49,8 @@ SchedulerParameters=sched_interval=1
 ReturnToService=2
 MpiDefault=none
 MailProg=/bin/true
+# take the node's CPUs from here even where the machine has fewer: three one-CPU tasks at once
+SlurmdParameters=config_overrides
 NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=1000 State=UNKNOWN
 PartitionName={partition} Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
@@ -64,6 +67,15 @@ def unavailable() -> str | None:
     if os.geteuid() != 0:
         return "starting slurmd (SlurmdUser=root) needs root"
     return None
+
+
+def _die_with_parent() -> None:
+    """In the daemon before exec: SIGTERM when the process that started it dies (a killed
+    test run leaves no daemons behind)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _free_port() -> int:
@@ -94,7 +106,7 @@ class SlurmCluster:
         host = socket.gethostname().split(".")[0]
         self.conf.write_text(SLURM_CONF.format(
             host=host, user="root", w=w, munge_socket=w / "munge" / "munge.socket", ctld_port=_free_port(),
-            d_port=_free_port(), cpus=max(1, min(os.cpu_count() or 1, 2)), partition=PARTITION))
+            d_port=_free_port(), cpus=CPUS, partition=PARTITION))
         try:
             self._spawn("munged", [DAEMONS["munged"], "--foreground", "--force", f"--key-file={key}",
                                    f"--socket={w / 'munge' / 'munge.socket'}", f"--pid-file={w / 'munged.pid'}",
@@ -113,7 +125,8 @@ class SlurmCluster:
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = (self.w / "log" / f"{name}.console").open("wb")
         self.procs[name] = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            preexec_fn=_die_with_parent)
         log.close()
 
     def _run(self, *argv: str) -> subprocess.CompletedProcess:
@@ -137,8 +150,13 @@ class SlurmCluster:
             out.append(f"--- {p.name}\n" + "\n".join(lines))
         return "\n".join(out)
 
-    def squeue(self) -> str:
-        return self._run("squeue", "-h", "-r", "-t", "all", "-o", "%i %T %r").stdout
+    def squeue(self, *args: str) -> str:
+        """Every job the controller knows (``-t all``: ended ones too), one ``id state reason`` a line."""
+        return self._run("squeue", "-h", "-r", "-t", "all", "-o", "%i %T %r", *args).stdout
+
+    def scontrol(self, *args: str) -> str:
+        res = self._run("scontrol", *args)
+        return res.stdout + res.stderr
 
     def stop(self) -> None:
         """Cancel every job, then stop slurmd, slurmctld and munged by their PIDs."""
@@ -167,6 +185,7 @@ if __name__ == "__main__":
     why = unavailable()
     if why:
         sys.exit(why)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill PID: stop the daemons too
     cluster = SlurmCluster(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/tmp/resnet-nb-slurm")).start()
     print(f"export SLURM_CONF={cluster.conf}", flush=True)
     try:
