@@ -93,5 +93,24 @@ BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/resnet-nb bench $(BENCH_ARGS)
 
+# Debian packages of a single-node SLURM for the cluster tests (tests/integration/test_slurm.py
+# starts munged, slurmctld and slurmd itself, as root; they skip without them): slurm-wlm and
+# munge. Not needed for anything else. Installs only what is missing; a no-op when present.
+.PHONY: slurmdeps
+SLURMDEPS := slurm-wlm munge
+slurmdeps:
+	@if ! command -v dpkg-query >/dev/null; then \
+	    if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null; then \
+	        echo "slurmdeps: slurmctld, slurmd and munged present"; exit 0; fi; \
+	    echo "slurmdeps: not a Debian system; install SLURM (slurmctld, slurmd, clients) and munge with your package manager" >&2; exit 1; fi; \
+	missing=$$(for p in $(SLURMDEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	    | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "slurmdeps: all present ($(SLURMDEPS))"; exit 0; fi; \
+	sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	echo "slurmdeps: installing" $$missing; \
+	$$sudo apt-get -o Acquire::Retries=3 update -q >/dev/null && \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get -o Acquire::Retries=3 install -y -q \
+	    --no-install-recommends $$missing >/dev/null
+
 clean:
 	rm -rf $(VENV) .pytest_cache
