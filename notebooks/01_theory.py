@@ -40,10 +40,12 @@
 # title also says which data the batch came from. The functions live in `resnet_nb.probes`.
 
 # %%
+from IPython.display import Markdown, display
+
 from resnet_nb import data, plots, probes
 from resnet_nb.analysis import figures_dir_of
+from resnet_nb.prepare import resolve_device
 from resnet_nb.reproduce import notebook_setup
-from resnet_nb.train import resolve_device
 
 notebook_setup(globals())  # relative paths below are relative to the project root
 
@@ -103,7 +105,7 @@ print(probes.probe_shapes(summary))
 # in a narrow band. The table below gives the max/min ratio per model.
 
 # %%
-plots.show(grad_fig := plots.grad_norm_figure(summary, data_label))
+plots.show(plots.grad_norm_figure(summary, data_label))
 
 # %% [markdown]
 # ## Forward activation std by depth
@@ -113,7 +115,7 @@ plots.show(grad_fig := plots.grad_norm_figure(summary, data_label))
 # signal grows along the depth while the identity part carries the input unchanged.
 
 # %%
-plots.show(std_fig := plots.activation_std_figure(summary, data_label))
+plots.show(plots.activation_std_figure(summary, data_label))
 
 # %% [markdown]
 # ## The gradient that reaches the input
@@ -122,7 +124,7 @@ plots.show(std_fig := plots.activation_std_figure(summary, data_label))
 # backward pass amplifies on the way down.
 
 # %%
-plots.show(input_fig := plots.input_grad_figure(summary, data_label))
+plots.show(plots.input_grad_figure(summary, data_label))
 
 # %% [markdown]
 # ## The numbers, and the comparisons the text makes
@@ -130,8 +132,6 @@ plots.show(input_fig := plots.input_grad_figure(summary, data_label))
 # Computed from the measurements above, not typed in (means over seeds).
 
 # %%
-from IPython.display import Markdown, display  # noqa: E402
-
 display(Markdown(probes.probe_table(summary)))
 
 # %%
