@@ -6,7 +6,7 @@ pixel values do not change the work):
 * (a) the common recipe of popular reproductions: a torch ``DataLoader`` over an in-memory
   uint8 dataset with CPU torchvision transforms (RandomCrop(32, padding=4),
   RandomHorizontalFlip, ToTensor, Normalize) in worker processes, fp32, eager, plain SGD;
-* (b) the fast path for one model (``resnet_nb.fast``): data on the device, batched device
+* (b) the fast path for one model (``resnet_nb.step``): data on the device, batched device
   augmentation, bf16 autocast on CUDA, channels_last, fused SGD, CUDA-graphed step;
 * (c) packs (``resnet_nb.packed``): plain<d> + resnet<d> (N=2), and 5 seeds of both (N=10,
   what ``reproduce`` runs per depth when seeds are asked for);
@@ -29,14 +29,19 @@ import os
 import statistics
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from resnet_nb import data as D
-from resnet_nb import fast
 from resnet_nb.models import build_model, parse_model_name
 from resnet_nb.packed import PackedCifarResNet
+from resnet_nb.packing import PackBatcher, evaluate_pack
+from resnet_nb.prepare import resolve_device
+from resnet_nb.step import (PRECISIONS, TrainStep, check_precision, make_optimizer, prepare_model,
+                            set_lr)
 
 __all__ = ["run_bench", "add_arguments", "run_cli", "SEED_RECIPE"]
 
@@ -140,24 +145,20 @@ def bench_fast(depth: int, residual: list[bool], data, device, args, label: str,
     n = len(residual)
     torch.manual_seed(0)
     model = build_model(single_name) if single_name else PackedCifarResNet(depth, residual)
-    model = fast.prepare_model(model, device)
-    opt = fast.make_optimizer(model.parameters(), 0.1, 0.9, 1e-4, device)
-    step = fast.TrainStep(model, opt, precision=args.precision)
+    model = prepare_model(model, device)
+    opt = make_optimizer(model.parameters(), 0.1, 0.9, 1e-4, device)
+    step = TrainStep(model, opt, precision=args.precision)
     x_dev, y_dev = data["x_dev"], data["y_dev"]
     gens = [torch.Generator(device=device).manual_seed(1000 + i) for i in range(n)]
-    if single_name:
-        def epoch():
-            for idx in D.iterate_batches(x_dev.shape[0], args.batch_size, generator=gens[0]):
-                yield D.random_crop_flip(x_dev[idx], gens[0]), y_dev[idx]
-        batches = _cycle(epoch)
-    else:
-        batches = _cycle(fast.PackBatcher(x_dev, y_dev, args.batch_size, gens).batches)
+    batches = _cycle(PackBatcher(x_dev, y_dev, args.batch_size, gens).batches)
     mean, std = data["mean"].to(device), data["std"].to(device)
 
     def train_step():
         xb, yb = next(batches)
-        fast.set_lr(opt, 0.1)                       # as the training loop does every step
-        step(model, opt, D.normalize(xb, mean, std), yb)
+        if single_name:
+            xb, yb = xb[0], yb[0]
+        set_lr(opt, 0.1)                            # as the training loop does every step
+        step(D.normalize(xb, mean, std), yb)
 
     model.train()
     if device.type == "cuda":
@@ -165,14 +166,10 @@ def bench_fast(depth: int, residual: list[bool], data, device, args, label: str,
     t = _median_time(train_step, device, args.warmup, args.steps, args.repeats)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     n_eval = min(x_dev.shape[0], args.eval_images)
+    norm = SimpleNamespace(normalize=lambda x: D.normalize(x, mean, std))
 
-    @torch.no_grad()
     def evaluate():
-        model.eval()
-        for i in range(0, n_eval, 1000):            # train.EVAL_BATCH
-            with fast.autocast(args.precision, device):
-                logits = model(D.normalize(x_dev[i:i + 1000], mean, std))
-            (logits.argmax(-1) == y_dev[i:i + 1000]).sum()
+        evaluate_pack(model, x_dev[:n_eval], y_dev[:n_eval], norm, args.precision)
 
     te = _median_time(evaluate, device, 1, 1, args.repeats)
     return {"variant": variant, "label": label, "model": single_name, "depth": depth, "members": n,
@@ -182,28 +179,73 @@ def bench_fast(depth: int, residual: list[bool], data, device, args, label: str,
             "peak_mem_bytes": peak}
 
 
+class ConcurrentSteps:
+    """Experimental, used by ``resnet-nb bench --concurrent`` only: several ``TrainStep``s
+    (e.g. the depth-20 and the depth-56 pack) captured in *one* CUDA graph whose branches
+    run on their own streams, so that the GPU can overlap their small kernels.
+
+    Each branch is exactly its step's graph body; only the scheduling differs. A batch of
+    another shape runs every step eagerly. Not used by training (yet): a GPU session
+    measures first whether it pays off. It drives the steps' capture internals, so it lives
+    next to its only user.
+    """
+
+    def __init__(self, steps: Sequence[TrainStep]) -> None:
+        self.steps, self.graph = list(steps), None      # CUDA only (the capture needs it)
+
+    def _capture(self, batches) -> None:
+        for st, (x, y) in zip(self.steps, batches):
+            st._prepare_capture(x, y)
+            st._warmup()
+        dev = self.steps[0].device
+        streams = [torch.cuda.Stream(dev) for _ in self.steps]
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            cur = torch.cuda.current_stream(dev)
+            for s in streams:                    # fork ...
+                s.wait_stream(cur)
+            for st, s in zip(self.steps, streams):
+                with torch.cuda.stream(s):
+                    st.static_loss, st.static_correct = st._graph_body()
+            for s in streams:                    # ... and join before the capture ends
+                cur.wait_stream(s)
+        self.graph = graph
+
+    def __call__(self, batches):
+        """batches: one (x, y) per step, in order; returns one (loss_sum, correct) per step."""
+        if self.graph is None:
+            self._capture(batches)
+        if not all(st.fits(x, y) for st, (x, y) in zip(self.steps, batches)):
+            return [st.eager(x, y) for st, (x, y) in zip(self.steps, batches)]
+        for st, (x, y) in zip(self.steps, batches):
+            st._static_in.copy_(x)
+            st.static_y.copy_(y)
+        self.graph.replay()
+        return [(st.static_loss.clone(), st.static_correct.clone()) for st in self.steps]
+
+
 def bench_concurrent(data, device, args) -> dict:
     """(d) experimental (``--concurrent``): the depth-20 pair and the depth-56 pair stepped
-    together by one CUDA graph with a branch (stream) each (``fast.ConcurrentSteps``)."""
+    together by one CUDA graph with a branch (stream) each (``ConcurrentSteps``)."""
     x_dev, y_dev = data["x_dev"], data["y_dev"]
     mean, std = data["mean"].to(device), data["std"].to(device)
     opts, steps, streams_of_batches = [], [], []
     for d in (20, 56):
         torch.manual_seed(0)
-        model = fast.prepare_model(PackedCifarResNet(d, [False, True]), device)
-        opt = fast.make_optimizer(model.parameters(), 0.1, 0.9, 1e-4, device)
-        steps.append(fast.TrainStep(model, opt, precision=args.precision))
+        model = prepare_model(PackedCifarResNet(d, [False, True]), device)
+        opt = make_optimizer(model.parameters(), 0.1, 0.9, 1e-4, device)
+        steps.append(TrainStep(model, opt, precision=args.precision))
         opts.append(opt)
         gens = [torch.Generator(device=device).manual_seed(2000 + 10 * d + i) for i in range(2)]
-        streams_of_batches.append(_cycle(fast.PackBatcher(x_dev, y_dev, args.batch_size, gens).batches))
+        streams_of_batches.append(_cycle(PackBatcher(x_dev, y_dev, args.batch_size, gens).batches))
         model.train()
-    both = fast.ConcurrentSteps(steps)
+    both = ConcurrentSteps(steps)
 
     def train_step():
         batches = []
         for it, opt in zip(streams_of_batches, opts):
             xb, yb = next(it)
-            fast.set_lr(opt, 0.1)
+            set_lr(opt, 0.1)
             batches.append((D.normalize(xb, mean, std), yb))
         both(batches)
 
@@ -237,11 +279,10 @@ def _device_name(device: torch.device) -> str:
 
 
 def run_bench(args: argparse.Namespace) -> dict:
-    from resnet_nb.train import resolve_device
     device = resolve_device(args.device)
     if args.precision == "auto":
         args.precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    fast.check_precision(args.precision, device)
+    check_precision(args.precision, device)
     if args.workers < 0:
         args.workers = min(4, os.cpu_count() or 1)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -397,7 +438,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"images per evaluation pass (default: {g['eval_images']} GPU, {c['eval_images']} CPU)")
     p.add_argument("--workers", type=int, default=-1,
                    help="DataLoader workers of the common recipe (-1: min(4, CPU cores))")
-    p.add_argument("--precision", default="auto", choices=["auto", *fast.PRECISIONS],
+    p.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
                    help="fast-path precision (auto: bf16 on a GPU that has it, else fp32)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<index>")
     p.add_argument("--skip-common", action="store_true", help="do not measure the common recipe (a)")
@@ -408,7 +449,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from resnet_nb.train import resolve_device
     defaults = DEFAULTS["cuda" if resolve_device(args.device).type == "cuda" else "cpu"]
     for name, value in defaults.items():
         if getattr(args, name, None) is None:

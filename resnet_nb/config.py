@@ -38,12 +38,12 @@ __all__ = [
 SCHEDULES = ("epochs", "iterations")
 NORMALIZATIONS = ("channel", "pixel")
 DATASETS = ("cifar10", "synthetic")
-PRECISIONS = ("fp32", "bf16")  # bf16: autocast with fp32 master weights (resnet_nb.fast)
+PRECISIONS = ("fp32", "bf16")  # bf16: autocast with fp32 master weights (resnet_nb.step)
 DEVICES_HINT = "auto, cpu, cuda or cuda:<index>"
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # seeds are 0 <= seed < 2**63: torch.manual_seed takes 64 bits, and the data stream uses
-# seed + 2**32 (train.DATA_SEED_OFFSET), which must fit as well
+# seed + 2**32 (prepare.DATA_SEED_OFFSET), which must fit as well
 SEED_LIMIT = 2**63
 
 # Fields that may differ between a stored run and the config that resumes it: they say
@@ -106,9 +106,6 @@ class TrainConfig:
         object.__setattr__(self, "model", f"{family}{depth}")  # " ResNet20" -> "resnet20"
         object.__setattr__(self, "shortcut", self.shortcut.upper())
         _validate(self)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _kind(name: str) -> str:

@@ -42,13 +42,15 @@ from torch import nn
 
 __all__ = [
     "ShortcutA", "ShortcutB", "BasicBlock", "CifarResNet", "build_model", "parse_model_name",
-    "count_parameters", "block_layout", "he_init_", "VALID_DEPTHS_HINT", "MODEL_FAMILIES",
+    "count_parameters", "he_init_", "VALID_DEPTHS_HINT", "STAGES", "SHORTCUTS",
+    "make_stages", "blocks_per_stage",
 ]
 
-MODEL_FAMILIES = ("plain", "resnet")
 SHORTCUTS = ("A", "B")
 VALID_DEPTHS_HINT = "20, 32, 44, 56, 110, 1202"  # any 6n+2 with n >= 1 is accepted
-STAGE_WIDTHS = (16, 32, 64)
+# sec. 4.2's table: (filters, stride of the stage's first block) of the three stages of n
+# blocks, on 32x32, 16x16 and 8x8 feature maps
+STAGES = ((16, 1), (32, 2), (64, 2))
 
 
 class ShortcutA(nn.Module):
@@ -126,39 +128,51 @@ class CifarResNet(nn.Module):
     def __init__(self, depth: int, residual: bool = True, shortcut: str = "A",
                  num_classes: int = 10) -> None:
         super().__init__()
-        _check_depth(depth)
+        n = blocks_per_stage(depth)
         if shortcut not in SHORTCUTS:
             raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}; got {shortcut!r}")
         self.depth, self.residual, self.shortcut_kind = depth, residual, shortcut
-        self.conv1 = nn.Conv2d(3, STAGE_WIDTHS[0], 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(STAGE_WIDTHS[0])
-        stages = [[] for _ in STAGE_WIDTHS]
-        for stage, in_planes, planes, stride in block_layout(depth):
+
+        def block(in_planes: int, planes: int, stride: int) -> BasicBlock:
             sc = _make_shortcut(shortcut, in_planes, planes, stride) if residual else None
-            stages[stage].append(BasicBlock(in_planes, planes, stride, sc))
-        self.layer1, self.layer2, self.layer3 = (nn.Sequential(*blocks) for blocks in stages)
-        self.fc = nn.Linear(STAGE_WIDTHS[-1], num_classes)
+            return BasicBlock(in_planes, planes, stride, sc)
+
+        width = STAGES[0][0]
+        self.conv1 = nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.layer1, self.layer2, self.layer3 = make_stages(block, n)
+        self.fc = nn.Linear(STAGES[-1][0], num_classes)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         he_init_(self)
 
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Feature maps after the stem and after each stage: (B,16,32,32), (B,16,32,32),
-        (B,32,16,16), (B,64,8,8) for a (B,3,32,32) input."""
-        out = [F.relu(self.bn1(self.conv1(x)))]
-        for stage in (self.layer1, self.layer2, self.layer3):
-            out.append(stage(out[-1]))
-        return out
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)[-1]                      # (B, 64, 8, 8)
+        x = F.relu(self.bn1(self.conv1(x)))           # (B, 16, 32, 32)
+        x = self.layer1(x)                            # (B, 16, 32, 32)
+        x = self.layer2(x)                            # (B, 32, 16, 16)
+        x = self.layer3(x)                            # (B, 64, 8, 8)
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)    # (B, 64)
         return self.fc(x)                             # (B, num_classes)
 
     @property
     def name(self) -> str:
         return f"{'resnet' if self.residual else 'plain'}{self.depth}"
+
+
+def make_stages(block, n: int) -> tuple[nn.Sequential, ...]:
+    """The three stages of ``STAGES``, ``n`` blocks each: ``block(in_planes, planes, stride)``
+    builds one (a ``BasicBlock`` here, a ``PackedBasicBlock`` in ``resnet_nb.packed``)."""
+    stages, in_planes = [], STAGES[0][0]
+    for planes, stride in STAGES:
+        stages.append(_make_stage(block, in_planes, planes, stride, n))
+        in_planes = planes
+    return tuple(stages)
+
+
+def _make_stage(block, in_planes: int, planes: int, stride: int, n: int) -> nn.Sequential:
+    """``n`` blocks; the first one changes the shape (stride, filters), the rest keep it."""
+    return nn.Sequential(block(in_planes, planes, stride), *(block(planes, planes, 1) for _ in range(n - 1)))
 
 
 def he_init_(model: nn.Module, weighted: tuple[type, ...] = (nn.Conv2d, nn.Linear)) -> None:
@@ -174,21 +188,11 @@ def he_init_(model: nn.Module, weighted: tuple[type, ...] = (nn.Conv2d, nn.Linea
             nn.init.zeros_(m.bias)
 
 
-def block_layout(depth: int):
-    """Yield ``(stage, in_planes, planes, stride)`` for each of the 3n basic blocks:
-    stages of n blocks with 16/32/64 filters, stride 2 in the first block of stages 2 and 3."""
-    _check_depth(depth)
-    n = (depth - 2) // 6
-    in_planes = STAGE_WIDTHS[0]
-    for stage, planes in enumerate(STAGE_WIDTHS):
-        for j in range(n):
-            yield stage, in_planes, planes, (2 if stage > 0 and j == 0 else 1)
-            in_planes = planes
-
-
-def _check_depth(depth: int) -> None:
+def blocks_per_stage(depth: int) -> int:
+    """n of depth = 6n + 2; a depth of another form raises a one-line ValueError."""
     if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6 != 0:
         raise ValueError(f"depth must be 6n+2 with n >= 1 ({VALID_DEPTHS_HINT}, ...); got {depth}")
+    return (depth - 2) // 6
 
 
 _NAME_RE = re.compile(r"^(plain|resnet)(\d+)$")
@@ -203,7 +207,7 @@ def parse_model_name(name: str) -> tuple[str, int]:
             f"(e.g. plain20, plain56, resnet20, resnet56, resnet110; depths {VALID_DEPTHS_HINT})")
     family, depth = m.group(1), int(m.group(2))
     try:
-        _check_depth(depth)
+        blocks_per_stage(depth)
     except ValueError as e:
         raise ValueError(f"model {name!r}: {e}") from None
     return family, depth

@@ -39,12 +39,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_nb.models import STAGE_WIDTHS, CifarResNet, _check_depth, block_layout, build_model, he_init_
+from resnet_nb.models import STAGES, CifarResNet, blocks_per_stage, he_init_, make_stages
 
 __all__ = [
     "PackedCifarResNet", "PackedShortcutA", "PackedBasicBlock", "PackedLinear", "pack_models",
-    "from_state_dicts", "member_state_dict", "unpack", "split_packed_tensor",
-    "pack_tensors", "check_packable", "pack_optimizer_state", "member_optimizer_state",
+    "member_state_dict", "split_packed_tensor", "pack_tensors", "check_packable",
+    "pack_optimizer_state", "member_optimizer_state",
 ]
 
 
@@ -148,20 +148,18 @@ class PackedCifarResNet(nn.Module):
 
     def __init__(self, depth: int, residual: Sequence[bool], num_classes: int = 10) -> None:
         super().__init__()
-        _check_depth(depth)
+        n = blocks_per_stage(depth)
         residual = tuple(bool(r) for r in residual)
         if not residual:
             raise ValueError("a pack needs at least one member")
         n_members = len(residual)
         self.depth, self.residual, self.members, self.num_classes = depth, residual, n_members, num_classes
-        self.conv1 = nn.Conv2d(n_members * 3, n_members * STAGE_WIDTHS[0], 3, padding=1, bias=False,
-                               groups=n_members)
-        self.bn1 = nn.BatchNorm2d(n_members * STAGE_WIDTHS[0])
-        stages = [[] for _ in STAGE_WIDTHS]
-        for stage, in_planes, planes, stride in block_layout(depth):
-            stages[stage].append(PackedBasicBlock(residual, in_planes, planes, stride))
-        self.layer1, self.layer2, self.layer3 = (nn.Sequential(*blocks) for blocks in stages)
-        self.fc = PackedLinear(n_members, STAGE_WIDTHS[-1], num_classes)
+        width = STAGES[0][0]
+        self.conv1 = nn.Conv2d(n_members * 3, n_members * width, 3, padding=1, bias=False, groups=n_members)
+        self.bn1 = nn.BatchNorm2d(n_members * width)
+        self.layer1, self.layer2, self.layer3 = make_stages(
+            lambda in_planes, planes, stride: PackedBasicBlock(residual, in_planes, planes, stride), n)
+        self.fc = PackedLinear(n_members, STAGES[-1][0], num_classes)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -185,7 +183,9 @@ class PackedCifarResNet(nn.Module):
         if x.dim() == 5 or x.shape[1] == 3:
             x = self.pack_input(x)                           # (B, N*3, H, W)
         x = F.relu(self.bn1(self.conv1(x)))                  # (B, N*16, 32, 32)
-        x = self.layer3(self.layer2(self.layer1(x)))         # (B, N*64, 8, 8)
+        x = self.layer1(x)                                   # (B, N*16, 32, 32)
+        x = self.layer2(x)                                   # (B, N*32, 16, 16)
+        x = self.layer3(x)                                   # (B, N*64, 8, 8)
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)           # (B, N*64)
         return self.fc(x)                                    # (N, B, num_classes)
 
@@ -236,36 +236,12 @@ def pack_models(models: Sequence[CifarResNet]) -> PackedCifarResNet:
     return packed.to(device=ref.device, dtype=ref.dtype).train(models[0].training)
 
 
-def from_state_dicts(names: Sequence[str], state_dicts: Sequence[dict],
-                     shortcut: str = "A", num_classes: int = 10) -> PackedCifarResNet:
-    """Pack standalone checkpoints: ``names[i]`` (e.g. 'plain20') with ``state_dicts[i]``."""
-    if len(names) != len(state_dicts):
-        raise ValueError(f"got {len(names)} model names for {len(state_dicts)} state dicts")
-    models = []
-    for name, sd in zip(names, state_dicts):
-        m = build_model(name, shortcut=shortcut, num_classes=num_classes)
-        m.load_state_dict(sd)
-        models.append(m)
-    return pack_models(models)
-
-
 def member_state_dict(packed: PackedCifarResNet, i: int) -> dict[str, torch.Tensor]:
     """Member ``i``'s weights and BN state as a state dict of the ordinary single model
     (``build_model(packed.member_names[i]).load_state_dict(...)`` accepts it)."""
     if not 0 <= i < packed.members:
         raise ValueError(f"member index must be in [0, {packed.members}); got {i}")
     return {k: split_packed_tensor(v.detach(), packed.members, i) for k, v in packed.state_dict().items()}
-
-
-def unpack(packed: PackedCifarResNet, shortcut: str = "A") -> list[CifarResNet]:
-    """The members as ordinary ``CifarResNet`` models (copies, same device/dtype/mode)."""
-    ref = next(packed.parameters())
-    out = []
-    for i, name in enumerate(packed.member_names):
-        m = build_model(name, shortcut=shortcut, num_classes=packed.num_classes)
-        m.load_state_dict(member_state_dict(packed, i))
-        out.append(m.to(device=ref.device, dtype=ref.dtype).train(packed.training))
-    return out
 
 
 # --------------------------------------------------------------------------- optimiser state

@@ -2,9 +2,10 @@
 
 A run directory ``<out_dir>/<run_id>/<run_name>/`` holds (DESIGN.md contract):
 
-* ``config.json``: ``{"config": asdict(cfg), "preset", "environment", "dataset", "status",
-  "start_time", "end_time", "params", ...}``; status is running | finished | failed |
-  interrupted;
+* ``config.json``: ``{"format_version", "config": asdict(cfg), "preset", "environment",
+  "dataset", "status", "start_time", "end_time", "params", ...}``; status is running |
+  finished | failed | interrupted. ``format_version`` is ``FORMAT_VERSION`` (run dirs
+  written before it existed have none and read as version 0: every version reads);
 * ``metrics.json``: a list, one record per finished epoch (``epoch`` is 1-based);
 * ``best.pth`` and ``last.pth``: ``torch.save`` dicts with ``"config": asdict(cfg)``;
 * ``.lock`` while a process trains into it (``lock_run_dir``), holding its pid and host.
@@ -12,6 +13,7 @@ A run directory ``<out_dir>/<run_id>/<run_name>/`` holds (DESIGN.md contract):
 Every file is written to a temporary name in the same folder and moved into place with
 ``os.replace``, so a reader (or a run killed mid-write) sees the old or the new file,
 never a half-written one. A full disk raises ``NoSpaceError`` (one line, the old file kept).
+``resnet_nb.run_writer`` writes run dirs; this module reads them.
 
 config.json's status says ``running`` from the start of a run until it ends; a process
 killed with SIGKILL (or a machine that lost power) cannot change it, so readers show
@@ -33,11 +35,12 @@ __all__ = ["atomic_write_json", "atomic_save", "read_json", "load_run", "list_ru
            "list_run_ids", "run_dir_of", "NoSpaceError", "is_no_space", "RunLock", "lock_run_dir", "is_locked",
            "lock_holder", "process_info", "effective_status", "remove_stale_tmp_files",
            "dir_state", "CONFIG_FILE", "METRICS_FILE", "BEST_FILE", "LAST_FILE", "LOCK_FILE",
-           "RUN_FILES"]
+           "RUN_FILES", "FORMAT_VERSION"]
 
 CONFIG_FILE, METRICS_FILE = "config.json", "metrics.json"
 BEST_FILE, LAST_FILE = "best.pth", "last.pth"
 LOCK_FILE = ".lock"
+FORMAT_VERSION = 1  # of config.json; 0: the run dirs written before it had the field
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, BEST_FILE, LAST_FILE)
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
@@ -144,9 +147,11 @@ def run_dir_of(out_dir: str | os.PathLike, run_id: str, run_name: str) -> Path:
 def load_run(run_dir: str | os.PathLike) -> dict:
     """Everything a run directory says, as plain data.
 
-    Returns config.json's keys (``config``, ``preset``, ``environment``, ``dataset``,
-    ``status``, ``start_time``, ``end_time``, ``params``, ...) plus ``metrics`` (the list
-    from metrics.json, ``[]`` before the first epoch ends) and ``path`` (str).
+    Returns config.json's keys (``format_version``, 0 for a run dir older than the field,
+    ``config``, ``preset``, ``environment``, ``dataset``, ``status``, ``start_time``,
+    ``end_time``, ``params``, ...) plus ``metrics`` (the list from metrics.json, ``[]``
+    before the first epoch ends) and ``path`` (str). A run dir of a newer format than this
+    code knows is refused (one line).
     """
     run_dir = Path(run_dir)
     cfg_path = run_dir / CONFIG_FILE
@@ -154,9 +159,14 @@ def load_run(run_dir: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"{run_dir} is not a run directory (no {CONFIG_FILE}); "
                                 f"train into it first (resnet-nb train)")
     meta = read_json(cfg_path)
+    version = meta.get("format_version", 0) if isinstance(meta, dict) else 0
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(f"{cfg_path} has format_version {version!r}; this resnet-nb reads versions up "
+                         f"to {FORMAT_VERSION}: update resnet-nb to read it")
     metrics_path = run_dir / METRICS_FILE
     metrics = read_json(metrics_path) if metrics_path.is_file() else []
-    return {**meta, "status": meta.get("status"), "metrics": metrics, "path": str(run_dir)}
+    return {**meta, "format_version": version, "status": meta.get("status"), "metrics": metrics,
+            "path": str(run_dir)}
 
 
 def list_run_ids(out_dir: str | os.PathLike) -> list[str]:

@@ -101,7 +101,7 @@ if [ "$MODE" != repro ]; then
 step "2 graph check (captured step == eager step)"
 timeout 120 $PY - "$W/graph_check.json" <<'EOF' 2>&1 | tee "$W/graph_check.log"
 import copy, json, sys, torch
-from resnet_nb import fast
+from resnet_nb import step as fast
 from resnet_nb.models import build_model
 from resnet_nb.packed import pack_models
 dev = torch.device("cuda")
@@ -118,7 +118,7 @@ for what, make, shape in (("resnet20", lambda: build_model("resnet20"), (128, 3,
         sh = shape[:-4] + (n,) + shape[-3:]
         x = torch.randn(sh, device=dev, generator=g); y = torch.randint(0, 10, sh[:-3], device=dev, generator=g)
         fast.set_lr(oa, lr); fast.set_lr(ob, lr)
-        la, _ = sa(a, oa, x, y); lb, _ = sb(b, ob, x, y)
+        la, _ = sa(x, y); lb, _ = sb(x, y)
     torch.cuda.synchronize()
     diff = max((p - q).abs().max().item() for p, q in zip(a.state_dict().values(), b.state_dict().values()) if p.is_floating_point())
     out.append({"what": what, "captured": sa.captures == 1 and sa.graph is not None, "eager_steps_graphed_run": sa.eager_steps,

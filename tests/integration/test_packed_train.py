@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from resnet_nb import fast, runs
+from resnet_nb import packing, runs
 from resnet_nb.config import make_config
 from resnet_nb.models import build_model
 from resnet_nb.train import train, train_many
@@ -45,9 +45,9 @@ def test_plan_packs_groups_by_depth_and_recipe(fake_cifar, tmp_path):
     others = [replace(cfgs[0], model="resnet20", run_name="resnet20"),
               replace(cfgs[0], lr=0.05, run_name="plain8-lr"),
               replace(cfgs[1], shortcut="B", run_name="resnet8-B")]
-    assert fast.plan_packs(cfgs + others, pack=True) == [[0, 1, 2], [3], [4], [5]]
-    assert fast.plan_packs(cfgs, pack=None) == [[0], [1], [2]]     # CPU: packing only on request
-    assert fast.plan_packs(cfgs, pack=False) == [[0], [1], [2]]
+    assert packing.plan_packs(cfgs + others, pack=True) == [[0, 1, 2], [3], [4], [5]]
+    assert packing.plan_packs(cfgs, pack=None) == [[0], [1], [2]]     # CPU: packing only on request
+    assert packing.plan_packs(cfgs, pack=False) == [[0], [1], [2]]
 
 
 def test_members_write_the_run_contract(packed_run):
@@ -87,7 +87,7 @@ def test_members_match_their_standalone_runs(packed_run, fake_cifar, tmp_path):
 def test_interrupted_pack_resumes_exactly(packed_run, fake_cifar, tmp_path, monkeypatch):
     cfgs, ref_paths = packed_run
     cfgs = [replace(c, out_dir=str(tmp_path)) for c in cfgs]
-    real, calls = fast.evaluate_pack, {"n": 0}
+    real, calls = packing.evaluate_pack, {"n": 0}
 
     def flaky(*a, **k):
         calls["n"] += 1
@@ -95,7 +95,7 @@ def test_interrupted_pack_resumes_exactly(packed_run, fake_cifar, tmp_path, monk
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(fast, "evaluate_pack", flaky)
+    monkeypatch.setattr(packing, "evaluate_pack", flaky)
     with pytest.raises(KeyboardInterrupt):
         train_many(cfgs, pack=True)
     assert runs.load_run(tmp_path / "p" / "plain8")["status"] == "interrupted"
@@ -109,7 +109,7 @@ def test_interrupted_pack_resumes_exactly(packed_run, fake_cifar, tmp_path, monk
 
 def test_a_packed_member_resumes_alone(fake_cifar, tmp_path, monkeypatch):
     cfgs = pack_cfgs(fake_cifar, tmp_path)[:2]
-    real, calls = fast.evaluate_pack, {"n": 0}
+    real, calls = packing.evaluate_pack, {"n": 0}
 
     def flaky(*a, **k):
         calls["n"] += 1
@@ -117,7 +117,7 @@ def test_a_packed_member_resumes_alone(fake_cifar, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(fast, "evaluate_pack", flaky)
+    monkeypatch.setattr(packing, "evaluate_pack", flaky)
     with pytest.raises(KeyboardInterrupt):
         train_many(cfgs, pack=True)
     monkeypatch.undo()

@@ -45,7 +45,8 @@ def test_v0_checkpoints_load_into_todays_model(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_v0_run_dir_reads(name):
     run = runs.load_run(FIXTURE / name)
-    assert "format_version" not in run          # an old run dir: no version field
+    assert "format_version" not in runs.read_json(FIXTURE / name / "config.json")
+    assert run["format_version"] == 0           # an old run dir reads as version 0
     assert run["config"]["model"] == name and run["status"] == "interrupted"
     assert [r["epoch"] for r in run["metrics"]] == [1]
 

@@ -12,10 +12,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from resnet_nb import runs
+from resnet_nb import packing, runs
 from resnet_nb import train as T
 from resnet_nb.cli import main
 from resnet_nb.config import make_config
+from resnet_nb.step import TrainStep
 from resnet_nb.train import train, train_many
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
@@ -39,33 +40,33 @@ def epoch_of(path):
 
 def interrupt_after_epoch_1(monkeypatch, cfg):
     """Train ``cfg`` and stop it with Ctrl-C in its 2nd epoch: last.pth holds epoch 1."""
-    real, calls = T.train_step, {"n": 0}
+    real, calls = TrainStep.__call__, {"n": 0}
 
     def step(*a):
         calls["n"] += 1
         if calls["n"] == 6:
             raise KeyboardInterrupt
         return real(*a)
-    monkeypatch.setattr(T, "train_step", step)
+    monkeypatch.setattr(TrainStep, "__call__", step)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
-    monkeypatch.setattr(T, "train_step", real)
+    monkeypatch.setattr(TrainStep, "__call__", real)
     return runs.run_dir_of(cfg.out_dir, cfg.run_id, cfg.run_name or cfg.model)
 
 
 def another_process_trains_while_data_loads(monkeypatch, other_cfgs, then=None):
     """Between this command's look at the run dir and its lock, ``other_cfgs`` really train
     (to the end) into the same run dirs: the interleaving of issue 9, item 7."""
-    real = T.prepare_data
+    real = packing.prepare_data
 
     def interleaved(cfg, device="cpu"):
-        monkeypatch.setattr(T, "prepare_data", real)
+        monkeypatch.setattr(packing, "prepare_data", real)
         for c in other_cfgs:
             train(c)
         if then:
             then()
         return real(cfg, device)
-    monkeypatch.setattr(T, "prepare_data", interleaved)
+    monkeypatch.setattr(packing, "prepare_data", interleaved)
 
 
 # --------------------------------------------------------------------------- item 7: the race
@@ -90,7 +91,7 @@ def test_a_run_finished_meanwhile_with_the_same_config_is_not_trained_again(fake
     def no_training(*a, **k):
         raise AssertionError("the finished run must not be trained again")
     another_process_trains_while_data_loads(
-        monkeypatch, [cfg], then=lambda: monkeypatch.setattr(T, "_train_locked", no_training))
+        monkeypatch, [cfg], then=lambda: monkeypatch.setattr(TrainStep, "__call__", no_training))
     run_dir = runs.run_dir_of(tmp_path, "t", "resnet8")
     assert train(cfg) == run_dir
     assert "already finished (2 epochs)" in capsys.readouterr().out
@@ -177,13 +178,13 @@ def test_read_json_does_not_say_delete(tmp_path):
 # --------------------------------------------------------------------------- item 10: full disk
 
 def test_full_disk_one_line_failed_status_last_pth_intact(fake_cifar, tmp_path, monkeypatch, capsys):
-    real = T.atomic_save
+    real = runs.atomic_save
 
     def full_at_epoch_2(obj, path):
         if path.name == "last.pth" and obj["epoch"] == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(obj, path)
-    monkeypatch.setattr(T, "atomic_save", full_at_epoch_2)
+    monkeypatch.setattr(runs, "atomic_save", full_at_epoch_2)
     argv = ["train", "--preset", "smoke", "--model", "resnet8", "--dataset", "synthetic", "--data-root",
             str(fake_cifar), "--epochs", "2", "--batch-size", "32", "--train-subset", "128",
             "--test-subset", "50", "--milestones", "1", "--device", "cpu", "--out-dir", str(tmp_path),
@@ -197,7 +198,7 @@ def test_full_disk_one_line_failed_status_last_pth_intact(fake_cifar, tmp_path, 
     assert meta["status"] == "failed" and meta["error"].startswith(line)
     assert epoch_of(run_dir / "last.pth") == 1
     assert not (run_dir / ".lock").exists()
-    monkeypatch.setattr(T, "atomic_save", real)
+    monkeypatch.setattr(runs, "atomic_save", real)
     assert main(argv) == 0 and runs.load_run(run_dir)["status"] == "finished"
 
 

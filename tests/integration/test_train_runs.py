@@ -17,10 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_nb import runs
+from resnet_nb import packing, runs
 from resnet_nb import train as T
 from resnet_nb.config import config_from_dict, make_config
 from resnet_nb.models import build_model, count_parameters
+from resnet_nb.packing import evaluate
+from resnet_nb.prepare import prepare_data
+from resnet_nb.step import TrainStep
 from resnet_nb.train import TrainingDiverged, train, train_many
 
 pytestmark = pytest.mark.slow
@@ -58,19 +61,20 @@ def same_weights(a, b):
 
 
 def inject(monkeypatch, at_call, kind):
-    """Make the ``at_call``-th training step raise ``kind`` or return a NaN loss."""
-    real = T.train_step
+    """Make the ``at_call``-th training step (``TrainStep``, the one step of every run) raise
+    ``kind`` or return a NaN loss."""
+    real = TrainStep.__call__
     calls = {"n": 0}
 
-    def step(model, optimizer, x, y):
+    def step(self, x, y):
         calls["n"] += 1
         if calls["n"] == at_call:
             if kind == "nan":
-                loss, correct = real(model, optimizer, x, y)
+                loss, correct = real(self, x, y)
                 return loss * float("nan"), correct
             raise kind("injected")
-        return real(model, optimizer, x, y)
-    monkeypatch.setattr(T, "train_step", step)
+        return real(self, x, y)
+    monkeypatch.setattr(TrainStep, "__call__", step)
 
 
 @pytest.fixture(scope="module")
@@ -124,10 +128,10 @@ def test_run_directory_contract(reference, fake_cifar):
     assert config_from_dict(best["config"]) == config_from_dict(run["config"])
     assert run["best_epoch"] == best["epoch"]
     cfg = tiny(fake_cifar, reference.parent.parent)
-    data = T.prepare_data(cfg)
+    data = prepare_data(cfg)
     model = build_model("resnet8")
     model.load_state_dict(best["model"])
-    assert T.evaluate(model, data.test_x, data.test_y, data)[1] == max(accs)
+    assert evaluate(model, data.test_x, data.test_y, data)[1] == max(accs)
     last = torch.load(reference / "last.pth", weights_only=True)
     assert {"model", "optimizer", "rng", "epoch", "iteration", "config", "scheduler"} <= set(last)
     assert (last["epoch"], last["iteration"]) == (3, 12)
@@ -234,7 +238,7 @@ def test_mismatched_config_is_refused_listing_fields(fake_cifar, tmp_path, monke
 
     def no_training(*a, **k):
         raise AssertionError("must not load data or train")
-    monkeypatch.setattr(T, "prepare_data", no_training)
+    monkeypatch.setattr(packing, "prepare_data", no_training)
     # a finished run with the same math (device may differ) is not trained again
     assert train(replace(cfg, device="auto")) == run_dir
     monkeypatch.undo()
@@ -246,7 +250,7 @@ def test_mismatched_config_is_refused_listing_fields(fake_cifar, tmp_path, monke
 def test_unwritable_out_dir_fails_before_training(fake_cifar, tmp_path, monkeypatch):
     def no_training(*a, **k):
         raise AssertionError("must not load data or train")
-    monkeypatch.setattr(T, "prepare_data", no_training)
+    monkeypatch.setattr(packing, "prepare_data", no_training)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(ValueError, match="is a file; choose another --out-dir"):

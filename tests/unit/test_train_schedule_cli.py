@@ -9,7 +9,7 @@ from resnet_nb import runs
 from resnet_nb.cli import main
 from resnet_nb.config import TrainConfig, make_config
 from resnet_nb.environment import collect
-from resnet_nb.train import iters_per_epoch, lr_at, planned_epochs
+from resnet_nb.step import iters_per_epoch, lr_at, planned_epochs
 
 IPE = 391  # iterations per epoch of the seed recipe: ceil(50000 / 128)
 

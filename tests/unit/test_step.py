@@ -1,4 +1,4 @@
-"""CPU-testable parts of the fast path: lr in a tensor, eager step, bf16 handling, fallback,
+"""CPU-testable parts of the training step (resnet_nb.step): lr in a tensor, eager step, bf16,
 and the pack's per-member data streams."""
 import contextlib
 import copy
@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from resnet_nb import data as D
-from resnet_nb import fast
+from resnet_nb import step as S
+from resnet_nb.bench import ConcurrentSteps
 from resnet_nb.config import make_config
 from resnet_nb.models import build_model
 from resnet_nb.packed import member_state_dict, pack_models
+from resnet_nb.packing import PackBatcher
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -22,20 +24,19 @@ def batch(b=8, seed=0):
 
 
 def test_bf16_is_a_valid_precision():
-    assert "bf16" in fast.PRECISIONS
+    assert "bf16" in S.PRECISIONS
     assert make_config("smoke", precision="bf16").precision == "bf16"
 
 
 def test_lr_tensor_follows_lr_at_without_replacing_the_tensor():
-    from resnet_nb.train import lr_at
     cfg = make_config("seed", warmup_iters=5)
     ipe = 391
     opt = torch.optim.SGD(build_model("resnet20").parameters(), lr=cfg.lr, momentum=0.9)
-    t = fast.lr_in_tensor(opt, "cpu")
+    t = S.lr_in_tensor(opt, "cpu")
     for it in [0, 4, 5, 100, 99 * ipe, 100 * ipe - 1, 100 * ipe, 150 * ipe, 199 * ipe + 390]:
-        fast.set_lr(opt, lr_at(cfg, it, ipe))
+        S.set_lr(opt, S.lr_at(cfg, it, ipe))
         assert all(g["lr"] is t for g in opt.param_groups)      # same tensor: no recapture
-        assert t.item() == torch.tensor(lr_at(cfg, it, ipe), dtype=torch.float32).item()
+        assert t.item() == torch.tensor(S.lr_at(cfg, it, ipe), dtype=torch.float32).item()
 
 
 def test_sgd_step_with_lr_tensor_equals_float_lr():
@@ -44,10 +45,10 @@ def test_sgd_step_with_lr_tensor_equals_float_lr():
     b = copy.deepcopy(a)
     oa = torch.optim.SGD(a.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     ob = torch.optim.SGD(b.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    fast.lr_in_tensor(ob, "cpu")
+    S.lr_in_tensor(ob, "cpu")
     for step, lr in enumerate([0.1, 0.1, 0.01]):
-        fast.set_lr(oa, lr)
-        fast.set_lr(ob, lr)
+        S.set_lr(oa, lr)
+        S.set_lr(ob, lr)
         x, y = batch(seed=step)
         for m, o in ((a, oa), (b, ob)):
             o.zero_grad()
@@ -57,18 +58,31 @@ def test_sgd_step_with_lr_tensor_equals_float_lr():
         assert torch.equal(va, vb), k
 
 
-def test_eager_step_equals_train_step():
-    from resnet_nb.train import make_optimizer, train_step
+def sgd_step(model, optimizer, x, y):
+    """The reference: plain torch SGD on the mean cross-entropy (summed loss, correct count)."""
+    optimizer.zero_grad(set_to_none=True)
+    logits = model(x)
+    loss = torch.nn.functional.cross_entropy(logits, y)
+    loss.backward()
+    optimizer.step()
+    return loss.detach() * y.numel(), (logits.detach().argmax(1) == y).sum()
+
+
+def sgd(model):
     cfg = make_config("smoke")
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def test_eager_step_equals_plain_sgd():
     torch.manual_seed(0)
     a = build_model("plain20")
     b = copy.deepcopy(a)
-    oa, ob = make_optimizer(a, cfg), make_optimizer(b, cfg)
-    step = fast.TrainStep(b, ob)                      # CPU: eager, no graph
+    oa, ob = sgd(a), sgd(b)
+    step = S.TrainStep(b, ob)                      # CPU: eager, no graph
     for s in range(2):
         x, y = batch(seed=s)
-        la, ca = train_step(a, oa, x, y)
-        lb, cb = step(b, ob, x, y)
+        la, ca = sgd_step(a, oa, x, y)
+        lb, cb = step(x, y)
         assert torch.equal(la, lb) and torch.equal(ca, cb)
     assert step.graph is None and step.eager_steps == 2
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
@@ -79,10 +93,10 @@ def test_packed_step_returns_per_member_sums():
     torch.manual_seed(0)
     models = [build_model("plain20"), build_model("resnet20")]
     packed = pack_models(models)
-    opt = fast.make_optimizer(packed.parameters(), 0.1, 0.9, 1e-4, "cpu")
+    opt = S.make_optimizer(packed.parameters(), 0.1, 0.9, 1e-4, "cpu")
     x = torch.randn(2, 8, 3, 32, 32)
     y = torch.randint(0, 10, (2, 8))
-    loss_sum, correct = fast.TrainStep(packed, opt)(packed, opt, x, y)
+    loss_sum, correct = S.TrainStep(packed, opt)(x, y)
     assert loss_sum.shape == (2,) and correct.shape == (2,)
     for i, m in enumerate(models):
         want = torch.nn.functional.cross_entropy(m(x[i]), y[i]) * 8
@@ -93,33 +107,31 @@ def test_packed_step_returns_per_member_sums():
 def test_bf16_on_cpu_runs_with_fp32_master_weights():
     torch.manual_seed(0)
     m = build_model("resnet20")
-    opt = fast.make_optimizer(m.parameters(), 0.1, 0.9, 1e-4, "cpu")
+    opt = S.make_optimizer(m.parameters(), 0.1, 0.9, 1e-4, "cpu")
     x, y = batch()
-    loss_sum, correct = fast.TrainStep(m, opt, precision="bf16")(m, opt, x, y)
+    loss_sum, correct = S.TrainStep(m, opt, precision="bf16")(x, y)
     assert torch.isfinite(loss_sum) and loss_sum.dtype == torch.float32
     assert all(p.dtype == torch.float32 for p in m.parameters())
 
 
 def test_bad_precision_and_unsupported_bf16(monkeypatch):
     with pytest.raises(ValueError, match="precision must be one of"):
-        fast.check_precision("fp16", "cpu")
+        S.check_precision("fp16", "cpu")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Old GPU")
     with pytest.raises(ValueError, match="bf16 needs a GPU.*--precision fp32"):
-        fast.check_precision("bf16", "cuda")
+        S.check_precision("bf16", "cuda")
     m = build_model("resnet20")
     with pytest.raises(ValueError, match="needs a CUDA device"):
-        fast.TrainStep(m, torch.optim.SGD(m.parameters(), lr=0.1), graph=True)
+        S.TrainStep(m, torch.optim.SGD(m.parameters(), lr=0.1), graph=True)
 
 
 def test_capture_failure_warns_and_falls_back_to_eager(monkeypatch):
-    from resnet_nb.train import make_optimizer, train_step
-    cfg = make_config("smoke")
     torch.manual_seed(0)
     a = build_model("resnet20")
     b = copy.deepcopy(a)
-    oa, ob = make_optimizer(a, cfg), make_optimizer(b, cfg)
-    step = fast.TrainStep(b, ob)
+    oa, ob = sgd(a), sgd(b)
+    step = S.TrainStep(b, ob)
     step.graph_wanted = True                          # pretend we are on a GPU
 
     def broken_capture(x, y):
@@ -134,8 +146,8 @@ def test_capture_failure_warns_and_falls_back_to_eager(monkeypatch):
     monkeypatch.setattr(step, "_capture", broken_capture)
     x, y = batch()
     with pytest.warns(RuntimeWarning, match="capture .* failed.*eagerly"):
-        lb, _ = step(b, ob, x, y)
-    la, _ = train_step(a, oa, x, y)
+        lb, _ = step(x, y)
+    la, _ = sgd_step(a, oa, x, y)
     assert torch.equal(la, lb)
     assert not step.graph_wanted and step.graph is None
     assert all(isinstance(g["lr"], float) for g in ob.param_groups)
@@ -143,14 +155,7 @@ def test_capture_failure_warns_and_falls_back_to_eager(monkeypatch):
         assert torch.equal(va, vb), k
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        step(b, ob, x, y)                             # no second attempt, no second warning
-
-
-def test_draws_equal_random_crop_flip():
-    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
-    want = D.random_crop_flip(x, torch.Generator().manual_seed(5))
-    top, left, flip = fast.draw_crop_flip(16, torch.Generator().manual_seed(5))
-    assert torch.equal(D.crop_flip(x, top, left, flip), want)
+        step(x, y)                                    # no second attempt, no second warning
 
 
 def test_pack_batcher_gives_each_member_its_standalone_batches():
@@ -159,7 +164,7 @@ def test_pack_batcher_gives_each_member_its_standalone_batches():
     xs = torch.randint(0, 256, (50, 3, 32, 32), dtype=torch.uint8, generator=g)
     ys = torch.randint(0, 10, (50,), generator=g)
     seeds = [3, 7]
-    batcher = fast.PackBatcher(xs, ys, 16, [torch.Generator().manual_seed(s) for s in seeds])
+    batcher = PackBatcher(xs, ys, 16, [torch.Generator().manual_seed(s) for s in seeds])
     got = [b for epoch in range(2) for b in batcher.batches()]        # 2 epochs x 4 batches
     assert len(got) == 8 and got[3][0].shape == (2, 2, 3, 32, 32)      # 16+16+16+2 per epoch
     for i, s in enumerate(seeds):
@@ -215,9 +220,9 @@ def test_graph_logic_equals_eager_steps(monkeypatch, packed):
     a = pack_models([build_model("plain8"), build_model("resnet8")]) if packed else build_model("resnet8")
     a = a.double()
     b = copy.deepcopy(a).to(memory_format=torch.channels_last)
-    oa = fast.make_optimizer(a.parameters(), 0.1, 0.9, 1e-4, "cpu")
-    ob = fast.make_optimizer(b.parameters(), 0.1, 0.9, 1e-4, "cpu")
-    eager, graphed = fast.TrainStep(a, oa), fast.TrainStep(b, ob)
+    oa = S.make_optimizer(a.parameters(), 0.1, 0.9, 1e-4, "cpu")
+    ob = S.make_optimizer(b.parameters(), 0.1, 0.9, 1e-4, "cpu")
+    eager, graphed = S.TrainStep(a, oa), S.TrainStep(b, ob)
     graphed.graph_wanted = True
     fake = _FakeCuda(monkeypatch, graphed)
     g = torch.Generator().manual_seed(1)
@@ -226,10 +231,10 @@ def test_graph_logic_equals_eager_steps(monkeypatch, packed):
         n = 6 if i == 4 else 8                                    # the last batch is partial
         x = torch.randn(*lead, n, 3, 32, 32, generator=g, dtype=torch.float64)
         y = torch.randint(0, 10, (*lead, n), generator=g)
-        fast.set_lr(oa, lr)
-        fast.set_lr(ob, lr)
-        la, ca = eager(a, oa, x, y)
-        lb, cb = graphed(b, ob, x, y)
+        S.set_lr(oa, lr)
+        S.set_lr(ob, lr)
+        la, ca = eager(x, y)
+        lb, cb = graphed(x, y)
         torch.testing.assert_close(lb, la, rtol=1e-10, atol=1e-10)
         assert torch.equal(ca, cb)
     assert graphed.captures == 1 and fake.replays == 4 and graphed.eager_steps == 1
@@ -243,10 +248,10 @@ def test_concurrent_graph_branches_equal_separate_eager_steps(monkeypatch):
     torch.manual_seed(0)
     refs = [pack_models([build_model("plain8"), build_model("resnet8")]).double(), build_model("resnet14").double()]
     models = [copy.deepcopy(m) for m in refs]
-    opts = [fast.make_optimizer(m.parameters(), 0.125, 0.9, 1e-4, "cpu") for m in refs + models]
-    eager = [fast.TrainStep(m, o) for m, o in zip(refs, opts[:2])]
-    steps = [fast.TrainStep(m, o) for m, o in zip(models, opts[2:])]
-    both = fast.ConcurrentSteps(steps)
+    opts = [S.make_optimizer(m.parameters(), 0.125, 0.9, 1e-4, "cpu") for m in refs + models]
+    eager = [S.TrainStep(m, o) for m, o in zip(refs, opts[:2])]
+    steps = [S.TrainStep(m, o) for m, o in zip(models, opts[2:])]
+    both = ConcurrentSteps(steps)
     fake = _FakeCuda(monkeypatch, *steps)
     g = torch.Generator().manual_seed(2)
     for i in range(4):
@@ -255,7 +260,7 @@ def test_concurrent_graph_branches_equal_separate_eager_steps(monkeypatch):
                    (torch.randn(n, 3, 32, 32, generator=g, dtype=torch.float64), torch.randint(0, 10, (n,), generator=g))]
         got = both(batches)
         for st, (x, y), (loss, correct) in zip(eager, batches, got):
-            want_loss, want_correct = st(st.model, st.optimizer, x, y)
+            want_loss, want_correct = st(x, y)
             torch.testing.assert_close(loss, want_loss, rtol=1e-10, atol=1e-10)
             assert torch.equal(correct, want_correct)
     assert fake.replays == 3 and all(st.eager_steps == 1 for st in steps)

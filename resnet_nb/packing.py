@@ -1,0 +1,393 @@
+"""Training of N >= 1 same-depth members at once: one model, or a pack (``resnet_nb.packed``).
+
+A single run is the one-member case of the same loop: the same data stream
+(``PackBatcher``), step (``step.TrainStep``), evaluation (``evaluate_pack``), run-dir
+writes (``run_writer.RunWriter``) and divergence rule. With one member the network is the
+ordinary ``CifarResNet``; with several it is a ``PackedCifarResNet`` (grouped convolutions:
+every member is mathematically an independent model), trained as one network whose loss is
+the sum of the members' losses. Each member writes its own run dir, whose checkpoints load
+into the single model, so ``train(cfg)`` or a later pack resumes it.
+
+Member ``i`` draws its data order and augmentation from its own generator, seeded
+``seed + DATA_SEED_OFFSET``, exactly as a single run of its config does: a member of a pack
+sees the batches its standalone run would.
+
+Divergence, one rule for one model and for a pack: at the end of each epoch, a member whose
+training loss (any step of the epoch) or test/val loss is NaN or infinite stops; its run
+dir is marked ``failed`` with the first bad iteration and keeps its last good checkpoint and
+metrics; the other members train on (``Trained.diverged`` says which stopped). Checking once
+per epoch costs one host sync instead of one per step; the per-step losses still name the
+first bad iteration.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import nn
+
+from resnet_nb import data as D
+from resnet_nb.environment import collect
+from resnet_nb.models import build_model, count_parameters, parse_model_name
+from resnet_nb.packed import (PackedCifarResNet, member_optimizer_state, member_state_dict, pack_models,
+                              pack_optimizer_state)
+from resnet_nb.prepare import DATA_SEED_OFFSET, PreparedData, prepare_data, resolve_device
+from resnet_nb.run_writer import RunWriter, check_fingerprint, inspect_run
+from resnet_nb.runs import NoSpaceError, is_no_space
+from resnet_nb.step import (TrainStep, autocast, check_precision, iters_per_epoch, lr_at,
+                            make_optimizer, member_losses, planned_epochs, prepare_model, set_lr)
+
+__all__ = ["PACK_FREE_FIELDS", "plan_packs", "PackBatcher", "evaluate_pack", "evaluate",
+           "train_pack", "Trained", "EVAL_BATCH"]
+
+# TrainConfig fields that may differ between members of one pack: everything else (the
+# recipe, the data, the device) must be equal, and the depth too.
+PACK_FREE_FIELDS = ("model", "seed", "run_name")
+EVAL_BATCH = 1000        # images per evaluation forward pass
+
+
+def plan_packs(cfgs: Sequence, pack: bool | None = None) -> list[list[int]]:
+    """Group ``cfgs`` (indices) into packs: same depth and same recipe, option-A shortcuts.
+
+    ``pack=None`` packs on CUDA only; ``True`` packs on any device; ``False`` never. A
+    residual config with shortcut B trains on its own (packing supports option A only).
+    """
+    groups: dict = {}
+    for i, c in enumerate(cfgs):
+        family, depth = parse_model_name(c.model)
+        dev = resolve_device(c.device)
+        want = (dev.type == "cuda") if pack is None else pack
+        if want and family == "resnet" and c.shortcut != "A":
+            print(f"{c.run_name or c.model}: shortcut {c.shortcut} cannot be packed (option A only); "
+                  f"it trains on its own", flush=True)
+            want = False
+        if want:
+            key = (depth, dev.type, tuple((k, v) for k, v in sorted(asdict(c).items())
+                                          if k not in PACK_FREE_FIELDS))
+        else:
+            key = ("alone", i)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+class PackBatcher:
+    """The training batches of N members, each from its own generator.
+
+    Member ``i`` makes the calls of a single run: a seeded permutation per epoch
+    (``data.iterate_batches``) and a crop/flip draw per batch (``data.random_crop_flip``).
+    ``batches()`` yields one epoch of (x (N, B, 3, H, W) uint8 augmented, y (N, B)); the
+    last batch may be smaller.
+    """
+
+    def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, batch_size: int,
+                 generators: Sequence[torch.Generator]) -> None:
+        self.x, self.y, self.batch_size, self.generators = train_x, train_y, batch_size, list(generators)
+
+    def batches(self):
+        n = self.x.shape[0]
+        orders = [D.iterate_batches(n, self.batch_size, shuffle=True, generator=g) for g in self.generators]
+        for idxs in zip(*orders):
+            x = [D.random_crop_flip(self.x[idx], g) for idx, g in zip(idxs, self.generators)]
+            yield torch.stack(x), torch.stack([self.y[idx] for idx in idxs])
+
+
+@torch.no_grad()
+def evaluate_pack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: PreparedData,
+                  precision: str = "fp32", batch_size: int = EVAL_BATCH) -> tuple[list[float], list[float]]:
+    """Per-member mean cross-entropy and top-1 accuracy (fraction) on uint8 images x
+    (n, 3, 32, 32), labels y (n,); every member sees the same images. ``model`` is a pack,
+    or one ``CifarResNet`` (a pack of one: lists of length 1)."""
+    model.eval()
+    loss = correct = None
+    for i in range(0, x.shape[0], batch_size):
+        with autocast(precision, x.device):
+            logits = model(data.normalize(x[i:i + batch_size]))          # (N, B, K) or (B, K)
+        if logits.dim() == 2:
+            logits = logits.unsqueeze(0)                                  # one model: (1, B, K)
+        yb = y[i:i + batch_size].expand(logits.shape[0], -1)              # (N, B)
+        _, loss_sum, corr = member_losses(logits, yb)
+        loss, correct = (loss_sum, corr) if loss is None else (loss + loss_sum, correct + corr)
+    n = x.shape[0]
+    return [v / n for v in loss.tolist()], [v / n for v in correct.tolist()]
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: PreparedData,
+             precision: str = "fp32", batch_size: int = EVAL_BATCH) -> tuple[float, float]:
+    """``evaluate_pack`` of one model: (mean cross-entropy, top-1 accuracy)."""
+    loss, acc = evaluate_pack(model, x, y, data, precision, batch_size)
+    return loss[0], acc[0]
+
+
+class Trained(NamedTuple):
+    """A member's run dir, and why it stopped when its loss became NaN/inf (else None)."""
+
+    run_dir: Path
+    diverged: str | None = None
+
+
+def train_pack(cfgs: Sequence, restart: bool = False) -> list[Trained]:
+    """Train same-depth configs (one or more) together; each writes its own run dir under
+    the contract of ``resnet_nb.runs``. Returns one ``Trained`` per config, in order.
+
+    Members that already finished are skipped; members whose checkpoints stopped at
+    different epochs are trained one by one. Run ids must already be resolved
+    (``train.resolve_run_ids``). When another process wrote to a member's run dir while
+    the data loaded, the locks are released and the members are looked at again.
+    """
+    device = resolve_device(cfgs[0].device)
+    check_precision(cfgs[0].precision, device)
+    data = None
+    while True:
+        seen = [inspect_run(c, device.type, restart) for c in cfgs]
+        out = [Trained(s.run_dir) for s in seen]
+        todo = [i for i, s in enumerate(seen) if not s.finished]
+        starts = {(seen[i].ckpt or {}).get("epoch", 0) for i in todo}
+        if len(starts) > 1:
+            print(f"pack {', '.join(cfgs[i].run_name for i in todo)}: the members' checkpoints are at "
+                  f"different epochs {sorted(starts)}; training them one by one", flush=True)
+            for i in todo:
+                out[i] = train_pack([cfgs[i]], restart)[0]
+            return out
+        if not todo:
+            return out
+        data = data or prepare_data(cfgs[todo[0]], device)   # same data for every member
+        for i in todo:
+            check_fingerprint(seen[i], data.info["fingerprint"])
+        writers: list[RunWriter] = []
+        try:
+            for i in todo:
+                writers.append(RunWriter.claim(cfgs[i], device.type, restart, seen[i]))
+            if any(w.seen.state != seen[i].state for w, i in zip(writers, todo)):
+                continue              # another process trained into a run dir: look again
+            diverged = _train_claimed(writers, device, data)
+        finally:
+            for w in writers:
+                w.release()
+        for k, i in enumerate(todo):
+            out[i] = Trained(out[i].run_dir, diverged.get(k))
+        return out
+
+
+def _build(writers: list[RunWriter], device: torch.device):
+    """The network (one ``CifarResNet``, or the pack of the members), its optimiser and
+    parameter count per member; resumed from the members' last.pth where they have one."""
+    cfgs, ckpts = [w.cfg for w in writers], [w.seen.ckpt for w in writers]
+    singles = []
+    for c, ck in zip(cfgs, ckpts):
+        torch.manual_seed(c.seed)                                   # He init of this member's seed
+        m = build_model(c.model, c.shortcut)
+        if ck is not None:
+            m.load_state_dict(ck["model"])
+        singles.append(m)
+    params = count_parameters(singles[0])
+    model = prepare_model(singles[0] if len(singles) == 1 else pack_models(singles), device)
+    c0 = cfgs[0]
+    opt = make_optimizer(model.parameters(), c0.lr, c0.momentum, c0.weight_decay, device)
+    if ckpts[0] is not None:
+        opt.load_state_dict(ckpts[0]["optimizer"] if len(ckpts) == 1
+                            else pack_optimizer_state([ck["optimizer"] for ck in ckpts]))
+        torch.set_rng_state(ckpts[0]["rng"]["torch"])
+        if device.type == "cuda" and ckpts[0]["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state_all(ckpts[0]["rng"]["cuda"])
+    return model, opt, params
+
+
+def _start_line(writers, params, data, device, precision, graph, n_epochs, ipe, epoch) -> str:
+    info, n = data.info, len(writers)
+    kind = "synthetic data" if info["dataset"] == "synthetic" else f"{info['provenance']} CIFAR-10"
+    start = f"resuming after epoch {epoch}" if writers[0].seen.ckpt is not None else "starting"
+    if n == 1:
+        split = f"{info['n_train_used']} train / {info['n_val']} val / {info['n_test_used']} test"
+        return (f"{writers[0].cfg.run_name}: {start}; {params:,} params, {kind} ({split}), {device}, "
+                f"{n_epochs} epochs x {ipe} iterations; run dir {writers[0].run_dir}")
+    return (f"pack of {n} ({', '.join(w.cfg.run_name for w in writers)}): {start}; {params:,} params "
+            f"each, {kind}, {device}, {precision}, graph={'on' if graph else 'off'}, "
+            f"{n_epochs} epochs x {ipe} iterations")
+
+
+def _train_claimed(writers: list[RunWriter], device: torch.device, data: PreparedData) -> dict[int, str]:
+    """Train the claimed members to the end; returns {member index: divergence message}."""
+    n, c0 = len(writers), writers[0].cfg
+    model, opt, params = _build(writers, device)
+    step = TrainStep(model, opt, c0.precision)
+    gens = [torch.Generator(device=device).manual_seed(w.cfg.seed + DATA_SEED_OFFSET) for w in writers]
+    ck0 = writers[0].seen.ckpt
+    if ck0 is not None:
+        for g, w in zip(gens, writers):
+            g.set_state(w.seen.ckpt["rng"]["data"])
+    batcher = PackBatcher(data.train_x, data.train_y, c0.batch_size, gens)
+    ipe = iters_per_epoch(data.train_x.shape[0], c0.batch_size)
+    n_epochs, stop = planned_epochs(c0, ipe), c0.max_iters or math.inf
+    epoch, iteration = (ck0["epoch"], ck0["iteration"]) if ck0 is not None else (0, 0)
+    elapsed = writers[0].metrics[-1]["elapsed"] if writers[0].metrics else 0.0
+    print(_start_line(writers, params, data, device, c0.precision, step.graph_wanted, n_epochs, ipe, epoch),
+          flush=True)
+    env, diverged = collect(device), {}
+    alive = list(range(n))
+    try:
+        for i, w in enumerate(writers):
+            w.start(environment=env, dataset=data.info, params=params, iters_per_epoch=ipe,
+                    epochs_planned=n_epochs,
+                    **({"packed_with": [v.cfg.run_name for v in writers], "pack_index": i} if n > 1 else {}))
+        while epoch < n_epochs and iteration < stop and alive:
+            t0 = time.perf_counter()
+            e = epoch + 1
+            desc = c0.run_name if n == 1 else f"pack of {n}"
+            res = _train_epoch(step, model, opt, batcher, data, c0, iteration, ipe, n == 1, f"{desc} {e}/{n_epochs}")
+            test = val = None
+            if e % c0.eval_every == 0 or e == n_epochs or res["iteration"] >= stop:
+                test = evaluate_pack(model, data.test_x, data.test_y, data, c0.precision)
+                if data.val_x is not None:
+                    val = evaluate_pack(model, data.val_x, data.val_y, data, c0.precision)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            dt = time.perf_counter() - t0          # the epoch of all members together
+            elapsed += dt
+            epoch, iteration = e, res["iteration"]
+            opt_sd = opt.state_dict()
+            for i in list(alive):
+                record = _record(res, i, test, val, data.val_x is not None, dt, elapsed, e)
+                why = _diverged(writers[i].cfg.run_name, record, res["first_bad"][i], n > 1 and len(alive) > 1)
+                if why:
+                    writers[i].finish("failed", why)
+                    diverged[i] = why
+                    alive.remove(i)
+                    continue
+                _save(writers[i], record, model, opt_sd, gens[i], device, data, i)
+                print(writers[i].epoch_line(record, n_epochs), flush=True)
+    except OSError as err:
+        if not is_no_space(err):
+            _finish(writers, alive, "failed", f"{type(err).__name__}: {err}")
+            raise
+        msgs = {i: writers[i].no_space_message(err) for i in alive}
+        for i, msg in msgs.items():
+            writers[i].finish("failed", msg)
+        if not msgs:
+            raise
+        raise NoSpaceError(msgs[min(msgs)] if len(set(msgs.values())) == 1 else "; ".join(
+            f"{writers[i].cfg.run_name}: {m}" for i, m in msgs.items()), err.filename) from None
+    except KeyboardInterrupt:
+        msg = (f"interrupted during epoch {epoch + 1}; last.pth holds epoch {epoch}; "
+               f"rerun the same command to resume")
+        _finish(writers, alive, "interrupted", msg)
+        for i in alive:
+            print(f"{writers[i].cfg.run_name}: {msg}", file=sys.stderr, flush=True)
+        raise
+    except BaseException as err:
+        _finish(writers, alive, "failed", f"{type(err).__name__}: {err}")
+        raise
+    note = f" (packed with {n - 1} other{'s' if n > 2 else ''})" if n > 1 else ""
+    for i in alive:
+        writers[i].finish("finished")
+        print(writers[i].finished_line(epoch, iteration, elapsed, note), flush=True)
+    return diverged
+
+
+def _finish(writers, alive, status, error) -> None:
+    for i in alive:
+        writers[i].finish(status, error)
+
+
+def _train_epoch(step, model, opt, batcher, data, cfg, start_iteration, ipe, single, desc) -> dict:
+    """One pass over the training images (stops early at ``cfg.max_iters``).
+
+    Returns per-member lists ``train_loss``, ``train_acc`` and ``first_bad`` ((iteration,
+    loss) of the first non-finite step loss, or None), and ``iteration``, ``lr``.
+    """
+    model.train()
+    stop = cfg.max_iters or math.inf
+    losses, corrects = [], []
+    it, lr, images = start_iteration, cfg.lr, 0
+    bar = _progress(ipe, desc)
+    try:
+        for x, y in batcher.batches():
+            if it >= stop:
+                break
+            lr = lr_at(cfg, it, ipe)
+            set_lr(opt, lr)
+            if single:
+                x, y = x[0], y[0]                                   # (B, 3, 32, 32), (B,)
+            loss_sum, correct = step(data.normalize(x), y)
+            losses.append(loss_sum.reshape(-1))                     # (N,)
+            corrects.append(correct.reshape(-1))
+            images += y.shape[-1]
+            it += 1
+            done = it - start_iteration
+            if bar is not None and (done % 10 == 0 or done == ipe):  # host sync: terminals only
+                members = losses[0].numel()                         # means over the members
+                bar.set_postfix(loss=f"{float(torch.stack(losses).sum()) / images / members:.3f}",
+                                acc=f"{float(torch.stack(corrects).sum()) / images / members:.3f}",
+                                lr=f"{lr:.4g}", refresh=False)
+                bar.update(done - bar.n)
+    finally:
+        if bar is not None:
+            bar.close()
+    members = len(batcher.generators)
+    if not losses:
+        nan = [float("nan")] * members
+        return {"train_loss": nan, "train_acc": nan, "first_bad": [None] * members, "iteration": it, "lr": lr}
+    per_step = torch.stack(losses)                                  # (steps, N)
+    bad = (~torch.isfinite(per_step)).cpu()
+    first_bad = []
+    for i in range(members):
+        rows = bad[:, i].nonzero()
+        first_bad.append((start_iteration + int(rows[0]) + 1, float(per_step[int(rows[0]), i]))
+                         if rows.numel() else None)
+    return {"train_loss": [v / images for v in per_step.sum(0).tolist()],
+            "train_acc": [v / images for v in torch.stack(corrects).sum(0).tolist()],
+            "first_bad": first_bad, "iteration": it, "lr": lr}
+
+
+def _record(res, i, test, val, has_val, dt, elapsed, epoch) -> dict:
+    """Member ``i``'s metrics.json record of the epoch."""
+    record = {"epoch": epoch, "iteration": res["iteration"], "train_loss": res["train_loss"][i],
+              "train_acc": res["train_acc"][i], "test_loss": test[0][i] if test else None,
+              "test_acc": test[1][i] if test else None, "lr": res["lr"]}
+    if has_val:
+        record["val_loss"], record["val_acc"] = (val[0][i], val[1][i]) if val else (None, None)
+    record["time"], record["elapsed"] = dt, elapsed
+    return record
+
+
+def _diverged(name: str, record: dict, first_bad, others_train_on: bool) -> str | None:
+    """The one-line reason a member stops (a NaN/inf loss), naming it, or None."""
+    if first_bad is not None:
+        what, (it, value) = "training loss", first_bad
+    else:
+        key = next((k for k in ("test_loss", "val_loss")
+                    if record.get(k) is not None and not math.isfinite(record[k])), None)
+        if key is None:
+            return None
+        what, it, value = key.replace("_", " "), record["iteration"], record[key]
+    rest = "; the rest of the pack trains on" if others_train_on else ""
+    return (f"{name}: the {what} became {value} at epoch {record['epoch']}, iteration {it}; the run "
+            f"stops and keeps its last good checkpoint and metrics{rest} (try a lower --lr or --warmup-iters)")
+
+
+def _save(writer, record, model, opt_sd, generator, device, data, i) -> None:
+    """Member ``i``'s best.pth/last.pth (its slice of a pack's state, in the single model's keys)."""
+    if isinstance(model, PackedCifarResNet):
+        model_state, opt_state = member_state_dict(model, i), member_optimizer_state(opt_sd, model.members, i)
+    else:
+        model_state, opt_state = model.state_dict(), opt_sd
+    norm = {"kind": data.info["normalization"]["kind"], "mean": data.mean.cpu(),
+            "std": data.std.cpu() if data.std is not None else None}
+    writer.save_epoch(record, model_state, {
+        "optimizer": opt_state,
+        "scheduler": {"kind": "lr_at", "schedule": writer.cfg.schedule, "iteration": record["iteration"]},
+        "rng": {"torch": torch.get_rng_state(), "data": generator.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
+        "device_type": device.type, "dataset_fingerprint": data.info["fingerprint"]}, norm)
+
+
+def _progress(total: int, desc: str):
+    """A tqdm bar on stderr when it is a terminal; None otherwise (papermill, logs, CI)."""
+    if not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)

@@ -1,0 +1,299 @@
+"""The write side of the run-directory contract: ``RunWriter`` owns one run dir's life.
+
+A training process (``resnet_nb.packing.train_pack``, for one model or a pack) does, per
+member and in this order:
+
+1. ``inspect_run(cfg, device_type, restart)``: look at the run dir without a lock (a new
+   run, a run to resume from last.pth, a finished run, or a refusal: another config, another
+   device type, unreadable files). Nothing is created or deleted.
+2. load the data, then ``RunWriter.claim(cfg, ...)``: lock the run dir and look again when
+   another process wrote into it meanwhile; remove the temporary files of writes cut short;
+   a fresh run drops stale checkpoints and metrics.
+3. ``start(...)``: config.json (``format_version``, every TrainConfig field, environment,
+   dataset, status ``running``) and metrics.json.
+4. ``save_epoch(...)`` after every epoch: metrics.json, best.pth when the test accuracy
+   improved, last.pth; in that order, so a kill between the writes resumes from the
+   previous epoch and rewrites the same files.
+5. ``finish(status, error)``: finished | failed | interrupted; ``release()`` the lock.
+
+Every write is atomic (``resnet_nb.runs``); a full disk is a one-line ``NoSpaceError``
+naming the last good checkpoint (``no_space_message``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from resnet_nb import runs
+from resnet_nb.config import TrainConfig, config_diff
+from resnet_nb.runs import (BEST_FILE, CONFIG_FILE, FORMAT_VERSION, LAST_FILE, METRICS_FILE,
+                            atomic_save, atomic_write_json, run_dir_of)
+
+__all__ = ["Seen", "inspect_run", "RunWriter", "check_fingerprint", "no_space_message", "now"]
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+class Seen(NamedTuple):
+    """What a run dir held when ``inspect_run`` looked (``state``: ``runs.dir_state``)."""
+
+    run_dir: Path
+    ckpt: dict | None        # last.pth, when the run resumes from it
+    meta_old: dict | None    # config.json (or rebuilt from last.pth), when the run resumes
+    finished: bool
+    state: tuple
+
+
+def inspect_run(cfg: TrainConfig, device_type: str, restart: bool) -> Seen:
+    """What ``cfg``'s run dir holds (read-only; ``RunWriter.claim`` looks again under the lock).
+
+    A stored run with another config or device type is refused (one-line ValueError). When
+    config.json is missing or unreadable, the config comes from last.pth (which stores it)
+    and config.json is rebuilt from it; when neither can be read the run's files are kept
+    and the run refused (``--restart`` discards them). Nothing is ever deleted here.
+    """
+    run_dir = run_dir_of(cfg.out_dir, cfg.run_id, cfg.run_name)
+    _check_writable(run_dir)
+    state = runs.dir_state(run_dir)
+    if restart:
+        return Seen(run_dir, None, None, False, state)
+    meta_old, problem = _read_meta(run_dir)
+    ckpt = None
+    if meta_old is None:
+        work = [n for n in (LAST_FILE, BEST_FILE, METRICS_FILE) if (run_dir / n).is_file()]
+        if not work:
+            return Seen(run_dir, None, None, False, state)       # a new run (or nothing to lose)
+        ckpt, why = _try_checkpoint(run_dir / LAST_FILE)
+        if ckpt is None:
+            files = ", ".join(([CONFIG_FILE] if problem != "missing" else []) + work)
+            raise ValueError(f"{run_dir}: {CONFIG_FILE} is {problem} and {LAST_FILE} {why}, so the "
+                             f"stored config cannot be checked; the files ({files}) are kept: "
+                             f"restore {CONFIG_FILE} from a copy, or pass --restart to discard "
+                             f"them and start over")
+        meta_old = {"config": ckpt["config"], "preset": ckpt["config"].get("preset"),
+                    "status": "interrupted", "resumed": []}
+        print(f"{run_dir}: {CONFIG_FILE} is {problem}; rebuilding it from {LAST_FILE} "
+              f"(epoch {ckpt.get('epoch')})", flush=True)
+    stored = meta_old["config"]
+    if ckpt is None and (run_dir / LAST_FILE).is_file():
+        ckpt = _load_checkpoint(run_dir / LAST_FILE)
+        stored = ckpt.get("config", stored)
+    diff = config_diff(stored, cfg)
+    if diff:
+        raise ValueError(f"{run_dir} holds a run with another config: {_describe_diff(diff)}; "
+                         f"use the stored values, another --run-id/--run-name, or --restart")
+    if ckpt is not None and ckpt.get("device_type", device_type) != device_type:
+        raise ValueError(f"{run_dir / LAST_FILE} was written on {ckpt['device_type']}; resume it on "
+                         f"the same device type (--device {ckpt['device_type']}) or pass --restart")
+    if meta_old.get("status") == "finished" and ckpt is not None:
+        print(f"{run_dir}: already finished ({len(ckpt.get('metrics', []))} epochs); "
+              f"pass --restart to train it again", flush=True)
+        return Seen(run_dir, ckpt, meta_old, True, state)
+    return Seen(run_dir, ckpt, meta_old if ckpt is not None else None, False, state)
+
+
+def check_fingerprint(seen: Seen, fingerprint: str) -> None:
+    """A resumed run must see the data it was trained on (one-line ValueError otherwise)."""
+    ckpt = seen.ckpt
+    if ckpt is not None and ckpt.get("dataset_fingerprint") != fingerprint:
+        raise ValueError(f"the data differs from the data {seen.run_dir} was trained on (fingerprint "
+                         f"{fingerprint[:12]} vs {str(ckpt.get('dataset_fingerprint'))[:12]}); "
+                         f"point --data-root at the same data or pass --restart")
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before any training when ``path`` cannot be created or written."""
+    p = path
+    while not p.exists():
+        p = p.parent
+    if not p.is_dir():
+        raise ValueError(f"cannot create the run directory {path}: {p} is a file; choose another --out-dir")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write the run directory {path}: {p} is not writable; "
+                         f"choose a writable --out-dir")
+
+
+def _describe_diff(diff: dict) -> str:
+    return ", ".join(f"{k} (stored {a!r}, now {b!r})" for k, a, b in ((k, *v) for k, v in diff.items()))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated or foreign file
+        raise ValueError(f"{path} cannot be read ({type(e).__name__}: {_first_line(e)}); it is kept: "
+                         f"restore it from a copy, or pass --restart to discard the run's files "
+                         f"and start over") from None
+
+
+def _read_meta(run_dir: Path) -> tuple[dict | None, str | None]:
+    """config.json as a dict with a ``config`` dict, or (None, what is wrong with it)."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        return None, "missing"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return None, f"unreadable ({type(e).__name__}: {_first_line(e)})"
+    if not (isinstance(meta, dict) and isinstance(meta.get("config"), dict)):
+        return None, "not a run's config (no \"config\" object)"
+    return meta, None
+
+
+def _try_checkpoint(path: Path) -> tuple[dict | None, str]:
+    """(last.pth with its stored config, "") or (None, why it cannot be used)."""
+    if not path.is_file():
+        return None, "is missing"
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated or foreign file
+        return None, f"cannot be read ({type(e).__name__}: {_first_line(e)})"
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict)):
+        return None, "holds no config"
+    return ckpt, ""
+
+
+def no_space_message(err: OSError, saved_epoch: int, run_dir: Path) -> str:
+    """"no space left on <dir>; last good checkpoint is epoch N" (+ what to do)."""
+    where = Path(err.filename).parent if isinstance(err.filename, str) else run_dir
+    head = f"no space left on {where}"
+    ckpt = (f"last good checkpoint is epoch {saved_epoch}" if saved_epoch
+            else "no checkpoint was written yet")
+    return f"{head}; {ckpt}; free some space and rerun the same command to resume"
+
+
+def _fmt(v, spec: str) -> str:
+    return "  -   " if v is None else format(v, spec)
+
+
+class RunWriter:
+    """One run dir while this process trains into it: its lock, config.json, metrics.json,
+    best.pth and last.pth, and the lines the run prints. ``claim`` makes one."""
+
+    def __init__(self, cfg: TrainConfig, seen: Seen, lock: runs.RunLock | None) -> None:
+        self.cfg, self.seen, self.lock, self.run_dir = cfg, seen, lock, seen.run_dir
+        ck = seen.ckpt
+        self.metrics: list[dict] = list(ck["metrics"]) if ck else []
+        self.best_acc: float = ck["best_acc"] if ck else -1.0
+        self.best_epoch: int = ck["best_epoch"] if ck else 0
+        self.saved: int = ck["epoch"] if ck else 0     # the epoch last.pth holds (0: none yet)
+        self.meta: dict = {}
+        self.failed = False
+
+    @classmethod
+    def claim(cls, cfg: TrainConfig, device_type: str, restart: bool, seen: Seen) -> "RunWriter":
+        """Create and lock the run dir; the writer's ``seen`` is the run dir as it is now.
+
+        ``seen`` was inspected before the data loaded, without the lock: another process may
+        have trained into the run dir since. So the run files are compared with what was
+        seen and, when they changed, inspected again under the lock (a finished run is
+        ``seen.finished``, another config is refused); with ``restart`` a changed dir is
+        refused, since the user chose to discard what was there before, not what another
+        process wrote since. Then the temporary files of writes cut short are removed and a
+        fresh run drops stale checkpoints and metrics.
+        """
+        lock = runs.lock_run_dir(seen.run_dir)
+        try:
+            if runs.dir_state(seen.run_dir) != seen.state:
+                if restart:
+                    raise ValueError(f"{seen.run_dir} changed while this command was loading the data "
+                                     f"(another process trained into it); nothing was deleted: rerun "
+                                     f"the command to see what it holds now")
+                seen = inspect_run(cfg, device_type, restart)
+            runs.remove_stale_tmp_files(seen.run_dir)
+            if not seen.finished and (restart or seen.ckpt is None):
+                for name in (LAST_FILE, BEST_FILE, METRICS_FILE):
+                    (seen.run_dir / name).unlink(missing_ok=True)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        return cls(cfg, seen, lock)
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    # ------------------------------------------------------------------ writes
+    def start(self, *, environment: dict, dataset: dict, params: int, iters_per_epoch: int,
+              epochs_planned: int, **extra) -> None:
+        """config.json with status ``running`` (keeping the history of a resumed run), and
+        metrics.json as far as last.pth goes."""
+        old = self.seen.meta_old
+        self.meta = {
+            "format_version": FORMAT_VERSION, "config": asdict(self.cfg), "preset": self.cfg.preset,
+            "environment": environment, "dataset": dataset, "status": "running",
+            "start_time": now(), "end_time": None, "params": params,
+            "iters_per_epoch": iters_per_epoch, "epochs_planned": epochs_planned,
+            "best_test_acc": self.best_acc if self.best_epoch else None,
+            "best_epoch": self.best_epoch or None, "error": None, "resumed": [],
+            **extra, **runs.process_info(),
+        }
+        if old is not None:  # keep the history of the run being resumed
+            self.meta["start_time"] = old.get("start_time") or self.meta["start_time"]
+            self.meta["resumed"] = list(old.get("resumed", [])) + [{"time": now(), "epoch": self.saved}]
+        atomic_write_json(self.run_dir / CONFIG_FILE, self.meta)
+        atomic_write_json(self.run_dir / METRICS_FILE, self.metrics)
+
+    def save_epoch(self, record: dict, model_state: dict, last_state: dict, normalization: dict) -> None:
+        """Append ``record``; write metrics.json, best.pth (when the test accuracy improved)
+        and last.pth (``last_state``: optimiser, RNG states, ... of this member)."""
+        e, it = record["epoch"], record["iteration"]
+        self.metrics.append(record)
+        atomic_write_json(self.run_dir / METRICS_FILE, self.metrics)
+        if record["test_acc"] is not None and record["test_acc"] > self.best_acc:
+            self.best_acc, self.best_epoch = record["test_acc"], e
+            runs.atomic_save({"model": model_state, "config": asdict(self.cfg), "epoch": e,
+                              "iteration": it, "test_acc": self.best_acc,
+                              "normalization": normalization}, self.run_dir / BEST_FILE)
+        runs.atomic_save({"model": model_state, **last_state, "epoch": e, "iteration": it,
+                          "best_acc": self.best_acc, "best_epoch": self.best_epoch,
+                          "metrics": self.metrics, "config": asdict(self.cfg),
+                          "normalization": normalization}, self.run_dir / LAST_FILE)
+        self.saved = e
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        """Record the final status in config.json; a failure to write it (a full disk) is
+        reported on stderr and does not hide the error that ended the run."""
+        self.failed = status == "failed"
+        self.meta.update(status=status, end_time=now(), error=error,
+                         best_test_acc=self.best_acc if self.best_epoch else None,
+                         best_epoch=self.best_epoch or None)
+        try:
+            atomic_write_json(self.run_dir / CONFIG_FILE, self.meta)
+        except OSError as e:
+            print(f"{self.run_dir}: could not record status {status!r} in {CONFIG_FILE}: {e}",
+                  file=sys.stderr, flush=True)
+
+    # ------------------------------------------------------------------ lines
+    def no_space_message(self, err: OSError) -> str:
+        return no_space_message(err, self.saved, self.run_dir)
+
+    def epoch_line(self, r: dict, n_epochs: int) -> str:
+        """One line per epoch on stdout (papermill shows it; nothing parses it)."""
+        width = len(str(n_epochs))
+        val = f" | val loss {_fmt(r['val_loss'], '.4f')} acc {_fmt(r['val_acc'], '.4f')}" if "val_loss" in r else ""
+        return (f"{self.cfg.run_name} epoch {r['epoch']:{width}d}/{n_epochs} it {r['iteration']} | train loss "
+                f"{r['train_loss']:.4f} acc {r['train_acc']:.4f} | test loss {_fmt(r['test_loss'], '.4f')} "
+                f"acc {_fmt(r['test_acc'], '.4f')}{val} | lr {r['lr']:.4g} | {r['time']:.1f} s")
+
+    def finished_line(self, epoch: int, iteration: int, elapsed: float, note: str = "") -> str:
+        best = (f"best test acc {self.best_acc:.4f} at epoch {self.best_epoch}" if self.best_epoch
+                else "no evaluation")
+        return (f"{self.cfg.run_name}: finished {epoch} epochs, {iteration} iterations, {best}; "
+                f"{elapsed:.1f} s{note}; {self.run_dir}")

@@ -1,0 +1,335 @@
+"""One SGD step of the recipe (He et al. 2016, sec. 4.2), for one network or a pack of them.
+
+``TrainStep(model, optimizer, precision)(x, y)`` is the only SGD step in the project: it
+serves a single ``CifarResNet`` on (B, 3, H, W) and a ``PackedCifarResNet`` on
+(N, B, 3, H, W) alike. Next to it: the optimiser (``make_optimizer``), the learning rate
+(``lr_at``, ``set_lr``) and the arithmetic (``autocast``).
+
+These nets are small: at batch 128 a ResNet-56 step is ~600 tiny kernels, so an eager GPU
+step is bound by kernel-launch latency, not arithmetic (DESIGN.md, "Speed facts"). The
+levers, none of which changes the mathematics of the recipe:
+
+* ``precision="bf16"``: autocast to bfloat16 for convolutions and matmuls, fp32 master
+  weights, fp32 loss and BN statistics (``autocast``);
+* channels_last activations and fused SGD (``prepare_model``, ``make_optimizer``);
+* on CUDA the whole step (forward, backward, SGD update) captured once in a CUDA graph and
+  replayed. The learning rate lives in a device tensor that the graph reads, so an lr
+  change is a ``fill_`` and never a recapture. Capture runs 3 warm-up steps on the first
+  batch and then restores weights, BN state and momentum buffers, so the run's mathematics
+  are those of the eager loop. Momentum buffers start as zeros, which with dampening 0 is
+  exactly SGD's first step (buf = grad);
+* a batch of another shape (the last, partial batch of an epoch: 50000 = 390 x 128 + 80)
+  runs eagerly on the same weights and optimiser: no image is dropped, the recipe and the
+  iteration count per epoch are unchanged.
+
+On the CPU the step runs eagerly. Where capture fails, a warning says so and the run
+continues eagerly. ``RESNET_NB_CUDA_GRAPHS=0`` turns capture off (eager reference runs on
+a GPU, e.g. ``scripts/device_check.sh``).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from resnet_nb.config import PRECISIONS, TrainConfig
+
+__all__ = [
+    "PRECISIONS", "check_precision", "autocast", "make_optimizer", "prepare_model", "TrainStep",
+    "member_losses", "WARMUP_STEPS", "set_lr", "lr_in_tensor", "iters_per_epoch", "planned_epochs",
+    "lr_at",
+]
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16}
+WARMUP_STEPS = 3  # eager steps before capture (cuDNN autotuning, lazy init), then undone
+
+
+def check_precision(precision: str, device: torch.device | str) -> None:
+    """One-line ValueError unless ``precision`` can run on ``device``.
+
+    bf16 needs a GPU with bfloat16 arithmetic (compute capability 8.0+: A100, H100, ...);
+    on the CPU torch's CPU autocast provides it (slowly: it is for testing the API).
+    """
+    device = torch.device(device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"precision bf16 needs a GPU with bfloat16 support (compute capability 8.0+); "
+                         f"{torch.cuda.get_device_name(device)} has none: use --precision fp32")
+
+
+def autocast(precision: str, device: torch.device | str):
+    """Context of the forward pass: bf16 autocast, or nothing for fp32. The autocast weight
+    cache is off, as CUDA-graph capture requires."""
+    device = torch.device(device)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision], cache_enabled=False)
+
+
+def make_optimizer(params, lr: float, momentum: float, weight_decay: float,
+                   device: torch.device | str) -> torch.optim.SGD:
+    """SGD with momentum and weight decay (every parameter, as the paper and the seed
+    report do); the fused CUDA kernel on a GPU (one launch per step instead of ~3 per tensor)."""
+    kw = dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if torch.device(device).type == "cuda":
+        try:
+            return torch.optim.SGD(params, fused=True, **kw)
+        except (TypeError, RuntimeError) as e:  # a torch without fused SGD
+            warnings.warn(f"fused SGD unavailable ({e}); using the default SGD kernel", RuntimeWarning)
+    return torch.optim.SGD(params, **kw)
+
+
+def prepare_model(model: nn.Module, device: torch.device | str) -> nn.Module:
+    """Move to ``device``; channels_last on CUDA (cuDNN's fast layout for these convs)."""
+    device = torch.device(device)
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+
+
+def member_losses(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits (N, B, K) of a pack (or (B, K) of one model), labels (N, B) (or (B,)).
+
+    Returns (loss to minimise: sum of the members' mean cross-entropies, per-member summed
+    loss (N,) or 0-d, per-member correct count (N,) or 0-d). fp32 loss under any autocast.
+    """
+    if logits.dtype in (torch.float16, torch.bfloat16):    # autocast output: loss in fp32
+        logits = logits.float()
+    if logits.dim() == 2:
+        loss = F.cross_entropy(logits, y)
+        return loss, loss.detach() * y.numel(), (logits.detach().argmax(1) == y).sum()
+    n, b, k = logits.shape
+    per = F.cross_entropy(logits.reshape(n * b, k), y.reshape(-1), reduction="none").view(n, b)
+    return per.mean(1).sum(), per.detach().sum(1), (logits.detach().argmax(-1) == y).sum(1)
+
+
+class TrainStep:
+    """One SGD step of ``model`` (a CifarResNet on (B, 3, H, W) or a PackedCifarResNet on
+    (N, B, 3, H, W)): ``step(x, y)``.
+
+    Returns device tensors without a host sync: the summed loss of the batch and the number
+    of correct predictions (0-d for one model, (N,) for a pack). With ``graph`` (default:
+    on CUDA) the first full batch triggers capture; later batches of that shape replay the
+    graph; other shapes run eagerly.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, precision: str = "fp32",
+                 graph: bool | None = None) -> None:
+        self.model, self.optimizer, self.precision = model, optimizer, precision
+        self.device = next(model.parameters()).device
+        check_precision(precision, self.device)
+        if graph is None:  # default: graphs on CUDA, unless RESNET_NB_CUDA_GRAPHS=0 (eager reference runs)
+            graph = self.device.type == "cuda" and os.environ.get("RESNET_NB_CUDA_GRAPHS", "1") != "0"
+        self.graph_wanted = bool(graph)
+        if self.device.type == "cuda":  # let cuDNN time its kernels for these shapes once (warm-up)
+            torch.backends.cudnn.benchmark = True
+        if self.graph_wanted and self.device.type != "cuda":
+            raise ValueError("CUDA-graph capture needs a CUDA device; use graph=False on the CPU")
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.captures = 0            # successful captures (tests and the bench read it)
+        self.eager_steps = 0
+        self.lr_tensor: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ eager
+    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor):
+        with autocast(self.precision, self.device):
+            logits = self.model(x)
+        loss, loss_sum, correct = member_losses(logits, y)
+        loss.backward()
+        return loss_sum, correct
+
+    def eager(self, x: torch.Tensor, y: torch.Tensor):
+        """The step without a graph (CPU, fallback, batches of another shape)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum, correct = self._forward_backward(x, y)
+        self.optimizer.step()
+        self.eager_steps += 1
+        return loss_sum, correct
+
+    # ------------------------------------------------------------------ graph
+    def _state_tensors(self) -> list[torch.Tensor]:
+        """Everything a step mutates: parameters, buffers (BN), momentum buffers."""
+        ts = [p.data for p in self.model.parameters()] + list(self.model.buffers())
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
+                if buf is not None:
+                    ts.append(buf)
+        return ts
+
+    def _align_momentum(self) -> None:
+        """Momentum buffers with their parameter's strides (channels_last weights; a
+        resumed buffer may come contiguous): the fused kernel wants matching layouts."""
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                st = self.optimizer.state.get(p, {})
+                buf = st.get("momentum_buffer")
+                if buf is not None and buf.stride() != p.stride():
+                    st["momentum_buffer"] = torch.empty_like(p).copy_(buf)
+
+    def _lr_to_tensor(self) -> None:
+        self.lr_tensor = lr_in_tensor(self.optimizer, self.device)
+
+    def _lr_to_float(self) -> None:
+        for group in self.optimizer.param_groups:
+            if torch.is_tensor(group["lr"]):
+                group["lr"] = float(group["lr"])
+        self.lr_tensor = None
+
+    def _prepare_capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Zero momentum buffers, lr in a tensor, static input buffers holding (x, y)."""
+        opt = self.optimizer
+        for group in opt.param_groups:
+            if group.get("momentum", 0) and group.get("dampening", 0):
+                raise ValueError("graph capture assumes SGD dampening 0 (zero-initialised momentum)")
+            for p in group["params"]:            # zeros == SGD's first step with dampening 0
+                opt.state[p].setdefault("momentum_buffer", torch.zeros_like(p, memory_format=torch.preserve_format))
+        self._align_momentum()
+        self._lr_to_tensor()
+        if x.dim() == 5:                         # pack: input buffer in the network's layout
+            n, b, c, h, w = x.shape
+            self.static_x = torch.empty(b, n * c, h, w, device=self.device, dtype=x.dtype,
+                                        memory_format=torch.channels_last)
+            self._static_in = self.static_x.unflatten(1, (n, c)).permute(1, 0, 2, 3, 4)  # (N, B, C, H, W) view
+        else:
+            self.static_x = torch.empty_like(x, memory_format=torch.channels_last)
+            self._static_in = self.static_x
+        self._static_in.copy_(x)
+        self.static_y = y.clone()
+        self._in_shape, self._y_shape = tuple(x.shape), tuple(y.shape)
+
+    def _warmup(self) -> None:
+        """WARMUP_STEPS eager steps on a side stream (cuDNN autotuning, lazy allocations),
+        then every mutated tensor is restored: the run's mathematics are the eager loop's."""
+        saved = [t.detach().clone() for t in self._state_tensors()]
+        cur = torch.cuda.current_stream(self.device)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(cur)
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP_STEPS):
+                self.optimizer.zero_grad(set_to_none=True)
+                self._forward_backward(self.static_x, self.static_y)
+                self.optimizer.step()
+        cur.wait_stream(side)
+        with torch.no_grad():
+            for t, s in zip(self._state_tensors(), saved):
+                t.copy_(s)
+        self.optimizer.zero_grad(set_to_none=True)   # capture starts with no gradients
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self._prepare_capture(x, y)
+        self._warmup()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.static_loss, self.static_correct = self._graph_body()
+        self.graph = graph
+        self.captures += 1
+
+    def fits(self, x: torch.Tensor, y: torch.Tensor) -> bool:
+        """Whether (x, y) have the captured shapes."""
+        return tuple(x.shape) == self._in_shape and tuple(y.shape) == self._y_shape
+
+    def _graph_body(self):
+        """What the graph holds: forward, backward and SGD update on the static buffers (the
+        gradients are None when capture starts, so every replay writes them afresh)."""
+        loss_sum, correct = self._forward_backward(self.static_x, self.static_y)
+        self.optimizer.step()
+        return loss_sum, correct
+
+    def _try_capture(self, x, y) -> None:
+        # the whole state before any warm-up: model tensors (restored in place) and the
+        # optimiser's state dict (momentum buffers may not exist yet and must not after)
+        model_saved = [(t, t.detach().clone()) for t in
+                       [p.data for p in self.model.parameters()] + list(self.model.buffers())]
+        opt_saved = copy.deepcopy(self.optimizer.state_dict())
+        try:
+            self._capture(x, y)
+        except Exception as e:  # noqa: BLE001 - any capture failure: warn, continue eagerly
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            with torch.no_grad():
+                for t, s in model_saved:
+                    t.copy_(s)
+            self.optimizer.state.clear()
+            self.optimizer.load_state_dict(opt_saved)
+            self.graph, self.graph_wanted = None, False
+            self._lr_to_float()
+            self._align_momentum()
+            self.optimizer.zero_grad(set_to_none=True)
+            warnings.warn(f"CUDA-graph capture of the training step failed ({type(e).__name__}: "
+                          f"{str(e)[:200]}); training continues eagerly (same mathematics, slower)",
+                          RuntimeWarning)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor):
+        """One step on a normalised batch x ((B, 3, H, W), or (N, B, 3, H, W) for a pack)
+        and labels y ((B,) or (N, B)); returns (summed loss, correct count) on the device."""
+        if self.graph is None and self.captures == 0 and self.eager_steps == 0:
+            self._align_momentum()
+            self._lr_to_float()              # a resumed optimiser may bring a CPU lr tensor
+        if self.graph_wanted and self.graph is None:
+            self._try_capture(x, y)
+        if self.graph is not None and self.fits(x, y):
+            self._static_in.copy_(x)
+            self.static_y.copy_(y)
+            self.graph.replay()
+            return self.static_loss.clone(), self.static_correct.clone()
+        return self.eager(x, y)
+
+
+def lr_in_tensor(optimizer: torch.optim.Optimizer, device: torch.device | str) -> torch.Tensor:
+    """Move lr into one float32 device tensor shared by every param group; returns it.
+
+    A captured step reads the lr from this tensor's memory, so ``set_lr`` (a ``fill_``)
+    changes the lr of later replays without a recapture. (fp32 is also what the fused
+    kernel computes with when given a Python float.)"""
+    lr = optimizer.param_groups[0]["lr"]
+    t = torch.tensor(float(lr), dtype=torch.float32, device=device)
+    for group in optimizer.param_groups:
+        group["lr"] = t
+    return t
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Write ``lr`` into every param group: in place when it lives in a (graph-read) tensor."""
+    for group in optimizer.param_groups:
+        if torch.is_tensor(group["lr"]):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
+# --------------------------------------------------------------------------- schedule
+
+def iters_per_epoch(n_train: int, batch_size: int) -> int:
+    """SGD steps per epoch; the last batch may be smaller (no images are dropped)."""
+    return math.ceil(n_train / batch_size)
+
+
+def planned_epochs(cfg: TrainConfig, ipe: int) -> int:
+    """Epochs the run will have: ``epochs``, or fewer when ``max_iters`` stops it earlier
+    (paper: 64000 iterations of 352 per epoch on 45k images -> 182 epochs, the last partial)."""
+    if cfg.max_iters:
+        return min(cfg.epochs, math.ceil(cfg.max_iters / ipe))
+    return cfg.epochs
+
+
+def lr_at(cfg: TrainConfig, iteration: int, iters_per_epoch: int) -> float:
+    """Learning rate of the (0-based) ``iteration``-th SGD step.
+
+    ``warmup_lr`` for the first ``warmup_iters`` steps (sec. 4.2, ResNet-110: 0.01 until the
+    training error is below 80 %, about 400 iterations), then ``lr * gamma**k`` where ``k``
+    counts the milestones reached: epoch milestones compare with ``iteration //
+    iters_per_epoch`` (MultiStepLR: epochs 0-99 at 0.1, 100-149 at 0.01, 150- at 0.001),
+    iteration milestones with ``iteration`` (32k and 48k in the paper).
+    """
+    if iteration < cfg.warmup_iters:
+        return cfg.warmup_lr
+    t = iteration // iters_per_epoch if cfg.schedule == "epochs" else iteration
+    k = sum(1 for m in cfg.milestones if t >= m)
+    return float(f"{cfg.lr * cfg.gamma ** k:.12g}")  # 0.01, not 0.010000000000000002
