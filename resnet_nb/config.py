@@ -239,7 +239,7 @@ def _validate(c: TrainConfig) -> None:
         if getattr(c, name):
             check_run_id(getattr(c, name), name)
     # sizes against the data (val_split < training images, subsets <= available) are
-    # checked by resnet_nb.train.prepare_data once the dataset is known.
+    # checked by resnet_nb.prepare.prepare_data once the dataset is known.
 
 
 # --------------------------------------------------------------------------- presets
