@@ -52,6 +52,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
+from resnet_nb.reproduce import _describe, _Runner  # the local executor's runner and wording
+
 __all__ = ["ASSUMPTION", "SLURM_DIR", "JOBS_FILE", "add_arguments", "check_slurm", "slurm_parameters",
            "parse_time_minutes", "uses_cuda", "UnitTask", "run_units", "squeue_states"]
 
@@ -211,25 +213,21 @@ def _preempt_signal() -> signal.Signals:
     return getattr(signal, f"SIG{JobEnvironment.USR_SIG}")
 
 
-def _task_runner():
-    """reproduce's runner whose children start with submitit's preemption signal blocked.
+class _TaskRunner(_Runner):
+    """reproduce's runner, whose children start with submitit's preemption signal blocked.
 
     SLURM delivers ``scancel --signal``/``--signal=USR2@90`` to every process of the task
     (proctrack/cgroup) or of its process group (proctrack/pgid); USR2's default action
     would kill the notebook's worker or kernel on the spot. Blocked there (the mask is
     inherited through exec, so by the kernel too), it reaches only this process, where
     submitit's handler calls ``UnitTask.checkpoint``."""
-    from resnet_nb.reproduce import _Runner
 
-    class TaskRunner(_Runner):
-        def start(self, *a, **k):
-            old = signal.pthread_sigmask(signal.SIG_BLOCK, {_preempt_signal()})
-            try:
-                return super().start(*a, **k)
-            finally:  # a signal that came meanwhile is delivered here, after the start
-                signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-    return TaskRunner
+    def start(self, *args, **kwargs):
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {_preempt_signal()})
+        try:
+            return super().start(*args, **kwargs)
+        finally:  # a signal that came meanwhile is delivered here, after the start
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 try:
@@ -261,7 +259,7 @@ class UnitTask(_Checkpointable):
             return {"status": "ok", "failure": None, "seconds": 0.0, "host": host}
         self.unit.status, self.unit.failure = "pending", None
         with tempfile.TemporaryDirectory(prefix="resnet-nb-task-") as tmp:
-            self._runner = _task_runner()(1, [], self.kernel, Path(self.cwd), Path(tmp))
+            self._runner = _TaskRunner(1, [], self.kernel, Path(self.cwd), Path(tmp))
             self._runner.run([(self.unit, Path(self.notebook), [Path(o) for o in self.outputs], self.parameters)])
             self._runner = None
         return {"status": self.unit.status, "failure": self.unit.failure, "seconds": self.unit.seconds,
@@ -382,6 +380,8 @@ def _submit(tasks: list[UnitTask], folder: Path, params: dict) -> list[str]:
 def run_units(jobs: Sequence[tuple], args: argparse.Namespace, base: Path, kernel: str, cwd: Path) -> None:
     """reproduce's executor for ``--executor slurm``: ``jobs`` are reproduce's (unit,
     notebook, outputs, parameters); sets each unit's status, failure and seconds."""
+    if not jobs:
+        return
     folder = base / SLURM_DIR
     folder.mkdir(parents=True, exist_ok=True)
     record_path = folder / JOBS_FILE
@@ -403,6 +403,7 @@ def run_units(jobs: Sequence[tuple], args: argparse.Namespace, base: Path, kerne
         state = live.get(job_id, ("",))[0] if job_id else ""
         if job_id and (state in PENDING or state in RUNNING) and _result(folder, job_id) is None:
             w = _Watch(unit, str(outs[0]), job_id, folder, from_start=False)
+            w.state = "pending" if state in PENDING else "running"
             watches.append(w)
             say(w, f"attached ({state.lower()}; submitted {known[unit.name].get('submitted', '?')})")
         else:
@@ -437,10 +438,13 @@ def run_units(jobs: Sequence[tuple], args: argparse.Namespace, base: Path, kerne
 
 def _wait(watches: list[_Watch], folder: Path, say) -> None:
     """Poll until every watched task has a result (or SLURM has ended it without one)."""
-    delay = 1.0
     active = list(watches)
+    states: dict | None = None
+    asked, delay = 0.0, 1.0   # squeue: every second after a change, backing off to every 10 s
     while active:
-        states = squeue_states([w.job_id for w in active])
+        if time.time() - asked >= delay:
+            states, asked = squeue_states([w.job_id for w in active]), time.time()
+            delay = min(10.0, delay * 1.3)
         changed = False
         for w in list(active):
             w.tail()
@@ -452,7 +456,7 @@ def _wait(watches: list[_Watch], folder: Path, say) -> None:
                 active.remove(w)
                 changed = True
                 continue
-            if states is None:  # squeue did not answer this time: keep the last states
+            if states is None:  # squeue did not answer (or is asked again next): no verdict yet
                 continue
             state, reason, nodes = states.get(w.job_id, ("", "", ""))
             kind = "pending" if state in PENDING else "running" if state in RUNNING else ""
@@ -484,9 +488,11 @@ def _wait(watches: list[_Watch], folder: Path, say) -> None:
                 say(w, _describe(w.unit))
                 active.remove(w)
                 changed = True
+        states = None if changed else states   # a state changed: ask squeue again now
+        if changed:
+            asked, delay = 0.0, 1.0
         if active:
-            delay = 1.0 if changed else min(10.0, delay * 1.2)
-            time.sleep(delay)
+            time.sleep(1.0)  # the result files and logs: every second
 
 
 def _finish(w: _Watch, outcome: tuple[str, Any]) -> None:
@@ -501,8 +507,3 @@ def _finish(w: _Watch, outcome: tuple[str, Any]) -> None:
     w.unit.failure = _failure(w.notebook_out, ename.split(".")[-1],
                               f"{evalue} (job {w.job_id}; log {w.paths.stderr})")
 
-
-def _describe(unit) -> str:
-    from resnet_nb.reproduce import _describe as describe  # the local executor's wording
-
-    return describe(unit)

@@ -91,7 +91,7 @@ def local_run(tmp_path_factory):
     _break_plain26(root)
     res = subprocess.run(_cmd(root, MODELS, "--parallel", "3"), cwd=REPO, env=_env(root),
                          capture_output=True, text=True, timeout=600)
-    assert res.returncode == 1, res.stdout + res.stderr   # plain26 fails
+    assert res.returncode == 1 and "2 executed, 0 skipped, 1 failed" in res.stdout, res.stdout + res.stderr
     return root, res.stdout + res.stderr
 
 
@@ -249,7 +249,7 @@ def test_preempted_task_is_requeued_and_resumes_exactly(slurm, local_run, tmp_pa
     print(f"signal at +{t_signal - t0:.0f} s, requeued (pending) at +{t_requeued - t0:.0f} s, "
           f"finished at +{time.time() - t0:.0f} s")
     assert res.returncode == 0, out2
-    assert f"[resnet20] job {job}: attached" in out2 and "submitted" not in out2
+    assert f"[resnet20] job {job}: attached" in out2 and "reproduce: submitted" not in out2
     assert _jobs(tmp_path)["resnet20"]["job_id"] == job
     info = slurm.scontrol("show", "job", job)
     print(info)
