@@ -283,7 +283,8 @@ def test_a_smoke_run_on_synthetic_data_never_claims_a_result(tmp_path):
     assert "Degradation（Plain-56 对 Plain-20）：无法判断：合成数据" in zh
     # the rule table is printed in the method section, in both languages, from one constant
     assert verdicts.rule_table("en", math=True) in en and verdicts.rule_table("zh", math=True) in zh
-    assert r"$2\sqrt{2}\,\sigma_\mathrm{pub}$ = 0.76" in en and "σ" not in en and "α" not in zh
+    method_en, method_zh = en.split("## 3.6")[1].split("# 4 ")[0], zh.split("## 3.6")[1].split("# 第四章")[0]
+    assert r"$2\sqrt{2}\,\sigma_\mathrm{pub}$ = 0.76" in method_en and "σ" not in method_en and "α" not in method_zh
     assert en.index("## 3.6 How a comparison is judged") < en.index("# 4 Testing")
 
 
@@ -364,3 +365,22 @@ def test_report_without_run_id_prefers_the_newest_complete_reproduction(tmp_path
     err = capsys.readouterr().err.strip()
     assert built[-1] == "full" and "no run id under" in err
     assert "the newest of those with the most models (4: plain20, plain56, resnet20, resnet56)" in err
+
+
+def test_make_commands_are_code_blocks_not_inline_code(tmp_path, monkeypatch):
+    """A wrapped command in inline code showed its shell continuation ``\\`` in the PDF."""
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    runs, figs = Path("experiments"), Path("report/figures")
+    for model in report.EXPECTED_MODELS:  # the seed preset as it is: make reproduce repeats it
+        cfg = write_run(runs, "a-rather-long-run-id-20261128-183200", model, 0.9, 0.05, epochs=200) / "config.json"
+        meta = json.loads(cfg.read_text())
+        atomic_write_json(cfg, {**meta, "config": {**meta["config"], "milestones": [100, 150]}})
+    write_summary(runs, figs, "a-rather-long-run-id-20261128-183200")
+    facts = facts_of(runs, figs, "a-rather-long-run-id-20261128-183200")
+    assert facts["commands"]["make_reproduce"] and "\\\n" in facts["commands"]["make_reproduce"]
+    for lang in report.LANGS:
+        md = report.render_markdown(facts, lang)
+        assert f"```bash\n{facts['commands']['make_reproduce']}\n{facts['commands']['make_report']}\n```" in md
+        assert "\\\n" not in re.sub(r"```.*?```", "", md, flags=re.S), lang
