@@ -46,9 +46,6 @@ TRAIN_EXTRAS = ("models", "seeds")        # 02_train parameters beyond the Train
 DEFAULT_MODELS = "plain20,plain56,resnet20,resnet56"
 KERNEL = "python3"
 _SNAPSHOT = "_resnet_nb_names_before_parameters"
-# theory probes per preset: (depths, seeds, images in the probe batch)
-THEORY = {"smoke": ("20,56,110", "0,1", 32)}
-THEORY_DEFAULT = ("20,56,110", "0,1,2", 128)
 
 
 # --------------------------------------------------------------------------- notebook helpers
@@ -455,9 +452,12 @@ def _describe(unit: Unit) -> str:
 
 def theory_parameters(preset: str, cfg, run_id: str, figures_root: Path, depths: str | None = None,
                       seeds: str | None = None, batch: int | None = None) -> dict:
-    """01_theory's parameters: the data of the training runs, probe sizes by preset."""
-    d, s, b = THEORY.get(preset, THEORY_DEFAULT)
-    depths, seeds, batch = depths or d, seeds or s, batch or b
+    """01_theory's parameters: the data of the training runs, probe sizes by preset (the
+    smoke preset's smaller probe, ``probes.SMOKE_PROBE``, else ``probes.FULL_PROBE``)."""
+    from resnet_nb.probes import FULL_PROBE, SMOKE_PROBE
+
+    probe = SMOKE_PROBE if preset == "smoke" else FULL_PROBE
+    depths, seeds, batch = depths or probe["depths"], seeds or probe["seeds"], batch or probe["batch_size"]
     return {"dataset": cfg.dataset, "data_root": cfg.data_root, "allow_noncanonical": cfg.allow_noncanonical,
             "depths": depths, "seeds": seeds, "batch_size": batch, "normalization": cfg.normalization,
             "run_id": run_id, "figures_root": str(figures_root), "device": cfg.device}
@@ -465,7 +465,8 @@ def theory_parameters(preset: str, cfg, run_id: str, figures_root: Path, depths:
 
 def _theory_done(params: dict, fingerprint: str) -> bool:
     """True when ``<figures_root>/<run_id>/`` already holds the theory outputs of the same
-    probe settings and data (01_theory is then not executed again)."""
+    probe settings and data (01_theory is then not executed again); outputs that do not
+    record the data's provenance (older figures, whose titles did not name it) are redone."""
     from resnet_nb.analysis import THEORY_FIGURE_FILES, figures_dir_of
     from resnet_nb.probes import THEORY_JSON
 
@@ -476,7 +477,7 @@ def _theory_done(params: dict, fingerprint: str) -> bool:
         return False
     want = {k: params[k] for k in ("dataset", "depths", "seeds", "batch_size", "normalization")}
     return ({k: stored.get(k) for k in want} == want and stored.get("fingerprint") == fingerprint
-            and all((d / f).is_file() for f in THEORY_FIGURE_FILES.values()))
+            and bool(stored.get("provenance")) and all((d / f).is_file() for f in THEORY_FIGURE_FILES.values()))
 
 
 # --------------------------------------------------------------------------- CLI
@@ -499,9 +500,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override any TrainConfig field, e.g. --set epochs=2 (repeatable)")
     p.add_argument("--skip-theory", action="store_true", help="do not execute 01_theory")
     p.add_argument("--theory-depths", default=None, help="depths 01_theory probes (default: 20,56,110)")
-    p.add_argument("--theory-seeds", default=None, help="seeds 01_theory probes (default: 0,1,2; smoke 0,1)")
+    p.add_argument("--theory-seeds", default=None, help="seeds 01_theory probes (default: 0,1,2; smoke 0)")
     p.add_argument("--theory-batch", type=int, default=None,
-                   help="images in 01_theory's probe batch (default: 128; smoke 32)")
+                   help="images in 01_theory's probe batch (default: 128; smoke 16)")
     p.add_argument("--kernel", default=KERNEL, help="Jupyter kernel that executes the notebooks")
     from resnet_nb import cluster
 

@@ -134,7 +134,8 @@ def test_theory_is_skipped_only_for_the_same_settings_and_data(tmp_path):
 
     cfg = make_config("smoke", dataset="synthetic")
     params = theory_parameters("smoke", cfg, "r", tmp_path)
-    assert (params["depths"], params["seeds"], params["batch_size"]) == ("20,56,110", "0,1", 32)
+    from resnet_nb.probes import SMOKE_PROBE
+    assert (params["depths"], params["seeds"], params["batch_size"]) == tuple(SMOKE_PROBE.values())
     assert not _theory_done(params, "f" * 64)
     d = tmp_path / "r"
     d.mkdir()
@@ -142,6 +143,9 @@ def test_theory_is_skipped_only_for_the_same_settings_and_data(tmp_path):
         (d / f).write_bytes(b"png")
     stored = {k: params[k] for k in ("dataset", "depths", "seeds", "batch_size", "normalization")}
     atomic_write_json(d / "theory_probes.json", {"parameters": {**stored, "fingerprint": "f" * 64}})
+    assert not _theory_done(params, "f" * 64)   # no provenance recorded: figures from before titles named it
+    atomic_write_json(d / "theory_probes.json", {"parameters": {**stored, "fingerprint": "f" * 64,
+                                                                "provenance": "synthetic"}})
     assert _theory_done(params, "f" * 64)
     assert not _theory_done(params, "0" * 64)
     assert not _theory_done({**params, "seeds": "0,1,2"}, "f" * 64)
