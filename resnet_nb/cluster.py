@@ -68,7 +68,8 @@ INSTALL_HINT = ("run reproduce on the cluster's login node, or install the SLURM
 RESERVED = {"array", "output", "error", "open-mode", "parsable"}
 # squeue states (squeue -t all) grouped the way the progress line names them
 PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "CONFIGURING"}
-RUNNING = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "SUSPENDED", "STOPPED", "RESIZING"}
+RUNNING = {"RUNNING", "SIGNALING", "STAGE_OUT", "SUSPENDED", "STOPPED", "RESIZING"}
+# COMPLETING: a task winding down (after its end or a requeue); no state change to report
 # pending reasons that mean SLURM will never start the task as submitted (with the default
 # EnforcePartLimits=NO sbatch accepts such a request and leaves it pending for good)
 NEVER_STARTS = {"PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints",
@@ -83,7 +84,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """``--executor`` and the ``--slurm-*`` options of ``reproduce``."""
     p.add_argument("--executor", choices=("local", "slurm"), default="local",
                    help="where the 02_train executions run: local (this machine), or slurm (one task "
-                   f"of a SLURM job array per execution, through submitit; {ASSUMPTION})")
+                   "of a SLURM job array per execution, through submitit: see the SLURM options)")
     g = p.add_argument_group("SLURM (--executor slurm)", ASSUMPTION + ". Each option is the sbatch "
                              "flag of the same name; the jobs are recorded under <out-dir>/<run-id>/"
                              f"{SLURM_DIR}/, and a rerun with the same --run-id attaches to them.")
@@ -276,15 +277,16 @@ class UnitTask(_Checkpointable):
 
 # --------------------------------------------------------------------------- states
 
-def squeue_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str, str]] | None:
-    """``{task id: (state, reason, nodes)}`` of the jobs SLURM still knows (``squeue -t all``
-    keeps ended ones for MinJobAge, 5 min by default); ``{}`` when it knows none of them,
-    None when squeue did not answer (a busy controller: the caller polls again)."""
+def squeue_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str, str, int]] | None:
+    """``{task id: (state, reason, nodes, restarts)}`` of the jobs SLURM still knows
+    (``squeue -t all`` keeps ended ones for MinJobAge, 5 min by default); ``{}`` when it
+    knows none of them, None when squeue did not answer (the caller polls again)."""
     ids = sorted({j.split("_")[0] for j in job_ids})
     if not ids:
         return {}
     try:
-        res = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r|%N", "-j", ",".join(ids)],
+        res = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(ids),
+                              "-O", "JobArrayID:|,State:|,Reason:|,NodeList:|,RestartCnt:|"],
                              capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
         return None
@@ -292,9 +294,9 @@ def squeue_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str, str]] | N
         return {} if "Invalid job id" in res.stderr else None
     out = {}
     for line in res.stdout.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) == 4:
-            out[parts[0]] = (parts[1], parts[2], parts[3])
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) >= 5:
+            out[parts[0]] = (parts[1], parts[2], parts[3], int(parts[4]) if parts[4].isdigit() else 0)
     return out
 
 
@@ -332,6 +334,7 @@ class _Watch:
         self.state = ""
         self.offset = 0 if from_start else (self.paths.stdout.stat().st_size if self.paths.stdout.is_file() else 0)
         self.gone_since: float | None = None
+        self.restarts: int | None = None    # SLURM's restart count when first seen
         self.last_line = re.compile(rf"\[{re.escape(unit.name)}\] (done in \d+ s$|FAILED in )")
 
     def tail(self) -> None:
@@ -359,6 +362,14 @@ def _load_jobs(path: Path) -> dict:
         return read_json(path) if path.is_file() else {}
     except ValueError:
         return {}
+
+
+def _as_flags(params: dict) -> str:
+    """The submitit parameters as the sbatch flags they become (for the progress output)."""
+    flat = {k: v for k, v in params.items() if k not in ("job_name", "additional_parameters", "array_parallelism")}
+    flat.update(params.get("additional_parameters", {}))
+    text = " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}") for k, v in flat.items())
+    return text + (f", at most {params['array_parallelism']} at once" if "array_parallelism" in params else "")
 
 
 def _submit(tasks: list[UnitTask], folder: Path, params: dict) -> list[str]:
@@ -401,9 +412,10 @@ def run_units(jobs: Sequence[tuple], args: argparse.Namespace, base: Path, kerne
     for unit, nb, outs, params in jobs:
         job_id = known.get(unit.name, {}).get("job_id")
         state = live.get(job_id, ("",))[0] if job_id else ""
-        if job_id and (state in PENDING or state in RUNNING) and _result(folder, job_id) is None:
+        if job_id and state in PENDING | RUNNING | {"COMPLETING"} and _result(folder, job_id) is None:
             w = _Watch(unit, str(outs[0]), job_id, folder, from_start=False)
-            w.state = "pending" if state in PENDING else "running"
+            w.state = "pending" if state in PENDING else "running" if state in RUNNING else ""
+            w.restarts = live[job_id][3]
             watches.append(w)
             say(w, f"attached ({state.lower()}; submitted {known[unit.name].get('submitted', '?')})")
         else:
@@ -415,17 +427,15 @@ def run_units(jobs: Sequence[tuple], args: argparse.Namespace, base: Path, kerne
         ids = _submit(tasks, folder, params)
         now = datetime.now().isoformat(timespec="seconds")
         for (unit, _, outs, _), job_id in zip(to_submit, ids):
+            before = known.get(unit.name, {})
             known[unit.name] = {"job_id": job_id, "submitted": now, "runs": [str(d) for d in unit.run_dirs],
-                                "previous": [*known.get(unit.name, {}).get("previous", []),
-                                             *([known[unit.name]["job_id"]] if unit.name in known else [])]}
+                                "previous": before.get("previous", []) + ([before["job_id"]] if before else [])}
             watches.append(_Watch(unit, str(outs[0]), job_id, folder, from_start=True))
         from resnet_nb.runs import atomic_write_json
 
         atomic_write_json(record_path, {"run_id": base.name, "units": known})
-        shown = {k: v for k, v in params.items() if k != "job_name"}
         print(f"reproduce: submitted {len(ids)} task(s) as SLURM job {ids[0].split('_')[0]} "
-              f"({', '.join(f'{k}={v}' for k, v in shown.items())}); logs and {JOBS_FILE} in {folder}",
-              flush=True)
+              f"({_as_flags(params)}); logs and {JOBS_FILE} in {folder}", flush=True)
 
     try:
         _wait(watches, folder, say)
@@ -458,7 +468,15 @@ def _wait(watches: list[_Watch], folder: Path, say) -> None:
                 continue
             if states is None:  # squeue did not answer (or is asked again next): no verdict yet
                 continue
-            state, reason, nodes = states.get(w.job_id, ("", "", ""))
+            state, reason, nodes, restarts = states.get(w.job_id, ("", "", "", 0))
+            if w.restarts is None:
+                w.restarts = restarts
+            elif restarts > w.restarts:  # requeued: by submitit's checkpoint (USR2) or by SLURM
+                w.restarts, w.state, changed = restarts, "", True
+                say(w, f"requeued (restart {restarts})")
+            if state == "COMPLETING":
+                w.gone_since = None
+                continue
             kind = "pending" if state in PENDING else "running" if state in RUNNING else ""
             if kind == "pending" and reason in NEVER_STARTS:
                 subprocess.run(["scancel", w.job_id], capture_output=True, timeout=120)
@@ -475,7 +493,7 @@ def _wait(watches: list[_Watch], folder: Path, say) -> None:
                 if kind != w.state:
                     text = f"pending ({reason})" if kind == "pending" and reason not in ("", "None") else kind
                     text += f" on {nodes}" if kind == "running" and nodes else ""
-                    say(w, f"requeued, {text}" if (w.state, kind) == ("running", "pending") else text)
+                    say(w, text)
                     w.state, changed = kind, True
                 continue
             # ended, or forgotten by SLURM, without a result file (yet: a shared filesystem may lag)

@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -219,6 +220,9 @@ def test_preempted_task_is_requeued_and_resumes_exactly(slurm, local_run, tmp_pa
     t0 = time.time()
     first = subprocess.Popen(_cmd(tmp_path, "resnet20", *SLURM), cwd=REPO, env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(first.stdout), daemon=True)
+    reader.start()
 
     def epochs() -> int:
         try:
@@ -234,19 +238,23 @@ def test_preempted_task_is_requeued_and_resumes_exactly(slurm, local_run, tmp_pa
     t_signal = time.time()
     subprocess.run(["scancel", "--signal=USR2", job], env=env, check=True)
     log = Path(tmp_path / "exp" / "e2e" / "_slurm" / f"{job}_0_log.out")
-    while time.time() < deadline and "PENDING" not in slurm.scontrol("show", "job", job):
+    requeued = f"[resnet20] job {job}: requeued (restart 1)"
+    while time.time() < deadline and not any(ln.startswith(requeued) for ln in lines):
         time.sleep(0.2)
     t_requeued = time.time()
     os.killpg(first.pid, signal.SIGINT)                  # the submitter goes away; the job stays
-    out1 = first.communicate(timeout=60)[0]
+    first.wait(timeout=60)
+    reader.join(timeout=10)
+    out1 = "".join(lines)
     assert first.returncode == 130 and "the SLURM jobs keep running" in out1, out1
+    assert requeued in out1
 
     # reproduce again: attaches to the requeued job, submits nothing
     res = subprocess.run(_cmd(tmp_path, "resnet20", *SLURM), cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=600)
     out2 = res.stdout + res.stderr
     print(out1, out2, sep="\n--- reproduce again (attaches)\n")
-    print(f"signal at +{t_signal - t0:.0f} s, requeued (pending) at +{t_requeued - t0:.0f} s, "
+    print(f"signal at +{t_signal - t0:.0f} s, requeue seen by reproduce at +{t_requeued - t0:.0f} s, "
           f"finished at +{time.time() - t0:.0f} s")
     assert res.returncode == 0, out2
     assert f"[resnet20] job {job}: attached" in out2 and "reproduce: submitted" not in out2
