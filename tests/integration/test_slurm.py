@@ -239,10 +239,11 @@ def test_preempted_task_is_requeued_and_resumes_exactly(slurm, local_run, tmp_pa
     subprocess.run(["scancel", "--signal=USR2", job], env=env, check=True)
     log = Path(tmp_path / "exp" / "e2e" / "_slurm" / f"{job}_0_log.out")
     requeued = f"[resnet20] job {job}: requeued (restart 1)"
-    while time.time() < deadline and not any(ln.startswith(requeued) for ln in lines):
+    while time.time() < deadline and first.poll() is None and not any(ln.startswith(requeued) for ln in lines):
         time.sleep(0.2)
     t_requeued = time.time()
-    os.killpg(first.pid, signal.SIGINT)                  # the submitter goes away; the job stays
+    if first.poll() is None:
+        os.killpg(first.pid, signal.SIGINT)              # the submitter goes away; the job stays
     first.wait(timeout=60)
     reader.join(timeout=10)
     out1 = "".join(lines)
