@@ -38,7 +38,7 @@
 # %%
 from resnet_nb import analysis, plots
 from resnet_nb.reproduce import check_run_dirs, configs_from_parameters, notebook_setup
-from resnet_nb.runs import load_run
+from resnet_nb.runs import effective_status, load_run
 from resnet_nb.train import train, train_many
 
 notebook_setup(globals())  # relative paths below are relative to the project root
@@ -111,7 +111,7 @@ plots.show(plots.run_curves_figure(curves, analysis.runs_label(runs)))
 # %%
 # NBVAL_CHECK_OUTPUT
 for r in runs:
-    print(f"{r['config']['run_name']}: status {r['status']}, {len(r['metrics'])} of "
+    print(f"{r['config']['run_name']}: status {effective_status(r)}, {len(r['metrics'])} of "
           f"{r.get('epochs_planned')} epochs, {r['params']:,} parameters, data {r['dataset']['provenance']}")
 
 # %%

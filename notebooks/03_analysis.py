@@ -33,7 +33,9 @@
 from IPython.display import Image, Markdown, display
 
 from resnet_nb import analysis, verdicts
+from resnet_nb.models import SEED_MODELS
 from resnet_nb.reproduce import notebook_setup
+from resnet_nb.runs import effective_status
 
 notebook_setup(globals())  # relative paths below are relative to the project root
 
@@ -41,21 +43,21 @@ notebook_setup(globals())  # relative paths below are relative to the project ro
 run_id = ""                                          # "" -> the newest run id under runs_dir
 runs_dir = "experiments"                             # root folder of run directories
 figures_root = "report/figures"                      # output: <figures_root>/<run_id>/
-expected_models = "plain20,plain56,resnet20,resnet56"  # the comparison; absent ones are listed as missing
+expected_models = ""                                 # comma list to compare ("": the 2x2, models.SEED_MODELS); absent ones are listed as missing
 
 # %% [markdown]
 # ## Load the run directories
 
 # %%
 run_id, runs = analysis.load_runs(runs_dir, run_id)
-expected = [m for m in expected_models.split(",") if m.strip()]
+expected = [m.strip() for m in expected_models.split(",") if m.strip()] or SEED_MODELS
 
 # %%
 # NBVAL_CHECK_OUTPUT
 print(f"{len(runs)} run(s):")
 for r in runs:
     print(f"  {r['config']['run_name']}: {r['config']['model']}, seed {r['config']['seed']}, preset {r['config']['preset']}, "
-          f"{len(r['metrics'])} epochs, status {r['status']}")
+          f"{len(r['metrics'])} epochs, status {effective_status(r)}")
 
 # %% [markdown]
 # ## Summarise, plot, export

@@ -20,20 +20,21 @@ import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from resnet_nb.models import parse_model_name
+from resnet_nb.config import check_run_id
+from resnet_nb.models import SEED_MODELS, model_label, parse_model_name, sort_models
+from resnet_nb.runs import CONFIG_FILE, atomic_write_json, effective_status, list_run_ids, list_runs, read_json
 
 __all__ = [
-    "SEED_MODELS", "FIGURE_FILES", "THEORY_FIGURE_FILES", "latest_run_id", "choose_run_id", "load_runs",
+    "FIGURE_FILES", "THEORY_FIGURE_FILES", "latest_run_id", "choose_run_id", "load_runs",
     "group_by_model", "model_curves", "summarize", "results_tables", "write_figures",
-    "analyze", "figures_dir_of", "sort_models", "dataset_overview", "degradation_checks",
+    "analyze", "figures_dir_of", "dataset_overview", "degradation_checks",
     "resolve_run_dir",
 ]
 
-SEED_MODELS = ("plain20", "plain56", "resnet20", "resnet56")  # the seed report's comparison
 FIGURE_FILES = {  # summary.json "figures" key -> file name (the seed report's names kept)
     "train_loss": "resnet_train_loss.png",
     "test_accuracy": "resnet_test_accuracy.png",
@@ -51,8 +52,6 @@ _CURVE_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "val_lo
 def figures_dir_of(figures_root: str | os.PathLike, run_id: str) -> Path:
     """``<figures_root>/<run_id>`` (e.g. ``report/figures/repro-20251218-140032``); a run id
     that is not one plain folder name (``../x``, an absolute path) is refused."""
-    from resnet_nb.config import check_run_id
-
     return Path(figures_root).expanduser() / check_run_id(run_id)
 
 
@@ -63,21 +62,11 @@ def resolve_run_dir(path: str | os.PathLike, runs_dir: str | os.PathLike, run_id
     return p if p.is_absolute() else Path(runs_dir).expanduser() / run_id / p
 
 
-def sort_models(names: Iterable[str]) -> list[str]:
-    """Plain before residual, then by depth: plain20, plain56, resnet20, resnet56."""
-    def key(n):
-        family, depth = parse_model_name(n)
-        return (family != "plain", depth, n)
-    return sorted(set(names), key=key)
-
-
 def choose_run_id(out_dir: str | os.PathLike, expected: Sequence[str] = SEED_MODELS) -> tuple[str, str]:
     """``(run_id, why)``: the run id to analyse or report when none is given. The newest
     complete reproduction (every model of ``expected`` present and all its seeds finished),
     else the newest of the run ids with the most models; "newest" by the newest config.json.
     ``why`` is one line saying which rule picked it."""
-    from resnet_nb.runs import CONFIG_FILE, list_run_ids, read_json
-
     ids = list_run_ids(out_dir)
     if not ids:
         raise FileNotFoundError(f"no runs under {out_dir}: train first (make reproduce), "
@@ -118,9 +107,6 @@ def latest_run_id(out_dir: str | os.PathLike) -> str:
 def load_runs(out_dir: str | os.PathLike, run_id: str = "") -> tuple[str, list[dict]]:
     """``(run_id, runs)``: every run dir of ``run_id`` (when empty, the one :func:`choose_run_id`
     picks). A run id that is not one plain folder name (``../x``) is refused."""
-    from resnet_nb.config import check_run_id
-    from resnet_nb.runs import list_runs
-
     run_id = check_run_id(run_id) if run_id else latest_run_id(out_dir)
     runs = list_runs(out_dir, run_id)
     if not runs:
@@ -174,7 +160,8 @@ def _model_summary(runs: Sequence[dict]) -> dict:
     per_seed = []
     for r in runs:
         ms = [m for m in r["metrics"] if m.get("test_acc") is not None]  # evaluated epochs
-        rec = {"seed": int(r["config"]["seed"]), "run_dir": Path(r["path"]).name, "status": r.get("status"),
+        rec = {"seed": int(r["config"]["seed"]), "run_dir": Path(r["path"]).name,
+               "status": effective_status(r),  # a killed run (lock free): interrupted
                "params": r.get("params"), "epochs_planned": _epochs_planned(r)}
         if ms:
             best = max(ms, key=lambda m: (m["test_acc"], -m["epoch"]))  # earliest epoch of the max
@@ -262,8 +249,6 @@ def _fmt(mean: float | None, std: float | None) -> str:
 def results_tables(summary: dict) -> tuple[str, str]:
     """The seed report's two Markdown tables: best test accuracy, and test accuracy at
     the last epoch (with the epoch; ``± std`` over seeds when there are several)."""
-    from resnet_nb.plots import model_label
-
     seeds = any(s["n_seeds"] > 1 for s in summary["models"].values())
     note = " (mean ± std over seeds)" if seeds else ""
     best = [f"| Model | Best Test Acc{note} | Epoch | Seeds |", "|---|---:|---:|---:|"]
@@ -311,8 +296,6 @@ def analyze(out_dir: str | os.PathLike = "experiments", run_id: str = "",
     """Load the runs of ``run_id``, write figures and ``summary.json`` to
     ``<figures_root>/<run_id>/`` and return the summary. Theory figures already in that
     folder (from 01_theory) are listed in ``figures`` too."""
-    from resnet_nb.runs import atomic_write_json
-
     run_id, runs = load_runs(out_dir, run_id)
     fig_dir = figures_dir_of(figures_root, run_id)
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -353,7 +336,6 @@ def degradation_checks(summary: dict) -> list[str]:
     test worse and train worse than plain-d1 (degradation), does resnet-d2 beat plain-d2 (the
     residual fix) and resnet-d1 (depth gain)? Each line gives the means and the verdict
     ("not assessable: synthetic data" on the smoke fixture)."""
-    from resnet_nb.plots import model_label
     from resnet_nb.verdicts import CLAIMS, paper_claims
 
     shown = {"degradation_acc": "degradation: {a} tests worse than {b} (best test acc)",
@@ -364,7 +346,7 @@ def degradation_checks(summary: dict) -> list[str]:
     lines = []
     for i, d1 in enumerate(depths):
         for d2 in depths[i + 1:]:
-            verdicts = paper_claims(summary, d1, d2, label=model_label)
+            verdicts = paper_claims(summary, d1, d2)
             for key, text in shown.items():
                 v = verdicts[key]
                 if v.mean_a is None or v.mean_b is None:  # a model of this pair has no result

@@ -35,6 +35,7 @@ depth   n   parameters  paper     paper test error (Tab. 6)
 from __future__ import annotations
 
 import re
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -43,9 +44,12 @@ from torch import nn
 __all__ = [
     "ShortcutA", "ShortcutB", "BasicBlock", "CifarResNet", "build_model", "parse_model_name",
     "count_parameters", "he_init_", "VALID_DEPTHS_HINT", "STAGES", "SHORTCUTS",
-    "make_stages", "blocks_per_stage",
+    "make_stages", "blocks_per_stage", "SEED_MODELS", "model_label", "sort_models",
 ]
 
+# the seed report's 2x2 design (sec. 4.2, Fig. 6): two depths, without and with shortcuts;
+# the default of reproduce, the analysis and the report
+SEED_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
 SHORTCUTS = ("A", "B")
 VALID_DEPTHS_HINT = "20, 32, 44, 56, 110, 1202"  # any 6n+2 with n >= 1 is accepted
 # sec. 4.2's table: (filters, stride of the stage's first block) of the three stages of n
@@ -211,6 +215,21 @@ def parse_model_name(name: str) -> tuple[str, int]:
     except ValueError as e:
         raise ValueError(f"model {name!r}: {e}") from None
     return family, depth
+
+
+def model_label(name: str) -> str:
+    """``plain20`` -> ``Plain-20``, ``resnet56`` -> ``ResNet-56`` (the paper's names)."""
+    family, depth = parse_model_name(name)
+    return f"{'Plain' if family == 'plain' else 'ResNet'}-{depth}"
+
+
+def sort_models(names: Iterable[str]) -> list[str]:
+    """Plain before residual, then by depth: plain20, plain56, resnet20, resnet56;
+    duplicates dropped. A name that is no model raises :func:`parse_model_name`'s error."""
+    def key(name):
+        family, depth = parse_model_name(name)
+        return family != "plain", depth, name
+    return sorted(set(names), key=key)
 
 
 def build_model(name: str, shortcut: str = "A", num_classes: int = 10) -> CifarResNet:

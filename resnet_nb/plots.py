@@ -19,8 +19,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from resnet_nb.models import model_label, parse_model_name
+
 __all__ = [
-    "PROVENANCE_NAMES", "provenance_label", "model_label", "model_color", "new_figure", "save", "show",
+    "PROVENANCE_NAMES", "provenance_label", "model_color", "new_figure", "save", "show",
     "sample_grid_figure", "augmentation_figure", "class_balance_figure",
     "run_curves_figure", "train_loss_figure", "test_accuracy_figure", "error_fig6_figure",
     "grad_norm_figure", "activation_std_figure", "input_grad_figure",
@@ -75,19 +77,9 @@ def _titled(what: str, data_label: str | None, width: int = 95) -> str:
     return "\n".join([what, *textwrap.wrap(data_label, width)]) if data_label else what
 
 
-def model_label(name: str) -> str:
-    """``plain20`` -> ``Plain-20``, ``resnet56`` -> ``ResNet-56`` (the seed report's names)."""
-    from resnet_nb.models import parse_model_name
-
-    family, depth = parse_model_name(name)
-    return f"{'Plain' if family == 'plain' else 'ResNet'}-{depth}"
-
-
 def model_color(name: str, depths: Sequence[int] = (20, 56, 110)) -> tuple:
     """A colour for ``name``: family picks the hue, depth the shade."""
     from matplotlib import colormaps
-
-    from resnet_nb.models import parse_model_name
 
     family, depth = parse_model_name(name)
     ds = sorted(set(depths) | {depth})

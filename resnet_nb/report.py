@@ -33,8 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resnet_nb.models import SEED_MODELS, model_label, parse_model_name, sort_models
+from resnet_nb.runs import effective_status
+
 __all__ = [
-    "REPORT_SRC", "LANGS", "FORMATS", "EXPECTED_MODELS", "SYSDEPS_HINT",
+    "REPORT_SRC", "LANGS", "FORMATS", "SYSDEPS_HINT",
     "load_inputs", "collect_facts", "render_markdown", "build_report", "BuildResult",
     "pandoc_path", "pdf_engine_problem", "add_arguments", "run_cli",
 ]
@@ -43,7 +46,6 @@ REPO = Path(__file__).resolve().parent.parent
 REPORT_SRC = REPO / "report"            # templates, references.bib, csl/
 LANGS = ("zh", "en")
 FORMATS = ("pdf", "docx", "html")
-EXPECTED_MODELS = ("plain20", "plain56", "resnet20", "resnet56")  # the seed's 2x2 design
 PDF_ENGINE = "xelatex"
 CJK_FONTS = ("Noto Serif CJK SC", "Noto Sans CJK SC", "Source Han Serif SC", "Source Han Sans SC")
 SYSDEPS_HINT = ("install it with `make sysdeps` (Debian/Ubuntu: apt-get install texlive-xetex "
@@ -107,16 +109,21 @@ def load_inputs(run_id: str, runs_dir: str | os.PathLike = "experiments",
 
 
 def _stale(summary: dict, runs: list[dict]) -> list[str]:
-    """Models whose run files are newer than summary.json: more finished epochs, or no entry
-    (or an entry written before summaries kept every seed's numbers, ``per_seed``)."""
+    """Models whose run files are newer than summary.json: more finished epochs, a status
+    that changed (a run killed since: ``runs.effective_status``), or no entry (or an entry
+    written before summaries kept every seed's numbers, ``per_seed``)."""
     epochs: dict[str, int] = {}
+    moved: set[str] = set()  # models with a run whose status is not the one summary.json holds
+    models = summary.get("models", {})
     for run in runs:
         key = _model_key(run)
         n = len(run.get("metrics", []))
         epochs[key] = min(epochs.get(key, n), n)  # the summary counts epochs all seeds finished
-    models = summary.get("models", {})
+        held = {p.get("run_dir"): p.get("status") for p in models.get(key, {}).get("per_seed", [])}
+        if held.get(Path(run["path"]).name, "") != effective_status(run):
+            moved.add(key)
     return sorted(k for k, n in epochs.items()
-                  if k not in models or "per_seed" not in models[k]
+                  if k not in models or "per_seed" not in models[k] or k in moved
                   or (n and (models[k].get("last_epoch") or 0) < n))
 
 
@@ -124,24 +131,6 @@ def _stale(summary: dict, runs: list[dict]) -> list[str]:
 
 def _model_key(run: dict) -> str:
     return str(run.get("config", {}).get("model", Path(run["path"]).name))
-
-
-def _label(key: str) -> str:
-    """'resnet56' -> 'ResNet-56', 'plain20' -> 'Plain-20' (the paper's names)."""
-    m = re.match(r"^(plain|resnet)(\d+)$", key)
-    if not m:
-        return key
-    return f"{'Plain' if m.group(1) == 'plain' else 'ResNet'}-{m.group(2)}"
-
-
-def _family_depth(key: str) -> tuple[str, int]:
-    m = re.match(r"^(plain|resnet)(\d+)$", key)
-    return (m.group(1), int(m.group(2))) if m else (key, 0)
-
-
-def _order(key: str) -> tuple:
-    fam, depth = _family_depth(key)
-    return ({"plain": 0, "resnet": 1}.get(fam, 2), depth, key)
 
 
 def _r(x: float | None) -> float | None:
@@ -205,8 +194,8 @@ def _model_rows(summary: dict, runs: list[dict]) -> list[dict]:
     rows = []
     for key, s in summary.get("models", {}).items():
         mruns = by_model.get(key, [])
-        fam, depth = _family_depth(key)
-        status = s.get("status") or (mruns[0].get("status") if mruns else None) or "unknown"
+        fam, depth = parse_model_name(key)
+        status = s.get("status") or (effective_status(mruns[0]) if mruns else None) or "unknown"
         last_epoch, planned = s.get("last_epoch"), s.get("epochs_planned")
         if planned is None and mruns:
             planned = mruns[0].get("config", {}).get("epochs")
@@ -214,7 +203,7 @@ def _model_rows(summary: dict, runs: list[dict]) -> list[dict]:
         incomplete = status != "finished" or (last_epoch is not None and planned is not None
                                               and last_epoch < planned)
         rows.append({
-            "key": key, "label": _label(key), "family": fam, "depth": depth,
+            "key": key, "label": model_label(key), "family": fam, "depth": depth,
             "best_test_acc": _r(s.get("best_test_acc")), "best_epoch": s.get("best_epoch"),
             "last_test_acc": _r(s.get("last_test_acc")), "last_epoch": last_epoch,
             "epochs_planned": planned,
@@ -228,7 +217,8 @@ def _model_rows(summary: dict, runs: list[dict]) -> list[dict]:
             "run_dirs": [Path(p).name for p in s.get("run_dirs") or [r["path"] for r in mruns]],
             "_runs": mruns,
         })
-    return sorted(rows, key=lambda r: _order(r["key"]))
+    by_key = {r["key"]: r for r in rows}
+    return [by_key[k] for k in sort_models(by_key)]
 
 
 def _compare(rows: dict[str, dict], verdict, a: str, b: str, metric: str) -> dict:
@@ -236,9 +226,9 @@ def _compare(rows: dict[str, dict], verdict, a: str, b: str, metric: str) -> dic
     verdict of the rule table (``resnet_nb.verdicts``: ``status``, ``en``, ``zh``, ``p``, ``gap``
     ...). ``va``/``vb`` are None when a model has no result (``missing`` names it)."""
     ra, rb = rows.get(a), rows.get(b)
-    out = {"a": a, "b": b, "a_label": _label(a), "b_label": _label(b), "metric": metric,
+    out = {"a": a, "b": b, "a_label": model_label(a), "b_label": model_label(b), "metric": metric,
            "va": None, "vb": None, "diff": None, "op": "?",
-           "missing": [_label(k) for k, r in ((a, ra), (b, rb)) if r is None or r.get(metric) is None],
+           "missing": [model_label(k) for k, r in ((a, ra), (b, rb)) if r is None or r.get(metric) is None],
            "incomplete": [r["label"] for r in (ra, rb) if r is not None and r["incomplete"]],
            **verdict.as_dict()}
     if not out["missing"]:
@@ -381,19 +371,20 @@ def _theory(fig_dir: Path) -> dict | None:
     data = read_json(path)
     summary = data.get("summary") or {}
     rows, spread = [], {}
-    for name, s in sorted(summary.items(), key=lambda kv: (kv[1].get("depth", 0), _order(kv[0]))):
+    for name in sorted(sort_models(summary), key=lambda n: summary[n].get("depth", 0)):
+        s = summary[name]
         g = s.get("conv_grad_norms_mean") or []
         if not g or min(g) <= 0:
             continue
         spread[name] = max(g) / min(g)
-        rows.append({"key": name, "label": _label(name), "layers": len(g), "spread": spread[name],
+        rows.append({"key": name, "label": model_label(name), "layers": len(g), "spread": spread[name],
                      "last_std": (s.get("block_output_std_mean") or [None])[-1],
                      "input_grad": s.get("input_grad_norm_mean"), "n_seeds": s.get("n_seeds")})
     contrast = []
     for name in spread:
-        fam, depth = _family_depth(name)
+        fam, depth = parse_model_name(name)
         if fam == "resnet" and f"plain{depth}" in spread:
-            contrast.append({"depth": depth, "plain": _label(f"plain{depth}"), "resnet": _label(name),
+            contrast.append({"depth": depth, "plain": model_label(f"plain{depth}"), "resnet": model_label(name),
                              "plain_spread": spread[f"plain{depth}"], "resnet_spread": spread[name],
                              "smaller": spread[name] < spread[f"plain{depth}"]})
     params = data.get("parameters") or {}
@@ -415,7 +406,7 @@ def _devlog(runs: list[dict], git: dict, generated: dt.datetime) -> list[dict]:
         if _utc(run.get("end_time")):
             events.append({"time": _utc(run["end_time"]), "kind": "run_end", "run": name,
                            "status": run.get("status"), "epoch": last, "planned": planned})
-        elif run.get("status") == "running":
+        elif effective_status(run) == "running":  # a killed run is not "still running"
             events.append({"time": generated, "kind": "run_running", "run": name, "epoch": last,
                            "planned": planned})
     events.append({"time": generated, "kind": "report"})
@@ -506,7 +497,7 @@ def _commands(run_id: str, preset: str, runs: list[dict], runs_dir: str, figures
                   if k not in ("dataset", "seed", "run_name")}
         uniform = uniform and (common is None or fields == common)
         common = fields if common is None else common
-    models = sorted({str(r.get("config", {}).get("model")) for r in runs}, key=_order)
+    models = sort_models(str(r.get("config", {}).get("model")) for r in runs)
     seeds = sorted({int(r.get("config", {}).get("seed", 0)) for r in runs})
     words = ["resnet-nb", "reproduce", f"--preset {preset}", f"--dataset {dataset}",
              f"--run-id {run_id}", f"--models {','.join(models)}"]
@@ -517,7 +508,7 @@ def _commands(run_id: str, preset: str, runs: list[dict], runs_dir: str, figures
         words.append(f"--out-dir {runs_dir}")
     if figures_dir != "report/figures":
         words.append(f"--figures-root {figures_dir}")
-    plain = (not common and models == sorted(EXPECTED_MODELS, key=_order) and seeds == [make_config(preset).seed]
+    plain = (not common and models == sort_models(SEED_MODELS) and seeds == [make_config(preset).seed]
              and runs_dir == "experiments" and figures_dir == "report/figures")
     return {
         "reproduce": _wrap_command(words) if uniform else None,  # None: runs differ beyond model/seed
@@ -545,9 +536,8 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
     dataset.setdefault("provenance", "unknown")
     rows = _model_rows(summary, runs)
     by_key = {r["key"]: r for r in rows}
-    missing = sorted(set(summary.get("missing") or []) - set(by_key), key=_order)
-    design = sorted(set(by_key) | set(missing), key=_order)
-    depths = sorted({_family_depth(k)[1] for k in design if _family_depth(k)[1]})
+    missing = sort_models(set(summary.get("missing") or []) - set(by_key))
+    depths = sorted({parse_model_name(k)[1] for k in {*by_key, *missing}})
     shallow, deep = (depths[0], depths[-1]) if depths else (20, 56)
     if len(depths) < 2:
         shallow, deep = 20, 56  # the seed design; comparisons then report the missing models
@@ -555,8 +545,8 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
     for k in (p_s, p_d, r_s, r_d):
         if k not in by_key and k not in missing:
             missing.append(k)
-    missing.sort(key=_order)
-    judged = paper_claims(summary, shallow, deep, label=_label)  # the one rule table
+    missing = sort_models(missing)
+    judged = paper_claims(summary, shallow, deep)  # the one rule table
     cmp = {name: _compare(by_key, judged[name], CLAIMS[name][0].format(s=shallow, d=deep),
                           CLAIMS[name][1].format(s=shallow, d=deep), CLAIMS[name][2]) for name in CLAIMS}
     curves = {"plain_deep_vs_shallow": _epochs_higher(by_key, p_d, p_s),
@@ -603,10 +593,10 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
         "generated_at": now.strftime("%Y-%m-%d %H:%M UTC"),
         "summary_generated_at": summary.get("generated_at"),
         "dataset": dataset, "models": rows, "by_key": by_key,
-        "missing": [_label(k) for k in missing], "missing_keys": missing,
+        "missing": [model_label(k) for k in missing], "missing_keys": missing,
         "in_progress": [r for r in rows if r["incomplete"]],
-        "design": {"shallow": shallow, "deep": deep, "plain_shallow": _label(p_s), "plain_deep": _label(p_d),
-                   "resnet_shallow": _label(r_s), "resnet_deep": _label(r_d)},
+        "design": {"shallow": shallow, "deep": deep, "plain_shallow": model_label(p_s), "plain_deep": model_label(p_d),
+                   "resnet_shallow": model_label(r_s), "resnet_deep": model_label(r_d)},
         "cmp": cmp, "curves": curves, "verdict": verdict,
         "rules": {"en": rule_table("en", math=True), "zh": rule_table("zh", math=True)},
         "environment": _environment(runs), "hparams": hparams,
@@ -656,7 +646,7 @@ def _environment_jinja():
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
         comment_start_string="{##", comment_end_string="##}")  # "{#" is pandoc's id syntax
     env.filters.update(sig3=lambda x: "n/a" if x is None else (f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"),
-                       f4=_f4, pp=_signed_pp, md=_md, label=_label,
+                       f4=_f4, pp=_signed_pp, md=_md,
                        thousands=lambda n: "n/a" if n is None else f"{int(n):,}",
                        m2=lambda x: "n/a" if x is None else f"{x:.2f}M",
                        pct2=lambda x: "n/a" if x is None else f"{x:.2f}")

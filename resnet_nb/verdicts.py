@@ -18,6 +18,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import NamedTuple, Sequence
 
+from resnet_nb.models import model_label
+
 __all__ = [
     "SIGMA_PUB_PP", "ONE_SEED_MARGIN_PP", "ALPHA", "STATUSES", "UNITS", "PROVENANCES", "RULES",
     "Rule", "Progress", "Verdict", "compare", "compare_models", "not_assessable", "rule_table",
@@ -243,11 +245,6 @@ def compare(a_values: Sequence[float | None], b_values: Sequence[float | None], 
                    f"未能分辨（{pt}，{seeds_zh}）：{g_zh}", 4, p=p, **nums)
 
 
-def _label(model: str) -> str:
-    fam = "Plain" if model.startswith("plain") else "ResNet" if model.startswith("resnet") else model
-    return f"{fam}-{model[len(fam):]}" if fam != model else model
-
-
 def seed_values(model_summary: dict, metric: str) -> list[float | None]:
     """The per-seed values of ``metric`` of one model of summary.json (``per_seed``); a
     summary written before ``per_seed`` existed gives its mean, once per seed that has one."""
@@ -258,7 +255,7 @@ def seed_values(model_summary: dict, metric: str) -> list[float | None]:
 
 
 def compare_models(summary: dict, a: str, b: str, metric: str, *, higher_is_better: bool,
-                   unit: str | None = None, label=_label) -> Verdict:
+                   unit: str | None = None, label=model_label) -> Verdict:
     """:func:`compare` of models ``a`` and ``b`` (``plain56``, ``plain20``) of a summary.json
     record on ``metric`` (``best_test_acc``, ``last_test_acc``, ``final_train_loss``): data
     provenance, preset, epochs and the finished state all come from the summary."""
@@ -292,7 +289,7 @@ CLAIMS: dict[str, tuple[str, str, str, bool]] = {
 }
 
 
-def paper_claims(summary: dict, shallow: int, deep: int, label=_label) -> dict[str, Verdict]:
+def paper_claims(summary: dict, shallow: int, deep: int, label=model_label) -> dict[str, Verdict]:
     """Every comparison of :data:`CLAIMS` at depths ``shallow`` < ``deep`` on a summary.json
     record, each judged by the rule table (:func:`compare_models`)."""
     out = {}

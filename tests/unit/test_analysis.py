@@ -6,7 +6,8 @@ import pytest
 
 from resnet_nb import analysis
 from resnet_nb.config import make_config
-from resnet_nb.runs import atomic_write_json
+from resnet_nb.models import SEED_MODELS
+from resnet_nb.runs import atomic_write_json, lock_run_dir
 
 DATASET = {"root": "/x", "provenance": "synthetic", "canonical": False, "fingerprint": "f" * 64,
            "md5_mismatches": [], "n_train": 2000, "n_test": 500}
@@ -108,8 +109,9 @@ def test_mixed_inputs_are_refused(tmp_path):
 
 def test_run_without_epochs_is_reported_not_plotted(tmp_path):
     make_run(tmp_path, "r", "plain20")
-    make_run(tmp_path, "r", "plain56", accs=(), losses=(), status="running")
-    s = analysis.analyze(tmp_path, "r", tmp_path / "f")
+    started = make_run(tmp_path, "r", "plain56", accs=(), losses=(), status="running")
+    with lock_run_dir(started):  # its training process is alive
+        s = analysis.analyze(tmp_path, "r", tmp_path / "f")
     assert s["models"]["plain56"]["best_test_acc"] is None and s["models"]["plain56"]["status"] == "running"
     best, _ = analysis.results_tables(s)
     assert "| Plain-56 | n/a |" in best
@@ -118,7 +120,7 @@ def test_run_without_epochs_is_reported_not_plotted(tmp_path):
 def test_choose_run_id_prefers_a_complete_reproduction(tmp_path):
     import os
 
-    for m in analysis.SEED_MODELS:
+    for m in SEED_MODELS:
         make_run(tmp_path, "full", m)
     make_run(tmp_path, "single", "resnet20")   # newer, one model (a papermill run)
     make_run(tmp_path, "pair", "plain20")
@@ -131,7 +133,7 @@ def test_choose_run_id_prefers_a_complete_reproduction(tmp_path):
     assert analysis.load_runs(tmp_path, "")[0] == "full"
     # an unfinished model makes it incomplete: then the most models wins, newest first
     make_run(tmp_path, "full2", "plain20")
-    for m in analysis.SEED_MODELS[1:]:
+    for m in SEED_MODELS[1:]:
         make_run(tmp_path, "full2", m, status="interrupted" if m == "resnet56" else "finished")
     for cfg in (tmp_path / "full2").glob("*/config.json"):
         os.utime(cfg, (2000, 2000))

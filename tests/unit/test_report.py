@@ -16,7 +16,8 @@ import pytest
 from resnet_nb import report, verdicts
 from resnet_nb.analysis import summarize
 from resnet_nb.config import make_config
-from resnet_nb.runs import atomic_write_json, list_runs
+from resnet_nb.models import SEED_MODELS
+from resnet_nb.runs import atomic_write_json, list_runs, lock_run_dir
 
 PARAMS = {20: 269_722, 56: 853_018}
 FINGERPRINT = "ab" * 32
@@ -59,7 +60,7 @@ def write_run(root: Path, run_id: str, model: str, best: float, final_loss: floa
     return run_dir
 
 
-def write_summary(runs_root: Path, figures_root: Path, run_id: str, expected=report.EXPECTED_MODELS) -> dict:
+def write_summary(runs_root: Path, figures_root: Path, run_id: str, expected=SEED_MODELS) -> dict:
     summary = summarize(list_runs(runs_root, run_id), run_id, expected, figures={})
     (figures_root / run_id).mkdir(parents=True, exist_ok=True)
     atomic_write_json(figures_root / run_id / "summary.json", summary)
@@ -160,24 +161,45 @@ def test_a_run_in_progress_is_marked_with_its_last_epoch(tmp_path):
     for model in ("plain20", "plain56", "resnet20"):
         write_run(runs, "r1", model, 0.9, 0.05, epochs=10)
     write_run(runs, "r1", "resnet56", 0.8, 0.2, epochs=10, done=3)
-    write_summary(runs, figs, "r1")
-    facts = facts_of(runs, figs)
-    assert [r["label"] for r in facts["in_progress"]] == ["ResNet-56"]
-    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
-    assert "**Incomplete runs:** ResNet-56 (running, last finished epoch 3 of 10)" in en
-    assert "| running, epoch 3/10 |" in en
-    assert "**not assessable: ResNet-56 unfinished at epoch 3 of 10**" in en  # its verdicts wait
-    assert facts["verdict"]["overall"] == "incomplete" and facts["verdict"]["degradation"] == "within_noise"
-    assert "ResNet-56（运行中，已完成第 3/10 轮）" in zh
-    assert "still running at epoch 3 of 10" in en  # development log
+    with lock_run_dir(runs / "r1" / "resnet56"):  # its training process is alive
+        write_summary(runs, figs, "r1")
+        facts = facts_of(runs, figs)
+        assert [r["label"] for r in facts["in_progress"]] == ["ResNet-56"]
+        en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+        assert "**Incomplete runs:** ResNet-56 (running, last finished epoch 3 of 10)" in en
+        assert "| running, epoch 3/10 |" in en
+        assert "**not assessable: ResNet-56 unfinished at epoch 3 of 10**" in en  # its verdicts wait
+        assert facts["verdict"]["overall"] == "incomplete" and facts["verdict"]["degradation"] == "within_noise"
+        assert "ResNet-56（运行中，已完成第 3/10 轮）" in zh
+        assert "still running at epoch 3 of 10" in en  # development log
 
-    # the run goes on: the report re-runs the analysis instead of reporting a stale summary
-    metrics_path = runs / "r1" / "resnet56" / "metrics.json"
-    metrics = json.loads(metrics_path.read_text())
-    atomic_write_json(metrics_path, metrics + [{**metrics[-1], "epoch": 4, "test_acc": 0.85}])
-    inputs = report.load_inputs("r1", runs, figs)
-    assert inputs["refreshed"] == ["resnet56"] and inputs["summary"]["models"]["resnet56"]["last_epoch"] == 4
-    assert inputs["summary"]["missing"] == [] and (figs / "r1" / "resnet_train_loss.png").is_file()
+        # the run goes on: the report re-runs the analysis instead of reporting a stale summary
+        metrics_path = runs / "r1" / "resnet56" / "metrics.json"
+        metrics = json.loads(metrics_path.read_text())
+        atomic_write_json(metrics_path, metrics + [{**metrics[-1], "epoch": 4, "test_acc": 0.85}])
+        inputs = report.load_inputs("r1", runs, figs)
+        assert inputs["refreshed"] == ["resnet56"] and inputs["summary"]["models"]["resnet56"]["last_epoch"] == 4
+        assert inputs["summary"]["missing"] == [] and (figs / "r1" / "resnet_train_loss.png").is_file()
+
+
+def test_a_killed_run_is_interrupted_not_running(tmp_path):
+    """config.json still says running, but no process holds the run dir's lock: the run was
+    killed. The summary and the report say interrupted, and the development log does not
+    call it still running; a summary exported while it ran is refreshed."""
+    runs, figs = tmp_path / "exp", tmp_path / "fig"
+    for model in ("plain20", "plain56", "resnet20"):
+        write_run(runs, "r1", model, 0.9, 0.05, epochs=10)
+    killed = write_run(runs, "r1", "resnet56", 0.8, 0.2, epochs=10, done=3)
+    assert json.loads((killed / "config.json").read_text())["status"] == "running"
+    with lock_run_dir(killed):  # exported while it trained
+        assert write_summary(runs, figs, "r1")["models"]["resnet56"]["status"] == "running"
+    facts = facts_of(runs, figs)  # its process is gone now
+    row = facts["by_key"]["resnet56"]
+    assert row["status"] == "interrupted" and not row["in_progress"] and row["incomplete"]
+    saved = json.loads((figs / "r1" / "summary.json").read_text())["models"]["resnet56"]
+    assert saved["status"] == "interrupted" and saved["per_seed"][0]["status"] == "interrupted"
+    en = report.render_markdown(facts, "en")
+    assert "still running" not in en and "ResNet-56 (interrupted, last finished epoch 3 of 10)" in en
 
 
 @pytest.mark.parametrize("provenance, en_text, zh_text", [
@@ -373,7 +395,7 @@ def test_make_commands_are_code_blocks_not_inline_code(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     runs, figs = Path("experiments"), Path("report/figures")
-    for model in report.EXPECTED_MODELS:  # the seed preset as it is: make reproduce repeats it
+    for model in SEED_MODELS:  # the seed preset as it is: make reproduce repeats it
         cfg = write_run(runs, "a-rather-long-run-id-20261128-183200", model, 0.9, 0.05, epochs=200) / "config.json"
         meta = json.loads(cfg.read_text())
         atomic_write_json(cfg, {**meta, "config": {**meta["config"], "milestones": [100, 150]}})
