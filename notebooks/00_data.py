@@ -28,7 +28,7 @@
 import torch
 
 from resnet_nb import analysis, data, plots
-from resnet_nb.reproduce import notebook_setup
+from resnet_nb.notebook import notebook_setup
 
 notebook_setup(globals())  # relative paths below are relative to the project root
 

@@ -44,8 +44,8 @@ from IPython.display import Markdown, display
 
 from resnet_nb import data, plots, probes
 from resnet_nb.analysis import figures_dir_of
+from resnet_nb.notebook import notebook_setup
 from resnet_nb.prepare import resolve_device
-from resnet_nb.reproduce import notebook_setup
 
 notebook_setup(globals())  # relative paths below are relative to the project root
 

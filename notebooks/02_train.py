@@ -37,7 +37,7 @@
 
 # %%
 from resnet_nb import analysis, plots
-from resnet_nb.reproduce import check_run_dirs, configs_from_parameters, notebook_setup
+from resnet_nb.notebook import check_run_dirs, configs_from_parameters, notebook_setup
 from resnet_nb.runs import effective_status, load_run
 from resnet_nb.train import train, train_many
 

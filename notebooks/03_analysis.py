@@ -34,7 +34,7 @@ from IPython.display import Image, Markdown, display
 
 from resnet_nb import analysis, verdicts
 from resnet_nb.models import SEED_MODELS
-from resnet_nb.reproduce import notebook_setup
+from resnet_nb.notebook import notebook_setup
 from resnet_nb.runs import effective_status
 
 notebook_setup(globals())  # relative paths below are relative to the project root

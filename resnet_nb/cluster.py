@@ -16,10 +16,10 @@ exactly as with ``--executor local``.
    task (one line per epoch) is shown as it arrives in the task's log. Run again with the
    same ``--run-id``, it attaches to the recorded jobs that are still queued or running and
    submits only the failed and unfinished units.
-3. ``UnitTask``, the callable each array task runs, executes the unit through reproduce's
-   own runner (the same worker process, notebook outputs, run dirs and failure record as the
-   local executor). A code failure is returned, not raised: submitit does not retry it and
-   it is reported with its notebook and cell.
+3. ``UnitTask``, the callable each array task runs, executes the unit through the local
+   executor's runner (``resnet_nb.executor``: the same worker process, notebook outputs,
+   run dirs and failure record as a local run). A code failure is returned, not raised:
+   submitit does not retry it and it is reported with its notebook and cell.
 4. Preemption and time limits: SLURM sends ``USR2`` (submitit asks for ``--signal=USR2@90``:
    90 s before the time limit; an admin's or a test's ``scancel --signal=USR2``). submitit
    calls ``UnitTask.checkpoint``: it interrupts the notebook's kernel as Ctrl-C does locally
@@ -52,7 +52,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
-from resnet_nb.reproduce import _describe, _Runner  # the local executor's runner and wording
+from resnet_nb.executor import Runner, describe  # the local executor's runner and wording
 
 __all__ = ["ASSUMPTION", "SLURM_DIR", "JOBS_FILE", "add_arguments", "check_slurm", "slurm_parameters",
            "parse_time_minutes", "uses_cuda", "UnitTask", "run_units", "squeue_states"]
@@ -214,7 +214,7 @@ def _preempt_signal() -> signal.Signals:
     return getattr(signal, f"SIG{JobEnvironment.USR_SIG}")
 
 
-class _TaskRunner(_Runner):
+class _TaskRunner(Runner):
     """reproduce's runner, whose children start with submitit's preemption signal blocked.
 
     SLURM delivers ``scancel --signal``/``--signal=USR2@90`` to every process of the task
@@ -462,7 +462,7 @@ def _wait(watches: list[_Watch], folder: Path, say) -> None:
             if outcome is not None:
                 w.tail()
                 _finish(w, outcome)
-                say(w, _describe(w.unit))
+                say(w, describe(w.unit))
                 active.remove(w)
                 changed = True
                 continue
@@ -484,7 +484,7 @@ def _wait(watches: list[_Watch], folder: Path, say) -> None:
                 w.unit.failure = _failure(w.notebook_out, "SlurmJobError",
                                           f"SLURM will not start job {w.job_id} as requested (pending, reason "
                                           f"{reason}); it was cancelled: change the --slurm-* options")
-                say(w, _describe(w.unit))
+                say(w, describe(w.unit))
                 active.remove(w)
                 changed = True
                 continue
@@ -503,7 +503,7 @@ def _wait(watches: list[_Watch], folder: Path, say) -> None:
                 w.unit.status = "failed"
                 w.unit.failure = _failure(w.notebook_out, "SlurmJobError",
                                           f"job {w.job_id} {ended} without a result; see {w.paths.stderr}")
-                say(w, _describe(w.unit))
+                say(w, describe(w.unit))
                 active.remove(w)
                 changed = True
         states = None if changed else states   # a state changed: ask squeue again now

@@ -20,19 +20,20 @@ Every value is checked when the config is built; errors are one line that says w
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import math
 import re
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Sequence
 
 from resnet_nb.models import SHORTCUTS, parse_model_name
 
 __all__ = [
     "TrainConfig", "PRESETS", "make_config", "config_from_dict", "config_diff",
     "NON_MATH_FIELDS", "SCHEDULES", "NORMALIZATIONS", "DATASETS", "PRECISIONS",
-    "field_help", "coerce_field", "check_run_id", "SEED_LIMIT",
+    "field_help", "coerce_field", "check_run_id", "SEED_LIMIT", "add_field_arguments", "cli_value",
 ]
 
 SCHEDULES = ("epochs", "iterations")
@@ -307,3 +308,51 @@ def config_diff(stored: dict | TrainConfig, new: dict | TrainConfig,
 def field_help(name: str) -> str:
     """The help text (with unit) of a field."""
     return _FIELDS[name].metadata.get("help", "") if name in _FIELDS else ""
+
+
+# --------------------------------------------------------------------------- CLI flags
+
+def cli_value(v: Any) -> str:
+    """A field value as a flag takes it: ``(100, 150)`` -> ``100,150``, None -> ``none``."""
+    if isinstance(v, tuple):
+        return ",".join(map(str, v))
+    return "none" if v is None else str(v)
+
+
+def _cli_type(name: str):
+    def parse(text: str):
+        try:
+            return coerce_field(name, text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = name
+    return parse
+
+
+def _choices(values) -> str:
+    return "{" + ",".join(values) + "}"
+
+
+_METAVARS = {"shortcut": _choices(SHORTCUTS), "schedule": _choices(SCHEDULES),
+             "normalization": _choices(NORMALIZATIONS), "dataset": _choices(DATASETS),
+             "device": "DEVICE", "out_dir": "PATH", "precision": _choices(PRECISIONS)}
+
+
+def add_field_arguments(p: argparse.ArgumentParser, names: Sequence[str], *, defaults: bool = False) -> None:
+    """One flag per TrainConfig field of ``names`` (``data_root`` -> ``--data-root``; a bool
+    field also gets ``--no-<name>``), parsed by :func:`coerce_field`, its help the field's.
+    A flag not given is absent from the namespace (the preset's value applies: ``train``),
+    or with ``defaults`` holds the field's default (``reproduce``)."""
+    default_of = asdict(TrainConfig())
+    for name in names:
+        flag = "--" + name.replace("_", "-")
+        default = default_of[name]
+        text = f"{field_help(name)} (default: {cli_value(default) if default != '' else 'empty'})"
+        given = default if defaults else argparse.SUPPRESS
+        kind = _kind(name)
+        if kind == "bool":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=given, help=text)
+        else:
+            metavar = _METAVARS.get(name) or {"int": "N", "float": "X", "tuple[int, ...]": "N,N,..",
+                                              "str | None": "PATH"}.get(kind, "NAME")
+            p.add_argument(flag, type=_cli_type(name), default=given, metavar=metavar, help=text)

@@ -38,15 +38,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict, fields, replace
+from dataclasses import fields, replace
 from datetime import datetime
 from pathlib import Path
 
 from resnet_nb import runs
-from resnet_nb.config import (DATASETS, NON_MATH_FIELDS, NORMALIZATIONS, PRECISIONS, PRESETS,
-                              SCHEDULES, TrainConfig, coerce_field, config_diff, field_help,
-                              make_config)
-from resnet_nb.models import SHORTCUTS
+from resnet_nb.config import (NON_MATH_FIELDS, PRESETS, TrainConfig, add_field_arguments, cli_value,
+                              config_diff, make_config)
 from resnet_nb.packing import plan_packs, train_pack
 from resnet_nb.prepare import resolve_device  # noqa: F401 - the notebooks' device choice
 from resnet_nb.runs import CONFIG_FILE, read_json
@@ -159,26 +157,10 @@ def resolve_run_ids(cfgs: list[TrainConfig], restart: bool = False) -> list[Trai
 
 # --------------------------------------------------------------------------- CLI
 
-def _cli_type(name: str):
-    def parse(text: str):
-        try:
-            return coerce_field(name, text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-    parse.__name__ = name
-    return parse
-
-
-def _show(v) -> str:
-    if isinstance(v, tuple):
-        return ",".join(map(str, v))
-    return "none" if v is None else str(v)
-
-
 def _presets_epilog() -> str:
     lines = ["presets (values that differ from the defaults above = seed):"]
     for name, values in PRESETS.items():
-        items = [f"{k.replace('_', '-')}={_show(v)}" for k, v in values.items()] or ["(the defaults)"]
+        items = [f"{k.replace('_', '-')}={cli_value(v)}" for k, v in values.items()] or ["(the defaults)"]
         for i in range(0, len(items), 4):
             lines.append(f"  {name if i == 0 else '':6s} {' '.join(items[i:i + 4])}")
     lines += [
@@ -196,15 +178,6 @@ def _presets_epilog() -> str:
     return "\n".join(lines)
 
 
-def _choices(values) -> str:
-    return "{" + ",".join(values) + "}"
-
-
-_METAVARS = {"shortcut": _choices(SHORTCUTS), "schedule": _choices(SCHEDULES),
-             "normalization": _choices(NORMALIZATIONS), "dataset": _choices(DATASETS),
-             "device": "DEVICE", "out_dir": "PATH", "precision": _choices(PRECISIONS)}
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """``resnet-nb train``: one flag per TrainConfig field, plus --preset and --restart."""
     p.formatter_class = argparse.RawDescriptionHelpFormatter  # the epilog keeps its layout
@@ -217,22 +190,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="starting values (default: seed); every flag below overrides them")
     p.add_argument("--restart", action="store_true",
                    help="discard the run dir's checkpoints and metrics and start over")
-    defaults = asdict(TrainConfig())
-    for f in fields(TrainConfig):
-        if f.name == "preset":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = defaults[f.name]
-        text = f"{field_help(f.name)} (default: {_show(default) if default != '' else 'empty'})"
-        kind = str(f.type)
-        if kind == "bool":
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                           help=text)
-        else:
-            metavar = _METAVARS.get(f.name) or {"int": "N", "float": "X", "tuple[int, ...]": "N,N,..",
-                                               "str | None": "PATH"}.get(kind, "NAME")
-            p.add_argument(flag, type=_cli_type(f.name), default=argparse.SUPPRESS,
-                           metavar=metavar, help=text)
+    add_field_arguments(p, [f.name for f in fields(TrainConfig) if f.name != "preset"])
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -8,7 +8,8 @@ import jupytext
 import nbformat
 import pytest
 
-from resnet_nb.reproduce import check_kernel, train_parameter_names
+from resnet_nb.executor import check_kernel
+from resnet_nb.notebook import train_parameter_names
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"

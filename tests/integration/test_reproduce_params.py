@@ -1,4 +1,4 @@
-"""02_train's parameters -> configs (resnet_nb.reproduce helpers), and bad input through papermill."""
+"""02_train's parameters -> configs (resnet_nb.notebook), and bad input through papermill."""
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from resnet_nb.config import make_config
-from resnet_nb.reproduce import (_SNAPSHOT, Unit, check_run_dirs, configs_from_parameters,
-                                 plan_units, train_parameter_names)
+from resnet_nb.notebook import _SNAPSHOT, check_run_dirs, configs_from_parameters, train_parameter_names
+from resnet_nb.reproduce import Unit, plan_units
 from resnet_nb.runs import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[2]
