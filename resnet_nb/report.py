@@ -522,36 +522,32 @@ def _commands(run_id: str, preset: str, runs: list[dict], runs_dir: str, figures
     }
 
 
-def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str = "report/figures",
-                  out_dir: str = "report/build", now: dt.datetime | None = None) -> dict:
-    """Everything the templates say, computed from the run files (no prose here but the
-    verdicts' wording, which comes from the rule table of ``resnet_nb.verdicts``)."""
-    from resnet_nb.verdicts import CLAIMS, paper_claims, rule_table
-
-    summary, runs = inputs["summary"], inputs["runs"]
-    run_id = summary.get("run_id") or Path(inputs["run_dir"]).name
-    preset = _check_presets(runs, summary, run_id)
-    dataset = {**_check_datasets(runs, run_id), **(summary.get("dataset") or {})}
-    dataset["fingerprint_short"] = str(dataset.get("fingerprint") or "")[:16]
-    dataset.setdefault("provenance", "unknown")
-    rows = _model_rows(summary, runs)
-    by_key = {r["key"]: r for r in rows}
+def _design(summary: dict, by_key: dict[str, dict]) -> tuple[int, int, list[str]]:
+    """``(shallow, deep, missing)``: the depths the comparisons use (the shallowest and the
+    deepest of the design; 20 and 56, the seed's, with fewer than two) and the models of the
+    2x2 at those depths that have no result."""
     missing = sort_models(set(summary.get("missing") or []) - set(by_key))
     depths = sorted({parse_model_name(k)[1] for k in {*by_key, *missing}})
     shallow, deep = (depths[0], depths[-1]) if depths else (20, 56)
     if len(depths) < 2:
         shallow, deep = 20, 56  # the seed design; comparisons then report the missing models
-    p_s, p_d, r_s, r_d = f"plain{shallow}", f"plain{deep}", f"resnet{shallow}", f"resnet{deep}"
-    for k in (p_s, p_d, r_s, r_d):
+    for k in (f"plain{shallow}", f"plain{deep}", f"resnet{shallow}", f"resnet{deep}"):
         if k not in by_key and k not in missing:
             missing.append(k)
-    missing = sort_models(missing)
+    return shallow, deep, sort_models(missing)
+
+
+def _judge(summary: dict, by_key: dict[str, dict], shallow: int, deep: int) -> tuple[dict, dict, dict]:
+    """``(cmp, curves, verdict)``: every claim of ``verdicts.CLAIMS`` at these depths judged by
+    the one rule table, the epochs where one curve lies above another, and the overall verdict."""
+    from resnet_nb.verdicts import CLAIMS, paper_claims
+
     judged = paper_claims(summary, shallow, deep)  # the one rule table
     cmp = {name: _compare(by_key, judged[name], CLAIMS[name][0].format(s=shallow, d=deep),
                           CLAIMS[name][1].format(s=shallow, d=deep), CLAIMS[name][2]) for name in CLAIMS}
+    p_s, p_d, r_d = f"plain{shallow}", f"plain{deep}", f"resnet{deep}"
     curves = {"plain_deep_vs_shallow": _epochs_higher(by_key, p_d, p_s),
               "plain_deep_vs_resnet_deep": _epochs_higher(by_key, p_d, r_d)}
-
     main = [cmp["degradation_acc"], cmp["residual_fix_acc"], cmp["depth_gain_acc"]]  # the paper's claims
     statuses = [x["status"] for x in main]
     verdict = {
@@ -566,27 +562,55 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
                     "partial" if "shown" in statuses else "not_reproduced"),
         "first_not_assessable": next((x for x in main if x["status"] == "not_assessable"), None),
     }
+    return cmp, curves, verdict
 
-    fig_dir = Path(inputs["figures_dir"])
+
+def _figures(summary: dict, fig_dir: Path) -> dict[str, bool]:
+    """Figure file -> whether it exists: those summary.json lists (else every PNG of
+    ``fig_dir``), and the result and theory figures the report places."""
     listed = list((summary.get("figures") or {}).values())
     if not listed:
         listed = sorted(p.name for p in fig_dir.glob("*.png")) if fig_dir.is_dir() else []
-    figs = {name: (fig_dir / name).is_file() for name in dict.fromkeys([*listed, *RESULT_FIGURES, *THEORY_FIGURES])}
-    extra_figs = [n for n, ok in figs.items() if ok and n not in RESULT_FIGURES + THEORY_FIGURES]
+    return {name: (fig_dir / name).is_file() for name in dict.fromkeys([*listed, *RESULT_FIGURES, *THEORY_FIGURES])}
 
+
+def _anchors(rows: list[dict]) -> list[dict]:
+    """Each model against the published numbers: the paper's test error and parameters
+    (Table 6) and the seed report's best test accuracy."""
+    anchors = []
+    for r in rows:
+        paper_params = PAPER_PARAMS_M.get(r["depth"]) if r["family"] == "resnet" else None
+        anchors.append({"label": r["label"], "err": r["best_test_err_pct"],
+                        "paper_err": PAPER_TEST_ERROR.get(r["key"]), "seed_best": SEED_REPORT_BEST.get(r["key"]), "best": r["best_test_acc"],
+                        "params_m": r["params_m"], "paper_params_m": paper_params,
+                        "params_match": (None if paper_params is None or r["params_m"] is None
+                                         else round(r["params_m"], 2) == round(paper_params, 2))})
+    return anchors
+
+
+def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str = "report/figures",
+                  out_dir: str = "report/build", now: dt.datetime | None = None) -> dict:
+    """Everything the templates say, computed from the run files (no prose here but the
+    verdicts' wording, which comes from the rule table of ``resnet_nb.verdicts``)."""
+    from resnet_nb.verdicts import rule_table
+
+    summary, runs = inputs["summary"], inputs["runs"]
+    run_id = summary.get("run_id") or Path(inputs["run_dir"]).name
+    preset = _check_presets(runs, summary, run_id)
+    dataset = {**_check_datasets(runs, run_id), **(summary.get("dataset") or {})}
+    dataset["fingerprint_short"] = str(dataset.get("fingerprint") or "")[:16]
+    dataset.setdefault("provenance", "unknown")
+    rows = _model_rows(summary, runs)
+    by_key = {r["key"]: r for r in rows}
+    shallow, deep, missing = _design(summary, by_key)
+    cmp, curves, verdict = _judge(summary, by_key, shallow, deep)
+    fig_dir = Path(inputs["figures_dir"])
+    figs = _figures(summary, fig_dir)
+    extra_figs = [n for n, ok in figs.items() if ok and n not in RESULT_FIGURES + THEORY_FIGURES]
     hparams, varied = _hyperparameters(runs)
     expected_varied = {"seed"} if any(r["n_seeds"] > 1 for r in rows) else set()
     now = now or dt.datetime.now(dt.timezone.utc)
     git = _git_log()
-    anchors = []
-    for r in rows:
-        paper_err = PAPER_TEST_ERROR.get(r["key"])
-        paper_params = PAPER_PARAMS_M.get(r["depth"]) if r["family"] == "resnet" else None
-        anchors.append({"label": r["label"], "err": r["best_test_err_pct"], "paper_err": paper_err,
-                        "seed_best": SEED_REPORT_BEST.get(r["key"]), "best": r["best_test_acc"],
-                        "params_m": r["params_m"], "paper_params_m": paper_params,
-                        "params_match": (None if paper_params is None or r["params_m"] is None
-                                         else round(r["params_m"], 2) == round(paper_params, 2))})
     epochs_planned = sorted({r["epochs_planned"] for r in rows if r["epochs_planned"]})
     return {
         "run_id": run_id, "preset": preset, "is_smoke": preset == "smoke",
@@ -595,15 +619,16 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
         "dataset": dataset, "models": rows, "by_key": by_key,
         "missing": [model_label(k) for k in missing], "missing_keys": missing,
         "in_progress": [r for r in rows if r["incomplete"]],
-        "design": {"shallow": shallow, "deep": deep, "plain_shallow": model_label(p_s), "plain_deep": model_label(p_d),
-                   "resnet_shallow": model_label(r_s), "resnet_deep": model_label(r_d)},
+        "design": {"shallow": shallow, "deep": deep,
+                   "plain_shallow": model_label(f"plain{shallow}"), "plain_deep": model_label(f"plain{deep}"),
+                   "resnet_shallow": model_label(f"resnet{shallow}"), "resnet_deep": model_label(f"resnet{deep}")},
         "cmp": cmp, "curves": curves, "verdict": verdict,
         "rules": {"en": rule_table("en", math=True), "zh": rule_table("zh", math=True)},
         "environment": _environment(runs), "hparams": hparams,
         "varied": [v for v in varied if v not in expected_varied], "n_runs": len(runs),
         "epochs_planned": epochs_planned,
         "total_wall_time": _fmt_duration(sum(r["wall_time_s"] or 0 for r in rows)),
-        "anchors": anchors,
+        "anchors": _anchors(rows),
         "figures": figs, "result_figures": [n for n in RESULT_FIGURES if figs.get(n)],
         "theory_figures": [n for n in THEORY_FIGURES if figs.get(n)], "extra_figures": extra_figs,
         "theory": _theory(fig_dir),

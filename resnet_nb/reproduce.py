@@ -203,13 +203,16 @@ def _execute_units(args: argparse.Namespace, runner: Runner, jobs: list, base: P
         runner.run(jobs)
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    root = project_root()
-    nb_dir = root / "notebooks"
+def _check_notebooks(nb_dir: Path) -> None:
     for nb in ("01_theory", "02_train", "03_analysis"):
         if not (nb_dir / f"{nb}.ipynb").is_file():
             raise FileNotFoundError(f"{nb_dir / nb}.ipynb is missing; run reproduce from a checkout "
                                     f"of resnet-nb (jupytext --sync notebooks/*.py recreates it)")
+
+
+def _configs(args: argparse.Namespace) -> tuple[list, list[str], bool]:
+    """``(cfgs, models, several seeds)``: one config per model and seed of the flags, under
+    one run id."""
     if args.parallel < 1:
         raise ValueError(f"--parallel must be >= 1; got {args.parallel}")
     models = split_list(args.models)
@@ -236,14 +239,56 @@ def run_cli(args: argparse.Namespace) -> int:
     cfgs = [make_config(args.preset, **{**common, "model": m, "seed": s,
                                         "run_name": run_name or (f"{m}-seed{s}" if several else m)})
             for m in models for s in seed_list]
-    cfgs = resolve_run_ids(cfgs)
+    return resolve_run_ids(cfgs), models, several
+
+
+def _final_jobs(args: argparse.Namespace, cfgs: list, units: list[Unit], models: list[str], fingerprint: str,
+                nb_dir: Path, figures_root: Path) -> list:
+    """The executions after training: 01_theory (unless skipped or already done for these
+    settings) and 03_analysis (once any run has epochs)."""
+    run_id, out_dir = cfgs[0].run_id, Path(cfgs[0].out_dir)
+    base = out_dir / run_id
+    finals = []
+    theory = theory_parameters(args.preset, cfgs[0], run_id, figures_root, args.theory_depths,
+                               args.theory_seeds, args.theory_batch)
+    if args.skip_theory:
+        pass
+    elif _theory_done(theory, fingerprint):
+        print("[01_theory] skipped (its figures for these settings exist)", flush=True)
+    else:
+        finals.append((Unit("01_theory", []), nb_dir / "01_theory.ipynb", [base / "01_theory.ipynb"], theory))
+    if any((d / "metrics.json").is_file() for u in units for d in u.run_dirs):
+        finals.append((Unit("03_analysis", []), nb_dir / "03_analysis.ipynb", [base / "03_analysis.ipynb"],
+                       {"run_id": run_id, "runs_dir": str(out_dir), "figures_root": str(figures_root),
+                        "expected_models": ",".join(models)}))
+    return finals
+
+
+def _interrupt(runner: Runner, run_id: str) -> int:
+    """Ctrl-C: stop the executions cleanly (a second Ctrl-C kills them); exit code 130."""
+    print("reproduce: interrupting the running executions (the runs keep a resumable "
+          "last.pth) ...", file=sys.stderr, flush=True)
+    try:
+        runner.stop()
+    except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+        for p in runner.procs:
+            p.kill()
+    print(f"reproduce: interrupted; rerun with --run-id {run_id} (same options) to resume", file=sys.stderr)
+    return 130
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    root = project_root()
+    nb_dir = root / "notebooks"
+    _check_notebooks(nb_dir)
+    cfgs, models, several = _configs(args)
     run_id = cfgs[0].run_id
 
     # ---- everything that can fail, before any run
     check_kernel(args.kernel)
     if args.executor == "slurm":  # options, client commands, controller: before anything is submitted
         cluster.check_slurm(args)
-    ds = load_dataset(args.dataset, data_root, args.allow_noncanonical)   # DataError: shown once
+    ds = load_dataset(args.dataset, cfgs[0].data_root, args.allow_noncanonical)   # DataError: shown once
     check_run_dirs(cfgs)
     pack = _uses_cuda(cfgs[0]) if args.executor == "local" else cluster.uses_cuda(args, cfgs[0])
     gpus = _visible_gpus() if pack else []
@@ -263,40 +308,18 @@ def run_cli(args: argparse.Namespace) -> int:
         if u.status == "skipped":
             print(f"[{u.name}] {describe(u)}", flush=True)
     figures_root = Path(args.figures_root).expanduser().resolve()
-    base = out_dir / run_id
+    base = Path(cfgs[0].out_dir) / run_id
 
     with tempfile.TemporaryDirectory(prefix="resnet-nb-reproduce-") as tmp:
         runner = Runner(args.parallel, gpus, args.kernel, root, Path(tmp))
         try:
             _execute_units(args, runner, [(u, nb_dir / "02_train.ipynb", [d / "02_train.ipynb" for d in u.run_dirs],
                                            u.parameters(several)) for u in todo], base)
-            finals = []
-            theory = theory_parameters(args.preset, cfgs[0], run_id, figures_root, args.theory_depths,
-                                       args.theory_seeds, args.theory_batch)
-            if args.skip_theory:
-                pass
-            elif _theory_done(theory, ds.fingerprint):
-                print("[01_theory] skipped (its figures for these settings exist)", flush=True)
-            else:
-                finals.append((Unit("01_theory", []), nb_dir / "01_theory.ipynb", [base / "01_theory.ipynb"],
-                               theory))
-            if any((d / "metrics.json").is_file() for u in units for d in u.run_dirs):
-                finals.append((Unit("03_analysis", []), nb_dir / "03_analysis.ipynb", [base / "03_analysis.ipynb"],
-                               {"run_id": run_id, "runs_dir": str(out_dir), "figures_root": str(figures_root),
-                                "expected_models": ",".join(models)}))
+            finals = _final_jobs(args, cfgs, units, models, ds.fingerprint, nb_dir, figures_root)
             runner.parallel = 1
             runner.run(finals)
         except KeyboardInterrupt:
-            print("reproduce: interrupting the running executions (the runs keep a resumable "
-                  "last.pth) ...", file=sys.stderr, flush=True)
-            try:
-                runner.stop()
-            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
-                for p in runner.procs:
-                    p.kill()
-            print(f"reproduce: interrupted; rerun with --run-id {run_id} (same options) to resume",
-                  file=sys.stderr)
-            return 130
+            return _interrupt(runner, run_id)
     failed = [u for u in units + [j[0] for j in finals] if u.status == "failed"]
     print(f"reproduce: {sum(u.status == 'ok' for u in units)} executed, "
           f"{sum(u.status == 'skipped' for u in units)} skipped, {len(failed)} failed; "
