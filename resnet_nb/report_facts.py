@@ -1,0 +1,620 @@
+"""What the reproduction report says: run files -> facts (plain data).
+
+Reads only files (DESIGN.md, one-directional flow): the run directories
+``<runs_dir>/<run_id>/<run_name>/{config.json,metrics.json}`` and the analysis outputs
+``<figures_dir>/<run_id>/{summary.json,*.png}``. :func:`collect_facts` turns them into
+plain data: every number, every comparison and every provenance flag. The comparisons are
+the claims of He et al. 2016 tested on this run:
+
+* degradation (sec. 4.2, Fig. 6 left): the deeper *plain* net has the higher training loss
+  and the lower test accuracy;
+* residual learning fixes it (sec. 3.1, Fig. 6 right): the deeper *ResNet* beats the deeper
+  plain net and gains from its depth.
+
+Each is judged by the one rule table of ``resnet_nb.verdicts`` (synthetic data, a smoke
+run or an unfinished run: not assessable; one seed: against the published seed noise;
+several seeds: Welch's t-test), which the report prints in its method section.
+``resnet_nb.report`` phrases these facts in markdown and builds the documents with pandoc.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from resnet_nb.models import SEED_MODELS, model_label, parse_model_name, sort_models
+from resnet_nb.runs import effective_status
+
+__all__ = ["load_inputs", "collect_facts", "DECIMALS", "RESULT_FIGURES", "THEORY_FIGURES"]
+
+REPO = Path(__file__).resolve().parent.parent
+DECIMALS = 4  # accuracies and losses are reported (and compared) at 4 decimals, as the seed report
+
+# Published anchors (DESIGN.md): He et al. 2016, Table 6, CIFAR-10 test error in % and
+# parameters in millions; the seed report's best test accuracies (200 epochs, one seed).
+PAPER_TEST_ERROR = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97,
+                    "resnet110": 6.43, "resnet1202": 7.93}
+PAPER_PARAMS_M = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}
+SEED_REPORT_BEST = {"plain20": 0.9127, "plain56": 0.8769, "resnet20": 0.9144, "resnet56": 0.9358}
+
+# summary.json figure file -> the section that shows it (others go to "further figures")
+RESULT_FIGURES = ("resnet_train_loss.png", "resnet_test_accuracy.png", "resnet_error_fig6.png")
+THEORY_FIGURES = ("theory_grad_norm.png", "theory_activation_std.png", "theory_input_grad.png")
+
+
+# --------------------------------------------------------------------------- inputs
+
+def load_inputs(run_id: str, runs_dir: str | os.PathLike = "experiments",
+                figures_dir: str | os.PathLike = "report/figures") -> dict:
+    """``{"summary", "runs", "figures_dir", "run_dir", "exported"}``: summary.json of the
+    analysis and every run dir of ``run_id`` (``resnet_nb.runs.list_runs``). Without a
+    summary.json the analysis is run first (``resnet_nb.analysis.analyze``; ``exported``)."""
+    from resnet_nb.config import check_run_id
+    from resnet_nb.runs import list_runs, read_json
+
+    check_run_id(run_id)  # "../x" or an absolute path would read and write outside the roots
+    runs = list_runs(runs_dir, run_id)  # FileNotFoundError naming the known run ids
+    if not runs:
+        raise FileNotFoundError(f"{Path(runs_dir) / run_id} holds no run directory yet; "
+                                f"train into it first (resnet-nb reproduce --run-id {run_id})")
+    fig_dir = Path(figures_dir) / run_id
+    summary_path = fig_dir / "summary.json"
+    exported = False
+    if not summary_path.is_file():  # the analysis has not run yet: run it (files in, files out)
+        from resnet_nb.analysis import analyze
+
+        analyze(runs_dir, run_id, figures_dir)
+        exported = True
+    summary = read_json(summary_path)
+    if summary.get("run_id") not in (None, run_id):
+        raise ValueError(f"{summary_path} belongs to run id {summary.get('run_id')!r}, not {run_id!r}; "
+                         f"re-export the analysis of {run_id}")
+    stale = _stale(summary, runs)
+    if stale and not exported:  # runs went on (or were added) after the export: refresh it
+        from resnet_nb.analysis import analyze
+
+        expected = [*summary.get("models", {}), *summary.get("missing", [])]
+        _check_presets(runs, {}, run_id)  # refuse a mix before the analysis does, in our words
+        analyze(runs_dir, run_id, figures_dir, expected=expected)
+        summary = read_json(summary_path)
+    return {"summary": summary, "runs": runs, "figures_dir": fig_dir,
+            "run_dir": Path(runs_dir) / run_id, "exported": exported, "refreshed": stale if not exported else []}
+
+
+def _stale(summary: dict, runs: list[dict]) -> list[str]:
+    """Models whose run files are newer than summary.json: more finished epochs, a status
+    that changed (a run killed since: ``runs.effective_status``), or no entry (or an entry
+    written before summaries kept every seed's numbers, ``per_seed``)."""
+    epochs: dict[str, int] = {}
+    moved: set[str] = set()  # models with a run whose status is not the one summary.json holds
+    models = summary.get("models", {})
+    for run in runs:
+        key = _model_key(run)
+        n = len(run.get("metrics", []))
+        epochs[key] = min(epochs.get(key, n), n)  # the summary counts epochs all seeds finished
+        held = {p.get("run_dir"): p.get("status") for p in models.get(key, {}).get("per_seed", [])}
+        if held.get(Path(run["path"]).name, "") != effective_status(run):
+            moved.add(key)
+    return sorted(k for k, n in epochs.items()
+                  if k not in models or "per_seed" not in models[k] or k in moved
+                  or (n and (models[k].get("last_epoch") or 0) < n))
+
+
+# --------------------------------------------------------------------------- facts
+
+def _model_key(run: dict) -> str:
+    return str(run.get("config", {}).get("model", Path(run["path"]).name))
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), DECIMALS)
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    seconds = float(seconds)
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def _check_presets(runs: list[dict], summary: dict, run_id: str) -> str:
+    presets = {}
+    for run in runs:
+        presets[Path(run["path"]).name] = run.get("preset") or run.get("config", {}).get("preset")
+    distinct = sorted({p for p in presets.values() if p})
+    if len(distinct) > 1:
+        listing = ", ".join(f"{name}: {p}" for name, p in sorted(presets.items()))
+        raise ValueError(f"run id {run_id} mixes presets ({listing}); a report compares runs of one "
+                         f"recipe: move the odd runs to their own run id and report each separately")
+    preset = distinct[0] if distinct else (summary.get("preset") or "?")
+    if summary.get("preset") and summary["preset"] != preset:
+        raise ValueError(f"summary.json of {run_id} says preset {summary['preset']!r} but the runs "
+                         f"are {preset!r}; re-export the analysis of {run_id}")
+    return preset
+
+
+def _check_datasets(runs: list[dict], run_id: str) -> dict:
+    prints = {}
+    for run in runs:
+        ds = run.get("dataset") or {}
+        prints[Path(run["path"]).name] = (ds.get("provenance"), ds.get("fingerprint"))
+    if len(set(prints.values())) > 1:
+        listing = ", ".join(f"{n}: {p} {str(f)[:12]}" for n, (p, f) in sorted(prints.items()))
+        raise ValueError(f"run id {run_id} mixes datasets ({listing}); train every model of one "
+                         f"report on the same data")
+    return dict(runs[0].get("dataset") or {})
+
+
+def _mean_curve(runs: list[dict], key: str) -> dict[int, float]:
+    """epoch -> mean of ``key`` over the runs (seeds) that reached that epoch."""
+    acc: dict[int, list[float]] = {}
+    for run in runs:
+        for rec in run.get("metrics", []):
+            v = rec.get(key)
+            if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                acc.setdefault(int(rec["epoch"]), []).append(float(v))
+    return {e: sum(v) / len(v) for e, v in sorted(acc.items())}
+
+
+def _model_rows(summary: dict, runs: list[dict]) -> list[dict]:
+    by_model: dict[str, list[dict]] = {}
+    for run in runs:
+        by_model.setdefault(_model_key(run), []).append(run)
+    rows = []
+    for key, s in summary.get("models", {}).items():
+        mruns = by_model.get(key, [])
+        fam, depth = parse_model_name(key)
+        status = s.get("status") or (effective_status(mruns[0]) if mruns else None) or "unknown"
+        last_epoch, planned = s.get("last_epoch"), s.get("epochs_planned")
+        if planned is None and mruns:
+            planned = mruns[0].get("config", {}).get("epochs")
+        in_progress = status == "running"
+        incomplete = status != "finished" or (last_epoch is not None and planned is not None
+                                              and last_epoch < planned)
+        rows.append({
+            "key": key, "label": model_label(key), "family": fam, "depth": depth,
+            "best_test_acc": _r(s.get("best_test_acc")), "best_epoch": s.get("best_epoch"),
+            "last_test_acc": _r(s.get("last_test_acc")), "last_epoch": last_epoch,
+            "epochs_planned": planned,
+            "final_train_loss": _r(s.get("final_train_loss")), "min_train_loss": _r(s.get("min_train_loss")),
+            "best_test_err_pct": None if s.get("best_test_acc") is None else round(100 * (1 - s["best_test_acc"]), 2),
+            "params": s.get("params"), "params_m": None if s.get("params") is None else s["params"] / 1e6,
+            "wall_time_s": s.get("wall_time_s"), "wall_time": _fmt_duration(s.get("wall_time_s")),
+            "status": status, "in_progress": in_progress, "incomplete": incomplete,
+            "n_seeds": int(s.get("n_seeds") or max(len(mruns), 1)), "seeds": s.get("seeds") or [],
+            "best_test_acc_std": _r(s.get("best_test_acc_std")),
+            "run_dirs": [Path(p).name for p in s.get("run_dirs") or [r["path"] for r in mruns]],
+            "_runs": mruns,
+        })
+    by_key = {r["key"]: r for r in rows}
+    return [by_key[k] for k in sort_models(by_key)]
+
+
+def _compare(rows: dict[str, dict], verdict, a: str, b: str, metric: str) -> dict:
+    """The numbers of ``a`` vs ``b`` on ``metric`` as the tables print them (4 decimals) and the
+    verdict of the rule table (``resnet_nb.verdicts``: ``status``, ``en``, ``zh``, ``p``, ``gap``
+    ...). ``va``/``vb`` are None when a model has no result (``missing`` names it)."""
+    ra, rb = rows.get(a), rows.get(b)
+    out = {"a": a, "b": b, "a_label": model_label(a), "b_label": model_label(b), "metric": metric,
+           "va": None, "vb": None, "diff": None, "op": "?",
+           "missing": [model_label(k) for k, r in ((a, ra), (b, rb)) if r is None or r.get(metric) is None],
+           "incomplete": [r["label"] for r in (ra, rb) if r is not None and r["incomplete"]],
+           **verdict.as_dict()}
+    if not out["missing"]:
+        va, vb = ra[metric], rb[metric]
+        diff = round(va - vb, DECIMALS)
+        out.update(va=va, vb=vb, diff=diff, op="<" if diff < 0 else (">" if diff > 0 else "="))
+    return out
+
+
+def _epochs_higher(rows: dict[str, dict], a: str, b: str, metric: str = "train_loss") -> dict | None:
+    """In how many common epochs is the (seed-mean) ``metric`` of ``a`` above that of ``b``?"""
+    if a not in rows or b not in rows:
+        return None
+    ca, cb = _mean_curve(rows[a]["_runs"], metric), _mean_curve(rows[b]["_runs"], metric)
+    common = sorted(set(ca) & set(cb))
+    if not common:
+        return None
+    higher = sum(1 for e in common if ca[e] > cb[e])
+    last_half = common[len(common) // 2:]
+    return {"higher": higher, "n": len(common), "first": common[0], "last": common[-1],
+            "higher_second_half": sum(1 for e in last_half if ca[e] > cb[e]), "n_second_half": len(last_half)}
+
+
+_ENV_ROWS = (  # (row label, environment keys tried in order)
+    ("OS", ("os", "platform")), ("CPU", ("cpu_model", "cpu")), ("CPU cores", ("cpu_count",)),
+    ("RAM", ("ram_gb",)), ("GPU", ("gpu",)), ("Device", ("device",)), ("Python", ("python",)),
+    ("PyTorch", ("torch",)), ("CUDA (torch.version.cuda)", ("cuda",)), ("cuDNN", ("cudnn",)),
+    ("torchvision", ("torchvision",)), ("NumPy", ("numpy",)), ("resnet-nb", ("resnet_nb",)),
+    ("git commit", ("git_commit",)),
+)
+
+
+def _env_value(env: dict, label: str, keys: tuple[str, ...]) -> str | None:
+    if label == "GPU":
+        if env.get("cuda_available") or str(env.get("device", "")).startswith("cuda"):
+            return env.get("device_name") or "cuda"
+        return None  # template says "none (CPU run)"
+    for k in keys:
+        if env.get(k) is not None:
+            v = env[k]
+            if k == "ram_gb":
+                return f"{v} GiB"
+            if k == "git_commit":
+                return str(v)[:12] + (" (uncommitted changes)" if env.get("git_dirty") else "")
+            return str(v)
+    return None
+
+
+def _environment(runs: list[dict]) -> list[dict]:
+    rows = []
+    for label, keys in _ENV_ROWS:
+        values = []
+        for run in runs:
+            v = _env_value(run.get("environment") or {}, label, keys)
+            if v not in values:
+                values.append(v)
+        shown = [v for v in values if v is not None]
+        rows.append({"label": label, "value": " / ".join(shown) if shown else None,
+                     "differs": len(values) > 1})
+    return rows
+
+
+_HPARAM_FIELDS = ("preset", "epochs", "schedule", "milestones", "gamma", "max_iters", "warmup_iters",
+                  "warmup_lr", "lr", "momentum", "weight_decay", "batch_size", "normalization",
+                  "shortcut", "val_split", "train_subset", "test_subset", "dataset", "seed",
+                  "precision", "device", "eval_every")
+# fields that name a run rather than change its computation
+_NAMING_FIELDS = ("model", "run_name", "run_id", "out_dir", "data_root", "allow_noncanonical", "device")
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return ", ".join(str(x) for x in v) if v else "none"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _hyperparameters(runs: list[dict]) -> tuple[list[dict], list[str]]:
+    """Rows ``{field, value}`` (distinct values joined) and the computed fields that differ."""
+    from resnet_nb.config import field_help
+
+    configs = [run.get("config", {}) for run in runs]
+    rows = []
+    for name in _HPARAM_FIELDS:
+        values = []
+        for c in configs:
+            if name in c and _fmt_value(c[name]) not in values:
+                values.append(_fmt_value(c[name]))
+        if not values:
+            continue
+        if name in ("max_iters", "warmup_iters", "val_split", "train_subset", "test_subset") and values == ["0"]:
+            continue
+        if name == "warmup_lr" and not any(c.get("warmup_iters") for c in configs):
+            continue
+        rows.append({"field": name, "value": " / ".join(values), "help": field_help(name)})
+    varied = sorted({k for c in configs for k in c
+                     if k not in _NAMING_FIELDS and len({json.dumps(x.get(k)) for x in configs}) > 1})
+    return rows, varied
+
+
+def _git_log(limit: int = 60) -> dict:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "log", "--reverse", "--date=iso-strict",
+                              "--format=%h%x09%ad%x09%s"], capture_output=True, text=True,
+                             timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"commits": [], "omitted": 0, "available": False}
+    commits = []
+    for line in out.splitlines():
+        parts = line.split("\t", 2)
+        if len(parts) == 3:
+            commits.append({"hash": parts[0], "time": _utc(parts[1]), "subject": parts[2]})
+    omitted = max(0, len(commits) - limit)
+    return {"commits": commits[omitted:], "omitted": omitted, "available": True}
+
+
+def _utc(stamp: str | None) -> dt.datetime | None:
+    if not stamp:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is None:  # naive stamps are taken as UTC
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.astimezone(dt.timezone.utc)
+
+
+def _theory(fig_dir: Path) -> dict | None:
+    """The probes of ``notebooks/01_theory`` (``theory_probes.json``) at initialisation, per
+    model: conv layers, spread of the conv gradient norms (max/min, 1 = every layer gets the
+    same size of update), last block's output std, input-gradient norm; and per depth whether
+    the residual net spreads the gradient less than the plain net (sec. 3.1's argument)."""
+    path = fig_dir / "theory_probes.json"
+    if not path.is_file():
+        return None
+    from resnet_nb.runs import read_json
+
+    data = read_json(path)
+    summary = data.get("summary") or {}
+    rows, spread = [], {}
+    for name in sorted(sort_models(summary), key=lambda n: summary[n].get("depth", 0)):
+        s = summary[name]
+        g = s.get("conv_grad_norms_mean") or []
+        if not g or min(g) <= 0:
+            continue
+        spread[name] = max(g) / min(g)
+        rows.append({"key": name, "label": model_label(name), "layers": len(g), "spread": spread[name],
+                     "last_std": (s.get("block_output_std_mean") or [None])[-1],
+                     "input_grad": s.get("input_grad_norm_mean"), "n_seeds": s.get("n_seeds")})
+    contrast = []
+    for name in spread:
+        fam, depth = parse_model_name(name)
+        if fam == "resnet" and f"plain{depth}" in spread:
+            contrast.append({"depth": depth, "plain": model_label(f"plain{depth}"), "resnet": model_label(name),
+                             "plain_spread": spread[f"plain{depth}"], "resnet_spread": spread[name],
+                             "smaller": spread[name] < spread[f"plain{depth}"]})
+    params = data.get("parameters") or {}
+    return {"rows": rows, "contrast": sorted(contrast, key=lambda c: c["depth"]),
+            "n_seeds": max((r["n_seeds"] or 0 for r in rows), default=0), "parameters": params}
+
+
+def _devlog(runs: list[dict], git: dict, generated: dt.datetime) -> list[dict]:
+    """Days of events (commits, run starts and ends), oldest first, times in UTC."""
+    events = [{"time": c["time"], "kind": "commit", "hash": c["hash"], "text": c["subject"]}
+              for c in git["commits"] if c["time"] is not None]
+    for run in runs:
+        name = Path(run["path"]).name
+        last = len(run.get("metrics", []))
+        planned = run.get("config", {}).get("epochs")
+        if _utc(run.get("start_time")):
+            events.append({"time": _utc(run["start_time"]), "kind": "run_start", "run": name,
+                           "commit": ((run.get("environment") or {}).get("git_commit") or "")[:7]})
+        if _utc(run.get("end_time")):
+            events.append({"time": _utc(run["end_time"]), "kind": "run_end", "run": name,
+                           "status": run.get("status"), "epoch": last, "planned": planned})
+        elif effective_status(run) == "running":  # a killed run is not "still running"
+            events.append({"time": generated, "kind": "run_running", "run": name, "epoch": last,
+                           "planned": planned})
+    events.append({"time": generated, "kind": "report"})
+    events.sort(key=lambda e: (e["time"], e["kind"] == "report"))
+    days: list[dict] = []
+    for e in events:
+        e["hhmm"] = e["time"].strftime("%H:%M")
+        day = e["time"].strftime("%Y-%m-%d")
+        if not days or days[-1]["date"] != day:
+            days.append({"date": day, "events": []})
+        days[-1]["events"].append(e)
+    return days
+
+
+def _tree(root: Path, max_files: int = 40) -> str:
+    """``root`` and its files two levels deep, with sizes (the artifact tree)."""
+    if not root.is_dir():
+        return f"{root}/  (missing)"
+    lines = [f"{root.as_posix()}/"]
+    count = 0
+    for p in sorted(root.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_dir():
+            lines.append(f"  {p.name}/")
+            for q in sorted(p.iterdir()):
+                if q.name.startswith(".") or q.is_dir():
+                    continue
+                lines.append(f"    {q.name:<22} {_size(q.stat().st_size):>9}")
+                count += 1
+        else:
+            lines.append(f"  {p.name:<24} {_size(p.stat().st_size):>9}")
+            count += 1
+        if count > max_files:
+            lines.append("  ...")
+            break
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)  # pragma: no cover
+
+
+def _wrap_command(words: list[str], width: int = 72) -> str:
+    """A shell command broken with `` \\`` so no line exceeds ``width`` (fits the PDF margin)."""
+    lines, cur = [], ""
+    for w in words:
+        if cur and len(cur) + 1 + len(w) > width - 2:
+            lines.append(cur + " \\")
+            cur = "    " + w
+        else:
+            cur = f"{cur} {w}" if cur else w
+    lines.append(cur)
+    return "\n".join(lines)
+
+
+def _commands(run_id: str, preset: str, runs: list[dict], runs_dir: str, figures_dir: str) -> dict:
+    """Exact commands that rebuild this run id: ``resnet-nb reproduce`` with the models, seeds
+    and every field where the stored configs differ from the preset, one ``resnet-nb train``
+    per run, and ``make reproduce`` when the plain preset reproduces it."""
+    from resnet_nb.config import config_diff, make_config
+
+    cfg0 = runs[0].get("config", {})
+    dataset = cfg0.get("dataset", "cifar10")
+    skip = ("preset", "model", "device", "data_root", "allow_noncanonical", "run_id", "out_dir")
+    train, common, uniform = [], None, True
+    for run in runs:
+        c = run.get("config", {})
+        model = str(c.get("model"))
+        words = ["resnet-nb", "train", f"--preset {preset}", f"--model {model}"]
+        try:
+            diff = config_diff(make_config(preset, model=model), c, ignore=skip)
+        except (ValueError, TypeError):
+            diff = {}
+        for name, (_, value) in diff.items():
+            if name == "run_name" and value in ("", model):
+                continue
+            words.append(f"--{name.replace('_', '-')} {_fmt_value(value).replace(', ', ',')}")
+        words.append(f"--run-id {run_id}")
+        if runs_dir != "experiments":
+            words.append(f"--out-dir {runs_dir}")
+        train.append(_wrap_command(words))
+        fields = {k: _fmt_value(v).replace(", ", ",") for k, (_, v) in diff.items()
+                  if k not in ("dataset", "seed", "run_name")}
+        uniform = uniform and (common is None or fields == common)
+        common = fields if common is None else common
+    models = sort_models(str(r.get("config", {}).get("model")) for r in runs)
+    seeds = sorted({int(r.get("config", {}).get("seed", 0)) for r in runs})
+    words = ["resnet-nb", "reproduce", f"--preset {preset}", f"--dataset {dataset}",
+             f"--run-id {run_id}", f"--models {','.join(models)}"]
+    if len(seeds) > 1 or seeds != [make_config(preset).seed]:
+        words.append(f"--seeds {','.join(map(str, seeds))}")
+    words += [f"--set {k}={v}" for k, v in sorted((common or {}).items())]
+    if runs_dir != "experiments":
+        words.append(f"--out-dir {runs_dir}")
+    if figures_dir != "report/figures":
+        words.append(f"--figures-root {figures_dir}")
+    plain = (not common and models == sort_models(SEED_MODELS) and seeds == [make_config(preset).seed]
+             and runs_dir == "experiments" and figures_dir == "report/figures")
+    return {
+        "reproduce": _wrap_command(words) if uniform else None,  # None: runs differ beyond model/seed
+        "make_reproduce": _wrap_command(["make", "reproduce", f"PRESET={preset}", f"DATASET={dataset}",
+                                         f"RUN_ID={run_id}"]) if plain else None,
+        "report": _wrap_command(["resnet-nb", "report", f"--run-id {run_id}"]
+                                + ([f"--runs-dir {runs_dir}"] if runs_dir != "experiments" else [])
+                                + ([f"--figures-dir {figures_dir}"] if figures_dir != "report/figures" else [])),
+        "make_report": f"make report RUN_ID={run_id}" if plain else None,
+        "train": train,
+    }
+
+
+def _design(summary: dict, by_key: dict[str, dict]) -> tuple[int, int, list[str]]:
+    """``(shallow, deep, missing)``: the depths the comparisons use (the shallowest and the
+    deepest of the design; 20 and 56, the seed's, with fewer than two) and the models of the
+    2x2 at those depths that have no result."""
+    missing = sort_models(set(summary.get("missing") or []) - set(by_key))
+    depths = sorted({parse_model_name(k)[1] for k in {*by_key, *missing}})
+    shallow, deep = (depths[0], depths[-1]) if depths else (20, 56)
+    if len(depths) < 2:
+        shallow, deep = 20, 56  # the seed design; comparisons then report the missing models
+    for k in (f"plain{shallow}", f"plain{deep}", f"resnet{shallow}", f"resnet{deep}"):
+        if k not in by_key and k not in missing:
+            missing.append(k)
+    return shallow, deep, sort_models(missing)
+
+
+def _judge(summary: dict, by_key: dict[str, dict], shallow: int, deep: int) -> tuple[dict, dict, dict]:
+    """``(cmp, curves, verdict)``: every claim of ``verdicts.CLAIMS`` at these depths judged by
+    the one rule table, the epochs where one curve lies above another, and the overall verdict."""
+    from resnet_nb.verdicts import CLAIMS, paper_claims
+
+    judged = paper_claims(summary, shallow, deep)  # the one rule table
+    cmp = {name: _compare(by_key, judged[name], CLAIMS[name][0].format(s=shallow, d=deep),
+                          CLAIMS[name][1].format(s=shallow, d=deep), CLAIMS[name][2]) for name in CLAIMS}
+    p_s, p_d, r_d = f"plain{shallow}", f"plain{deep}", f"resnet{deep}"
+    curves = {"plain_deep_vs_shallow": _epochs_higher(by_key, p_d, p_s),
+              "plain_deep_vs_resnet_deep": _epochs_higher(by_key, p_d, r_d)}
+    main = [cmp["degradation_acc"], cmp["residual_fix_acc"], cmp["depth_gain_acc"]]  # the paper's claims
+    statuses = [x["status"] for x in main]
+    verdict = {
+        "degradation": cmp["degradation_acc"]["status"],
+        # the Fig. 6 reading (an optimisation problem, not overfitting) needs both measures shown
+        "optimisation": cmp["degradation_acc"]["shown"] and cmp["degradation_loss"]["shown"],
+        "residual_fix": cmp["residual_fix_acc"]["status"],
+        "depth_gain": cmp["depth_gain_acc"]["status"],
+        "overall": ("not_assessable" if all(st == "not_assessable" for st in statuses) else
+                    "reproduced" if all(st == "shown" for st in statuses) else
+                    "incomplete" if "not_assessable" in statuses else
+                    "partial" if "shown" in statuses else "not_reproduced"),
+        "first_not_assessable": next((x for x in main if x["status"] == "not_assessable"), None),
+    }
+    return cmp, curves, verdict
+
+
+def _figures(summary: dict, fig_dir: Path) -> dict[str, bool]:
+    """Figure file -> whether it exists: those summary.json lists (else every PNG of
+    ``fig_dir``), and the result and theory figures the report places."""
+    listed = list((summary.get("figures") or {}).values())
+    if not listed:
+        listed = sorted(p.name for p in fig_dir.glob("*.png")) if fig_dir.is_dir() else []
+    return {name: (fig_dir / name).is_file() for name in dict.fromkeys([*listed, *RESULT_FIGURES, *THEORY_FIGURES])}
+
+
+def _anchors(rows: list[dict]) -> list[dict]:
+    """Each model against the published numbers: the paper's test error and parameters
+    (Table 6) and the seed report's best test accuracy."""
+    anchors = []
+    for r in rows:
+        paper_params = PAPER_PARAMS_M.get(r["depth"]) if r["family"] == "resnet" else None
+        anchors.append({"label": r["label"], "err": r["best_test_err_pct"],
+                        "paper_err": PAPER_TEST_ERROR.get(r["key"]), "seed_best": SEED_REPORT_BEST.get(r["key"]), "best": r["best_test_acc"],
+                        "params_m": r["params_m"], "paper_params_m": paper_params,
+                        "params_match": (None if paper_params is None or r["params_m"] is None
+                                         else round(r["params_m"], 2) == round(paper_params, 2))})
+    return anchors
+
+
+def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str = "report/figures",
+                  out_dir: str = "report/build", now: dt.datetime | None = None) -> dict:
+    """Everything the templates say, computed from the run files (no prose here but the
+    verdicts' wording, which comes from the rule table of ``resnet_nb.verdicts``)."""
+    from resnet_nb.verdicts import rule_table
+
+    summary, runs = inputs["summary"], inputs["runs"]
+    run_id = summary.get("run_id") or Path(inputs["run_dir"]).name
+    preset = _check_presets(runs, summary, run_id)
+    dataset = {**_check_datasets(runs, run_id), **(summary.get("dataset") or {})}
+    dataset["fingerprint_short"] = str(dataset.get("fingerprint") or "")[:16]
+    dataset.setdefault("provenance", "unknown")
+    rows = _model_rows(summary, runs)
+    by_key = {r["key"]: r for r in rows}
+    shallow, deep, missing = _design(summary, by_key)
+    cmp, curves, verdict = _judge(summary, by_key, shallow, deep)
+    fig_dir = Path(inputs["figures_dir"])
+    figs = _figures(summary, fig_dir)
+    extra_figs = [n for n, ok in figs.items() if ok and n not in RESULT_FIGURES + THEORY_FIGURES]
+    hparams, varied = _hyperparameters(runs)
+    expected_varied = {"seed"} if any(r["n_seeds"] > 1 for r in rows) else set()
+    now = now or dt.datetime.now(dt.timezone.utc)
+    git = _git_log()
+    epochs_planned = sorted({r["epochs_planned"] for r in rows if r["epochs_planned"]})
+    return {
+        "run_id": run_id, "preset": preset, "is_smoke": preset == "smoke",
+        "generated_at": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "summary_generated_at": summary.get("generated_at"),
+        "dataset": dataset, "models": rows, "by_key": by_key,
+        "missing": [model_label(k) for k in missing], "missing_keys": missing,
+        "in_progress": [r for r in rows if r["incomplete"]],
+        "design": {"shallow": shallow, "deep": deep,
+                   "plain_shallow": model_label(f"plain{shallow}"), "plain_deep": model_label(f"plain{deep}"),
+                   "resnet_shallow": model_label(f"resnet{shallow}"), "resnet_deep": model_label(f"resnet{deep}")},
+        "cmp": cmp, "curves": curves, "verdict": verdict,
+        "rules": {"en": rule_table("en", math=True), "zh": rule_table("zh", math=True)},
+        "environment": _environment(runs), "hparams": hparams,
+        "varied": [v for v in varied if v not in expected_varied], "n_runs": len(runs),
+        "epochs_planned": epochs_planned,
+        "total_wall_time": _fmt_duration(sum(r["wall_time_s"] or 0 for r in rows)),
+        "anchors": _anchors(rows),
+        "figures": figs, "result_figures": [n for n in RESULT_FIGURES if figs.get(n)],
+        "theory_figures": [n for n in THEORY_FIGURES if figs.get(n)], "extra_figures": extra_figs,
+        "theory": _theory(fig_dir),
+        "paths": {"runs": (Path(runs_dir) / run_id).as_posix(), "figures": fig_dir.as_posix(),
+                  "build": (Path(out_dir) / run_id).as_posix()},
+        "tree": {"runs": _tree(Path(inputs["run_dir"])), "figures": _tree(fig_dir)},
+        "commands": _commands(run_id, preset, runs, str(runs_dir), str(figures_dir)),
+        "git": {"omitted": git["omitted"], "available": git["available"],
+                "train_commits": sorted({((r.get("environment") or {}).get("git_commit") or "")[:7]
+                                         for r in runs} - {""})},
+        "devlog": _devlog(runs, git, now),
+    }
