@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resnet_nb.report_facts import DECIMALS, REPO, collect_facts, load_inputs
+from resnet_nb.report_facts import DECIMALS, collect_facts, load_inputs
+from resnet_nb.report_provenance import REPO
 
 __all__ = [
     "REPORT_SRC", "LANGS", "FORMATS", "SYSDEPS_HINT",

@@ -19,19 +19,17 @@ several seeds: Welch's t-test), which the report prints in its method section.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import os
-import subprocess
 from pathlib import Path
-from typing import Any
 
-from resnet_nb.models import SEED_MODELS, model_label, parse_model_name, sort_models
+from resnet_nb.models import model_label, parse_model_name, sort_models
+from resnet_nb.report_provenance import (_commands, _devlog, _environment, _git_log,
+                                         _hyperparameters, _tree)
 from resnet_nb.runs import effective_status
 
 __all__ = ["load_inputs", "collect_facts", "DECIMALS", "RESULT_FIGURES", "THEORY_FIGURES"]
 
-REPO = Path(__file__).resolve().parent.parent
 DECIMALS = 4  # accuracies and losses are reported (and compared) at 4 decimals, as the seed report
 
 # Published anchors (DESIGN.md): He et al. 2016, Table 6, CIFAR-10 test error in % and
@@ -229,112 +227,6 @@ def _epochs_higher(rows: dict[str, dict], a: str, b: str, metric: str = "train_l
             "higher_second_half": sum(1 for e in last_half if ca[e] > cb[e]), "n_second_half": len(last_half)}
 
 
-_ENV_ROWS = (  # (row label, environment keys tried in order)
-    ("OS", ("os", "platform")), ("CPU", ("cpu_model", "cpu")), ("CPU cores", ("cpu_count",)),
-    ("RAM", ("ram_gb",)), ("GPU", ("gpu",)), ("Device", ("device",)), ("Python", ("python",)),
-    ("PyTorch", ("torch",)), ("CUDA (torch.version.cuda)", ("cuda",)), ("cuDNN", ("cudnn",)),
-    ("torchvision", ("torchvision",)), ("NumPy", ("numpy",)), ("resnet-nb", ("resnet_nb",)),
-    ("git commit", ("git_commit",)),
-)
-
-
-def _env_value(env: dict, label: str, keys: tuple[str, ...]) -> str | None:
-    if label == "GPU":
-        if env.get("cuda_available") or str(env.get("device", "")).startswith("cuda"):
-            return env.get("device_name") or "cuda"
-        return None  # template says "none (CPU run)"
-    for k in keys:
-        if env.get(k) is not None:
-            v = env[k]
-            if k == "ram_gb":
-                return f"{v} GiB"
-            if k == "git_commit":
-                return str(v)[:12] + (" (uncommitted changes)" if env.get("git_dirty") else "")
-            return str(v)
-    return None
-
-
-def _environment(runs: list[dict]) -> list[dict]:
-    rows = []
-    for label, keys in _ENV_ROWS:
-        values = []
-        for run in runs:
-            v = _env_value(run.get("environment") or {}, label, keys)
-            if v not in values:
-                values.append(v)
-        shown = [v for v in values if v is not None]
-        rows.append({"label": label, "value": " / ".join(shown) if shown else None,
-                     "differs": len(values) > 1})
-    return rows
-
-
-_HPARAM_FIELDS = ("preset", "epochs", "schedule", "milestones", "gamma", "max_iters", "warmup_iters",
-                  "warmup_lr", "lr", "momentum", "weight_decay", "batch_size", "normalization",
-                  "shortcut", "val_split", "train_subset", "test_subset", "dataset", "seed",
-                  "precision", "device", "eval_every")
-# fields that name a run rather than change its computation
-_NAMING_FIELDS = ("model", "run_name", "run_id", "out_dir", "data_root", "allow_noncanonical", "device")
-
-
-def _fmt_value(v: Any) -> str:
-    if isinstance(v, (list, tuple)):
-        return ", ".join(str(x) for x in v) if v else "none"
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
-
-
-def _hyperparameters(runs: list[dict]) -> tuple[list[dict], list[str]]:
-    """Rows ``{field, value}`` (distinct values joined) and the computed fields that differ."""
-    from resnet_nb.config import field_help
-
-    configs = [run.get("config", {}) for run in runs]
-    rows = []
-    for name in _HPARAM_FIELDS:
-        values = []
-        for c in configs:
-            if name in c and _fmt_value(c[name]) not in values:
-                values.append(_fmt_value(c[name]))
-        if not values:
-            continue
-        if name in ("max_iters", "warmup_iters", "val_split", "train_subset", "test_subset") and values == ["0"]:
-            continue
-        if name == "warmup_lr" and not any(c.get("warmup_iters") for c in configs):
-            continue
-        rows.append({"field": name, "value": " / ".join(values), "help": field_help(name)})
-    varied = sorted({k for c in configs for k in c
-                     if k not in _NAMING_FIELDS and len({json.dumps(x.get(k)) for x in configs}) > 1})
-    return rows, varied
-
-
-def _git_log(limit: int = 60) -> dict:
-    try:
-        out = subprocess.run(["git", "-C", str(REPO), "log", "--reverse", "--date=iso-strict",
-                              "--format=%h%x09%ad%x09%s"], capture_output=True, text=True,
-                             timeout=20, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {"commits": [], "omitted": 0, "available": False}
-    commits = []
-    for line in out.splitlines():
-        parts = line.split("\t", 2)
-        if len(parts) == 3:
-            commits.append({"hash": parts[0], "time": _utc(parts[1]), "subject": parts[2]})
-    omitted = max(0, len(commits) - limit)
-    return {"commits": commits[omitted:], "omitted": omitted, "available": True}
-
-
-def _utc(stamp: str | None) -> dt.datetime | None:
-    if not stamp:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if t.tzinfo is None:  # naive stamps are taken as UTC
-        t = t.replace(tzinfo=dt.timezone.utc)
-    return t.astimezone(dt.timezone.utc)
-
-
 def _theory(fig_dir: Path) -> dict | None:
     """The probes of ``notebooks/01_theory`` (``theory_probes.json``) at initialisation, per
     model: conv layers, spread of the conv gradient norms (max/min, 1 = every layer gets the
@@ -369,134 +261,6 @@ def _theory(fig_dir: Path) -> dict | None:
             "n_seeds": max((r["n_seeds"] or 0 for r in rows), default=0), "parameters": params}
 
 
-def _devlog(runs: list[dict], git: dict, generated: dt.datetime) -> list[dict]:
-    """Days of events (commits, run starts and ends), oldest first, times in UTC."""
-    events = [{"time": c["time"], "kind": "commit", "hash": c["hash"], "text": c["subject"]}
-              for c in git["commits"] if c["time"] is not None]
-    for run in runs:
-        name = Path(run["path"]).name
-        last = len(run.get("metrics", []))
-        planned = run.get("config", {}).get("epochs")
-        if _utc(run.get("start_time")):
-            events.append({"time": _utc(run["start_time"]), "kind": "run_start", "run": name,
-                           "commit": ((run.get("environment") or {}).get("git_commit") or "")[:7]})
-        if _utc(run.get("end_time")):
-            events.append({"time": _utc(run["end_time"]), "kind": "run_end", "run": name,
-                           "status": run.get("status"), "epoch": last, "planned": planned})
-        elif effective_status(run) == "running":  # a killed run is not "still running"
-            events.append({"time": generated, "kind": "run_running", "run": name, "epoch": last,
-                           "planned": planned})
-    events.append({"time": generated, "kind": "report"})
-    events.sort(key=lambda e: (e["time"], e["kind"] == "report"))
-    days: list[dict] = []
-    for e in events:
-        e["hhmm"] = e["time"].strftime("%H:%M")
-        day = e["time"].strftime("%Y-%m-%d")
-        if not days or days[-1]["date"] != day:
-            days.append({"date": day, "events": []})
-        days[-1]["events"].append(e)
-    return days
-
-
-def _tree(root: Path, max_files: int = 40) -> str:
-    """``root`` and its files two levels deep, with sizes (the artifact tree)."""
-    if not root.is_dir():
-        return f"{root}/  (missing)"
-    lines = [f"{root.as_posix()}/"]
-    count = 0
-    for p in sorted(root.iterdir()):
-        if p.name.startswith("."):
-            continue
-        if p.is_dir():
-            lines.append(f"  {p.name}/")
-            for q in sorted(p.iterdir()):
-                if q.name.startswith(".") or q.is_dir():
-                    continue
-                lines.append(f"    {q.name:<22} {_size(q.stat().st_size):>9}")
-                count += 1
-        else:
-            lines.append(f"  {p.name:<24} {_size(p.stat().st_size):>9}")
-            count += 1
-        if count > max_files:
-            lines.append("  ...")
-            break
-    return "\n".join(lines)
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)  # pragma: no cover
-
-
-def _wrap_command(words: list[str], width: int = 72) -> str:
-    """A shell command broken with `` \\`` so no line exceeds ``width`` (fits the PDF margin)."""
-    lines, cur = [], ""
-    for w in words:
-        if cur and len(cur) + 1 + len(w) > width - 2:
-            lines.append(cur + " \\")
-            cur = "    " + w
-        else:
-            cur = f"{cur} {w}" if cur else w
-    lines.append(cur)
-    return "\n".join(lines)
-
-
-def _commands(run_id: str, preset: str, runs: list[dict], runs_dir: str, figures_dir: str) -> dict:
-    """Exact commands that rebuild this run id: ``resnet-nb reproduce`` with the models, seeds
-    and every field where the stored configs differ from the preset, one ``resnet-nb train``
-    per run, and ``make reproduce`` when the plain preset reproduces it."""
-    from resnet_nb.config import config_diff, make_config
-
-    cfg0 = runs[0].get("config", {})
-    dataset = cfg0.get("dataset", "cifar10")
-    skip = ("preset", "model", "device", "data_root", "allow_noncanonical", "run_id", "out_dir")
-    train, common, uniform = [], None, True
-    for run in runs:
-        c = run.get("config", {})
-        model = str(c.get("model"))
-        words = ["resnet-nb", "train", f"--preset {preset}", f"--model {model}"]
-        try:
-            diff = config_diff(make_config(preset, model=model), c, ignore=skip)
-        except (ValueError, TypeError):
-            diff = {}
-        for name, (_, value) in diff.items():
-            if name == "run_name" and value in ("", model):
-                continue
-            words.append(f"--{name.replace('_', '-')} {_fmt_value(value).replace(', ', ',')}")
-        words.append(f"--run-id {run_id}")
-        if runs_dir != "experiments":
-            words.append(f"--out-dir {runs_dir}")
-        train.append(_wrap_command(words))
-        fields = {k: _fmt_value(v).replace(", ", ",") for k, (_, v) in diff.items()
-                  if k not in ("dataset", "seed", "run_name")}
-        uniform = uniform and (common is None or fields == common)
-        common = fields if common is None else common
-    models = sort_models(str(r.get("config", {}).get("model")) for r in runs)
-    seeds = sorted({int(r.get("config", {}).get("seed", 0)) for r in runs})
-    words = ["resnet-nb", "reproduce", f"--preset {preset}", f"--dataset {dataset}",
-             f"--run-id {run_id}", f"--models {','.join(models)}"]
-    if len(seeds) > 1 or seeds != [make_config(preset).seed]:
-        words.append(f"--seeds {','.join(map(str, seeds))}")
-    words += [f"--set {k}={v}" for k, v in sorted((common or {}).items())]
-    if runs_dir != "experiments":
-        words.append(f"--out-dir {runs_dir}")
-    if figures_dir != "report/figures":
-        words.append(f"--figures-root {figures_dir}")
-    plain = (not common and models == sort_models(SEED_MODELS) and seeds == [make_config(preset).seed]
-             and runs_dir == "experiments" and figures_dir == "report/figures")
-    return {
-        "reproduce": _wrap_command(words) if uniform else None,  # None: runs differ beyond model/seed
-        "make_reproduce": _wrap_command(["make", "reproduce", f"PRESET={preset}", f"DATASET={dataset}",
-                                         f"RUN_ID={run_id}"]) if plain else None,
-        "report": _wrap_command(["resnet-nb", "report", f"--run-id {run_id}"]
-                                + ([f"--runs-dir {runs_dir}"] if runs_dir != "experiments" else [])
-                                + ([f"--figures-dir {figures_dir}"] if figures_dir != "report/figures" else [])),
-        "make_report": f"make report RUN_ID={run_id}" if plain else None,
-        "train": train,
-    }
 
 
 def _design(summary: dict, by_key: dict[str, dict]) -> tuple[int, int, list[str]]:
