@@ -215,7 +215,7 @@ def _preempt_signal() -> signal.Signals:
 
 
 class _TaskRunner(Runner):
-    """reproduce's runner, whose children start with submitit's preemption signal blocked.
+    """The local executor's runner, whose children start with submitit's preemption signal blocked.
 
     SLURM delivers ``scancel --signal``/``--signal=USR2@90`` to every process of the task
     (proctrack/cgroup) or of its process group (proctrack/pgid); USR2's default action
