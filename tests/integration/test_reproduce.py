@@ -16,7 +16,8 @@ from resnet_nb.config import make_config
 from resnet_nb.runs import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL = ["--set", "epochs=4", "--set", "train_subset=128", "--set", "test_subset=100"]
+# smaller than the smoke preset, but 32 SGD steps per model: enough for each net's loss to fall
+SMALL = ["--set", "epochs=4", "--set", "milestones=3", "--set", "train_subset=256", "--set", "test_subset=100"]
 THEORY = ["--theory-depths", "20", "--theory-seeds", "0", "--theory-batch", "8"]
 
 
@@ -54,7 +55,7 @@ def test_reproduce_interrupt_resume_skip_and_failure(tmp_path):
     assert (base / "plain20" / "02_train.ipynb").is_file()
 
     # a third model whose run dir holds an unreadable checkpoint: its notebook fails
-    cfg = make_config("smoke", model="plain26", epochs=4, train_subset=128, test_subset=100,
+    cfg = make_config("smoke", model="plain26", epochs=4, milestones=(3,), train_subset=256, test_subset=100,
                       dataset="synthetic", out_dir=str(tmp_path / "exp"), run_id="e2e", run_name="plain26")
     (base / "plain26").mkdir()
     atomic_write_json(base / "plain26" / "config.json", {"config": asdict(cfg), "status": "interrupted"})
@@ -77,6 +78,9 @@ def test_reproduce_interrupt_resume_skip_and_failure(tmp_path):
     metrics = json.loads((base / "resnet20" / "metrics.json").read_text())
     assert [m["epoch"] for m in metrics] == [1, 2, 3, 4]
     assert metrics[0] == first[0]                          # resumed, not restarted
+    for model in ("plain20", "resnet20"):                  # each net learns: its training loss falls
+        m = json.loads((base / model / "metrics.json").read_text())
+        assert m[-1]["train_loss"] < 0.95 * m[0]["train_loss"], (model, [r["train_loss"] for r in m])
     meta = json.loads((base / "resnet20" / "config.json").read_text())
     assert meta["status"] == "finished" and meta["resumed"]
     executed = json.loads((base / "resnet20" / "02_train.ipynb").read_text())

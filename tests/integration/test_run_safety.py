@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 def tiny(fake_cifar, out_dir, **kw):
-    base = dict(model="resnet8", dataset="synthetic", data_root=str(fake_cifar), epochs=2,
+    base = dict(model="resnet8", dataset="synthetic", data_root=str(fake_cifar), epochs=2, lr=0.1,
                 batch_size=32, train_subset=128, test_subset=50, milestones=(1,), device="cpu",
                 out_dir=str(out_dir), run_id="t")
     return make_config("smoke", **{**base, **kw})

@@ -41,8 +41,8 @@ def one_thread():
 
 
 def tiny(fake_cifar, out_dir, **kw):
-    """ResNet-8 on 128 synthetic images, batch 32: 4 iterations per epoch, 3 epochs."""
-    base = dict(model="resnet8", dataset="synthetic", data_root=str(fake_cifar), epochs=3,
+    """ResNet-8 on 128 synthetic images, batch 32, lr 0.1: 4 iterations per epoch, 3 epochs."""
+    base = dict(model="resnet8", dataset="synthetic", data_root=str(fake_cifar), epochs=3, lr=0.1,
                 batch_size=32, train_subset=128, test_subset=50, milestones=(2,), device="cpu",
                 out_dir=str(out_dir), run_id="t")
     return make_config("smoke", **{**base, **kw})
@@ -277,7 +277,9 @@ def test_smoke_run_learns_on_synthetic_fixture(fake_cifar, tmp_path, capsys):
             "--out-dir", str(tmp_path), "--device", "cpu"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert len(re.findall(r"^resnet20 epoch [1-5]/5 ", out, flags=re.M)) == 5
+    from resnet_nb.config import PRESETS
+    epochs = PRESETS["smoke"]["epochs"]
+    assert len(re.findall(rf"^resnet20 epoch [1-{epochs}]/{epochs} ", out, flags=re.M)) == epochs
     assert "synthetic data" in out and "run dir:" in out
     (run_dir,) = tmp_path.glob("repro-*/resnet20")
     run = runs.load_run(run_dir)
