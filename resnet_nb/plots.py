@@ -70,11 +70,20 @@ def provenance_label(dataset_info: Mapping | str | None, preset: str | None = No
     return label
 
 
-def _titled(what: str, data_label: str | None, width: int = 95) -> str:
-    """``what`` on the first line, the data it shows below (wrapped at ``width`` characters)."""
+def _set_title(target, what: str, data_label: str | None, fontsize: float = 10) -> None:
+    """Title ``target`` (a Figure: its suptitle; an Axes: its title) with ``what`` on the
+    first line and the data it shows below, wrapped to the figure's width."""
     import textwrap
 
-    return "\n".join([what, *textwrap.wrap(data_label, width)]) if data_label else what
+    from matplotlib.figure import Figure
+
+    fig = target if isinstance(target, Figure) else target.figure
+    width = max(40, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))  # characters per line (~0.6 em each)
+    text = "\n".join([what, *textwrap.wrap(data_label, width)]) if data_label else what
+    if isinstance(target, Figure):
+        target.suptitle(text, fontsize=fontsize)
+    else:
+        target.set_title(text, fontsize=fontsize)
 
 
 def model_color(name: str, depths: Sequence[int] = (20, 56, 110)) -> tuple:
@@ -145,7 +154,7 @@ def sample_grid_figure(images, labels, classes: Sequence[str], per_class: int = 
             if j < len(pick):
                 ax.imshow(_to_hwc(images[int(pick[j])]), interpolation="nearest")
         axes[c][0].text(-4, 16, name, ha="right", va="center", fontsize=8)
-    fig.suptitle(_titled(f"{per_class} random training images per class", data_label), fontsize=9)
+    _set_title(fig, f"{per_class} random training images per class", data_label, fontsize=9)
     return fig
 
 
@@ -165,8 +174,8 @@ def augmentation_figure(original, augmented: Sequence, titles: Sequence[str] | N
             ax.set_axis_off()
             ax.imshow(_to_hwc(batch[j]), interpolation="nearest")
         axes[r][0].text(-4, 16, titles[r], ha="right", va="center", fontsize=8)
-    fig.suptitle(_titled("random 32x32 crop of the 4-pixel padded image + horizontal flip (sec. 4.2)",
-                         data_label), fontsize=9)
+    _set_title(fig, "random 32x32 crop of the 4-pixel padded image + horizontal flip (sec. 4.2)", data_label,
+               fontsize=9)
     return fig
 
 
@@ -181,7 +190,7 @@ def class_balance_figure(train_counts: Sequence[int], test_counts: Sequence[int]
     ax.set_xticks(x, classes, rotation=30, ha="right")
     ax.set_ylabel("images")
     ax.legend()
-    ax.set_title(_titled("class balance", data_label), fontsize=10)
+    _set_title(ax, "class balance", data_label)
     return fig
 
 
@@ -217,7 +226,7 @@ def run_curves_figure(curves: Mapping[str, Mapping], data_label: str | None = No
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     if data_label:
-        fig.suptitle(data_label, fontsize=10)
+        _set_title(fig, "loss and accuracy per epoch", data_label)
     return fig
 
 
@@ -236,7 +245,7 @@ def _per_model_figure(curves: Mapping[str, Mapping], key: str, ylabel: str, titl
     if logy:
         ax.set_yscale("log")
     ax.set(xlabel="epoch", ylabel=ylabel)
-    ax.set_title(_titled(title, data_label), fontsize=10)
+    _set_title(ax, title, data_label)
     _integer_x(ax)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -277,8 +286,7 @@ def error_fig6_figure(curves: Mapping[str, Mapping], data_label: str):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(title="dashed: train, bold: test", fontsize=8, title_fontsize=8)
     axes[0][0].set_ylabel("error (%)")
-    fig.suptitle(_titled("training (dashed) and test (bold) error, as in the paper's Fig. 6", data_label),
-                 fontsize=10)
+    _set_title(fig, "training (dashed) and test (bold) error, as in the paper's Fig. 6", data_label)
     return fig
 
 
@@ -308,7 +316,8 @@ def _probe_panels(summary: Mapping[str, Mapping], key: str, x0: int, label_seeds
                 continue
             s = summary[name]
             mean = s[f"{key}_mean"]
-            label = model_label(name) + (f" ({s['n_seeds']} seeds)" if label_seeds else "")
+            n = s["n_seeds"]
+            label = model_label(name) + (f" ({n} seed{'' if n == 1 else 's'})" if label_seeds else "")
             _band(ax, np.arange(x0, len(mean) + x0), mean, s[f"{key}_std"], model_color(name, depths), label)
         ax.set(title=f"depth {depth}")
         ax.legend(fontsize=8)
@@ -325,7 +334,7 @@ def grad_norm_figure(summary: Mapping[str, Mapping], data_label: str):
         ax.set(xlabel="conv layer (1 = first)")
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("||dL/dW|| at init")
-    fig.suptitle(_titled("gradient norm of every conv weight at initialisation", data_label), fontsize=10)
+    _set_title(fig, "gradient norm of every conv weight at initialisation", data_label)
     return fig
 
 
@@ -336,7 +345,7 @@ def activation_std_figure(summary: Mapping[str, Mapping], data_label: str):
         ax.set(xlabel="block (0 = stem)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("std of the block output")
-    fig.suptitle(_titled("forward activation std by depth at initialisation", data_label), fontsize=10)
+    _set_title(fig, "forward activation std by depth at initialisation", data_label)
     return fig
 
 
@@ -358,7 +367,7 @@ def input_grad_figure(summary: Mapping[str, Mapping], data_label: str):
     ax.set_yscale("log")
     ax.set_xticks(depths)
     ax.set(xlabel="depth (weighted layers)", ylabel="||dL/dx|| at init")
-    ax.set_title(_titled("gradient reaching the input at initialisation", data_label, width=70), fontsize=9)
+    _set_title(ax, "gradient reaching the input at initialisation", data_label, fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     return fig

@@ -12,11 +12,12 @@ PROVENANCES = ("canonical", "noncanonical", "synthetic")
 
 
 def titles(fig) -> str:
-    """Every title of ``fig``: the axes' titles and the suptitle, one text."""
+    """Every title of ``fig``: the axes' titles and the suptitle, one text (titles are
+    wrapped to the figure's width: line breaks become spaces)."""
     parts = [ax.get_title() for ax in fig.axes]
     if fig._suptitle is not None:
         parts.append(fig._suptitle.get_text())
-    return "\n".join(parts)
+    return " ".join(" ".join(parts).split())
 
 
 def make_runs(out, provenance, preset="smoke", epochs=3, planned=3):
@@ -121,7 +122,7 @@ def test_theory_figures_name_the_probe_data(tmp_path, saved, provenance):
     for name, fig in saved.items():
         text = titles(fig)
         assert "one batch of 16 training images" in text and "real" not in text, name
-        assert "depths 56, 110 not probed" in text.replace("\n", " "), name
+        assert "depths 56, 110 not probed" in text, name
         if provenance == "synthetic":
             assert "synthetic data" in text and "CIFAR-10" not in text, name
         elif provenance == "noncanonical":
