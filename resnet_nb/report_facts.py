@@ -329,6 +329,36 @@ def _anchors(rows: list[dict]) -> list[dict]:
     return anchors
 
 
+_PROVENANCE_ZH = {"canonical": "CIFAR-10", "noncanonical": "非标准 CIFAR-10 副本", "synthetic": "合成数据"}
+
+
+def _captions(runs: list[dict], theory: dict | None) -> dict[str, dict[str, str]]:
+    """The data line of every figure caption, per language: the same words as the figure
+    titles (``analysis.runs_label``, ``probes.probe_label``), from the run files."""
+    from resnet_nb.analysis import runs_label
+    from resnet_nb.plots import NOT_A_RESULT
+    from resnet_nb.probes import probe_label
+
+    en = runs_label(runs) if runs else ""
+    prov = next((((r.get("dataset") or {}).get("provenance")) for r in runs), None)
+    preset = next((r.get("preset") or (r.get("config") or {}).get("preset") for r in runs), None)
+    shown = max((int(r["metrics"][-1]["epoch"]) for r in runs if r.get("metrics")), default=0)
+    planned = max((int(r.get("epochs_planned") or 0) for r in runs), default=0)
+    zh = [_PROVENANCE_ZH.get(prov, "来源不明的数据")]
+    if preset:
+        zh.append(f"{preset} 预设")
+    zh.append(f"{shown}/{planned} 个 epoch" if planned and planned != shown else f"{shown} 个 epoch")
+    zh = "，".join(zh)
+    if NOT_A_RESULT in en:
+        zh += "：只说明代码能运行，不是论文的结果"
+    params = (theory or {}).get("parameters") or {}
+    t_en = probe_label(params) if params else ""
+    t_prov = params.get("provenance") or ("synthetic" if params.get("dataset") == "synthetic" else None)
+    t_zh = (f"初始化时的一批 {params.get('batch_size', '?')} 张训练图像，{_PROVENANCE_ZH.get(t_prov, '来源不明的数据')}"
+            + ("（缩减的探针，见图题）" if "reduced probe" in t_en else "")) if params else ""
+    return {"results": {"en": en, "zh": zh}, "theory": {"en": t_en, "zh": t_zh}}
+
+
 def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str = "report/figures",
                   out_dir: str = "report/build", now: dt.datetime | None = None) -> dict:
     """Everything the templates say, computed from the run files (no prose here but the
@@ -353,6 +383,7 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
     now = now or dt.datetime.now(dt.timezone.utc)
     git = _git_log()
     epochs_planned = sorted({r["epochs_planned"] for r in rows if r["epochs_planned"]})
+    theory = _theory(fig_dir)
     return {
         "run_id": run_id, "preset": preset, "is_smoke": preset == "smoke",
         "generated_at": now.strftime("%Y-%m-%d %H:%M UTC"),
@@ -372,7 +403,8 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
         "anchors": _anchors(rows),
         "figures": figs, "result_figures": [n for n in RESULT_FIGURES if figs.get(n)],
         "theory_figures": [n for n in THEORY_FIGURES if figs.get(n)], "extra_figures": extra_figs,
-        "theory": _theory(fig_dir),
+        "theory": theory,
+        "captions": _captions(runs, theory),
         "paths": {"runs": (Path(runs_dir) / run_id).as_posix(), "figures": fig_dir.as_posix(),
                   "build": (Path(out_dir) / run_id).as_posix()},
         "tree": {"runs": _tree(Path(inputs["run_dir"])), "figures": _tree(fig_dir)},

@@ -406,3 +406,27 @@ def test_make_commands_are_code_blocks_not_inline_code(tmp_path, monkeypatch):
         md = report.render_markdown(facts, lang)
         assert f"```bash\n{facts['commands']['make_reproduce']}\n{facts['commands']['make_report']}\n```" in md
         assert "\\\n" not in re.sub(r"```.*?```", "", md, flags=re.S), lang
+
+
+@pytest.mark.parametrize("provenance,en_word,zh_word", [
+    ("synthetic", "synthetic data", "合成数据"),
+    ("noncanonical", "non-canonical CIFAR-10 copy", "非标准 CIFAR-10 副本"),
+    ("canonical", "CIFAR-10, ", "CIFAR-10，"),
+])
+def test_figure_captions_name_the_data(tmp_path, provenance, en_word, zh_word):
+    """Issue 9 item 1: every result figure's caption names the data's provenance, from the run files."""
+    runs, figs = seed_like(tmp_path, preset="smoke" if provenance == "synthetic" else "seed", provenance=provenance)
+    from resnet_nb.report_facts import RESULT_FIGURES
+    for name in RESULT_FIGURES:                       # the figures exist (their content does not matter here)
+        (figs / "r1" / name).write_bytes(b"")
+    facts = facts_of(runs, figs)
+    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    captions_en = [line for line in en.splitlines() if line.startswith("![") and "resnet_" in line]
+    captions_zh = [line for line in zh.splitlines() if line.startswith("![") and "resnet_" in line]
+    assert captions_en and len(captions_en) == len(captions_zh)
+    assert all(en_word in c for c in captions_en), captions_en
+    assert all(zh_word in c for c in captions_zh), captions_zh
+    if provenance == "synthetic":
+        assert all("not the paper" in c for c in captions_en) and all("不是论文的结果" in c for c in captions_zh)
+    else:
+        assert not any("synthetic" in c for c in captions_en)
