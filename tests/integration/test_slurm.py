@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_nb.config import make_config
+from resnet_nb.config import coerce_field, make_config
 from resnet_nb.runs import atomic_write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -77,7 +77,8 @@ def _cmd(root: Path, models: str, *extra: str) -> list[str]:
 
 def _break_plain26(root: Path) -> None:
     """test_reproduce's failing unit: an interrupted run whose last.pth cannot be read."""
-    cfg = make_config("smoke", model="plain26", epochs=4, train_subset=128, test_subset=100, dataset="synthetic",
+    small = {k: coerce_field(k, v) for k, v in (item.split("=", 1) for item in SMALL[1::2])}  # SMALL's --set values
+    cfg = make_config("smoke", model="plain26", dataset="synthetic", **small,
                       out_dir=str(root / "exp"), run_id="e2e", run_name="plain26")
     d = root / "exp" / "e2e" / "plain26"
     d.mkdir(parents=True)
