@@ -6,9 +6,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # reproduction knobs: make reproduce PRESET=smoke DATASET=synthetic RUN_ID=my-run
+# MODELS: a comma list, or a set (seed: the 2x2; sweep: plain/resnet 20-56 and resnet110);
+# SEEDS: a comma list (several: runs <model>-seed<s>, mean +- std in the report)
 PRESET  ?= seed
 DATASET ?= cifar10
 RUN_ID  ?=
+MODELS  ?=
+SEEDS   ?=
 PYTEST_ARGS ?=
 
 .PHONY: help install test reproduce lab report sysdeps browserdeps golden bench clean
@@ -33,7 +37,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 reproduce: $(STAMP)
-	$(BIN)/resnet-nb reproduce --preset $(PRESET) --dataset $(DATASET) $(if $(RUN_ID),--run-id $(RUN_ID))
+	$(BIN)/resnet-nb reproduce --preset $(PRESET) --dataset $(DATASET) $(if $(RUN_ID),--run-id $(RUN_ID)) \
+	    $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS))
 
 # re-execute the four notebooks with smoke parameters on the synthetic fixture into the
 # nbval golden copies tests/notebooks/*.ipynb (after changing a notebook's .py source)

@@ -39,6 +39,7 @@ __all__ = [
     "TrainConfig", "PRESETS", "make_config", "config_from_dict", "config_diff",
     "NON_MATH_FIELDS", "SCHEDULES", "NORMALIZATIONS", "DATASETS", "PRECISIONS",
     "field_help", "coerce_field", "check_run_id", "SEED_LIMIT", "add_field_arguments", "cli_value",
+    "PAPER_WARMUP", "paper_warmup",
 ]
 
 SCHEDULES = ("epochs", "iterations")
@@ -289,6 +290,30 @@ def config_from_dict(d: dict) -> TrainConfig:
     unknown = [k for k in d if k not in _FIELDS]
     if unknown:
         raise ValueError(_unknown_field_message(unknown[0]))
+# He et al. 2016, sec. 4.2: ResNet-110 trains at lr 0.01 "until the training error is below 80%
+# (about 400 iterations)", then at 0.1, in a run of 64000 iterations
+PAPER_WARMUP = {"iters": 400, "of_iters": 64000, "min_depth": 110, "lr_factor": 0.1}
+
+
+def paper_warmup(cfg: TrainConfig, n_train: int, *, keep_iters: bool = False,
+                 keep_lr: bool = False) -> TrainConfig:
+    """``cfg`` with the paper's warm-up when its net has >= 110 layers (else unchanged):
+    ``warmup_lr = lr / 10`` for ``warmup_iters`` = 400 iterations, or, in a run shorter than the
+    paper's 64000 (a smoke run: ~60), the same fraction of the run (400/64000), at least 1.
+    ``n_train``: training images of the dataset (before ``train_subset`` and ``val_split``);
+    ``keep_iters`` / ``keep_lr``: the user set that field, which then stays as given (with
+    ``keep_iters`` nothing changes). config.json records the values; the report says when
+    they were scaled (``warmup_iters`` < 400)."""
+    depth = parse_model_name(cfg.model)[1]
+    if keep_iters or depth < PAPER_WARMUP["min_depth"]:
+        return cfg
+    per_epoch = math.ceil(max(1, (cfg.train_subset or n_train) - cfg.val_split) / cfg.batch_size)
+    total = cfg.epochs * per_epoch if not cfg.max_iters else min(cfg.max_iters, cfg.epochs * per_epoch)
+    iters = min(PAPER_WARMUP["iters"], max(1, round(total * PAPER_WARMUP["iters"] / PAPER_WARMUP["of_iters"])))
+    lr = cfg.warmup_lr if keep_lr else float(f"{cfg.lr * PAPER_WARMUP['lr_factor']:.12g}")
+    return dataclasses.replace(cfg, warmup_iters=iters, warmup_lr=lr)
+
+
     return TrainConfig(**d)
 
 

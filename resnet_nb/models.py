@@ -44,12 +44,18 @@ from torch import nn
 __all__ = [
     "ShortcutA", "ShortcutB", "BasicBlock", "CifarResNet", "build_model", "parse_model_name",
     "count_parameters", "he_init_", "VALID_DEPTHS_HINT", "STAGES", "SHORTCUTS",
-    "make_stages", "blocks_per_stage", "SEED_MODELS", "model_label", "sort_models",
+    "make_stages", "blocks_per_stage", "SEED_MODELS", "SWEEP_MODELS", "MODEL_SETS", "expand_models",
+    "model_label", "sort_models",
 ]
 
 # the seed report's 2x2 design (sec. 4.2, Fig. 6): two depths, without and with shortcuts;
 # the default of reproduce, the analysis and the report
 SEED_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
+# the depth sweep of sec. 4.2 (Fig. 6, Table 6): plain and residual nets at 20/32/44/56 layers,
+# and ResNet-110 (trained with the paper's warm-up, config.paper_warmup)
+SWEEP_MODELS = ("plain20", "plain32", "plain44", "plain56",
+                "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
+MODEL_SETS = {"seed": SEED_MODELS, "sweep": SWEEP_MODELS}  # names --models accepts for a whole set
 SHORTCUTS = ("A", "B")
 VALID_DEPTHS_HINT = "20, 32, 44, 56, 110, 1202"  # any 6n+2 with n >= 1 is accepted
 # sec. 4.2's table: (filters, stride of the stage's first block) of the three stages of n
@@ -215,6 +221,20 @@ def parse_model_name(name: str) -> tuple[str, int]:
     except ValueError as e:
         raise ValueError(f"model {name!r}: {e}") from None
     return family, depth
+
+
+def expand_models(names: Iterable[str]) -> list[str]:
+    """A list of model names where a set name of :data:`MODEL_SETS` (``sweep``, ``seed``) stands
+    for its models: ``["sweep"]`` -> the nine of :data:`SWEEP_MODELS`; duplicates dropped, order
+    kept; any other name is checked by :func:`parse_model_name`."""
+    out: list[str] = []
+    for name in names:
+        key = str(name).strip().lower()
+        for m in MODEL_SETS.get(key, (key,)):
+            parse_model_name(m)
+            if m not in out:
+                out.append(m)
+    return out
 
 
 def model_label(name: str) -> str:

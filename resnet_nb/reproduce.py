@@ -33,10 +33,10 @@ from typing import Sequence
 
 from resnet_nb import cluster
 from resnet_nb.analysis import THEORY_FIGURE_FILES, figures_dir_of
-from resnet_nb.config import TrainConfig, add_field_arguments, coerce_field, make_config
+from resnet_nb.config import PAPER_WARMUP, TrainConfig, add_field_arguments, coerce_field, make_config, paper_warmup
 from resnet_nb.data import load_dataset
 from resnet_nb.executor import KERNEL, Runner, check_kernel, describe
-from resnet_nb.models import SEED_MODELS, parse_model_name
+from resnet_nb.models import MODEL_SETS, SEED_MODELS, expand_models, parse_model_name
 from resnet_nb.notebook import check_run_dirs, project_root, split_list
 from resnet_nb.probes import FULL_PROBE, SMOKE_PROBE, THEORY_JSON
 from resnet_nb.runs import CONFIG_FILE, read_json, run_dir_of
@@ -163,7 +163,9 @@ def _theory_done(params: dict, fingerprint: str) -> bool:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="seed", help="recipe: seed, paper or smoke")
-    p.add_argument("--models", default=",".join(SEED_MODELS), help="comma list of plain<depth>/resnet<depth>")
+    p.add_argument("--models", default=",".join(SEED_MODELS), help="comma list of plain<depth>/resnet<depth>, "
+                   f"or a set: {'; '.join(k + ' = ' + ','.join(v) for k, v in MODEL_SETS.items())} "
+                   f"(nets of >= {PAPER_WARMUP['min_depth']} layers get the paper's warm-up unless --set warmup_iters=...)")
     p.add_argument("--seeds", default="", help="comma list of seeds (several: runs <model>-seed<s>); "
                    "empty: the preset's seed")
     p.add_argument("--parallel", type=int, default=1, help="executions at once (spread over the visible GPUs)")
@@ -215,7 +217,7 @@ def _configs(args: argparse.Namespace) -> tuple[list, list[str], bool]:
     one run id."""
     if args.parallel < 1:
         raise ValueError(f"--parallel must be >= 1; got {args.parallel}")
-    models = split_list(args.models)
+    models = expand_models(split_list(args.models))  # "sweep": models.SWEEP_MODELS
     if not models:
         raise ValueError("--models must name at least one model (e.g. plain20,resnet20)")
     for m in models:
@@ -239,7 +241,29 @@ def _configs(args: argparse.Namespace) -> tuple[list, list[str], bool]:
     cfgs = [make_config(args.preset, **{**common, "model": m, "seed": s,
                                         "run_name": run_name or (f"{m}-seed{s}" if several else m)})
             for m in models for s in seed_list]
-    return resolve_run_ids(cfgs), models, several
+    return resolve_run_ids(_paper_warmups(cfgs, args, overrides)), models, several
+
+
+def _paper_warmups(cfgs: list, args: argparse.Namespace, overrides: dict) -> list:
+    """Every config of >= 110 layers with the paper's warm-up (``config.paper_warmup``; scaled
+    to a short run), unless --set gave warmup_iters; one line says what each depth got."""
+    deep = [c for c in cfgs if parse_model_name(c.model)[1] >= PAPER_WARMUP["min_depth"]]
+    if not deep or "warmup_iters" in overrides:
+        return cfgs
+    n_train = 0
+    if not all(c.train_subset for c in deep):  # the dataset's size sets the run's length
+        n_train = load_dataset(args.dataset, deep[0].data_root, args.allow_noncanonical).train_y.numel()
+    out, said = [], set()
+    for c in cfgs:
+        w = paper_warmup(c, n_train, keep_lr="warmup_lr" in overrides)
+        if w is not c and w.model not in said:
+            said.add(w.model)
+            scaled = (f"scaled from the paper's {PAPER_WARMUP['iters']} of {PAPER_WARMUP['of_iters']} iterations "
+                      f"to this short run" if w.warmup_iters < PAPER_WARMUP["iters"] else "as in the paper")
+            print(f"reproduce: {w.model}: warm-up at lr {w.warmup_lr:g} for {w.warmup_iters} iteration"
+                  f"{'s' if w.warmup_iters != 1 else ''} ({scaled}; --set warmup_iters=N overrides)", flush=True)
+        out.append(w)
+    return out
 
 
 def _final_jobs(args: argparse.Namespace, cfgs: list, units: list[Unit], models: list[str], fingerprint: str,
