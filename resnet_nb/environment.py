@@ -3,20 +3,29 @@
 ``collect(device)`` returns plain JSON values only; every probe is best-effort (a missing
 ``/proc`` or ``git`` gives ``None``, never an exception), so recording the environment can
 not stop a training run.
+
+The commit comes from git when the checkout holding resnet_nb is a git work tree, else from
+``RESNET_NB_COMMIT`` (and ``RESNET_NB_COMMIT_DIRTY``, 1/0), which a copy without ``.git``
+(the GPU machine's copy of the checkout) is given by the command that starts it;
+``git_commit_source`` records which it was.
 """
 from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
-__all__ = ["collect", "git_commit", "cpu_model", "ram_gb", "device_name"]
+__all__ = ["collect", "git_commit", "cpu_model", "ram_gb", "device_name", "COMMIT_ENV", "COMMIT_DIRTY_ENV"]
 
 REPO = Path(__file__).resolve().parent.parent
+COMMIT_ENV, COMMIT_DIRTY_ENV = "RESNET_NB_COMMIT", "RESNET_NB_COMMIT_DIRTY"
+_SHA = re.compile(r"^[0-9a-f]{7,64}$")  # abbreviated to full (sha1: 40, sha256: 64) hex ids
+_BOOL = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
 def _git(*args: str) -> str | None:
@@ -29,10 +38,31 @@ def _git(*args: str) -> str | None:
 
 
 def git_commit() -> dict:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the checkout holding resnet_nb."""
-    sha = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if sha else None
-    return {"commit": sha, "dirty": (bool(status) if status is not None else None)}
+    """``{"commit", "dirty", "source"}`` of the checkout holding resnet_nb.
+
+    From git (``source`` "git") when ``REPO`` is the top of a git work tree; otherwise from
+    ``$RESNET_NB_COMMIT`` (a hex commit id; ``source`` "RESNET_NB_COMMIT") and
+    ``$RESNET_NB_COMMIT_DIRTY`` (1/0, true/false; unset: dirty unknown, None); otherwise all
+    None. An environment value that is not a hex id is ignored (a typo must not pass for a commit).
+    """
+    top = _git("rev-parse", "--show-toplevel")
+    if top and _same_dir(top, REPO):
+        sha = _git("rev-parse", "HEAD")
+        if sha:
+            status = _git("status", "--porcelain", "--untracked-files=no")
+            return {"commit": sha, "dirty": (bool(status) if status is not None else None), "source": "git"}
+    sha = os.environ.get(COMMIT_ENV, "").strip().lower()
+    if _SHA.match(sha):
+        dirty = _BOOL.get(os.environ.get(COMMIT_DIRTY_ENV, "").strip().lower())
+        return {"commit": sha, "dirty": dirty, "source": COMMIT_ENV}
+    return {"commit": None, "dirty": None, "source": None}
+
+
+def _same_dir(a: str, b: Path) -> bool:
+    try:
+        return Path(a).resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def cpu_model() -> str | None:
@@ -102,4 +132,5 @@ def collect(device: torch.device | str = "cpu") -> dict:
         "os": platform.platform(),
         "git_commit": git["commit"],
         "git_dirty": git["dirty"],
+        "git_commit_source": git["source"],   # "git", "RESNET_NB_COMMIT" (a copy without .git) or None
     }

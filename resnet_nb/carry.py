@@ -1,0 +1,370 @@
+"""``resnet-nb carry``: run dirs to and from the GPU machine, one tar per run dir.
+
+A GPU window (../shared/DEVICE.md) returns at most 8 files of 16 MiB from a command and
+carries at most 64 MiB into one (the checkout plus the carried paths). A reproduction
+longer than one command therefore goes back and forth as tarballs:
+
+* ``pack``: ``<out_dir>/<run_id>/<run>/`` -> ``<to>/<run_id>__<run>.tar`` (uncompressed:
+  checkpoints do not compress), every regular file of the run dir except hidden ones (the
+  ``.lock``, a killed writer's ``.*.tmp``): config.json, metrics.json, last.pth, best.pth,
+  the executed notebook. A tar over 16 MiB is refused; each tar is written to a temporary
+  name and renamed, so a killed command leaves the previous tar or the new one, never half.
+* ``restore``: the tars back into ``<out_dir>/<run_id>/<run>/``. A tarball is untrusted
+  input: only regular files named ``<run_id>/<run>/<file>`` (plain names) are taken, and
+  they are extracted with tarfile's ``data`` filter, as ``resnet_nb.data`` does. A tar of
+  another run id is refused, naming both. A run dir already there that is as far along
+  (epochs in metrics.json) or further is kept; a run dir holding another config
+  is refused (it would be lost). Training's own resume check refuses a restored run whose
+  config differs from the one it is asked to train (``run_writer.inspect_run``).
+* ``size``: what a device command carries: the checkout's files that travel (tracked and
+  untracked-not-ignored: ``git ls-files -co --exclude-standard``) plus the carried paths,
+  against the 64 MiB limit; exit status 1 when over. It also prints the environment
+  variables that give the commit to the copy on the device, which has no ``.git``
+  (``resnet_nb.environment.git_commit``).
+
+``python -m resnet_nb.carry`` runs the same command without importing torch (the device
+script packs after every step); only ``restore`` imports it, to compare configs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["MAX_TAR_BYTES", "MAX_CARRY_BYTES", "tar_name", "pack", "restore", "carry_size",
+           "commit_env", "add_arguments", "run_cli", "main"]
+
+MAX_TAR_BYTES = 16 * 2**20     # one file returned from a device command (DEVICE.md)
+MAX_CARRY_BYTES = 64 * 2**20   # the checkout plus the carried paths of one command
+SEP = "__"                     # <run_id>__<run>.tar, a label: restore reads the members' names
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")   # a run id, run name or run file name
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tar_name(run_id: str, run: str) -> str:
+    """``<run_id>__<run>.tar``: the tar of one run dir."""
+    return f"{run_id}{SEP}{run}.tar"
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+# --------------------------------------------------------------------------- pack
+
+def _run_dirs(out_dir: Path, run_id: str) -> list[Path]:
+    base = out_dir / run_id
+    if not base.is_dir():
+        raise FileNotFoundError(f"no run id {run_id!r} under {out_dir}: nothing to pack "
+                                f"(train into {base} first, or give --out-dir)")
+    dirs = sorted(p for p in base.iterdir() if p.is_dir() and (p / "config.json").is_file())
+    if not dirs:
+        raise FileNotFoundError(f"{base} holds no run dirs (folders with config.json): nothing to pack")
+    return dirs
+
+
+def _run_files(run_dir: Path) -> list[Path]:
+    """The regular, non-hidden files of a run dir (no .lock, no .*.tmp, no subfolders)."""
+    return sorted(p for p in run_dir.iterdir()
+                  if not p.name.startswith(".") and p.is_file() and not p.is_symlink())
+
+
+def pack(out_dir: str | os.PathLike, run_id: str, to: str | os.PathLike,
+         max_bytes: int = MAX_TAR_BYTES) -> list[Path]:
+    """One tar per run dir of ``<out_dir>/<run_id>/`` into ``to``; returns the tars' paths.
+
+    Members are ``<run_id>/<run>/<file>``. Raises ValueError (naming the run and its files'
+    sizes) for a run dir whose tar would exceed ``max_bytes``; the tars written before stay.
+    """
+    out_dir, to = Path(out_dir).expanduser(), Path(to).expanduser()
+    to.mkdir(parents=True, exist_ok=True)
+    written = []
+    for run_dir in _run_dirs(out_dir, run_id):
+        files = _run_files(run_dir)
+        # each member: a 512-byte header + data padded to 512; the end: two zero blocks, padded
+        # to tarfile's 10 KiB record
+        estimate = sum(512 + -(-f.stat().st_size // 512) * 512 for f in files) + 10240
+        final = to / tar_name(run_id, run_dir.name)
+        if estimate > max_bytes:
+            sizes = ", ".join(f"{f.name} {_mib(f.stat().st_size)}" for f in files)
+            raise ValueError(f"{run_dir} would make a tar of {_mib(estimate)}, over the {_mib(max_bytes)} "
+                             f"a device command returns per file ({sizes}); nothing written for it")
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=to)
+        try:
+            os.chmod(tmp, 0o644)             # mkstemp makes 0600
+            with os.fdopen(fd, "wb") as f:
+                with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                    for p in files:
+                        tar.add(p, arcname=f"{run_id}/{run_dir.name}/{p.name}", recursive=False)
+                f.flush()
+                os.fsync(f.fileno())
+            size = os.path.getsize(tmp)
+            if size > max_bytes:  # a file grew while it was read
+                raise ValueError(f"{final.name} came to {_mib(size)}, over {_mib(max_bytes)}; not written")
+            os.replace(tmp, final)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        written.append(final)
+    return written
+
+
+# --------------------------------------------------------------------------- restore
+
+def _epochs(run_dir: Path) -> int:
+    """Epochs recorded in ``run_dir``'s metrics.json (0 when missing or unreadable)."""
+    try:
+        m = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return 0
+    return len(m) if isinstance(m, list) else 0
+
+
+def _stored_config(run_dir: Path) -> dict | None:
+    try:
+        c = json.loads((run_dir / "config.json").read_text()).get("config")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return c if isinstance(c, dict) else None
+
+
+def _check_members(tar: tarfile.TarFile, path: Path, run_id: str) -> dict[str, list[tarfile.TarInfo]]:
+    """``{run: [file members]}`` of a carried tar, or a ValueError saying what is wrong."""
+    runs: dict[str, list[tarfile.TarInfo]] = {}
+    total = 0
+    for m in tar.getmembers():
+        parts = m.name.split("/")
+        if m.isdir() and parts[0] == run_id and len(parts) <= 2 and all(_NAME.match(p) for p in parts):
+            continue                                   # <run_id>/ or <run_id>/<run>/: created anyway
+        if parts[0] != run_id and _NAME.match(parts[0]):
+            raise ValueError(f"{path} holds run id {parts[0]!r} ({m.name}), not {run_id!r}: it is the "
+                             f"tar of another reproduction; restore it with --run-id {parts[0]}, or "
+                             f"carry the tars of {run_id}")
+        if not (len(parts) == 3 and parts[0] == run_id and all(_NAME.match(p) for p in parts[1:])):
+            raise ValueError(f"{path}: member {m.name!r} is not a file of a run dir "
+                             f"({run_id}/<run>/<file>); refusing the whole tar")
+        if not m.isreg():
+            raise ValueError(f"{path}: member {m.name!r} is not a regular file (a link, device or "
+                             f"folder); refusing the whole tar")
+        total += m.size
+        runs.setdefault(parts[1], []).append(m)
+    if total > MAX_TAR_BYTES:
+        raise ValueError(f"{path} unpacks to {_mib(total)}, more than a carried run dir holds "
+                         f"({_mib(MAX_TAR_BYTES)}); refusing it")
+    for run, members in runs.items():
+        if not any(m.name.endswith("/config.json") for m in members):
+            raise ValueError(f"{path}: {run_id}/{run}/ has no config.json: not a run dir; refusing it")
+    if not runs:
+        raise ValueError(f"{path} holds no run dir files ({run_id}/<run>/<file>)")
+    return runs
+
+
+def _extract(tar: tarfile.TarFile, members: list[tarfile.TarInfo], dest: Path) -> None:
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, members=members, filter="data")
+    else:  # pragma: no cover - Pythons before the filters (3.11.4 / 3.12): members checked above
+        tar.extractall(dest, members=members)
+
+
+def _restore_run(tar: tarfile.TarFile, path: Path, run_id: str, run: str,
+                 members: list[tarfile.TarInfo], base: Path) -> str:
+    """Restore one run dir of a carried tar into ``base/run``; returns what was done."""
+    from resnet_nb.config import config_diff   # imports torch: only here
+    from resnet_nb.runs import is_locked
+
+    target = base / run
+    with tempfile.TemporaryDirectory(prefix=f".restore-{run}-", dir=base) as tmp:
+        _extract(tar, members, Path(tmp))
+        new = Path(tmp) / run_id / run
+        got = _epochs(new)
+        if target.exists():
+            if is_locked(target):
+                raise ValueError(f"{target} is being trained by a running process; restore after it "
+                                 f"stops (nothing changed)")
+            have = _epochs(target)
+            old_cfg, new_cfg = _stored_config(target), _stored_config(new)
+            if old_cfg is not None and new_cfg is not None:
+                diff = config_diff(old_cfg, new_cfg)
+                if diff:
+                    fields = ", ".join(f"{k} (here {a!r}, in the tar {b!r})" for k, (a, b) in diff.items())
+                    raise ValueError(f"{path}: {target} holds a run with another config: {fields}; "
+                                     f"move {target} away to restore the tar (nothing changed)")
+            if have >= got:
+                return (f"kept {target} ({have} epochs): it is as far along as {path.name} ({got} "
+                        f"epochs) or further")
+            old = target.with_name(f".{run}.replaced")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)                 # swap: a failure between leaves old + new aside
+            os.replace(new, target)
+            shutil.rmtree(old, ignore_errors=True)
+            return f"restored {target} from {path.name}: {got} epochs (it held {have})"
+        os.replace(new, target)
+        return f"restored {target} from {path.name}: {got} epochs"
+
+
+def restore(tars: Sequence[str | os.PathLike], run_id: str, out_dir: str | os.PathLike = "experiments") -> list[str]:
+    """Restore carried run-dir tars into ``<out_dir>/<run_id>/``; returns one line per run dir.
+
+    Every tar is checked before anything is written (see the module docstring); an error is
+    a one-line ValueError (a tar of another run id names it). A run dir already there
+    with as many epochs or more is kept (the line says so).
+    """
+    from resnet_nb.config import check_run_id
+
+    check_run_id(run_id)
+    base = Path(out_dir).expanduser() / run_id
+    handles, checked = [], []
+    try:
+        for t in map(Path, tars):
+            if not t.is_file():
+                raise FileNotFoundError(f"no tar {t} to restore")
+            try:
+                tar = tarfile.open(t, "r:*")
+                handles.append(tar)
+                checked.append((t, tar, _check_members(tar, t, run_id)))
+            except (tarfile.TarError, EOFError) as e:
+                raise ValueError(f"{t} is not a readable tar ({e})") from None
+        base.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for t, tar, runs in checked:
+            for run, members in sorted(runs.items()):
+                try:
+                    lines.append(_restore_run(tar, t, run_id, run, members, base))
+                except (tarfile.TarError, EOFError) as e:
+                    raise ValueError(f"{t}: could not extract {run_id}/{run} ({e}); nothing changed "
+                                     f"for it") from None
+        return lines
+    finally:
+        for tar in handles:
+            tar.close()
+
+
+# --------------------------------------------------------------------------- size
+
+def _tree_bytes(path: Path) -> int:
+    if path.is_symlink() or path.is_file():
+        return path.lstat().st_size
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += (Path(root) / name).lstat().st_size
+            except OSError:
+                pass
+    return total
+
+
+def _git(repo: Path, *args: str) -> str:
+    try:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                              timeout=60, check=True).stdout
+    except FileNotFoundError:
+        raise ValueError("git is not installed: the checkout's size cannot be listed") from None
+    except subprocess.CalledProcessError as e:
+        raise ValueError(f"{repo} is not a git checkout ({e.stderr.strip()}); run carry size in "
+                         f"the checkout the device command copies") from None
+
+
+def carry_size(paths: Sequence[str | os.PathLike], repo: str | os.PathLike | None = None) -> dict:
+    """Bytes a device command carries from the checkout ``repo`` (default: the one holding
+    resnet_nb): ``{"checkout", "checkout_files", "carried": {path: bytes}, "total", "limit"}``.
+    The checkout's files under a carried path are counted once (carry replaces them)."""
+    repo = Path(repo or REPO).resolve()
+    carried = {}
+    for p in paths:
+        full = (repo / p).resolve() if not Path(p).is_absolute() else Path(p)
+        if not full.exists():
+            raise FileNotFoundError(f"carried path {p} does not exist (relative to {repo})")
+        carried[str(p)] = full
+    names = [n for n in _git(repo, "ls-files", "-co", "--exclude-standard", "-z").split("\0") if n]
+    checkout, count = 0, 0
+    for n in names:
+        f = repo / n
+        if any(f == c or c in f.parents for c in carried.values()):
+            continue
+        try:
+            checkout += f.lstat().st_size     # a tracked file deleted here does not travel
+            count += 1
+        except OSError:
+            pass
+    sizes = {p: _tree_bytes(full) for p, full in carried.items()}
+    return {"checkout": checkout, "checkout_files": count, "carried": sizes,
+            "total": checkout + sum(sizes.values()), "limit": MAX_CARRY_BYTES}
+
+
+def commit_env(repo: str | os.PathLike | None = None) -> str:
+    """``RESNET_NB_COMMIT=<sha> RESNET_NB_COMMIT_DIRTY=<0|1>`` of the checkout: the prefix of a
+    device command, whose copy of the checkout has no ``.git``."""
+    from resnet_nb.environment import COMMIT_DIRTY_ENV, COMMIT_ENV
+
+    repo = Path(repo or REPO)
+    sha = _git(repo, "rev-parse", "HEAD").strip()
+    dirty = bool(_git(repo, "status", "--porcelain", "--untracked-files=no").strip())
+    return f"{COMMIT_ENV}={sha} {COMMIT_DIRTY_ENV}={int(dirty)}"
+
+
+# --------------------------------------------------------------------------- CLI
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = sub.add_parser("pack", help="one tar per run dir of a run id (<run id>__<run>.tar, <= 16 MiB each)")
+    a.add_argument("--run-id", required=True, help="run id whose run dirs to pack")
+    a.add_argument("--out-dir", default="experiments", help="root folder of run directories")
+    a.add_argument("--to", required=True, help="folder the tars go to (e.g. $OUT/runs on the device)")
+    r = sub.add_parser("restore", help="untar carried run dirs into <out-dir>/<run id>/ (checked, newer kept)")
+    r.add_argument("tars", nargs="+", metavar="TAR", help="tars written by carry pack")
+    r.add_argument("--run-id", required=True, help="run id the tars must hold")
+    r.add_argument("--out-dir", default="experiments", help="root folder of run directories")
+    s = sub.add_parser("size", help="bytes a device command carries (checkout + PATHs) against 64 MiB")
+    s.add_argument("paths", nargs="*", metavar="PATH", help="carried paths (e.g. .device)")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    if args.action == "pack":
+        for t in pack(args.out_dir, args.run_id, args.to):
+            print(f"{t} ({_mib(t.stat().st_size)})")
+        return 0
+    if args.action == "restore":
+        for line in restore(args.tars, args.run_id, args.out_dir):
+            print(line)
+        return 0
+    s = carry_size(args.paths)
+    print(f"checkout (git ls-files -co --exclude-standard, {s['checkout_files']} files): {_mib(s['checkout'])}")
+    for p, n in s["carried"].items():
+        print(f"carried {p}: {_mib(n)}")
+    over = s["total"] > s["limit"]
+    print(f"total {_mib(s['total'])} ({s['total']} bytes) of {_mib(s['limit'])}: "
+          + (f"OVER by {_mib(s['total'] - s['limit'])}" if over else f"{_mib(s['limit'] - s['total'])} to spare"))
+    try:
+        print(f"device command prefix: {commit_env()}")
+    except ValueError as e:
+        print(f"device command prefix: unknown ({e})")
+    return 1 if over else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m resnet_nb.carry ...``: as ``resnet-nb carry ...``, without importing torch
+    for pack and size (``resnet_nb.cli`` imports the data layer for its error types)."""
+    p = argparse.ArgumentParser(prog="resnet-nb carry", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return run_cli(args)
+    except (ValueError, OSError) as e:
+        print(f"resnet-nb carry: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""resnet_nb.carry: run-dir tars to and from the GPU machine, and the commit of a copy
+without .git (resnet_nb.environment.git_commit)."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from resnet_nb import carry, environment
+from resnet_nb.config import make_config
+
+RID = "gpu-seed"
+
+
+def _cfg(run, out, **kw):
+    return make_config("smoke", model=run, dataset="synthetic", device="cpu", out_dir=str(out), run_id=RID, **kw)
+
+
+def _run_dir(out: Path, run: str = "plain20", epochs: int = 2, **kw) -> Path:
+    """A run dir as training leaves it (checkpoints as opaque bytes), plus what pack must skip."""
+    d = out / RID / run
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"config": asdict(_cfg(run, out, **kw)), "status": "paused"}))
+    (d / "metrics.json").write_text(json.dumps([{"epoch": e + 1, "test_acc": 0.1 * e} for e in range(epochs)]))
+    (d / "last.pth").write_bytes(b"L" * 3000)
+    (d / "best.pth").write_bytes(b"B" * 2000)
+    (d / "02_train.ipynb").write_text("{}")
+    (d / ".lock").write_text('{"pid": 1}')
+    (d / ".last.pth.abc.tmp").write_bytes(b"half")
+    return d
+
+
+def _tar(path: Path, members: list[tuple[str, bytes | None, bytes]]) -> Path:
+    """A tar with (name, type, data) members: type None = regular file, else a TarInfo type."""
+    with tarfile.open(path, "w") as t:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            if kind is None:
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+            else:
+                info.type, info.linkname = kind, data.decode()
+                t.addfile(info)
+    return path
+
+
+def test_pack_one_tar_per_run_dir_with_the_run_files_only(tmp_path):
+    _run_dir(tmp_path / "exp", "plain20")
+    _run_dir(tmp_path / "exp", "resnet20")
+    tars = carry.pack(tmp_path / "exp", RID, tmp_path / "out")
+    assert [t.name for t in tars] == ["gpu-seed__plain20.tar", "gpu-seed__resnet20.tar"]
+    with tarfile.open(tars[0]) as t:
+        assert sorted(t.getnames()) == [f"{RID}/plain20/{n}" for n in
+                                        ("02_train.ipynb", "best.pth", "config.json", "last.pth", "metrics.json")]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [t.name for t in tars]   # no tmp left
+
+
+def test_pack_refuses_a_tar_over_the_limit_and_keeps_the_previous_one(tmp_path):
+    d = _run_dir(tmp_path / "exp")
+    old = carry.pack(tmp_path / "exp", RID, tmp_path / "out")[0]
+    before = old.read_bytes()
+    (d / "last.pth").write_bytes(b"L" * 20000)
+    with pytest.raises(ValueError, match=r"over the 0.0 MiB.*last.pth"):
+        carry.pack(tmp_path / "exp", RID, tmp_path / "out", max_bytes=16000)
+    assert old.read_bytes() == before and len(list((tmp_path / "out").iterdir())) == 1
+
+
+def test_pack_killed_mid_write_leaves_the_previous_tar_whole(tmp_path, monkeypatch):
+    _run_dir(tmp_path / "exp")
+    old = carry.pack(tmp_path / "exp", RID, tmp_path / "out")[0]
+    before = old.read_bytes()
+    real_add = tarfile.TarFile.add
+    calls = []
+
+    def add_then_die(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt   # as a kill between two members
+        return real_add(self, *a, **kw)
+    monkeypatch.setattr(tarfile.TarFile, "add", add_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        carry.pack(tmp_path / "exp", RID, tmp_path / "out")
+    assert old.read_bytes() == before and [p.name for p in (tmp_path / "out").iterdir()] == [old.name]
+
+
+def test_restore_round_trip_into_a_fresh_out_dir(tmp_path):
+    src = _run_dir(tmp_path / "exp")
+    tars = carry.pack(tmp_path / "exp", RID, tmp_path / "out")
+    lines = carry.restore(tars, RID, tmp_path / "device")
+    dst = tmp_path / "device" / RID / "plain20"
+    assert lines == [f"restored {dst} from gpu-seed__plain20.tar: 2 epochs"]
+    assert sorted(p.name for p in dst.iterdir()) == ["02_train.ipynb", "best.pth", "config.json", "last.pth",
+                                                     "metrics.json"]
+    assert (dst / "last.pth").read_bytes() == (src / "last.pth").read_bytes()
+    assert [p.name for p in (tmp_path / "device" / RID).iterdir()] == ["plain20"]   # no temp folder left
+
+
+def test_restore_refuses_a_tar_of_another_run_id_naming_both(tmp_path):
+    _run_dir(tmp_path / "exp")
+    tar = carry.pack(tmp_path / "exp", RID, tmp_path / "out")[0]
+    with pytest.raises(ValueError, match=r"holds run id 'gpu-seed'.*not 'other-run'.*--run-id gpu-seed"):
+        carry.restore([tar], "other-run", tmp_path / "device")
+    assert not (tmp_path / "device" / "other-run").exists()
+
+
+@pytest.mark.parametrize("members, why", [
+    ([(f"{RID}/plain20/config.json", None, b"{}"), (f"{RID}/plain20/last.pth", tarfile.SYMTYPE, b"/etc/passwd")],
+     "not a regular file"),
+    ([(f"{RID}/plain20/config.json", None, b"{}"), (f"{RID}/plain20/../../evil", None, b"x")],
+     "not a file of a run dir"),
+    ([(f"{RID}/plain20/config.json", None, b"{}"), (f"/{RID}/plain20/x", None, b"x")], "not a file of a run dir"),
+    ([(f"{RID}/plain20/config.json", None, b"{}"), (f"{RID}/plain20/sub/x", None, b"x")], "not a file of a run dir"),
+    ([(f"{RID}/plain20/config.json", None, b"{}"), (f"{RID}/plain20/.lock", None, b"x")], "not a file of a run dir"),
+    ([(f"{RID}/plain20/metrics.json", None, b"[]")], "no config.json"),
+])
+def test_restore_refuses_untrusted_members_and_writes_nothing(tmp_path, members, why):
+    tar = _tar(tmp_path / "bad.tar", members)
+    with pytest.raises(ValueError, match=why):
+        carry.restore([tar], RID, tmp_path / "device")
+    assert not (tmp_path / "device").exists() and not (tmp_path / "evil").exists()
+
+
+def test_restore_keeps_a_run_dir_further_along_and_replaces_one_behind(tmp_path):
+    _run_dir(tmp_path / "a", epochs=5)
+    _run_dir(tmp_path / "b", epochs=3)
+    ahead = carry.pack(tmp_path / "a", RID, tmp_path / "ta")
+    behind = carry.pack(tmp_path / "b", RID, tmp_path / "tb")
+    dev = tmp_path / "device"
+    carry.restore(ahead, RID, dev)                      # 5 epochs on the device
+    [line] = carry.restore(behind, RID, dev)            # an older carried tar: kept, and said
+    assert line.startswith(f"kept {dev / RID / 'plain20'} (5 epochs)") and "(3 epochs)" in line
+    assert len(json.loads((dev / RID / "plain20" / "metrics.json").read_text())) == 5
+    dev2 = tmp_path / "device2"
+    carry.restore(behind, RID, dev2)
+    [line] = carry.restore(ahead, RID, dev2)            # a newer tar replaces the older run dir
+    assert line.endswith("5 epochs (it held 3)")
+    assert len(json.loads((dev2 / RID / "plain20" / "metrics.json").read_text())) == 5
+    assert [p.name for p in (dev2 / RID).iterdir()] == ["plain20"]
+
+
+def test_restore_refuses_to_replace_a_run_dir_of_another_config(tmp_path):
+    _run_dir(tmp_path / "a", epochs=5)
+    d = _run_dir(tmp_path / "device", epochs=1, lr=0.05)  # the same run dir name, another recipe
+    tar = carry.pack(tmp_path / "a", RID, tmp_path / "t")
+    with pytest.raises(ValueError, match=r"another config: lr \(here 0.05, in the tar 0.01\)"):
+        carry.restore(tar, RID, tmp_path / "device")
+    assert len(json.loads((d / "metrics.json").read_text())) == 1
+
+
+def test_training_refuses_a_carried_run_of_another_config_naming_the_field(tmp_path):
+    from resnet_nb.train import train
+
+    import torch
+
+    d = _run_dir(tmp_path / "exp", epochs=1)                             # smoke: 3 epochs
+    torch.save({"config": asdict(_cfg("plain20", tmp_path / "exp")), "epoch": 1, "device_type": "cpu"},
+               d / "last.pth")                                         # what the resume check reads
+    carry.restore(carry.pack(tmp_path / "exp", RID, tmp_path / "t"), RID, tmp_path / "device")
+    with pytest.raises(ValueError, match=r"another config: epochs \(stored 3, now 4\)"):
+        train(_cfg("plain20", tmp_path / "device", epochs=4))
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+def test_size_counts_tracked_and_untracked_files_plus_carried_paths(tmp_path, capsys, monkeypatch):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / ".gitignore").write_text("/.device/\n/big\n")           # 15 bytes
+    (repo / "tracked.py").write_bytes(b"t" * 1000)
+    (repo / "untracked.txt").write_bytes(b"u" * 500)
+    (repo / "big").write_bytes(b"i" * 10**6)                      # ignored: does not travel
+    (repo / ".device").mkdir()
+    (repo / ".device" / "data.npz").write_bytes(b"d" * 7000)
+    _git(repo, "add", "tracked.py", ".gitignore")
+    s = carry.carry_size([".device"], repo)
+    assert (s["checkout"], s["checkout_files"], s["carried"], s["total"]) == (1515, 3, {".device": 7000}, 8515)
+    monkeypatch.setattr(carry, "REPO", repo)
+    monkeypatch.setattr(carry, "MAX_CARRY_BYTES", 8000)
+    assert carry.main(["size", ".device"]) == 1                  # 8515 bytes > 8000
+    out = capsys.readouterr().out
+    assert "carried .device: 0.0 MiB" in out and "OVER by" in out and "device command prefix: unknown" in out
+
+
+def test_git_commit_from_the_environment_when_the_copy_has_no_git(tmp_path, monkeypatch):
+    monkeypatch.setattr(environment, "REPO", tmp_path)           # a copy without .git
+    monkeypatch.delenv(environment.COMMIT_ENV, raising=False)
+    assert environment.git_commit() == {"commit": None, "dirty": None, "source": None}
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setenv(environment.COMMIT_ENV, sha.upper())
+    monkeypatch.setenv(environment.COMMIT_DIRTY_ENV, "0")
+    assert environment.git_commit() == {"commit": sha, "dirty": False, "source": "RESNET_NB_COMMIT"}
+    monkeypatch.setenv(environment.COMMIT_DIRTY_ENV, "")
+    assert environment.git_commit()["dirty"] is None
+    monkeypatch.setenv(environment.COMMIT_ENV, "<hash>")        # the placeholder, never a commit
+    assert environment.git_commit()["commit"] is None
+
+
+def test_git_commit_prefers_git_in_a_checkout(monkeypatch):
+    if not (environment.REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    monkeypatch.setenv(environment.COMMIT_ENV, "0" * 40)
+    g = environment.git_commit()
+    assert g["source"] == "git" and g["commit"] != "0" * 40 and len(g["commit"]) == 40
