@@ -85,7 +85,9 @@ print(f"figures say: {data_label}")
 # once through the cross-entropy loss, and record
 # 1. `||dL/dW||` of every 3×3 conv weight (layer 1 is the stem, then two per block);
 # 2. the standard deviation of the stem output and of every block output;
-# 3. `||dL/dx||`, the gradient that reaches the input images.
+# 3. `||dL/dx||`, the gradient that reaches the input images;
+# 4. the shattering probe: the gradient of one logit with respect to the input at points on a
+#    line through input space, and how well neighbouring gradients correlate.
 
 # %%
 results = probes.run_probes(x, y, probes.parse_int_list(depths, "depths"),
@@ -125,6 +127,33 @@ plots.show(plots.activation_std_figure(summary, data_label))
 
 # %%
 plots.show(plots.input_grad_figure(summary, data_label))
+
+# %% [markdown]
+# ## Shattered gradients: do nearby inputs get similar gradients?
+#
+# Balduzzi et al. (2017, Fig. 1) fed a line of inputs through deep nets and found that the
+# gradient with respect to the input of a deep *plain* net jumps from point to point like
+# white noise ("shattered"), while a residual net's stays correlated. Here the line starts
+# at one probe image and heads towards another in `batch_size` steps of 1/1000 of their
+# distance (`probes.SHATTER_STEP`); at each point we take the gradient of the class-0 logit
+# with respect to the input (3x32x32 values) and correlate it with the gradients of the
+# points 1, 2, ... steps further on (Pearson correlation over the input values, mean over the
+# line). 1 means the gradient does not change along the line, 0 white noise. The nets are
+# freshly initialised with BN in training mode, as in the probes above: the points of the line
+# are one batch, so BN normalises with their statistics.
+
+# %%
+plots.show(plots.grad_correlation_figure(summary, data_label, probes.SHATTER_STEP))
+
+# %% [markdown]
+# Compared with the literature, computed from the measurements (Balduzzi et al. 2017 on
+# shattering; Yang et al. 2019, "A Mean Field Theory of Batch Normalization", on gradients
+# that explode with depth in plain BN nets at initialisation; He et al. 2016, sec. 4.1, who
+# verified during training that BN gives "healthy" backward norms):
+
+# %%
+for line in probes.literature_lines(probes.literature_checks(summary)):
+    print(line)
 
 # %% [markdown]
 # ## The numbers, and the comparisons the text makes

@@ -27,6 +27,7 @@ __all__ = [
     "run_curves_figure", "train_loss_figure", "test_accuracy_figure", "error_fig6_figure",
     "grad_norm_figure", "activation_std_figure", "input_grad_figure",
 ]
+    "layer_responses_figure", "grad_correlation_figure",
 
 DPI = 120  # dots per inch of saved PNGs
 # one hue per family (plain: warm, residual: cool), darker for deeper nets
@@ -370,4 +371,79 @@ def input_grad_figure(summary: Mapping[str, Mapping], data_label: str):
     _set_title(ax, "gradient reaching the input at initialisation", data_label, fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
+    return fig
+
+
+# --------------------------------------------------------------------------- layer responses (Fig. 7)
+
+def layer_responses_figure(models: Mapping[str, Mapping], data_label: str):
+    """Paper Fig. 7: the std of every 3x3 layer's response (after BN, before ReLU and the
+    addition; ``resnet_nb.responses``) of the trained nets; top in layer order, bottom each
+    net's stds sorted in descending order. Plain nets dashed, ResNets solid, one shade per
+    depth. ``models``: ``{model: {"std": [...], "n_seeds": int, "runs": [{"epoch": ...}]}}``."""
+    fig, axes = new_figure(2, 1, size=(8.0, 7.0))
+    top, bottom = axes[0][0], axes[1][0]
+    depths = sorted({parse_model_name(m)[1] for m in models})
+    for name in models:
+        m = models[name]
+        std = np.asarray(m["std"])
+        epochs = sorted({r["epoch"] for r in m.get("runs", [])})
+        n = m.get("n_seeds", 1)
+        label = model_label(name) + (f" (epoch {epochs[0]})" if len(epochs) == 1 else "") + \
+            (f", mean of {n} seeds" if n > 1 else "")
+        style = dict(color=model_color(name, depths), linestyle="--" if name.startswith("plain") else "-",
+                     linewidth=1.3, label=label)
+        top.plot(np.arange(1, std.size + 1), std, **style)
+        bottom.plot(np.arange(1, std.size + 1), np.sort(std)[::-1], **style)
+    top.set(xlabel="layer index (1 = first 3x3 conv)", ylabel="std of the response",
+            title="original order")
+    bottom.set(xlabel="layer index (sorted by magnitude)", ylabel="std of the response",
+               title="sorted by magnitude")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    _set_title(fig, "std of the 3x3 layers' responses (after BN, before ReLU/addition), paper Fig. 7",
+               data_label)
+    return fig
+
+
+def grad_correlation_figure(summary: Mapping[str, Mapping], data_label: str, step: float):
+    """The shattering probe (``resnet_nb.probes``, Balduzzi et al. 2017 Fig. 1): left, the
+    correlation of input gradients ``l`` points apart on a line through input space, every
+    model (plain dashed, residual solid); right, the neighbour correlation (lag 1) against
+    depth, every seed a dot. 1: the gradient does not change along the line; 0: white noise.
+    ``step``: the spacing of the line's points, a fraction of the distance between its images."""
+    depths, families = _probe_models(summary)
+    fig, axes = new_figure(1, 2, size=(10.0, 4.0))
+    lag_ax, depth_ax = axes[0]
+    for name, s in summary.items():
+        if "grad_corr_lags_mean" not in s:
+            continue
+        lags = np.arange(1, len(s["grad_corr_lags_mean"]) + 1)
+        lag_ax.plot(lags, s["grad_corr_lags_mean"], color=model_color(name, depths),
+                    linestyle="--" if s["family"] == "plain" else "-", marker=".", label=model_label(name))
+    lag_ax.axhline(0, color="grey", linewidth=0.8)
+    lag_ax.set(xlabel=f"points apart on the line (1 step = {step:g} of the distance between two images)",
+               ylabel="correlation of input gradients",
+               title="autocorrelation along the line")
+    _integer_x(lag_ax)
+    for family in families:
+        names = [f"{family}{d}" for d in depths if "neighbour_grad_corr_mean" in summary.get(f"{family}{d}", {})]
+        if not names:
+            continue
+        color = model_color(names[-1], depths)
+        depth_ax.plot([summary[n]["depth"] for n in names], [summary[n]["neighbour_grad_corr_mean"] for n in names],
+                      "-o", color=color, label="plain" if family == "plain" else "residual")
+        for n in names:
+            seeds = summary[n]["neighbour_grad_corr_seeds"]
+            depth_ax.scatter([summary[n]["depth"]] * len(seeds), seeds, color=color, s=10, alpha=0.6)
+    depth_ax.axhline(0, color="grey", linewidth=0.8)
+    depth_ax.set_xticks(depths)
+    depth_ax.set(xlabel="depth (weighted layers)", ylabel="neighbour correlation (lag 1)",
+                 title="neighbouring points, by depth")
+    for ax in (lag_ax, depth_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    _set_title(fig, "shattered gradients at initialisation: correlation of d logit / d input between nearby "
+                    "inputs", data_label)
     return fig

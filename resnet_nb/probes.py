@@ -16,6 +16,17 @@ visible:
   depth while the plain net re-normalises at every block.
 * ``input_grad_norm``: ``||dL/dx||`` of the loss with respect to the input images, the
   gradient that survives the whole backward pass.
+* ``grad_corr_lags`` / ``neighbour_grad_corr``: how *shattered* the input gradient is
+  (Balduzzi et al. 2017, Fig. 1). The inputs are ``K`` points on the straight line from one
+  probe image towards another, ``SHATTER_STEP`` (1/1000) of the distance between the two
+  images apart (``K`` = the probe's batch size, one batch; a fixed step keeps the lag-1 value
+  comparable between probe sizes); at every point the gradient ``g_k = d logit_0 / dx`` of the class-0 logit with respect to the input
+  (3x32x32 values). ``grad_corr_lags[l - 1]`` is the mean over ``k`` of the Pearson
+  correlation (over the 3072 input values) of ``g_k`` and ``g_{k+l}``; the scalar
+  ``neighbour_grad_corr`` is its lag-1 value: 1 for a gradient that does not change along
+  the line (a linear model), about 0 (within ~1/sqrt(3072) = 0.02) for white noise. BN is in
+  training mode as in the other probes, so it normalises with the statistics of the line's
+  ``K`` points, and each ``g_k`` includes the (small, O(1/K)) path through those statistics.
 
 ``run_probes`` repeats this for plain and residual nets of several depths and seeds;
 ``summarize_probes`` gives mean and std over seeds. Results are plain JSON-able dicts,
@@ -42,6 +53,8 @@ __all__ = [
     "probe_model", "run_probes", "summarize_probes", "parse_int_list", "probe_table",
     "probe_shapes", "residual_contrast", "write_theory_outputs", "THEORY_JSON",
     "FULL_PROBE", "SMOKE_PROBE", "probe_scope", "probe_label",
+    "input_line", "line_input_gradients", "gradient_correlation", "grad_correlation_probe",
+    "literature_checks", "literature_lines", "EXPLODE_FACTOR", "SHATTER_STEP",
 ]
 
 # the probe the report describes (01_theory's defaults), and the smoke preset's smaller one:
@@ -136,18 +149,71 @@ def input_grad_norm(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float
     return float(x.grad.norm())
 
 
+def input_line(x_a: torch.Tensor, x_b: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` evenly spaced points on the straight line from ``x_a`` to ``x_b`` (both ends
+    included): (n, *x_a.shape)."""
+    if n < 2:
+        raise ValueError(f"a line through input space needs at least 2 points; got {n}")
+    t = torch.linspace(0, 1, n, dtype=x_a.dtype, device=x_a.device).view(n, *([1] * x_a.dim()))
+    return (1 - t) * x_a + t * x_b
+
+
+def line_input_gradients(model: nn.Module, xs: torch.Tensor, output: int = 0) -> torch.Tensor:
+    """``d f(x_k) / d x_k`` at every row ``x_k`` of ``xs``, with ``f`` the logit ``output``,
+    from one forward/backward of the whole batch (model used as given: in train mode BN
+    couples the rows through the batch statistics). Returns (K, D) with D the input size.
+    Only the input's gradient is computed (``torch.autograd.grad``): no weight gradients."""
+    xs = xs.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(xs)[:, output].sum(), xs)
+    return grad.detach().flatten(1)
+
+
+def gradient_correlation(grads: torch.Tensor, max_lag: int | None = None) -> list[float]:
+    """The autocorrelation of a sequence of gradients (K, D) along the line: for lag
+    ``l = 1..max_lag`` (default ``K // 2``) the mean over ``k`` of the Pearson correlation
+    over the D values of ``g_k`` and ``g_{k+l}``. A zero (or constant) gradient counts as
+    uncorrelated (0)."""
+    k = grads.shape[0]
+    max_lag = max(1, k // 2) if max_lag is None else max_lag
+    if not 1 <= max_lag < k:
+        raise ValueError(f"max_lag must be in 1..{k - 1} for {k} gradients; got {max_lag}")
+    g = grads.to(torch.float64)
+    g = g - g.mean(dim=1, keepdim=True)
+    norm = g.norm(dim=1, keepdim=True)
+    g = torch.where(norm > 0, g / norm.clamp_min(torch.finfo(torch.float64).tiny), torch.zeros_like(g))
+    return [float((g[:-lag] * g[lag:]).sum(dim=1).mean()) for lag in range(1, max_lag + 1)]
+
+
+# the shattering probe's step along its line, as a fraction of the distance between the two
+# images: small enough that a depth-20 plain net's neighbouring gradients still correlate
+SHATTER_STEP = 1e-3
+
+
+def grad_correlation_probe(model: nn.Module, x: torch.Tensor, output: int = 0,
+                           step: float = SHATTER_STEP) -> dict:
+    """The shattering probe (module docstring): ``len(x)`` points from ``x[0]`` towards
+    ``x[1]``, ``step`` of their distance apart, the input gradient of logit ``output`` at each
+    point, and the gradients' autocorrelation along the line."""
+    k = x.shape[0]
+    end = x[0] + step * (k - 1) * (x[1] - x[0])
+    lags = gradient_correlation(line_input_gradients(model, input_line(x[0], end, k), output))
+    return {"grad_corr_lags": lags, "neighbour_grad_corr": lags[0]}
+
+
 def probe_model(model: CifarResNet, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """All three probes on one freshly initialised model (train mode)."""
+    """All four probes on one freshly initialised model (train mode)."""
     model.train()
     # BN running statistics change on every forward in train mode; they are not used
     # by these probes (batch statistics are), so the order of the probes does not matter.
     grads = conv_grad_norms(model, x, y)
     inp = input_grad_norm(model, x, y)
     stds = block_output_std(model, x)
+    shatter = grad_correlation_probe(model, x)
     with torch.no_grad():
         loss = float(F.cross_entropy(model(x), y))
     model.zero_grad(set_to_none=True)
-    return {"conv_grad_norms": grads, "block_output_std": stds, "input_grad_norm": inp, "loss": loss}
+    return {"conv_grad_norms": grads, "block_output_std": stds, "input_grad_norm": inp, "loss": loss,
+            **shatter}
 
 
 def run_probes(x: torch.Tensor, y: torch.Tensor, depths: Sequence[int] = (20, 56, 110),
@@ -203,19 +269,30 @@ def summarize_probes(results: list[dict]) -> dict[str, dict]:
             "input_grad_norm_std": float(np.std(inp, ddof=1)) if len(inp) > 1 else 0.0,
             "input_grad_norm_seeds": inp,
         }
+        if all("grad_corr_lags" in r for r in rows):  # older theory_probes.json: no shattering probe
+            c_mean, c_std = stats(rows, "grad_corr_lags")
+            corr = [r["neighbour_grad_corr"] for r in rows]
+            summary[name].update(
+                grad_corr_lags_mean=c_mean, grad_corr_lags_std=c_std,
+                neighbour_grad_corr_mean=float(np.mean(corr)),
+                neighbour_grad_corr_std=float(np.std(corr, ddof=1)) if len(corr) > 1 else 0.0,
+                neighbour_grad_corr_seeds=corr)
     return summary
 
 
 def probe_table(summary: dict[str, dict]) -> str:
     """A Markdown table of the probes per model: conv layers, the ratio of the largest to
     the smallest conv-weight gradient norm (1 = every layer gets the same size of update
-    signal), output std of the last block, and ``||dL/dx||`` (means over seeds)."""
-    rows = ["| model | conv layers | max/min conv grad norm | last block std | ‖dL/dx‖ |",
-            "|---|---:|---:|---:|---:|"]
+    signal), output std of the last block, ``||dL/dx||`` and the shattering probe's neighbour
+    gradient correlation (means over seeds)."""
+    rows = ["| model | conv layers | max/min conv grad norm | last block std | ‖dL/dx‖ | grad corr (lag 1) |",
+            "|---|---:|---:|---:|---:|---:|"]
     for name, s in summary.items():
         g = s["conv_grad_norms_mean"]
+        corr = s.get("neighbour_grad_corr_mean")
         rows.append(f"| {name} | {len(g)} | {max(g) / min(g):.3g} | "
-                    f"{s['block_output_std_mean'][-1]:.3g} | {s['input_grad_norm_mean']:.3g} |")
+                    f"{s['block_output_std_mean'][-1]:.3g} | {s['input_grad_norm_mean']:.3g} | "
+                    f"{'n/a' if corr is None else f'{corr:.3f}'} |")
     return "\n".join(rows)
 
 
@@ -242,6 +319,84 @@ def residual_contrast(summary: dict[str, dict]) -> dict[int, dict[str, bool]]:
             "signal_grows": s["block_output_std_mean"][-1] > other["block_output_std_mean"][-1],
         }
     return out
+
+
+# "explodes": the plain nets' input gradient grows by at least an order of magnitude from the
+# shallowest to the deepest depth probed (and with every step in depth)
+EXPLODE_FACTOR = 10.0
+
+
+def literature_checks(summary: dict[str, dict]) -> dict | None:
+    """The probes against three published statements, at the depths probed in both families
+    (None with fewer than two such depths). Numbers are means over seeds.
+
+    * ``shattering`` (Balduzzi et al. 2017): deep plain nets' input gradients decorrelate
+      (white noise) while residual nets keep them correlated. ``plain_falls``: the deepest
+      plain net's ``neighbour_grad_corr`` is below the shallowest's; ``resnet_above``: the
+      residual net's is higher than the plain net's at every depth; ``agrees``: both.
+    * ``explosion`` (Yang et al. 2019): at initialisation BN makes the gradients of plain
+      nets explode with depth. ``plain_growth``/``resnet_growth``: input-gradient norm at the
+      deepest over the shallowest depth; ``plain_explodes``: the plain nets' rises with every
+      step and by at least ``EXPLODE_FACTOR``; ``agrees``: it explodes and grows more than the
+      residual nets'.
+    * ``healthy`` (He et al. 2016, sec. 4.1: with BN "the backward propagated gradients
+      exhibit healthy norms", measured there during training): ``plain_vanishes``: the deepest
+      plain net's input gradient is below the shallowest's by ``EXPLODE_FACTOR`` or more;
+      ``agrees``: neither vanishing nor exploding, here at initialisation only.
+    """
+    depths = sorted(d for d in {s["depth"] for s in summary.values()}
+                    if f"plain{d}" in summary and f"resnet{d}" in summary)
+    if len(depths) < 2:
+        return None
+    plain = [summary[f"plain{d}"] for d in depths]
+    res = [summary[f"resnet{d}"] for d in depths]
+    rising = lambda v: all(b > a for a, b in zip(v, v[1:]))  # noqa: E731
+    p_in, r_in = [s["input_grad_norm_mean"] for s in plain], [s["input_grad_norm_mean"] for s in res]
+    p_growth, r_growth = p_in[-1] / p_in[0], r_in[-1] / r_in[0]
+    explodes = rising(p_in) and p_growth >= EXPLODE_FACTOR
+    vanishes = p_growth <= 1 / EXPLODE_FACTOR
+    out = {"depths": depths,
+           "explosion": {"plain_input_grad": p_in, "resnet_input_grad": r_in, "plain_growth": p_growth,
+                         "resnet_growth": r_growth, "plain_explodes": explodes,
+                         "agrees": explodes and p_growth > r_growth},
+           "healthy": {"plain_growth": p_growth, "plain_vanishes": vanishes, "plain_explodes": explodes,
+                       "agrees": not vanishes and not explodes},
+           "shattering": None}
+    if all("neighbour_grad_corr_mean" in s for s in plain + res):
+        p_c = [s["neighbour_grad_corr_mean"] for s in plain]
+        r_c = [s["neighbour_grad_corr_mean"] for s in res]
+        falls = p_c[-1] < p_c[0]
+        above = all(r > p for r, p in zip(r_c, p_c))
+        out["shattering"] = {"plain_corr": p_c, "resnet_corr": r_c, "plain_falls": falls,
+                             "resnet_above": above, "agrees": falls and above}
+    return out
+
+
+def literature_lines(checks: dict | None) -> list[str]:
+    """``literature_checks`` as sentences (English; the report phrases the same numbers)."""
+    if checks is None:
+        return ["the literature checks need at least two depths probed in both families"]
+    ds = checks["depths"]
+    span = f"depth {ds[0]} to {ds[-1]}"
+    lines = []
+    sh = checks["shattering"]
+    if sh is not None:
+        pairs = "; ".join(f"depth {d}: plain {p:.3f}, residual {r:.3f}"
+                          for d, p, r in zip(ds, sh["plain_corr"], sh["resnet_corr"]))
+        lines.append(f"neighbour input-gradient correlation ({pairs}): "
+                     f"{'agrees with' if sh['agrees'] else 'does not fully agree with'} Balduzzi et al. 2017 "
+                     f"(the deepest plain net's correlation is below the shallowest's: {sh['plain_falls']}; "
+                     f"residual above plain at every depth: {sh['resnet_above']})")
+    ex = checks["explosion"]
+    lines.append(f"input-gradient norm from {span}: plain x{ex['plain_growth']:.3g}, residual "
+                 f"x{ex['resnet_growth']:.3g}: {'agrees with' if ex['agrees'] else 'does not agree with'} "
+                 f"Yang et al. 2019 (plain nets' gradients explode with depth at initialisation)")
+    he = checks["healthy"]
+    state = "vanish" if he["plain_vanishes"] else "explode" if he["plain_explodes"] else "stay within an order of magnitude"
+    lines.append(f"He et al.'s 'healthy' backward norms with BN: at initialisation the plain nets' input "
+                 f"gradients {state} from {span} ({'consistent' if he['agrees'] else 'not consistent'} "
+                 f"with 'healthy'; He et al. measured during training, this probe at initialisation)")
+    return lines
 
 
 def probe_scope(parameters: dict) -> str:
@@ -285,7 +440,7 @@ THEORY_JSON = "theory_probes.json"
 
 
 def write_theory_outputs(results: list[dict], fig_dir, parameters: dict) -> dict[str, str]:
-    """Write the three theory figures (names of ``analysis.THEORY_FIGURE_FILES``) and
+    """Write the four theory figures (names of ``analysis.THEORY_FIGURE_FILES``) and
     ``theory_probes.json`` (parameters, per-seed results, summary) into ``fig_dir``;
     returns ``{key: path}``. ``parameters`` must name the data's ``provenance`` (and the
     ``depths``, ``seeds``, ``batch_size`` probed): the figure titles are built from them."""
@@ -304,6 +459,7 @@ def write_theory_outputs(results: list[dict], fig_dir, parameters: dict) -> dict
     makers = {"theory_grad_norm": plots.grad_norm_figure,
               "theory_activation_std": plots.activation_std_figure,
               "theory_input_grad": plots.input_grad_figure}
+    makers["theory_grad_correlation"] = lambda summ, lab: plots.grad_correlation_figure(summ, lab, SHATTER_STEP)
     out = {k: str(plots.save(make(summary, label), fig_dir / THEORY_FIGURE_FILES[k]))
            for k, make in makers.items()}
     atomic_write_json(fig_dir / THEORY_JSON, {"parameters": dict(parameters), "results": results,

@@ -41,7 +41,8 @@ SEED_REPORT_BEST = {"plain20": 0.9127, "plain56": 0.8769, "resnet20": 0.9144, "r
 
 # summary.json figure file -> the section that shows it (others go to "further figures")
 RESULT_FIGURES = ("resnet_train_loss.png", "resnet_test_accuracy.png", "resnet_error_fig6.png")
-THEORY_FIGURES = ("theory_grad_norm.png", "theory_activation_std.png", "theory_input_grad.png")
+THEORY_FIGURES = ("theory_grad_norm.png", "theory_activation_std.png", "theory_input_grad.png",
+                  "theory_grad_correlation.png")
 
 
 # --------------------------------------------------------------------------- inputs

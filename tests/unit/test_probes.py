@@ -59,6 +59,10 @@ def test_run_probes_seeds_and_summary(batch):
     label = probes.probe_label(dict(provenance="synthetic", depths="20,26", seeds="0,1", batch_size=8))
     for make in (plots.grad_norm_figure, plots.activation_std_figure, plots.input_grad_figure):
         assert make(s, label).axes
+    # the shattering probe: 8 points on the line, lags 1..4; the residual net keeps them correlated
+    assert len(s["plain26"]["grad_corr_lags_mean"]) == 4 and s["plain26"]["neighbour_grad_corr_seeds"]
+    assert s["resnet26"]["neighbour_grad_corr_mean"] > s["plain26"]["neighbour_grad_corr_mean"]
+    assert plots.grad_correlation_figure(s, label, probes.SHATTER_STEP).axes
 
 
 def test_parse_int_list():
@@ -66,3 +70,47 @@ def test_parse_int_list():
     assert probes.parse_int_list([1, 2]) == [1, 2]
     with pytest.raises(ValueError, match="comma list of integers"):
         probes.parse_int_list("20,x", "depths")
+
+
+def test_gradient_correlation_of_a_linear_net_is_one(batch):
+    """A linear model's input gradient is its weight row at every input: correlation 1 at
+    every lag (the closed form), whatever the line."""
+    x, _ = batch                                                   # (8, 3, 32, 32)
+    torch.manual_seed(0)
+    linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    g = probes.line_input_gradients(linear, probes.input_line(x[0], x[1], 8), output=3)
+    assert torch.allclose(g, linear[1].weight[3].detach().expand(8, -1))
+    r = probes.grad_correlation_probe(linear, x, output=3)
+    assert r["grad_corr_lags"] == pytest.approx([1.0] * 4, abs=1e-9) and r["neighbour_grad_corr"] == r["grad_corr_lags"][0]
+
+
+def test_gradient_correlation_by_hand():
+    v = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    alternating = torch.stack([(-1) ** k * v + 7.0 for k in range(6)])   # a constant offset is centred away
+    assert probes.gradient_correlation(alternating) == pytest.approx([-1.0, 1.0, -1.0], abs=1e-12)
+    a, b, c = torch.tensor([[1.0, 2.0, 4.0], [2.0, 1.0, 3.0], [0.0, 1.0, 5.0]])
+    corr = lambda u, w: float(torch.corrcoef(torch.stack([u, w]))[0, 1])  # noqa: E731
+    assert probes.gradient_correlation(torch.stack([a, b, c]), max_lag=2) == \
+        pytest.approx([(corr(a, b) + corr(b, c)) / 2, corr(a, c)], abs=1e-6)
+    assert probes.gradient_correlation(torch.zeros(3, 4)) == [0.0]       # no gradient: uncorrelated
+    line = probes.input_line(torch.zeros(2), torch.ones(2), 5)
+    assert line[:, 0].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    with pytest.raises(ValueError, match="max_lag must be in 1..2"):
+        probes.gradient_correlation(torch.zeros(3, 4), max_lag=3)
+
+
+def test_literature_checks_on_constructed_summaries():
+    def rec(family, depth, grad, corr):
+        return {"family": family, "depth": depth, "input_grad_norm_mean": grad, "neighbour_grad_corr_mean": corr}
+    shattered = {"plain20": rec("plain", 20, 1.0, 0.9), "resnet20": rec("resnet", 20, 0.3, 0.99),
+                 "plain56": rec("plain", 56, 500.0, 0.01), "resnet56": rec("resnet", 56, 1.2, 0.95)}
+    c = probes.literature_checks(shattered)
+    assert c["depths"] == [20, 56] and c["shattering"]["agrees"] and c["explosion"]["agrees"]
+    assert c["explosion"]["plain_growth"] == 500.0 and not c["healthy"]["agrees"]
+    lines = probes.literature_lines(c)
+    assert "agrees with Balduzzi" in lines[0] and "plain x500" in lines[1] and "explode from depth 20 to 56" in lines[2]
+    calm = {"plain20": rec("plain", 20, 1.0, 0.9), "resnet20": rec("resnet", 20, 1.0, 0.8),
+            "plain56": rec("plain", 56, 2.0, 0.95), "resnet56": rec("resnet", 56, 1.0, 0.9)}
+    c = probes.literature_checks(calm)
+    assert not c["shattering"]["agrees"] and not c["explosion"]["agrees"] and c["healthy"]["agrees"]
+    assert probes.literature_checks({"plain20": shattered["plain20"], "resnet20": shattered["resnet20"]}) is None
