@@ -26,8 +26,8 @@ __all__ = [
     "sample_grid_figure", "augmentation_figure", "class_balance_figure",
     "run_curves_figure", "train_loss_figure", "test_accuracy_figure", "error_fig6_figure",
     "grad_norm_figure", "activation_std_figure", "input_grad_figure",
-]
     "layer_responses_figure", "grad_correlation_figure",
+]
 
 DPI = 120  # dots per inch of saved PNGs
 # one hue per family (plain: warm, residual: cool), darker for deeper nets
