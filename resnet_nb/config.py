@@ -55,8 +55,9 @@ SEED_LIMIT = 2**63
 
 # Fields that may differ between a stored run and the config that resumes it: they say
 # where things are or what is permitted, not what is computed (device: the device *type*
-# must still match, because the data generator's state lives on it).
-NON_MATH_FIELDS = ("out_dir", "data_root", "allow_noncanonical", "device")
+# must still match, because the data generator's state lives on it; time_budget: when this
+# process stops, at an epoch boundary, never what an epoch computes).
+NON_MATH_FIELDS = ("out_dir", "data_root", "allow_noncanonical", "device", "time_budget")
 
 
 def _f(default: Any, help: str):  # noqa: A002 - "help" is the natural name here
@@ -104,6 +105,10 @@ class TrainConfig:
                          "(empty: resume the newest unfinished matching run, else repro-YYYYmmdd-HHMMSS)")
     run_name: str = _f("", "leaf folder of this run (empty: the model name)")
     eval_every: int = _f(1, "evaluate on the test (and val) set every this many epochs, and after the last")
+    time_budget: float = _f(0.0, "seconds this process may train (counted from its start; 0 = no limit): "
+                                 "it stops at the epoch boundary where the next epoch would not fit "
+                                 "(judged by the last epoch's time; the first epoch always runs), "
+                                 "status paused, last.pth written; rerunning resumes")
 
     def __post_init__(self) -> None:
         # normalise types first (lists from JSON/papermill, ints given for floats), then check
@@ -233,6 +238,7 @@ def _validate(c: TrainConfig) -> None:
     need(c.warmup_lr > 0, f"warmup_lr must be positive; got {c.warmup_lr}")
     need(0 <= c.momentum < 1, f"momentum must be in [0, 1); got {c.momentum}")
     need(c.weight_decay >= 0, f"weight_decay must be >= 0; got {c.weight_decay}")
+    need(c.time_budget >= 0, f"time_budget must be >= 0 seconds (0 = no limit); got {c.time_budget:g}")
     need(c.gamma > 0, f"gamma must be positive (0.1 divides lr by 10); got {c.gamma}")
     need(c.schedule in SCHEDULES, f"schedule must be epochs or iterations; got {c.schedule!r}")
     need(all(m > 0 for m in c.milestones) and list(c.milestones) == sorted(set(c.milestones)),
@@ -365,7 +371,7 @@ def _choices(values) -> str:
 
 _METAVARS = {"shortcut": _choices(SHORTCUTS), "schedule": _choices(SCHEDULES),
              "normalization": _choices(NORMALIZATIONS), "dataset": _choices(DATASETS),
-             "device": "DEVICE", "out_dir": "PATH", "precision": _choices(PRECISIONS)}
+             "device": "DEVICE", "out_dir": "PATH", "precision": _choices(PRECISIONS), "time_budget": "SECONDS"}
 
 
 def add_field_arguments(p: argparse.ArgumentParser, names: Sequence[str], *, defaults: bool = False) -> None:

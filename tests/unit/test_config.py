@@ -13,7 +13,8 @@ SEED_DEFAULTS = dict(
     momentum=0.9, weight_decay=1e-4, schedule="epochs", milestones=(100, 150), gamma=0.1,
     max_iters=0, warmup_iters=0, warmup_lr=0.01, normalization="channel", val_split=0, seed=0,
     device="auto", precision="fp32", data_root=None, allow_noncanonical=False, dataset="cifar10",
-    out_dir="experiments", run_id="", run_name="", train_subset=0, test_subset=0, eval_every=1)
+    out_dir="experiments", run_id="", run_name="", train_subset=0, test_subset=0, eval_every=1,
+    time_budget=0.0)
 
 
 def test_fields_and_seed_defaults():
@@ -102,6 +103,9 @@ def test_coercion_of_strings_and_numbers():
     (dict(epochs="many"), r"epochs must be an integer; got 'many'"),
     (dict(epochs=True), r"epochs must be an integer"),
     (dict(out_dir=" "), r"out_dir must not be empty"),
+    (dict(time_budget=-1), r"time_budget must be >= 0 seconds \(0 = no limit\); got -1"),
+    (dict(time_budget="inf"), r"time_budget must be a finite number"),
+    (dict(time_budget="soon"), r"time_budget must be a number; got 'soon'"),
 ])
 def test_bad_values_give_one_line_errors(overrides, message):
     with pytest.raises(ValueError, match=message) as e:
@@ -125,7 +129,9 @@ def test_unknown_preset_and_field():
 
 def test_config_diff_lists_math_fields_only():
     a = make_config("seed", run_id="r")
-    b = dataclasses.replace(a, lr=0.2, epochs=10, out_dir="elsewhere", device="cpu", data_root="/x")
+    b = dataclasses.replace(a, lr=0.2, epochs=10, out_dir="elsewhere", device="cpu", data_root="/x",
+                            time_budget=540)
     assert config_diff(a, b) == {"lr": (0.1, 0.2), "epochs": (200, 10)}
-    assert set(NON_MATH_FIELDS) == {"out_dir", "data_root", "allow_noncanonical", "device"}
+    assert set(NON_MATH_FIELDS) == {"out_dir", "data_root", "allow_noncanonical", "device", "time_budget"}
+    assert make_config("seed", time_budget="540").time_budget == 540.0   # CLI/papermill text and ints
     assert config_diff(dataclasses.asdict(a), a) == {}
