@@ -1,0 +1,104 @@
+"""scripts/device_check.sh on the CPU: what can be checked without the GPU machine.
+
+Its functions are sourced (``DEVICE_CHECK_LIB=1``) and run on small commands: the verdict of a
+step is its command's exit status (0 finished, 75 paused, else failed), seen through no pipe;
+results reach $OUT after every step; the summary survives a metrics.json that is still ``[]``
+or missing; the training driver of step 5 pauses for the budget with exit 75.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "device_check.sh"
+
+
+def _bash(code: str, tmp: Path, timeout: float = 60, **env) -> subprocess.CompletedProcess:
+    """``code`` in bash after sourcing the script's functions; $W, $OUT, $RUNS under ``tmp``."""
+    full = {**os.environ, "DEVICE_CHECK_LIB": "1", "BUDGET": "300", "PY": sys.executable,
+            "RUNS": str(tmp / "runs"), "OUT": str(tmp / "out"), "OMP_NUM_THREADS": "1", **env}
+    script = f'source "{SCRIPT}"\nW="{tmp}/w"; mkdir -p "$W" "$RUNS"\n{code}'
+    return subprocess.run(["bash", "-c", script], cwd=ROOT, env=full, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _steps(tmp: Path) -> list[list[str]]:
+    return [line.split("\t") for line in (tmp / "w" / "steps.tsv").read_text().splitlines()]
+
+
+def test_the_script_parses():
+    subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
+
+
+def test_budget_is_required_and_capped_at_one_command(tmp_path):
+    r = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                       env={k: v for k, v in os.environ.items() if k != "BUDGET"})
+    assert r.returncode == 2 and "BUDGET=<seconds> is required" in r.stderr and "budget_left_s" in r.stderr
+    r = _bash('echo "budget $BUDGET"', tmp_path, BUDGET="900")
+    assert r.stdout.splitlines()[-1] == "budget 570" and "capped at 570" in r.stdout
+
+
+def test_a_step_verdict_is_its_commands_exit_status(tmp_path):
+    r = _bash("""
+false | true; echo "pipefail: $?"
+run_step ok 20 bash -c 'echo done | cat'
+run_step failing 20 bash -c 'echo log line; exit 3' | tail -n 1; echo "through a pipe: $?"
+run_step paused 20 bash -c 'exit 75'
+run_step slow 1 sleep 20
+echo "rc of the last: $?"
+""", tmp_path)
+    assert "pipefail: 1" in r.stdout and "through a pipe: 3" in r.stdout and "rc of the last: 124" in r.stdout
+    steps = _steps(tmp_path)
+    assert [(s[0], s[1], s[3]) for s in steps] == [
+        ("ok", "0", "finished"), ("failing", "3", "failed"), ("paused", "75", "paused (resumable)"),
+        ("slow", "124", "failed (killed by its 1s timeout; its runs resume from last.pth)")]
+    assert (tmp_path / "w" / "failing.log").read_text() == "log line\n"
+    with tarfile.open(tmp_path / "out" / "device_check.tar.gz") as t:   # published after every step
+        assert "./steps.tsv" in t.getnames()
+
+
+def test_summary_of_a_run_without_epochs_yet(tmp_path):
+    cfg = {"config": {"epochs": 200}, "status": "running"}
+    for run, metrics in (("plain20", "[]"), ("resnet20", None)):       # [] and missing
+        d = tmp_path / "w" / "runs" / "gpu-seed" / run
+        d.mkdir(parents=True)
+        (d / "config.json").write_text(json.dumps(cfg))
+        if metrics is not None:
+            (d / "metrics.json").write_text(metrics)
+    acc = tmp_path / "w" / "runs" / "acc" / "fast" / "resnet20-seed0"
+    acc.mkdir(parents=True)
+    (acc / "metrics.json").write_text("[]")
+    (tmp_path / "w" / "steps.tsv").write_text("repro\t75\t500\tpaused (resumable)\n")
+    r = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "MODE": "summary", "W": str(tmp_path / "w"), "PY": sys.executable})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout
+    assert "repro            paused (resumable) (exit 75, 500 s)" in r.stdout
+    assert "plain20    running, epochs 0/200, last test acc -, best -, elapsed - s" in r.stdout
+    assert "resnet20   running, epochs 0/200" in r.stdout
+    assert "fast  seed 0: -, epochs 0, final test acc -" in r.stdout
+
+
+def test_the_reproduction_step_pauses_for_its_budget_and_returns_its_run_dirs(tmp_path):
+    """Step 5's driver through run_step: exit 75 (paused), one tar per run dir under $OUT/runs,
+    the results tar without checkpoints (the end-to-end test: ~10 s on 2 cores)."""
+    spec = {"preset": "smoke", "models": ["plain20"], "dataset": "synthetic", "device": "cpu",
+            "out_dir": str(tmp_path / "runs"), "run_id": "gpu-seed", "epochs": 2, "train_subset": 64,
+            "test_subset": 32, "time_budget": 0.001}
+    r = _bash(f"write_driver\nTRAINS=1 run_step repro 120 $PY \"$W/train_runs.py\" '{json.dumps(spec)}'\n"
+              f"echo rc=$?", tmp_path, timeout=120)
+    assert r.stdout.splitlines()[-1] == "rc=75", r.stdout + r.stderr
+    assert "statuses: plain20=paused" in (tmp_path / "w" / "repro.log").read_text()
+    assert _steps(tmp_path)[0][3] == "paused (resumable)"
+    with tarfile.open(tmp_path / "out" / "runs" / "gpu-seed__plain20.tar") as t:
+        assert {"gpu-seed/plain20/last.pth", "gpu-seed/plain20/metrics.json"} <= set(t.getnames())
+    with tarfile.open(tmp_path / "out" / "device_check.tar.gz") as t:
+        names = t.getnames()
+    assert "runs/gpu-seed/plain20/metrics.json" in names and not any(n.endswith(".pth") for n in names)
