@@ -58,6 +58,10 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
+def _n_epochs(n: int) -> str:
+    return f"{n} epoch{'' if n == 1 else 's'}"
+
+
 # --------------------------------------------------------------------------- pack
 
 def _run_dirs(out_dir: Path, run_id: str) -> list[Path]:
@@ -201,16 +205,16 @@ def _restore_run(tar: tarfile.TarFile, path: Path, run_id: str, run: str,
                     raise ValueError(f"{path}: {target} holds a run with another config: {fields}; "
                                      f"move {target} away to restore the tar (nothing changed)")
             if have >= got:
-                return (f"kept {target} ({have} epochs): it is as far along as {path.name} ({got} "
-                        f"epochs) or further")
+                return (f"kept {target} ({_n_epochs(have)}): it is as far along as {path.name} "
+                        f"({_n_epochs(got)}) or further")
             old = target.with_name(f".{run}.replaced")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(target, old)                 # swap: a failure between leaves old + new aside
             os.replace(new, target)
             shutil.rmtree(old, ignore_errors=True)
-            return f"restored {target} from {path.name}: {got} epochs (it held {have})"
+            return f"restored {target} from {path.name}: {_n_epochs(got)} (it held {have})"
         os.replace(new, target)
-        return f"restored {target} from {path.name}: {got} epochs"
+        return f"restored {target} from {path.name}: {_n_epochs(got)}"
 
 
 def restore(tars: Sequence[str | os.PathLike], run_id: str, out_dir: str | os.PathLike = "experiments") -> list[str]:
