@@ -302,6 +302,7 @@ g = git_commit()
 print('commit', g['commit'], 'dirty' if g['dirty'] else 'clean' if g['dirty'] is False else 'dirty: unknown',
       'from', g['source'] or 'nowhere: pass RESNET_NB_COMMIT=<hash> (resnet-nb carry size prints it)')"
   $PY -c "import papermill" 2>/dev/null && echo "papermill: present" || echo "papermill: missing (not needed here)"
+  echo "carried: $(du -sb .device 2>/dev/null | cut -f1 || echo 0) bytes in .device ($(ls "$CARRIED"/*.tar 2>/dev/null | wc -l) run tars)"
 } > "$W/env.log" 2>&1
 cat "$W/env.log"
 
