@@ -32,13 +32,14 @@ __all__ = [
     "FIGURE_FILES", "THEORY_FIGURE_FILES", "latest_run_id", "choose_run_id", "load_runs",
     "group_by_model", "model_curves", "summarize", "results_tables", "write_figures",
     "analyze", "figures_dir_of", "dataset_overview", "degradation_checks",
-    "resolve_run_dir",
+    "resolve_run_dir", "SWEEP_MIN_DEPTHS", "depth_sweep", "sweep_ready", "depth_table",
 ]
 
 FIGURE_FILES = {  # summary.json "figures" key -> file name (the seed report's names kept)
     "train_loss": "resnet_train_loss.png",
     "test_accuracy": "resnet_test_accuracy.png",
     "error_fig6": "resnet_error_fig6.png",
+    "error_vs_depth": "resnet_error_vs_depth.png",  # only with a depth sweep (sweep_ready)
 }
 THEORY_FIGURE_FILES = {  # written by 01_theory (resnet_nb.probes + plots)
     "theory_grad_norm": "theory_grad_norm.png",
@@ -128,7 +129,8 @@ def model_curves(runs: Sequence[dict]) -> dict[str, list[float]]:
     loss and accuracy (and val, lr), over the epochs every seed has finished; ``<key>_std``
     holds the sample std when there are several seeds. Empty lists before epoch 1."""
     n = min(len(r["metrics"]) for r in runs)
-    out: dict[str, list[float]] = {"epoch": [int(runs[0]["metrics"][i]["epoch"]) for i in range(n)]}
+    out: dict[str, list[float]] = {"epoch": [int(runs[0]["metrics"][i]["epoch"]) for i in range(n)],
+                                   "n_seeds": len(runs)}
     for key in _CURVE_KEYS:
         if n and all(key in r["metrics"][0] for r in runs):
             a = np.asarray([[np.nan if m[key] is None else float(m[key]) for m in r["metrics"][:n]]
@@ -253,12 +255,12 @@ def results_tables(summary: dict) -> tuple[str, str]:
     seeds = any(s["n_seeds"] > 1 for s in summary["models"].values())
     note = " (mean ± std over seeds)" if seeds else ""
     best = [f"| Model | Best Test Acc{note} | Epoch | Seeds |", "|---|---:|---:|---:|"]
-    last = [f"| Model | Test Acc @ last epoch{note} | Epoch | Planned |", "|---|---:|---:|---:|"]
+    last = [f"| Model | Test Acc @ last epoch{note} | Epoch | Planned | Seeds |", "|---|---:|---:|---:|---:|"]
     for m, s in summary["models"].items():
         best.append(f"| {model_label(m)} | {_fmt(s['best_test_acc'], s['best_test_acc_std'])} | "
                     f"{s['best_epoch'] if s['best_epoch'] is not None else 'n/a'} | {s['n_seeds']} |")
         last.append(f"| {model_label(m)} | {_fmt(s['last_test_acc'], s.get('last_test_acc_std'))} | "
-                    f"{s['last_epoch']} | {s['epochs_planned']} |")
+                    f"{s['last_epoch']} | {s['epochs_planned']} | {s['n_seeds']} |")
     return "\n".join(best), "\n".join(last)
 
 
@@ -288,7 +290,84 @@ def write_figures(runs: Sequence[dict], out_dir: str | os.PathLike) -> dict[str,
     out = Path(out_dir)
     for key, make in makers.items():
         plots.save(make(curves, label), out / FIGURE_FILES[key])
-    return dict(FIGURE_FILES)
+    written = {k: FIGURE_FILES[k] for k in makers}
+    models = {m: _model_summary(rs) for m, rs in group_by_model(runs).items()}
+    if sweep_ready(models)[0]:  # Table 6 as a figure, beside the paper's ResNets
+        from resnet_nb.literature import load_literature
+
+        paper = load_literature()["sources"]["paper"]
+        published = {f"{paper['name']['en']} (ResNets)": {parse_model_name(m)[1]: r["error_pct"]
+                                                          for m, r in paper["results"].items()
+                                                          if parse_model_name(m)[1] <= max(_depths(models))}}
+        plots.save(plots.error_vs_depth_figure(depth_sweep(models), label, published),
+                   out / FIGURE_FILES["error_vs_depth"])
+        written["error_vs_depth"] = FIGURE_FILES["error_vs_depth"]
+    return written
+
+
+# --------------------------------------------------------------------------- depth sweep (Table 6)
+
+SWEEP_MIN_DEPTHS = 3  # depths with results a family needs before error-vs-depth means anything
+
+
+def _depths(models: dict) -> list[int]:
+    return sorted({parse_model_name(m)[1] for m in models})
+
+
+def depth_sweep(models: dict) -> list[dict]:
+    """Test error (%) per depth and family from summary.json's ``models`` (each seed's best
+    test accuracy, as Table 4-1): ``[{"depth": 20, "plain": {"err_pct", "std_pct", "n",
+    "seeds_pct"} | None, "resnet": ...}, ...]``; ``std_pct`` is the sample std over seeds
+    (None with one seed)."""
+    from resnet_nb.verdicts import seed_values
+
+    rows = []
+    for depth in _depths(models):
+        row: dict = {"depth": depth}
+        for family in ("plain", "resnet"):
+            s = models.get(f"{family}{depth}")
+            errs = [100 * (1 - v) for v in (seed_values(s, "best_test_acc") if s else []) if v is not None]
+            row[family] = None if not errs else {
+                "err_pct": float(np.mean(errs)), "n": len(errs), "seeds_pct": errs,
+                "std_pct": float(np.std(errs, ddof=1)) if len(errs) > 1 else None}
+        rows.append(row)
+    return rows
+
+
+def sweep_ready(models: dict) -> tuple[bool, str]:
+    """``(ready, why not)``: a depth sweep needs results at :data:`SWEEP_MIN_DEPTHS` depths or
+    more in at least one family (summary.json's ``models``)."""
+    counts = {f: sum(1 for r in depth_sweep(models) if r[f]) for f in ("plain", "resnet")}
+    if max(counts.values()) >= SWEEP_MIN_DEPTHS:
+        return True, ""
+    return False, (f"the depth sweep needs results at >= {SWEEP_MIN_DEPTHS} depths in a family; this run id "
+                   f"has {counts['plain']} plain and {counts['resnet']} residual (resnet-nb reproduce --models sweep)")
+
+
+def _pm(x: dict | None) -> str:
+    if not x:
+        return "n/a"
+    return f"{x['err_pct']:.2f}" + (f" ± {x['std_pct']:.2f}" if x["std_pct"] is not None else "") + f" (n={x['n']})"
+
+
+def depth_table(summary: dict, literature: dict | None = None) -> str:
+    """Table 6 as a Markdown table: test error (%) per depth, ours (mean ± std, n seeds) for
+    plain and ResNet, beside the paper's ResNets (``report/literature.json``; ResNet-110: the
+    best of 5 runs, with the paper's mean ± std)."""
+    if literature is None:
+        from resnet_nb.literature import load_literature
+
+        literature = load_literature()
+    paper = literature["sources"]["paper"]["results"]
+    lines = ["| Depth | Plain: error % (ours) | ResNet: error % (ours) | ResNet: error % (paper) |",
+             "|---:|---:|---:|---:|"]
+    for r in depth_sweep(summary["models"]):
+        p = paper.get(f"resnet{r['depth']}")
+        ptxt = "n/a" if p is None else f"{p['error_pct']:.2f}" + (
+            f" (best of {p['best_of']}; mean {p['mean_error_pct']:.2f} ± {p['mean_std_pct']:.2f})"
+            if p["best_of"] else "")
+        lines.append(f"| {r['depth']} | {_pm(r['plain'])} | {_pm(r['resnet'])} | {ptxt} |")
+    return "\n".join(lines)
 
 
 def analyze(out_dir: str | os.PathLike = "experiments", run_id: str = "",

@@ -290,12 +290,6 @@ def make_config(preset: str = "seed", /, **overrides: Any) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def config_from_dict(d: dict) -> TrainConfig:
-    """Rebuild a config from ``asdict`` output (config.json, a checkpoint); unknown keys
-    are refused, missing keys take the defaults (configs written by older versions)."""
-    unknown = [k for k in d if k not in _FIELDS]
-    if unknown:
-        raise ValueError(_unknown_field_message(unknown[0]))
 # He et al. 2016, sec. 4.2: ResNet-110 trains at lr 0.01 "until the training error is below 80%
 # (about 400 iterations)", then at 0.1, in a run of 64000 iterations
 PAPER_WARMUP = {"iters": 400, "of_iters": 64000, "min_depth": 110, "lr_factor": 0.1}
@@ -320,6 +314,12 @@ def paper_warmup(cfg: TrainConfig, n_train: int, *, keep_iters: bool = False,
     return dataclasses.replace(cfg, warmup_iters=iters, warmup_lr=lr)
 
 
+def config_from_dict(d: dict) -> TrainConfig:
+    """Rebuild a config from ``asdict`` output (config.json, a checkpoint); unknown keys
+    are refused, missing keys take the defaults (configs written by older versions)."""
+    unknown = [k for k in d if k not in _FIELDS]
+    if unknown:
+        raise ValueError(_unknown_field_message(unknown[0]))
     return TrainConfig(**d)
 
 

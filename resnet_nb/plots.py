@@ -25,6 +25,7 @@ __all__ = [
     "PROVENANCE_NAMES", "provenance_label", "model_color", "new_figure", "save", "show",
     "sample_grid_figure", "augmentation_figure", "class_balance_figure",
     "run_curves_figure", "train_loss_figure", "test_accuracy_figure", "error_fig6_figure",
+    "PAPER_FIG6_YMAX", "depth_color", "error_vs_depth_figure",
     "grad_norm_figure", "activation_std_figure", "input_grad_figure",
     "layer_responses_figure", "grad_correlation_figure",
 ]
@@ -266,28 +267,89 @@ def test_accuracy_figure(curves: Mapping[str, Mapping], data_label: str):
                              "test accuracy: plain vs residual", data_label)
 
 
+PAPER_FIG6_YMAX = 20.0  # % : the y-axis of the paper's Fig. 6 (CIFAR-10 training and test error)
+
+
+def depth_color(depth: int, depths: Sequence[int]):
+    """One distinct colour per depth (the same depth has the same colour in every panel)."""
+    from matplotlib import colormaps
+
+    return colormaps["tab10"](sorted(set(depths) | {depth}).index(depth) % 10)
+
+
+def _error_band(ax, x, acc, std, color, style: str, width: float, label: str | None) -> np.ndarray:
+    """Plot the error (%) of the accuracy curve ``acc`` (fractions), with a +-std band when
+    ``std`` (the per-epoch std over seeds) is given; returns the error values."""
+    err = 100 * (1 - np.asarray(acc, dtype=float))
+    ax.plot(x, err, style, color=color, linewidth=width, label=label)
+    if std is not None and np.any(np.asarray(std) > 0):
+        s = 100 * np.asarray(std, dtype=float)
+        ax.fill_between(x, err - s, err + s, color=color, alpha=0.15, linewidth=0)
+    return err
+
+
 def error_fig6_figure(curves: Mapping[str, Mapping], data_label: str):
-    """Paper Fig. 6 style: left plain nets, right ResNets; training error (%) dashed,
-    test error (%) bold, per epoch; ``data_label`` is the figure's title."""
-    fig, axes = new_figure(1, 2, size=(11.0, 4.2), sharey=True)
-    depths = sorted({int("".join(ch for ch in m if ch.isdigit())) for m in curves})
+    """Paper Fig. 6 style: left plain nets, right ResNets, one colour per depth; training
+    error (%) dashed, test error (%) solid, per epoch. With several seeds the curves are the
+    means with a shaded +-std band (``analysis.model_curves``' ``<key>_std``). The y-axis is
+    the paper's 0-20 %, extended (and the title says so) when errors lie above it."""
+    fig, axes = new_figure(1, 2, size=(11.0, 4.4), sharey=True)
+    depths = sorted({parse_model_name(m)[1] for m in curves})
+    top = 0.0
     for ax, family, title in ((axes[0][0], "plain", "plain networks"),
                               (axes[0][1], "resnet", "ResNets")):
         for name, c in curves.items():
-            if not name.startswith(family):
+            fam, depth = parse_model_name(name)
+            if fam != family:
                 continue
-            color = model_color(name, depths)
-            e = _epochs(c)
-            ax.plot(e, 100 * (1 - np.asarray(c["train_acc"])), "--", color=color, linewidth=1.0)
-            ax.plot(e, 100 * (1 - np.asarray(c["test_acc"])), "-", color=color, linewidth=2.2,
-                    label=model_label(name))
+            color, e = depth_color(depth, depths), _epochs(c)
+            n = c.get("n_seeds", 1)
+            label = model_label(name) + (f" (mean of {n} seeds, ±std)" if n > 1 else "")
+            tr = _error_band(ax, e, c["train_acc"], c.get("train_acc_std"), color, "--", 1.0, None)
+            te = _error_band(ax, e, c["test_acc"], c.get("test_acc_std"), color, "-", 2.2, label)
+            top = max(top, float(np.nanmax(np.concatenate([tr, te]))) if len(e) else 0.0)
         ax.set(xlabel="epoch", title=title)
         _integer_x(ax)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(title="dashed: train, bold: test", fontsize=8, title_fontsize=8)
+            ax.legend(title="dashed: train, solid: test", fontsize=8, title_fontsize=8)
+    ymax = PAPER_FIG6_YMAX if top <= PAPER_FIG6_YMAX else min(100.0, 10 * np.ceil(top / 10))
+    axes[0][0].set_ylim(0, ymax)
     axes[0][0].set_ylabel("error (%)")
-    _set_title(fig, "training (dashed) and test (bold) error, as in the paper's Fig. 6", data_label)
+    what = "training (dashed) and test (solid) error, as in the paper's Fig. 6"
+    if ymax > PAPER_FIG6_YMAX:
+        what += f"\n(y-axis 0-{ymax:.0f} %, not the paper's 0-{PAPER_FIG6_YMAX:.0f} %: errors reach {top:.0f} %)"
+    _set_title(fig, what, data_label)
+    return fig
+
+
+def error_vs_depth_figure(rows: Sequence[Mapping], data_label: str,
+                          published: Mapping[str, Mapping[int, float]] | None = None):
+    """Table 6 as a figure: test error (%) against depth, plain vs ResNet; each family's mean
+    over seeds with a +-std error bar, every seed as a dot. ``rows``: ``analysis.depth_sweep``;
+    ``published``: ``{label: {depth: error %}}`` drawn as grey dashed lines (the paper's ResNets)."""
+    fig, axes = new_figure(1, 1, size=(6.4, 4.2))
+    ax = axes[0][0]
+    depths = sorted({r["depth"] for r in rows})
+    for family, marker in (("plain", "s"), ("resnet", "o")):
+        pts = [(r["depth"], r[family]) for r in rows if r.get(family) and r[family]["err_pct"] is not None]
+        if not pts:
+            continue
+        color = model_color(f"{family}{depths[-1]}", depths)
+        xs = [d for d, _ in pts]
+        ax.errorbar(xs, [p["err_pct"] for _, p in pts], yerr=[p["std_pct"] or 0 for _, p in pts], fmt="-" + marker,
+                    color=color, capsize=3, label="plain" if family == "plain" else "ResNet")
+        for d, p in pts:
+            ax.scatter([d] * len(p["seeds_pct"]), p["seeds_pct"], color=color, s=10, alpha=0.5)
+    for i, (label, values) in enumerate((published or {}).items()):
+        ds = sorted(values)
+        ax.plot(ds, [values[d] for d in ds], ":" if i else "--", color="0.45", marker="x", label=label)
+    ax.set_xticks(sorted(set(depths) | {d for v in (published or {}).values() for d in v}))
+    ax.set(xlabel="depth (weighted layers)", ylabel="test error (%)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _set_title(ax, "test error against depth (mean ± std over seeds), as the paper's Table 6", data_label, fontsize=9)
     return fig
 
 
@@ -443,7 +505,8 @@ def grad_correlation_figure(summary: Mapping[str, Mapping], data_label: str, ste
                  title="neighbouring points, by depth")
     for ax in (lag_ax, depth_ax):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     _set_title(fig, "shattered gradients at initialisation: correlation of d logit / d input between nearby "
                     "inputs", data_label)
     return fig

@@ -21,26 +21,24 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import statistics
 from pathlib import Path
 
 from resnet_nb.models import model_label, parse_model_name, sort_models
 from resnet_nb.report_provenance import (_commands, _devlog, _environment, _git_log,
-                                         _hyperparameters, _tree)
+                                         _hyperparameters, _paper_warmup_of, _tree)
 from resnet_nb.runs import effective_status
 
 __all__ = ["load_inputs", "collect_facts", "DECIMALS", "RESULT_FIGURES", "THEORY_FIGURES"]
 
 DECIMALS = 4  # accuracies and losses are reported (and compared) at 4 decimals, as the seed report
 
-# Published anchors (DESIGN.md): He et al. 2016, Table 6, CIFAR-10 test error in % and
-# parameters in millions; the seed report's best test accuracies (200 epochs, one seed).
-PAPER_TEST_ERROR = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97,
-                    "resnet110": 6.43, "resnet1202": 7.93}
-PAPER_PARAMS_M = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}
-SEED_REPORT_BEST = {"plain20": 0.9127, "plain56": 0.8769, "resnet20": 0.9144, "resnet56": 0.9358}
+# Published numbers (He et al. 2016, Table 6; the seed report; public reproductions) are data:
+# report/literature.json, loaded and checked by resnet_nb.literature (_literature below).
 
 # summary.json figure file -> the section that shows it (others go to "further figures")
-RESULT_FIGURES = ("resnet_train_loss.png", "resnet_test_accuracy.png", "resnet_error_fig6.png")
+RESULT_FIGURES = ("resnet_train_loss.png", "resnet_test_accuracy.png", "resnet_error_fig6.png",
+                  "resnet_error_vs_depth.png")
 THEORY_FIGURES = ("theory_grad_norm.png", "theory_activation_std.png", "theory_input_grad.png",
                   "theory_grad_correlation.png")
 
@@ -49,7 +47,7 @@ THEORY_FIGURES = ("theory_grad_norm.png", "theory_activation_std.png", "theory_i
 
 def load_inputs(run_id: str, runs_dir: str | os.PathLike = "experiments",
                 figures_dir: str | os.PathLike = "report/figures") -> dict:
-    """``{"summary", "runs", "figures_dir", "run_dir", "exported"}``: summary.json of the
+    """``{"summary", "runs", "figures_dir", "run_dir", "exported", "published"}``: summary.json of the
     analysis and every run dir of ``run_id`` (``resnet_nb.runs.list_runs``). Without a
     summary.json the analysis is run first (``resnet_nb.analysis.analyze``; ``exported``)."""
     from resnet_nb.config import check_run_id
@@ -191,6 +189,7 @@ def _model_rows(summary: dict, runs: list[dict]) -> list[dict]:
             "n_seeds": int(s.get("n_seeds") or max(len(mruns), 1)), "seeds": s.get("seeds") or [],
             "best_test_acc_std": _r(s.get("best_test_acc_std")),
             "run_dirs": [Path(p).name for p in s.get("run_dirs") or [r["path"] for r in mruns]],
+            "per_seed": s.get("per_seed") or [],
             "_runs": mruns,
         })
     by_key = {r["key"]: r for r in rows}
@@ -270,6 +269,8 @@ def _design(summary: dict, by_key: dict[str, dict]) -> tuple[int, int, list[str]
     2x2 at those depths that have no result."""
     missing = sort_models(set(summary.get("missing") or []) - set(by_key))
     depths = sorted({parse_model_name(k)[1] for k in {*by_key, *missing}})
+    paired = [d for d in depths if {f"plain{d}", f"resnet{d}"} <= {*by_key, *missing}]
+    depths = paired if len(paired) >= 2 else depths  # a sweep (resnet110 alone): the deepest pair
     shallow, deep = (depths[0], depths[-1]) if depths else (20, 56)
     if len(depths) < 2:
         shallow, deep = 20, 56  # the seed design; comparisons then report the missing models
@@ -316,18 +317,92 @@ def _figures(summary: dict, fig_dir: Path) -> dict[str, bool]:
     return {name: (fig_dir / name).is_file() for name in dict.fromkeys([*listed, *RESULT_FIGURES, *THEORY_FIGURES])}
 
 
-def _anchors(rows: list[dict]) -> list[dict]:
-    """Each model against the published numbers: the paper's test error and parameters
-    (Table 6) and the seed report's best test accuracy."""
+def _anchors(rows: list[dict], literature: dict) -> list[dict]:
+    """Each model against the published numbers of ``report/literature.json``: the paper's
+    test error and parameters (Table 6), the seed report's best test accuracy, and every
+    source's test error (``lit``: source key -> the literature result or None)."""
+    sources = literature["sources"]
+    paper = sources["paper"]
     anchors = []
     for r in rows:
-        paper_params = PAPER_PARAMS_M.get(r["depth"]) if r["family"] == "resnet" else None
-        anchors.append({"label": r["label"], "err": r["best_test_err_pct"],
-                        "paper_err": PAPER_TEST_ERROR.get(r["key"]), "seed_best": SEED_REPORT_BEST.get(r["key"]), "best": r["best_test_acc"],
+        paper_params = paper["params_m"].get(r["depth"]) if r["family"] == "resnet" else None
+        paper_res = paper["results"].get(r["key"])
+        seed = sources.get("seed_report", {}).get("results", {}).get(r["key"])
+        errs = [100 * (1 - v) for v in (p.get("best_test_acc") for p in r["per_seed"]) if v is not None]
+        anchors.append({"key": r["key"], "label": r["label"], "err": r["best_test_err_pct"],
+                        "err_std": round(statistics.stdev(errs), 2) if len(errs) > 1 else None,
+                        "n_seeds": r["n_seeds"],
+                        "paper_err": paper_res["error_pct"] if paper_res else None, "paper": paper_res,
+                        "seed_best": seed["best_test_acc"] if seed else None, "best": r["best_test_acc"],
+                        "lit": {k: src["results"].get(r["key"]) for k, src in sources.items()},
                         "params_m": r["params_m"], "paper_params_m": paper_params,
                         "params_match": (None if paper_params is None or r["params_m"] is None
                                          else round(r["params_m"], 2) == round(paper_params, 2))})
     return anchors
+
+
+def _literature(literature: dict, dataset: dict, is_smoke: bool) -> dict:
+    """The literature file for the templates: its sources (name, citation key, protocol, in
+    file order), the published seed noise (nabla0001's smallest and largest 5-seed std) and the
+    data provenance of our column (``canonical`` | ``noncanonical`` | ``synthetic`` | ``unknown``,
+    and whether it may be compared with the published numbers: the canonical data, not smoke)."""
+    from resnet_nb.literature import std_range
+
+    prov = dataset.get("provenance") or "unknown"
+    noise = std_range(literature, "nabla0001")
+    return {"sources": list(literature["sources"].values()), "path": "report/literature.json",
+            "noise": None if noise is None else {"lo": noise[0], "hi": noise[1],
+                                                 **{k: literature["sources"]["nabla0001"][k] for k in ("cite", "name")}},
+            "provenance": prov, "comparable": prov == "canonical" and not is_smoke}
+
+
+def _sweep(summary: dict, literature: dict, cmp_of) -> dict:
+    """The depth sweep (Table 6, Fig. 6): ``ready`` and the one-line reason when not
+    (``analysis.sweep_ready``), per depth the error of each family (mean ± std, n) beside the
+    paper's, and per family the error at its shallowest and deepest depth with the verdict of
+    the rule table on that pair (``cmp_of(a, b, metric, a_higher)``)."""
+    from resnet_nb.analysis import SWEEP_MIN_DEPTHS, depth_sweep, sweep_ready
+
+    models = summary.get("models") or {}
+    ready, why = sweep_ready(models)
+    counts = {f: sum(1 for r in depth_sweep(models) if r[f]) for f in ("plain", "resnet")}
+    paper = literature["sources"]["paper"]["results"]
+    rows = [{**r, "paper": paper.get(f"resnet{r['depth']}")} for r in depth_sweep(models)]
+    ends = {}
+    for family, a_higher in (("plain", False), ("resnet", True)):  # plain: deeper worse; ResNet: better
+        ds = [r["depth"] for r in rows if r[family]]
+        if len(ds) >= 2:
+            a, b = f"{family}{ds[-1]}", f"{family}{ds[0]}"
+            ends[family] = {"shallow": ds[0], "deep": ds[-1], "shallow_label": model_label(b), "deep_label": model_label(a),
+                            "err_shallow": rows[[r["depth"] for r in rows].index(ds[0])][family]["err_pct"],
+                            "err_deep": rows[[r["depth"] for r in rows].index(ds[-1])][family]["err_pct"],
+                            "rises": None, "verdict": cmp_of(a, b, "best_test_acc", not a_higher)}
+            ends[family]["rises"] = ends[family]["err_deep"] > ends[family]["err_shallow"]
+    return {"ready": ready, "min_depths": SWEEP_MIN_DEPTHS, "counts": counts,
+            "why": {"en": why, "zh": (f"深度扫描需要某一族至少 {SWEEP_MIN_DEPTHS} 个深度的结果；本运行 ID 有 "
+                                      f"{counts['plain']} 个 plain、{counts['resnet']} 个残差网络的深度"
+                                      f"（resnet-nb reproduce --models sweep）") if not ready else ""},
+            "rows": rows, "ends": ends}
+
+
+def _warmups(runs: list[dict]) -> list[dict]:
+    """The warm-up each model trained with (config.json ``warmup_iters`` > 0): iterations, lr,
+    the run's iterations (metrics.json), and whether it was scaled down from the paper's 400
+    (``config.PAPER_WARMUP``; e.g. in a smoke run)."""
+    from resnet_nb.config import PAPER_WARMUP
+
+    out = {}
+    for run in runs:
+        cfg = run.get("config") or {}
+        if not cfg.get("warmup_iters"):
+            continue
+        total = int((run.get("metrics") or [{}])[-1].get("iteration") or 0)
+        key = _model_key(run)
+        out.setdefault(key, {"key": key, "label": model_label(key), "iters": int(cfg["warmup_iters"]),
+                             "lr": float(cfg["warmup_lr"]), "base_lr": float(cfg.get("lr", 0)), "run_iters": total,
+                             "paper_iters": PAPER_WARMUP["iters"], "paper_of": PAPER_WARMUP["of_iters"],
+                             "scaled": int(cfg["warmup_iters"]) < PAPER_WARMUP["iters"]})
+    return [out[k] for k in sort_models(out)]
 
 
 _PROVENANCE_ZH = {"canonical": "CIFAR-10", "noncanonical": "非标准 CIFAR-10 副本", "synthetic": "合成数据"}
@@ -364,8 +439,10 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
                   out_dir: str = "report/build", now: dt.datetime | None = None) -> dict:
     """Everything the templates say, computed from the run files (no prose here but the
     verdicts' wording, which comes from the rule table of ``resnet_nb.verdicts``)."""
-    from resnet_nb.verdicts import rule_table
+    from resnet_nb.literature import load_literature
+    from resnet_nb.verdicts import claims_table, compare_models, rule_table
 
+    literature = load_literature()  # LiteratureError naming the place in report/literature.json
     summary, runs = inputs["summary"], inputs["runs"]
     run_id = summary.get("run_id") or Path(inputs["run_dir"]).name
     preset = _check_presets(runs, summary, run_id)
@@ -381,6 +458,9 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
     extra_figs = [n for n, ok in figs.items() if ok and n not in RESULT_FIGURES + THEORY_FIGURES]
     hparams, varied = _hyperparameters(runs)
     expected_varied = {"seed"} if any(r["n_seeds"] > 1 for r in rows) else set()
+    if _warmups(runs) and all(_paper_warmup_of(r) == {k: (r.get("config") or {}).get(k) for k in _paper_warmup_of(r)}
+                              if _paper_warmup_of(r) else not (r.get("config") or {}).get("warmup_iters") for r in runs):
+        expected_varied |= {"warmup_iters", "warmup_lr"}  # the paper's warm-up of >= 110 layers, by rule
     now = now or dt.datetime.now(dt.timezone.utc)
     git = _git_log()
     epochs_planned = sorted({r["epochs_planned"] for r in rows if r["epochs_planned"]})
@@ -401,7 +481,12 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
         "varied": [v for v in varied if v not in expected_varied], "n_runs": len(runs),
         "epochs_planned": epochs_planned,
         "total_wall_time": _fmt_duration(sum(r["wall_time_s"] or 0 for r in rows)),
-        "anchors": _anchors(rows),
+        "anchors": _anchors(rows, literature),
+        "literature": _literature(literature, dataset, preset == "smoke"),
+        "sweep": _sweep(summary, literature, lambda a, b, metric, higher: compare_models(
+            summary, a, b, metric, higher_is_better=higher).as_dict()),
+        "warmups": _warmups(runs),
+        "claims_tables": {lang: claims_table(summary, shallow, deep, lang) for lang in ("en", "zh")},
         "figures": figs, "result_figures": [n for n in RESULT_FIGURES if figs.get(n)],
         "theory_figures": [n for n in THEORY_FIGURES if figs.get(n)], "extra_figures": extra_figs,
         "theory": theory,

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 _ENV_ROWS = (  # (row label, environment keys tried in order)
     ("OS", ("os", "platform")), ("CPU", ("cpu_model", "cpu")), ("CPU cores", ("cpu_count",)),
-    ("RAM", ("ram_gb",)), ("GPU", ("gpu",)), ("Device", ("device",)), ("Python", ("python",)),
+    ("RAM", ("ram_gb",)), ("GPU", ("gpu",)), ("Device", ("device",)), ("CUDA graphs", ()), ("Python", ("python",)),
     ("PyTorch", ("torch",)), ("CUDA (torch.version.cuda)", ("cuda",)), ("cuDNN", ("cudnn",)),
     ("torchvision", ("torchvision",)), ("NumPy", ("numpy",)), ("resnet-nb", ("resnet_nb",)),
     ("git commit", ("git_commit",)),
@@ -199,6 +199,20 @@ def _wrap_command(words: list[str], width: int = 72) -> str:
     return "\n".join(lines)
 
 
+def _paper_warmup_of(run: dict) -> dict:
+    """``{warmup_iters, warmup_lr}`` that ``reproduce`` gives this run's net by the paper's rule
+    (``config.paper_warmup``: >= 110 layers), or {} when the rule does not apply."""
+    from resnet_nb.config import config_from_dict, paper_warmup
+
+    try:
+        cfg = config_from_dict({k: v for k, v in run.get("config", {}).items()
+                                if k not in ("warmup_iters", "warmup_lr")})
+        w = paper_warmup(cfg, int((run.get("dataset") or {}).get("n_train") or 0))
+    except (ValueError, TypeError):
+        return {}
+    return {} if w is cfg else {"warmup_iters": w.warmup_iters, "warmup_lr": w.warmup_lr}
+
+
 def _commands(run_id: str, preset: str, runs: list[dict], runs_dir: str, figures_dir: str) -> dict:
     """Exact commands that rebuild this run id: ``resnet-nb reproduce`` with the models, seeds
     and every field where the stored configs differ from the preset, one ``resnet-nb train``
@@ -225,8 +239,9 @@ def _commands(run_id: str, preset: str, runs: list[dict], runs_dir: str, figures
         if runs_dir != "experiments":
             words.append(f"--out-dir {runs_dir}")
         train.append(_wrap_command(words))
+        ruled = _paper_warmup_of(run)  # warm-up fields reproduce sets itself (config.paper_warmup)
         fields = {k: _fmt_value(v).replace(", ", ",") for k, (_, v) in diff.items()
-                  if k not in ("dataset", "seed", "run_name")}
+                  if k not in ("dataset", "seed", "run_name") and not (k in ruled and ruled[k] == v)}
         uniform = uniform and (common is None or fields == common)
         common = fields if common is None else common
     models = sort_models(str(r.get("config", {}).get("model")) for r in runs)

@@ -18,12 +18,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import NamedTuple, Sequence
 
-from resnet_nb.models import model_label
+from resnet_nb.models import model_label, parse_model_name
 
 __all__ = [
     "SIGMA_PUB_PP", "ONE_SEED_MARGIN_PP", "ALPHA", "STATUSES", "UNITS", "PROVENANCES", "RULES",
     "Rule", "Progress", "Verdict", "compare", "compare_models", "not_assessable", "rule_table",
-    "seed_values", "CLAIMS", "paper_claims",
+    "seed_values", "CLAIMS", "CLAIM_WORDS", "paper_claims", "claims_table", "paired_depths",
 ]
 
 SIGMA_PUB_PP = 0.27  # percentage points: the largest published 5-seed std of CIFAR-10 test error
@@ -297,3 +297,46 @@ def paper_claims(summary: dict, shallow: int, deep: int, label=model_label) -> d
         out[name] = compare_models(summary, a.format(s=shallow, d=deep), b.format(s=shallow, d=deep), metric,
                                    higher_is_better=a_higher, label=label)
     return out
+
+
+# how the tables name each claim (English, Chinese)
+CLAIM_WORDS: dict[str, tuple[str, str]] = {
+    "degradation_acc": ("deeper plain net tests worse (best test acc)", "更深的 plain 网络测试更差（最佳测试精度）"),
+    "degradation_last_acc": ("deeper plain net tests worse (last-epoch test acc)", "更深的 plain 网络测试更差（最后一轮测试精度）"),
+    "degradation_loss": ("deeper plain net trains worse (final training loss)", "更深的 plain 网络训练更差（最终训练 loss）"),
+    "residual_fix_acc": ("shortcuts fix the deep net (best test acc)", "shortcut 修复深层网络（最佳测试精度）"),
+    "residual_fix_loss": ("shortcuts fix the deep net (final training loss)", "shortcut 修复深层网络（最终训练 loss）"),
+    "depth_gain_acc": ("deeper ResNet gains (best test acc)", "更深的 ResNet 更好（最佳测试精度）"),
+    "depth_gain_loss": ("deeper ResNet gains (final training loss)", "更深的 ResNet 更好（最终训练 loss）"),
+    "residual_shallow_acc": ("shortcuts at the shallow depth (best test acc)", "浅层的 shortcut（最佳测试精度）"),
+}
+
+
+def claims_table(summary: dict, shallow: int, deep: int, lang: str = "en", label=model_label) -> str:
+    """Every claim of :data:`CLAIMS` at depths ``shallow`` < ``deep`` as a Markdown table: the
+    models (A vs B), the seeds of each (n), their means, the gap in the claimed direction, the
+    one-sided Welch p (several seeds each; "n/a" otherwise) and the verdict of the rule table."""
+    i = {"en": 0, "zh": 1}[lang]
+    head = (("Claim", "A vs B", "n (A/B)", "mean A", "mean B", "gap", "p (Welch)", "verdict"),
+            ("论断", "A 对 B", "种子数 (A/B)", "A 均值", "B 均值", "差值", "p（Welch）", "结论"))[i]
+    lines = ["| " + " | ".join(head) + " |", "|:---|:---|---:|---:|---:|---:|---:|:---|"]
+    for name, v in paper_claims(summary, shallow, deep, label=label).items():
+        a, b = (CLAIMS[name][j].format(s=shallow, d=deep) for j in (0, 1))
+        num = (lambda x: "n/a" if x is None else f"{x:.4f}")
+        gap = "n/a" if v.gap is None else (f"{v.gap:+.4f}" if v.unit == "loss" else f"{v.gap:+.2f} pp")
+        p = "n/a" if v.p is None else _p_text(v.p).removeprefix("p=").replace("p<", "<")
+        lines.append(f"| {CLAIM_WORDS[name][i]} | {label(a)} vs {label(b)} | {v.n_a}/{v.n_b} | {num(v.mean_a)} | "
+                     f"{num(v.mean_b)} | {gap} | {p} | {(v.en, v.zh)[i]} |")
+    return "\n".join(lines)
+
+
+def paired_depths(models) -> tuple[int, int] | None:
+    """``(shallow, deep)``: the shallowest and the deepest depth at which both a plain and a
+    residual net have results (names of ``models``), or None with fewer than two such depths
+    (a sweep's ResNet-110 has no plain partner, so the claims use 20 and 56)."""
+    by_family: dict[str, set[int]] = {"plain": set(), "resnet": set()}
+    for m in models:
+        family, depth = parse_model_name(m)
+        by_family[family].add(depth)
+    both = sorted(by_family["plain"] & by_family["resnet"])
+    return (both[0], both[-1]) if len(both) >= 2 else None

@@ -151,3 +151,53 @@ def test_run_ids_must_be_plain_folder_names(tmp_path):
         with pytest.raises(ValueError, match="run_id must be a plain folder name"):
             analysis.analyze(tmp_path, bad, tmp_path / "figs")
     assert not (tmp_path / "figs").exists()
+
+
+# ---- issue 12: per-epoch std, the seeds column, the depth sweep (Table 6)
+
+def test_curve_std_and_table_seeds_against_hand_values(tmp_path):
+    make_run(tmp_path, "r", "plain20", seed=0, run_name="plain20-seed0", accs=(0.2, 0.5, 0.4))
+    make_run(tmp_path, "r", "plain20", seed=1, run_name="plain20-seed1", accs=(0.4, 0.6, 0.7))
+    make_run(tmp_path, "r", "plain20", seed=2, run_name="plain20-seed2", accs=(0.3, 0.7, 0.4))
+    _, runs = analysis.load_runs(tmp_path, "r")
+    c = analysis.model_curves(runs)
+    # by hand: epoch 1 (0.2, 0.4, 0.3): mean 0.3, sample std 0.1; epoch 3 (0.4, 0.7, 0.4): 0.5, sqrt(0.03)
+    assert c["n_seeds"] == 3 and c["test_acc"] == pytest.approx([0.3, 0.6, 0.5])
+    assert c["test_acc_std"] == pytest.approx([0.1, 0.1, 0.0300 ** 0.5])
+    best, last = analysis.results_tables(analysis.summarize(runs, "r", expected=["plain20"]))
+    # best per seed 0.5, 0.7, 0.7: mean 0.6333, std sqrt(((-2/15)^2 + 2 (1/15)^2) / 2) = 0.1155
+    assert "| Plain-20 | 0.6333 ± 0.1155 | 2 | 3 |" in best
+    assert last.splitlines()[0].endswith("| Seeds |") and last.splitlines()[2].endswith("| 3 |")
+
+
+def sweep_dirs(tmp_path, depths=(20, 32, 44, 56), resnet110=True):
+    """Hand-made run dirs of a 2-seed sweep: plain error grows with depth, ResNet's falls."""
+    for fam in ("plain", "resnet"):
+        for d in (*depths, *((110,) if fam == "resnet" and resnet110 else ())):
+            for s in (0, 1):
+                best = (0.60 - d / 1000 if fam == "plain" else 0.50 + d / 1000) + 0.01 * s
+                make_run(tmp_path, "s", f"{fam}{d}", seed=s, run_name=f"{fam}{d}-seed{s}", accs=(0.1, best, best - 0.05))
+
+
+def test_depth_sweep_table_from_hand_made_run_dirs(tmp_path):
+    sweep_dirs(tmp_path)
+    summary = analysis.analyze(tmp_path, "s", tmp_path / "figs", expected=[])
+    rows = {r["depth"]: r for r in analysis.depth_sweep(summary["models"])}
+    assert sorted(rows) == [20, 32, 44, 56, 110] and rows[110]["plain"] is None
+    # plain56 seeds: best 0.544, 0.554 -> errors 45.6 and 44.6 %: mean 45.1, std sqrt(0.5) = 0.7071
+    p56 = rows[56]["plain"]
+    assert p56["err_pct"] == pytest.approx(45.1) and p56["std_pct"] == pytest.approx(0.5 ** 0.5) and p56["n"] == 2
+    table = analysis.depth_table(summary)
+    assert "| 56 | 45.10 ± 0.71 (n=2) | 43.90 ± 0.71 (n=2) | 6.97 |" in table
+    assert "| 110 | n/a | 38.50 ± 0.71 (n=2) | 6.43 (best of 5; mean 6.61 ± 0.16) |" in table
+    assert summary["figures"]["error_vs_depth"] == "resnet_error_vs_depth.png"
+    assert (tmp_path / "figs" / "s" / "resnet_error_vs_depth.png").stat().st_size > 5000
+
+
+def test_no_depth_sweep_below_three_depths_says_why(tmp_path):
+    sweep_dirs(tmp_path, depths=(20, 56), resnet110=False)
+    summary = analysis.analyze(tmp_path, "s", tmp_path / "figs")
+    ready, why = analysis.sweep_ready(summary["models"])
+    assert not ready and "2 plain and 2 residual" in why and "--models sweep" in why
+    assert "error_vs_depth" not in summary["figures"]
+    assert not (tmp_path / "figs" / "s" / "resnet_error_vs_depth.png").exists()

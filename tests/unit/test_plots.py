@@ -63,8 +63,9 @@ def test_provenance_label_words():
 @pytest.mark.parametrize("provenance", PROVENANCES)
 def test_result_figures_name_the_runs_data(tmp_path, saved, provenance):
     runs = make_runs(tmp_path, provenance)
-    assert analysis.write_figures(runs, tmp_path / "figs") == analysis.FIGURE_FILES
-    assert set(saved) == set(analysis.FIGURE_FILES.values())   # the seed report's file names
+    seed_figures = {k: f for k, f in analysis.FIGURE_FILES.items() if k != "error_vs_depth"}  # no sweep here
+    assert analysis.write_figures(runs, tmp_path / "figs") == seed_figures
+    assert set(saved) == set(seed_figures.values())   # the seed report's file names
     for name, fig in saved.items():
         text = titles(fig)
         assert "smoke preset, 3 epochs" in text, name
@@ -144,3 +145,26 @@ def test_probe_scope_says_what_a_smaller_probe_left_out():
         "reduced probe: depths 56, 110 not probed")
     label = probes.probe_label(dict(provenance="synthetic", **probes.SMOKE_PROBE))
     assert label.startswith("one batch of ") and "synthetic data; reduced probe:" in label
+
+
+def test_fig6_bands_colours_per_depth_and_an_extended_axis_said_in_the_title():
+    """Issue 12: one colour per depth, train dashed / test solid in %, a +-std band per curve
+    with several seeds, the paper's 0-20 % axis unless errors lie above it (then said)."""
+    from matplotlib.collections import PolyCollection
+
+    low = {"plain20": {"epoch": [1, 2], "train_acc": [0.90, 0.95], "test_acc": [0.88, 0.91], "n_seeds": 1},
+           "plain56": {"epoch": [1, 2], "train_acc": [0.85, 0.90], "test_acc": [0.84, 0.87], "n_seeds": 1}}
+    fig = plots.error_fig6_figure(low, "CIFAR-10, seed preset, 2 epochs")
+    left = fig.axes[0]
+    assert left.get_ylim() == (0, 20) and "y-axis" not in fig._suptitle.get_text()
+    styles = {(ln.get_linestyle(), ln.get_color()) for ln in left.get_lines()}
+    assert len({c for _, c in styles}) == 2 and {s for s, _ in styles} == {"--", "-"}
+    assert left.get_lines()[1].get_ydata()[0] == pytest.approx(12.0)  # test error of plain20, epoch 1, in %
+    assert not [c for c in left.collections if isinstance(c, PolyCollection)]  # one seed: no band
+    high = {"resnet20": {"epoch": [1, 2], "train_acc": [0.40, 0.60], "test_acc": [0.35, 0.55],
+                         "train_acc_std": [0.02, 0.01], "test_acc_std": [0.03, 0.02], "n_seeds": 2}}
+    fig = plots.error_fig6_figure(high, "synthetic data")
+    right = fig.axes[1]
+    assert right.get_ylim() == (0, 70) and "errors reach 65 %" in fig._suptitle.get_text()
+    assert len([c for c in right.collections if isinstance(c, PolyCollection)]) == 2  # train and test bands
+    assert "ResNet-20 (mean of 2 seeds, ±std)" in [t.get_text() for t in right.get_legend().get_texts()]

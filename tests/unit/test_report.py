@@ -430,3 +430,50 @@ def test_figure_captions_name_the_data(tmp_path, provenance, en_word, zh_word):
         assert all("not the paper" in c for c in captions_en) and all("不是论文的结果" in c for c in captions_zh)
     else:
         assert not any("synthetic" in c for c in captions_en)
+
+
+# ---- issue 12: the published numbers come from report/literature.json; the sweep's sections
+
+def test_the_comparison_table_reads_the_literature_file(tmp_path, monkeypatch):
+    import resnet_nb.literature as lit_mod
+
+    runs, figs = seed_like(tmp_path)
+    md = report.render_markdown(facts_of(runs, figs), "en")
+    assert "| Plain-56 | 12.31 | 1 | n/a | 12.31 | 12.95 ± 0.13" not in md  # nabla0001's P56 std is 0.22
+    assert "| Plain-56 | 12.31 | 1 | n/a | 12.31 | 12.95 ± 0.22 | n/a |" in md
+    assert "standard deviations of 0.13 to 0.27 percentage points" in md and "[@nabla0001resnet]" in md
+    assert "Our column: **the canonical CIFAR-10**" in md
+    data = json.loads(lit_mod.LITERATURE_FILE.read_text(encoding="utf-8"))
+    data["sources"][2]["results"]["plain56"] = {"error_pct": 99.5, "std_pct": 0.5, "n": 5}
+    edited = tmp_path / "lit.json"
+    edited.write_text(json.dumps(data), encoding="utf-8")
+    monkeypatch.setattr(lit_mod, "LITERATURE_FILE", edited)
+    monkeypatch.setattr(lit_mod.load_literature, "__defaults__", (edited, lit_mod.REFERENCES_BIB))
+    md = report.render_markdown(facts_of(runs, figs), "zh")
+    assert "| 99.50 ± 0.50 |" in md and "0.13 到 0.50 个百分点" in md
+    assert "省略：深度扫描需要某一族至少 3 个深度的结果" in md  # the seed's 2x2 is no sweep
+
+
+def test_sweep_sections_and_the_scaled_warmup_are_reported(tmp_path):
+    runs, figs = tmp_path / "exp", tmp_path / "fig"
+    for model in ("plain20", "plain32", "plain56", "resnet20", "resnet32", "resnet56", "resnet110"):
+        for seed in (0, 1):
+            d = write_run(runs, "w", model, 0.90 - (0.02 if model.startswith("plain") else -0.01) * (seed + int(model[-2:]) / 56),
+                          0.05, seed=seed)
+            if model == "resnet110":  # what reproduce writes for a short run (config.paper_warmup)
+                from resnet_nb.config import config_from_dict, paper_warmup
+
+                cfg = json.loads((d / "config.json").read_text())
+                w = paper_warmup(config_from_dict(cfg["config"]), 50_000)  # 4 epochs of 391: 10 iterations
+                cfg["config"].update(warmup_iters=w.warmup_iters, warmup_lr=w.warmup_lr)
+                atomic_write_json(d / "config.json", cfg)
+    write_summary(runs, figs, "w", expected=[])
+    facts = facts_of(runs, figs, "w")
+    assert facts["design"]["deep"] == 56 and facts["sweep"]["ready"] and facts["varied"] == []
+    en, zh = (report.render_markdown(facts, lang) for lang in ("en", "zh"))
+    assert "| 110 | n/a | 0 |" in en and "(best of 5; mean 6.61 ± 0.16) |" in en
+    assert "ResNet-110 starts with the paper's warm-up" in en and "rate 0.01 (the base rate 0.1 / 10) for the first 10 iterations" in en
+    assert "**scaled down** from the paper's 400 of 64,000" in en
+    assert "**按比例缩短**" in zh and "## 4.7 深度扫描" in zh
+    assert "- Plain nets: from 20 to 56 layers the mean test error rises" in en
+    assert "| Seeds (A/B) | p |" in en and "| 2/2 | " in en

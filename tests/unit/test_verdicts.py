@@ -168,3 +168,32 @@ def test_degradation_checks_use_the_rule_table(tmp_path):
     assert lines[0] == ("degradation: Plain-56 tests worse than Plain-20 (best test acc): "
                         "0.5000 vs 0.9900: not assessable: synthetic data")
     assert all("not assessable: synthetic data" in line for line in lines)
+
+
+# ---- issue 12: the verdicts of several seeds as a table, on constructed runs
+
+def test_claims_table_clear_gap_no_gap_and_one_seed(tmp_path):
+    """A clear gap over 3 seeds is shown with its Welch p; equal means are not resolved; one
+    seed of a model has no p (the published seed noise decides)."""
+    gap = summary_of(tmp_path / "gap", [0.88, 0.89, 0.90], [0.91, 0.92, 0.93])
+    v = degradation(gap)
+    assert v.status == "shown" and v.p == pytest.approx(0.0109, abs=5e-4)  # the hand value above
+    row = next(line for line in verdicts.claims_table(gap, 20, 56).splitlines() if "tests worse (best" in line)
+    assert "| Plain-56 vs Plain-20 | 3/3 | 0.8900 | 0.9200 | +3.00 pp | 0.011 | shown (p=0.011" in row
+    none = summary_of(tmp_path / "none", [0.90, 0.92], [0.92, 0.90])
+    v = degradation(none)
+    assert v.status == "not_resolved" and v.p == pytest.approx(0.5) and v.gap == pytest.approx(0.0, abs=1e-9)
+    one = summary_of(tmp_path / "one", [0.88], [0.91, 0.92])
+    row = next(line for line in verdicts.claims_table(one, 20, 56, "zh").splitlines() if "测试更差（最佳" in line)
+    assert "| 1/2 |" in row and "| n/a | 成立（单个种子）" in row  # 3.5 points > 0.76: shown, without p
+
+
+def test_paired_depths_skip_a_depth_with_one_family():
+    assert verdicts.paired_depths(["plain20", "plain56", "resnet20", "resnet56", "resnet110", "plain32"]) == (20, 56)
+    assert verdicts.paired_depths(["plain20", "resnet20", "resnet110"]) is None
+
+
+def test_the_published_seed_noise_is_the_literature_files():
+    from resnet_nb.literature import load_literature, std_range
+
+    assert std_range(load_literature(), "nabla0001")[1] == verdicts.SIGMA_PUB_PP

@@ -1,0 +1,84 @@
+"""Issue 12: the depth sweep's model set and ResNet-110's warm-up rule, and the published
+numbers file (report/literature.json) with its checks."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from resnet_nb import reproduce
+from resnet_nb.config import make_config, paper_warmup
+from resnet_nb.literature import LiteratureError, load_literature
+from resnet_nb.models import SWEEP_MODELS, expand_models
+
+
+def test_sweep_expands_to_the_nine_models():
+    assert expand_models(["sweep"]) == list(SWEEP_MODELS) == [
+        "plain20", "plain32", "plain44", "plain56", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
+    assert expand_models(["plain20", "seed", "resnet110"]) == ["plain20", "plain56", "resnet20", "resnet56", "resnet110"]
+    with pytest.raises(ValueError, match="unknown model 'sweeps'"):
+        expand_models(["sweeps"])
+
+
+def test_resnet110_gets_the_papers_warmup_scaled_in_a_smoke_run():
+    full = paper_warmup(make_config("paper", model="resnet110"), 50_000)   # 64000 iterations
+    assert (full.warmup_iters, full.warmup_lr) == (400, 0.01)
+    smoke = paper_warmup(make_config("smoke", model="resnet110"), 2_000)   # 640 images / 32 x 3 epochs = 60
+    assert (smoke.warmup_iters, smoke.warmup_lr) == (1, 0.001)              # 60 x 400/64000 = 0.375 -> at least 1
+    longer = paper_warmup(make_config("smoke", model="resnet110", epochs=400), 2_000)  # 8000 iterations -> 50
+    assert longer.warmup_iters == 50
+    plain = make_config("paper", model="resnet56")
+    assert paper_warmup(plain, 50_000) is plain                             # below 110 layers: unchanged
+    mine = make_config("smoke", model="resnet110", warmup_iters=7)
+    assert paper_warmup(mine, 2_000, keep_iters=True) is mine               # the user's value wins
+
+
+def _reproduce_args(*argv):
+    p = argparse.ArgumentParser()
+    reproduce.add_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def test_reproduce_sweep_applies_the_rule_unless_the_user_set_warmup_iters(tmp_path, capsys):
+    base = ("--preset", "smoke", "--dataset", "synthetic", "--out-dir", str(tmp_path), "--run-id", "x")
+    cfgs, models, several = reproduce._configs(_reproduce_args(*base, "--models", "sweep", "--seeds", "0,1"))
+    assert models == list(SWEEP_MODELS) and several and len(cfgs) == 18
+    warm = {c.model: c.warmup_iters for c in cfgs}
+    assert warm["resnet110"] == 1 and all(v == 0 for m, v in warm.items() if m != "resnet110")
+    assert "resnet110: warm-up at lr 0.001 for 1 iteration (scaled from the paper's 400" in capsys.readouterr().out
+    cfgs, _, _ = reproduce._configs(_reproduce_args(*base, "--models", "resnet110", "--set", "warmup_iters=5"))
+    assert cfgs[0].warmup_iters == 5 and cfgs[0].warmup_lr == 0.01   # as given (warmup_lr: the default)
+
+
+def test_the_literature_file_loads_with_its_sources():
+    lit = load_literature()
+    src = lit["sources"]
+    assert list(src) == ["paper", "seed_report", "nabla0001", "akamaster"]
+    r110 = src["paper"]["results"]["resnet110"]
+    assert (r110["error_pct"], r110["best_of"], r110["mean_error_pct"], r110["mean_std_pct"]) == (6.43, 5, 6.61, 0.16)
+    assert src["seed_report"]["results"]["plain56"]["best_test_acc"] == 0.8769
+    assert src["seed_report"]["results"]["plain56"]["error_pct"] == 12.31 and src["paper"]["params_m"][56] == 0.85
+    assert (src["nabla0001"]["results"]["resnet56"]["error_pct"], src["nabla0001"]["results"]["resnet56"]["std_pct"]) == (7.40, 0.27)
+    assert src["akamaster"]["results"]["resnet20"]["error_pct"] == 8.27
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["sources"][0].update(cite="nobody2099"), "citation key 'nobody2099' is not in"),
+    (lambda d: d["sources"][2]["results"]["plain20"].update(best_test_acc=0.9), "exactly one of error_pct"),
+    (lambda d: d["sources"][2]["results"].update(plain21={"error_pct": 1.0}), "model 'plain21'"),
+    (lambda d: d["sources"][3]["results"]["resnet20"].update(error_pct="8.27"), r"error_pct must be a number in \[0, 100\]"),
+    (lambda d: d["sources"][2]["results"]["plain20"].pop("n"), "std_pct needs n"),
+])
+def test_a_malformed_literature_file_is_refused_with_the_place(tmp_path, edit, message):
+    from resnet_nb.literature import LITERATURE_FILE
+
+    data = json.loads(LITERATURE_FILE.read_text(encoding="utf-8"))
+    edit(data)
+    bad = tmp_path / "literature.json"
+    bad.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(LiteratureError, match=message) as e:
+        load_literature(bad)
+    assert "literature.json: sources[" in str(e.value) and str(bad) in str(e.value)
+    with pytest.raises(LiteratureError, match="is missing"):
+        load_literature(tmp_path / "none.json")
