@@ -35,7 +35,7 @@
 # %%
 from IPython.display import Image, Markdown, display
 
-from resnet_nb import analysis, verdicts
+from resnet_nb import analysis, responses, verdicts
 from resnet_nb.models import SEED_MODELS
 from resnet_nb.notebook import notebook_setup
 from resnet_nb.runs import effective_status
@@ -148,3 +148,23 @@ if pair:
 else:
     print("no two depths with both a plain and a residual net: no claims table")
 
+# %% [markdown]
+# ## Paper Fig. 7: the layer responses of the trained nets
+#
+# He et al. (sec. 4.2, Fig. 7) measure the standard deviation of every 3x3 layer's response,
+# its output after BN and before the ReLU and the addition, and find the ResNets' responses
+# smaller than the plain nets' and smaller still in deeper ResNets: the residual functions
+# stay close to zero. `responses.layer_responses` loads each run's `best.pth`, puts the net
+# in eval mode (BN running statistics) and runs the run's test images through it, with a hook
+# on every such BN; a layer's std pools all its output values (images, channels, positions).
+# It writes `layer_responses.json` and `resnet_layer_responses_fig7.png` next to
+# `summary.json`. It needs a `best.pth` of both families and runs on the CPU.
+
+# %%
+fig7 = responses.layer_responses(runs_dir, run_id, figures_root)
+if "skipped" in fig7:
+    print(f"Fig. 7 skipped: {fig7['skipped']}")
+else:
+    display(Image(filename=str(fig_dir / fig7["figure"])))
+    for line in responses.comparison_lines(fig7):
+        print(line)

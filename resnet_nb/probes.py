@@ -462,7 +462,8 @@ def write_theory_outputs(results: list[dict], fig_dir, parameters: dict) -> dict
     makers["theory_grad_correlation"] = lambda summ, lab: plots.grad_correlation_figure(summ, lab, SHATTER_STEP)
     out = {k: str(plots.save(make(summary, label), fig_dir / THEORY_FIGURE_FILES[k]))
            for k, make in makers.items()}
-    atomic_write_json(fig_dir / THEORY_JSON, {"parameters": dict(parameters), "results": results,
+    atomic_write_json(fig_dir / THEORY_JSON, {"parameters": {**parameters, "shatter_step": SHATTER_STEP},
+                                               "results": results,
                                                "summary": summary})
     out["theory_probes"] = str(fig_dir / THEORY_JSON)
     return out

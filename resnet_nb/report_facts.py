@@ -408,6 +408,77 @@ def _warmups(runs: list[dict]) -> list[dict]:
 _PROVENANCE_ZH = {"canonical": "CIFAR-10", "noncanonical": "非标准 CIFAR-10 副本", "synthetic": "合成数据"}
 
 
+def _layer_responses(fig_dir: Path, runs: list[dict]) -> dict:
+    """Fig. 7 (``resnet_nb.responses``, written by 03_analysis): the comparisons stored in
+    ``layer_responses.json``, the figure's caption data line in both languages (the words of
+    its title), or, when it is absent, why (``ready`` False, ``why`` in en/zh)."""
+    from statistics import median
+
+    from resnet_nb.responses import RESPONSES_FIGURE, RESPONSES_JSON, checkpoint_models, skip_reason
+    from resnet_nb.runs import read_json
+
+    path = fig_dir / RESPONSES_JSON
+    reason = skip_reason(runs)
+    if reason or not path.is_file():
+        have = "、".join(model_label(m) for m in checkpoint_models(runs)) or "无"
+        why = ({"en": reason, "zh": f"图 7 需要两类网络（plain 与 ResNet）各自的 best.pth；已有 best.pth 的模型：{have}"}
+               if reason else
+               {"en": "the layer responses were not measured for this run id (run notebooks/03_analysis, "
+                      "which calls resnet_nb.responses.layer_responses)",
+                "zh": "本运行尚未测量层响应（运行 notebooks/03_analysis，它调用 resnet_nb.responses.layer_responses）"})
+        return {"ready": False, "why": why}
+    data = read_json(path)
+    # a run whose best.pth moved on since the measurement (config.json's best_epoch), or is new
+    measured = {r["run_dir"]: r["epoch"] for v in (data.get("models") or {}).values() for r in v.get("runs", [])}
+    stale = sort_models({r["config"]["model"] for r in runs if (Path(r["path"]) / "best.pth").is_file()
+                         and measured.get(Path(r["path"]).name) != r.get("best_epoch")})
+    stale = [model_label(m) for m in stale]
+    ds, preset = data.get("dataset") or {}, data.get("preset")
+    is_result = ds.get("provenance") in ("canonical", "noncanonical") and preset != "smoke"
+    zh = [_PROVENANCE_ZH.get(ds.get("provenance"), "来源不明的数据")] + ([f"{preset} 预设"] if preset else [])
+    zh = "，".join(zh) + ("" if is_result else "：只说明代码能运行，不是论文的结果") + \
+        f"；每个网络的 best.pth，{data.get('n_images', 0):,} 张测试图像"
+    models = data.get("models") or {}
+    rows = [{"label": model_label(m), "layers": len(v["std"]), "n_seeds": v.get("n_seeds", 1),
+             "epochs": sorted({r["epoch"] for r in v.get("runs", [])}),
+             "median": median(v["std"])} for m, v in models.items()]
+    comparisons = data.get("comparisons") or {}
+    rd = comparisons.get("resnet_depth") or {}
+    return {"ready": True, "figure": (fig_dir / RESPONSES_FIGURE).is_file(), "file": RESPONSES_FIGURE,
+            "json": RESPONSES_JSON, "rows": rows, "by_depth": comparisons.get("by_depth") or [],
+            "resnet_depth": [{"label": model_label(f"resnet{d}"), "median": m}
+                             for d, m in zip(rd.get("depths", []), rd.get("median_std", []))],
+            "decreasing": rd.get("decreasing"), "is_result": is_result, "stale": stale,
+            "not_measured": data.get("not_measured") or [],
+            "caption": {"en": data.get("label", ""), "zh": zh}}
+
+
+def _shattering(fig_dir: Path) -> dict:
+    """The shattering probe of 01_theory (``theory_probes.json``) against Balduzzi et al.
+    2017, Yang et al. 2019 and He et al.'s "healthy" gradients (``probes.literature_checks``),
+    or why it is omitted (``ready`` False, ``why`` in en/zh)."""
+    from resnet_nb.probes import THEORY_JSON, literature_checks
+    from resnet_nb.runs import read_json
+
+    path = fig_dir / THEORY_JSON
+    if not path.is_file():
+        return {"ready": False, "why": {"en": "the theory probes of notebooks/01_theory were not exported for this run id",
+                                        "zh": "本运行没有导出 notebooks/01_theory 的理论探针"}}
+    data = read_json(path)
+    checks = literature_checks(data.get("summary") or {})
+    if checks is None:
+        return {"ready": False, "why": {"en": "the theory probes hold fewer than two depths probed in both families",
+                                        "zh": "理论探针中两类网络共同探测的深度少于两个"}}
+    if checks["shattering"] is None:
+        return {"ready": False, "why": {"en": "theory_probes.json predates the shattering probe; rerun notebooks/01_theory",
+                                        "zh": "theory_probes.json 早于梯度破碎探针；请重新运行 notebooks/01_theory"}}
+    params = data.get("parameters") or {}
+    return {"ready": True, "figure": (fig_dir / "theory_grad_correlation.png").is_file(), **checks,
+            "step": params.get("shatter_step"), "points": params.get("batch_size"),
+            "plain_labels": [model_label(f"plain{d}") for d in checks["depths"]],
+            "resnet_labels": [model_label(f"resnet{d}") for d in checks["depths"]]}
+
+
 def _captions(runs: list[dict], theory: dict | None) -> dict[str, dict[str, str]]:
     """The data line of every figure caption, per language: the same words as the figure
     titles (``analysis.runs_label``, ``probes.probe_label``), from the run files."""
@@ -490,6 +561,7 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
         "figures": figs, "result_figures": [n for n in RESULT_FIGURES if figs.get(n)],
         "theory_figures": [n for n in THEORY_FIGURES if figs.get(n)], "extra_figures": extra_figs,
         "theory": theory,
+        "layer_responses": _layer_responses(fig_dir, runs), "shattering": _shattering(fig_dir),
         "captions": _captions(runs, theory),
         "paths": {"runs": (Path(runs_dir) / run_id).as_posix(), "figures": fig_dir.as_posix(),
                   "build": (Path(out_dir) / run_id).as_posix()},

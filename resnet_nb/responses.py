@@ -1,0 +1,289 @@
+"""Layer responses of the trained nets: He et al. 2016, sec. 4.2 ("Analysis of Layer
+Responses"), Fig. 7.
+
+The paper measures "the standard deviations (std) of layer responses. The responses are
+the outputs of each 3x3 layer, after BN and before other nonlinearity (ReLU/addition)."
+Its reading: ResNets have generally smaller responses than their plain counterparts, so
+the residual functions are closer to zero than non-residual ones, and the deeper the
+ResNet, the smaller its responses (each layer modifies the signal less).
+
+Here, for every run of a run id that has a ``best.pth`` (the checkpoint of its best test
+accuracy, written by ``resnet_nb.run_writer``):
+
+* the net is rebuilt from the run's config and loaded (``torch.load(weights_only=True)``),
+  in **eval mode**: BN uses its running statistics, as in the trained net the paper analyses;
+* the run's test images are built by the data layer from the run's config
+  (``resnet_nb.prepare.prepare_data``: dataset, ``test_subset``, ``normalization`` with the
+  statistics of the training images the run used), and their fingerprint is checked against
+  the one the run recorded;
+* a forward hook on the BN that follows each 3x3 conv (the stem's ``bn1``, then ``bn1`` and
+  ``bn2`` of every block, ``depth - 1`` layers; an option-B projection's BN is a shortcut and
+  left out) accumulates, in float64, per channel the count, sum and sum of squares of its
+  output over the whole test set, batch by batch.
+
+**The std of a layer** is the population standard deviation of *all* elements of its output
+(every test image, channel and position pooled): ``sqrt(E[r^2] - E[r]^2)`` over
+``n_images x C x H x W`` values. It is the same pooled std as ``probes.block_output_std``.
+Several seeds of a model are averaged layer by layer.
+
+``layer_responses`` writes ``layer_responses.json`` (provenance, the checkpoint of every run,
+the std definition, the stds, the comparisons) and the figure
+``resnet_layer_responses_fig7.png`` next to ``summary.json``; ``response_comparisons``
+computes what the notebook and the report say about them.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from resnet_nb.config import check_run_id, config_from_dict
+from resnet_nb.data import normalize
+from resnet_nb.models import build_model, model_label, parse_model_name, sort_models
+from resnet_nb.probes import conv_layers
+from resnet_nb.runs import BEST_FILE, atomic_write_json, list_runs, read_json
+
+__all__ = [
+    "RESPONSES_JSON", "RESPONSES_FIGURE", "STD_DEFINITION", "response_layers", "response_stds",
+    "measure_run", "checkpoint_models", "skip_reason", "response_comparisons", "comparison_lines", "responses_label",
+    "layer_responses", "read_layer_responses",
+]
+
+RESPONSES_JSON = "layer_responses.json"
+RESPONSES_FIGURE = "resnet_layer_responses_fig7.png"
+STD_DEFINITION = ("population std of all elements (test images x channels x positions) of the output of "
+                  "the BN after each 3x3 conv, before ReLU and before the shortcut addition; model in eval "
+                  "mode (BN running statistics); float64 sums over the whole test set; mean over seeds")
+EVAL_BATCH = 500  # test images per forward (memory, not results: the sums are exact)
+
+
+def response_layers(model: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
+    """The BN after every 3x3 conv of the main path, in forward order: ``bn1`` (stem), then
+    ``layerS.B.bn1`` and ``layerS.B.bn2`` of every block (``depth - 1`` layers). The convs are
+    ``probes.conv_layers`` (option-B projection shortcuts excluded); each ``...convK`` is
+    followed by its ``...bnK``."""
+    out = []
+    for name, _ in conv_layers(model):
+        head, _, last = name.rpartition(".")
+        bn_name = f"{head}.{last.replace('conv', 'bn')}" if head else last.replace("conv", "bn")
+        bn = model.get_submodule(bn_name)
+        if not isinstance(bn, nn.BatchNorm2d):
+            raise TypeError(f"{name} is not followed by a BatchNorm2d named {bn_name}")
+        out.append((bn_name, bn))
+    return out
+
+
+@torch.no_grad()
+def response_stds(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH,
+                  transform=None) -> tuple[list[str], list[float]]:
+    """``(layer names, stds)`` of ``response_layers(model)`` over ``images`` (``STD_DEFINITION``),
+    the model as given (call ``model.eval()`` first for the trained net's BN statistics).
+
+    images: (N, 3, 32, 32), fed in batches of ``batch_size`` through ``transform`` (e.g. the
+    run's normalisation of uint8 images) when given. Per layer only three (C,) float64 sums
+    are kept, never the activations."""
+    layers = response_layers(model)
+    sums: dict[str, list] = {name: [0, None, None] for name, _ in layers}  # count, sum (C,), sum sq (C,)
+
+    def hook(name):
+        def record(_m, _i, out):                                   # out: (B, C, H, W)
+            o = out.detach().to(torch.float64)
+            acc = sums[name]
+            s, sq = o.sum(dim=(0, 2, 3)), (o * o).sum(dim=(0, 2, 3))   # (C,), (C,)
+            acc[0] += o.numel()
+            acc[1] = s if acc[1] is None else acc[1] + s
+            acc[2] = sq if acc[2] is None else acc[2] + sq
+        return record
+
+    handles = [bn.register_forward_hook(hook(name)) for name, bn in layers]
+    try:
+        for i in range(0, images.shape[0], batch_size):
+            xb = images[i:i + batch_size]
+            model(transform(xb) if transform is not None else xb)
+    finally:
+        for h in handles:
+            h.remove()
+    stds = []
+    for name, _ in layers:
+        n, s, sq = sums[name]
+        if not n:
+            raise ValueError("no images: the test set to measure the responses on is empty")
+        mean = float(s.sum()) / n
+        stds.append(float(np.sqrt(max(float(sq.sum()) / n - mean * mean, 0.0))))
+    return [name for name, _ in layers], stds
+
+
+def _checkpoint(run: dict) -> Path:
+    return Path(run["path"]) / BEST_FILE
+
+
+def checkpoint_models(runs: Sequence[dict]) -> list[str]:
+    """The models of ``runs`` that have a best.pth (``models.sort_models`` order)."""
+    return sort_models({r["config"]["model"] for r in runs if _checkpoint(r).is_file()})
+
+
+def skip_reason(runs: Sequence[dict]) -> str | None:
+    """Why Fig. 7 cannot be drawn from ``runs`` (one line), or None: it needs a best.pth of
+    at least one plain and one residual net."""
+    have = checkpoint_models(runs)
+    families = {parse_model_name(m)[0] for m in have}
+    if {"plain", "resnet"} <= families:
+        return None
+    found = f"best.pth found for {', '.join(model_label(m) for m in have)}" if have else "no best.pth found"
+    return f"Fig. 7 needs best.pth of both families (plain and ResNet); {found}"
+
+
+def _dataset_of(runs: Sequence[dict]) -> dict:
+    prints = {(r.get("dataset") or {}).get("fingerprint") for r in runs}
+    if len(prints) > 1:
+        raise ValueError("the runs of this run id used different datasets; measure the layer responses "
+                         "of runs trained on one dataset together (give them their own run id)")
+    d = runs[0].get("dataset") or {}
+    return {"provenance": d.get("provenance", "unknown"), "fingerprint": d.get("fingerprint", ""),
+            "canonical": bool(d.get("canonical", False))}
+
+
+def measure_run(run: dict, device: torch.device | str = "cpu", data_root: str | None = None,
+                data_cache: dict | None = None) -> dict:
+    """The layer-response stds of one run's best.pth on its test images (module docstring).
+
+    ``data_root``: where the run's dataset lies here, when not where the run recorded it (a
+    run trained elsewhere); the data's fingerprint must match the one the run recorded.
+    ``data_cache`` shares the prepared data between runs of one data config."""
+    from resnet_nb.prepare import prepare_data
+
+    path = _checkpoint(run)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = config_from_dict(ckpt["config"])
+    if data_root is not None:
+        cfg = config_from_dict({**ckpt["config"], "data_root": data_root})
+    key = (cfg.dataset, cfg.data_root, cfg.allow_noncanonical, cfg.val_split, cfg.train_subset,
+           cfg.test_subset, cfg.normalization)
+    cache = data_cache if data_cache is not None else {}
+    if key not in cache:
+        cache[key] = prepare_data(cfg, "cpu")
+    data = cache[key]
+    recorded = (run.get("dataset") or {}).get("fingerprint")
+    if recorded and data.info["fingerprint"] != recorded:
+        raise ValueError(f"the {cfg.dataset} data found here (fingerprint {data.info['fingerprint'][:12]}) "
+                         f"differ from the data {run['path']} was trained on ({recorded[:12]}); point "
+                         f"data_root at the same data")
+    device = torch.device(device)
+    model = build_model(cfg.model, shortcut=cfg.shortcut).to(device)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    mean = data.mean.to(device)
+    std = data.std.to(device) if data.std is not None else None
+    names, stds = response_stds(model, data.test_x, transform=lambda xb: normalize(xb.to(device), mean, std))
+    return {"model": cfg.model, "seed": int(cfg.seed), "run_dir": Path(run["path"]).name,
+            "checkpoint": f"{Path(run['path']).name}/{BEST_FILE}", "epoch": int(ckpt.get("epoch", 0)),
+            "test_acc": ckpt.get("test_acc"), "n_images": int(data.test_x.shape[0]),
+            "layers": names, "std": stds}
+
+
+def response_comparisons(models: dict[str, dict]) -> dict:
+    """What the data say about the paper's two observations, from ``models`` (model ->
+    ``{"std": [...], ...}``, the per-layer stds):
+
+    * ``by_depth``: per depth with both families, the median over layers of the ratio
+      ResNet std / plain std, how many layers of the ResNet respond less, and the medians;
+    * ``resnet_depth``: the ResNets' median std by depth (ascending), and whether it falls with
+      every step in depth (``decreasing``; None with fewer than two ResNet depths).
+    """
+    by_depth = []
+    for name in sort_models(models):
+        fam, depth = parse_model_name(name)
+        plain = models.get(f"plain{depth}")
+        if fam != "resnet" or plain is None:
+            continue
+        r, p = np.asarray(models[name]["std"]), np.asarray(plain["std"])
+        ratio = r / np.maximum(p, 1e-300)
+        by_depth.append({"depth": depth, "plain": model_label(f"plain{depth}"), "resnet": model_label(name),
+                         "median_ratio": float(np.median(ratio)), "smaller_layers": int((r < p).sum()),
+                         "layers": int(r.size), "plain_median": float(np.median(p)),
+                         "resnet_median": float(np.median(r))})
+    res = sorted((parse_model_name(n)[1], float(np.median(m["std"]))) for n, m in models.items()
+                 if parse_model_name(n)[0] == "resnet")
+    decreasing = None if len(res) < 2 else all(b[1] < a[1] for a, b in zip(res, res[1:]))
+    return {"by_depth": by_depth,
+            "resnet_depth": {"depths": [d for d, _ in res], "median_std": [m for _, m in res],
+                             "decreasing": decreasing}}
+
+
+def comparison_lines(record: dict) -> list[str]:
+    """What ``layer_responses`` found, as sentences (English; the report phrases the same
+    numbers in zh/en): the data first, then the comparisons of ``response_comparisons``."""
+    comparisons = record["comparisons"]
+    lines = [f"data: {record['label']}"]
+    for c in comparisons["by_depth"]:
+        verb = "smaller" if c["median_ratio"] < 1 else "not smaller"
+        lines.append(f"depth {c['depth']}: {c['resnet']}'s layer responses are {verb} than {c['plain']}'s "
+                     f"(median ratio ResNet/plain over layers {c['median_ratio']:.3g}; smaller in "
+                     f"{c['smaller_layers']} of {c['layers']} layers; the paper: ResNets respond less)")
+    rd = comparisons["resnet_depth"]
+    if rd["decreasing"] is not None:
+        values = ", ".join(f"{model_label(f'resnet{d}')} {m:.3g}" for d, m in zip(rd["depths"], rd["median_std"]))
+        lines.append(f"median response std of the ResNets: {values}: deeper ResNets "
+                     f"{'respond less' if rd['decreasing'] else 'do not respond uniformly less'} "
+                     f"(the paper: the deeper the ResNet, the smaller its responses)")
+    return lines
+
+
+def responses_label(dataset: dict, preset: str | None, n_images: int) -> str:
+    """The data line of Fig. 7 (``plots.provenance_label`` + what was measured)."""
+    from resnet_nb.plots import provenance_label
+
+    return f"{provenance_label(dataset, preset)}; each net's best.pth, {n_images:,} test images"
+
+
+def layer_responses(runs_dir: str | os.PathLike = "experiments", run_id: str = "",
+                    figures_root: str | os.PathLike = "report/figures", device: str = "cpu",
+                    data_root: str | None = None) -> dict:
+    """Measure every run of ``run_id`` that has a best.pth, write ``layer_responses.json`` and
+    ``resnet_layer_responses_fig7.png`` into ``<figures_root>/<run_id>/`` and return the JSON's
+    record. When ``skip_reason`` says Fig. 7 cannot be drawn, nothing is measured or written:
+    ``{"skipped": <reason>}`` (and a stale JSON of an earlier measurement is removed)."""
+    from resnet_nb import plots
+
+    check_run_id(run_id)
+    runs = list_runs(runs_dir, run_id)
+    fig_dir = Path(figures_root).expanduser() / run_id
+    reason = skip_reason(runs)
+    if reason:
+        (fig_dir / RESPONSES_JSON).unlink(missing_ok=True)
+        return {"skipped": reason}
+    measured = [r for r in runs if _checkpoint(r).is_file()]
+    cache: dict = {}
+    per_run = [measure_run(r, device, data_root, cache) for r in measured]
+    models = {}
+    for name in sort_models({p["model"] for p in per_run}):
+        rows = sorted((p for p in per_run if p["model"] == name), key=lambda p: p["seed"])
+        stds = np.asarray([p["std"] for p in rows])                # (seeds, layers)
+        fam, depth = parse_model_name(name)
+        models[name] = {"family": fam, "depth": depth, "n_seeds": len(rows), "layers": rows[0]["layers"],
+                        "std": stds.mean(axis=0).tolist(),
+                        "std_over_seeds": stds.std(axis=0, ddof=1).tolist() if len(rows) > 1 else None,
+                        "runs": rows}
+    presets = sorted({str(r.get("preset") or r["config"].get("preset")) for r in measured})
+    dataset = _dataset_of(measured)
+    n_images = per_run[0]["n_images"]
+    out = {"run_id": run_id, "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "preset": presets[0] if len(presets) == 1 else ",".join(presets), "dataset": dataset,
+           "definition": STD_DEFINITION, "n_images": n_images,
+           "label": responses_label(dataset, presets[0] if len(presets) == 1 else None, n_images),
+           "not_measured": [Path(r["path"]).name for r in runs if not _checkpoint(r).is_file()],
+           "models": models, "comparisons": response_comparisons(models), "figure": RESPONSES_FIGURE}
+    plots.save(plots.layer_responses_figure(models, out["label"]), fig_dir / RESPONSES_FIGURE)
+    atomic_write_json(fig_dir / RESPONSES_JSON, out)
+    return out
+
+
+def read_layer_responses(fig_dir: str | os.PathLike) -> dict | None:
+    """``layer_responses.json`` of a figures folder, or None when it was not written."""
+    path = Path(fig_dir) / RESPONSES_JSON
+    return read_json(path) if path.is_file() else None

@@ -1,0 +1,150 @@
+"""Layer responses (resnet_nb.responses, paper Fig. 7): the std against a hand computation,
+a measurement from hand-made run dirs with best.pth, the skip reason, and the report's
+Fig. 7 section present or omitted."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from resnet_nb import report, responses
+from resnet_nb.config import make_config
+from resnet_nb.models import build_model
+from resnet_nb.prepare import prepare_data
+from resnet_nb.runs import atomic_save, atomic_write_json, list_runs
+from test_report import facts_of, seed_like
+
+
+def _trained_looking(name: str, shortcut: str = "A", seed: int = 0):
+    """A tiny net with BN running statistics and affine parameters away from their defaults."""
+    torch.manual_seed(seed)
+    model = build_model(name, shortcut=shortcut)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.2, 1.5)
+            m.bias.data.uniform_(-0.3, 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name,shortcut", [("resnet8", "A"), ("plain8", "A"), ("resnet8", "B")])
+def test_response_std_matches_a_hand_computation_with_hooks(name, shortcut, one_thread):
+    model = _trained_looking(name, shortcut)
+    images = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    names, stds = responses.response_stds(model, images, batch_size=3)  # batches of 3, 3, 2
+    # the BN after each 3x3 conv, in forward order; option B's projection BN is not one of them
+    assert names == ["bn1", "layer1.0.bn1", "layer1.0.bn2", "layer2.0.bn1", "layer2.0.bn2",
+                     "layer3.0.bn1", "layer3.0.bn2"]
+    outs = {}
+    handles = [model.get_submodule(n).register_forward_hook(
+        lambda _m, _i, out, n=n: outs.__setitem__(n, out.detach().double())) for n in names]
+    with torch.no_grad():
+        model(images)                                              # all 8 images at once
+    for h in handles:
+        h.remove()
+    by_hand = [float(outs[n].std(unbiased=False)) for n in names]  # every element pooled
+    assert stds == pytest.approx(by_hand, rel=1e-9)
+    # the block's BN output is F's, before the addition: bn2 is the end of residual_branch
+    block = model.layer2[0]
+    with torch.no_grad():
+        x = torch.relu(model.layer1(torch.relu(model.bn1(model.conv1(images)))))
+        branch = block.residual_branch(x).double()
+    assert stds[4] == pytest.approx(float(branch.std(unbiased=False)), rel=1e-9)
+
+
+def _config(root, run_id, model, fake_cifar):
+    return make_config("smoke", model=model, dataset="cifar10", data_root=str(fake_cifar), allow_noncanonical=True,
+                       train_subset=200, test_subset=40, run_id=run_id, run_name=model, out_dir=str(root))
+
+
+def _run(root, run_id, model, fake_cifar, best=True, data=None):
+    """A finished run dir of ``model`` with a best.pth (a net of ``_trained_looking``)."""
+    cfg = _config(root, run_id, model, fake_cifar)
+    data = data or prepare_data(cfg)
+    run_dir = root / run_id / model
+    run_dir.mkdir(parents=True)
+    atomic_write_json(run_dir / "config.json", {"config": asdict(cfg), "preset": "smoke", "dataset": data.info,
+                                               "status": "finished", "best_epoch": 3 if best else None})
+    atomic_write_json(run_dir / "metrics.json", [])
+    net = None
+    if best:
+        net = _trained_looking(model)
+        atomic_save({"model": net.state_dict(), "config": asdict(cfg), "epoch": 3, "test_acc": 0.5,
+                     "normalization": {}}, run_dir / "best.pth")
+    return run_dir, net, data
+
+
+def test_layer_responses_of_hand_made_run_dirs(tmp_path, fake_cifar, one_thread):
+    runs, figs = tmp_path / "exp", tmp_path / "fig"
+    _, net, data = _run(runs, "r1", "plain8", fake_cifar)
+    _run(runs, "r1", "resnet8", fake_cifar, data=data)
+    _run(runs, "r1", "resnet14", fake_cifar, best=False, data=data)  # no best.pth: listed, not measured
+    out = responses.layer_responses(runs, "r1", figs)
+    assert sorted(out["models"]) == ["plain8", "resnet8"] and out["not_measured"] == ["resnet14"]
+    p8 = out["models"]["plain8"]
+    assert p8["runs"][0]["checkpoint"] == "plain8/best.pth" and p8["runs"][0]["epoch"] == 3
+    assert out["n_images"] == 40 and out["label"] == ("synthetic data, smoke preset: shows the code runs, not the "
+                                                      "paper's result; each net's best.pth, 40 test images")
+    # the run's test subset, normalised with the statistics of its training subset
+    _, direct = responses.response_stds(net, data.normalize(data.test_x))
+    assert p8["std"] == pytest.approx(direct, rel=1e-9)
+    c = out["comparisons"]["by_depth"][0]
+    assert c["depth"] == 8 and c["layers"] == 7 and 0 <= c["smaller_layers"] <= 7
+    stored = json.loads((figs / "r1" / responses.RESPONSES_JSON).read_text())
+    assert stored["definition"] == responses.STD_DEFINITION and (figs / "r1" / responses.RESPONSES_FIGURE).is_file()
+    assert responses.comparison_lines(out)[0] == f"data: {out['label']}"
+    # another dataset than the run recorded: refused
+    rec = json.loads((runs / "r1" / "plain8" / "config.json").read_text())
+    rec["dataset"]["fingerprint"] = "0" * 64
+    atomic_write_json(runs / "r1" / "plain8" / "config.json", rec)
+    with pytest.raises(ValueError, match="differ from the data .* was trained on"):
+        responses.measure_run(list_runs(runs, "r1")[0])
+
+
+def test_fig7_is_skipped_without_best_pth_of_both_families(tmp_path, fake_cifar):
+    runs, figs = tmp_path / "exp", tmp_path / "fig"
+    _, _, data = _run(runs, "r1", "plain8", fake_cifar)
+    _run(runs, "r1", "resnet8", fake_cifar, best=False, data=data)
+    reason = responses.skip_reason(list_runs(runs, "r1"))
+    assert reason == "Fig. 7 needs best.pth of both families (plain and ResNet); best.pth found for Plain-8"
+    assert responses.layer_responses(runs, "r1", figs) == {"skipped": reason}
+    assert not (figs / "r1" / responses.RESPONSES_JSON).exists()
+
+
+def test_comparisons_by_hand():
+    models = {"plain20": {"std": [2.0, 4.0, 1.0]}, "resnet20": {"std": [1.0, 1.0, 2.0]},
+              "resnet56": {"std": [0.5, 0.5, 0.6]}}
+    c = responses.response_comparisons(models)
+    assert c["by_depth"] == [{"depth": 20, "plain": "Plain-20", "resnet": "ResNet-20", "median_ratio": 0.5,
+                              "smaller_layers": 2, "layers": 3, "plain_median": 2.0, "resnet_median": 1.0}]
+    assert c["resnet_depth"] == {"depths": [20, 56], "median_std": [1.0, 0.5], "decreasing": True}
+    lines = responses.comparison_lines({"label": "x", "comparisons": c})
+    assert "smaller in 2 of 3 layers" in lines[1] and "deeper ResNets respond less" in lines[2]
+
+
+def test_report_fig7_section_present_and_omitted(tmp_path):
+    runs, figs = seed_like(tmp_path)
+    facts = facts_of(runs, figs)
+    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    assert "## 4.8 Layer responses" in en and "Omitted: Fig. 7 needs best.pth of both families" in en
+    assert "从略：图 7 需要两类网络" in zh and "resnet_layer_responses_fig7.png" not in en
+    # a measurement on record (hand-written JSON; the seed runs have no best.pth, so touch them)
+    for r in list_runs(runs, "r1"):
+        (tmp_path / "exp" / "r1" / r["config"]["run_name"] / "best.pth").write_bytes(b"")
+    models = {m: {"std": v, "n_seeds": 1, "runs": [{"run_dir": m, "epoch": None}]} for m, v in (
+        ("plain20", [2.0, 4.0, 1.0]), ("plain56", [3.0, 3.0, 3.0]),
+        ("resnet20", [1.0, 1.0, 2.0]), ("resnet56", [0.5, 0.5, 0.6]))}
+    atomic_write_json(figs / "r1" / responses.RESPONSES_JSON, {
+        "dataset": {"provenance": "canonical"}, "preset": "seed", "n_images": 10000, "models": models,
+        "label": "CIFAR-10, seed preset; each net's best.pth, 10,000 test images", "not_measured": [],
+        "comparisons": responses.response_comparisons(models)})
+    facts = facts_of(runs, figs)
+    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    assert "- 20 layers: the layer responses of ResNet-20 are smaller than those of Plain-20: median ratio " \
+           "ResNet/plain over the layers 0.5, smaller in 2 of 3 layers" in en
+    assert "ResNet-20 1, ResNet-56 0.5: deeper ResNets respond less" in en and "not the paper's result" not in en
+    assert "ResNet-20 的层响应小于 Plain-20" in zh and "更深的 ResNet 响应更小" in zh
+    assert "Omitted: Fig. 7" not in en
