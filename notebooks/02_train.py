@@ -74,6 +74,7 @@ out_dir = "experiments"     # root folder of run directories
 run_id = ""                 # folder grouping the runs ("": resume a matching unfinished one, else new)
 run_name = ""               # leaf folder of a single run ("": the model name)
 eval_every = None           # evaluate every this many epochs (and after the last)
+time_budget = None          # seconds this kernel may train (0: no limit); then the runs pause, resumable
 
 # %% [markdown]
 # ## Load: the configs these parameters describe

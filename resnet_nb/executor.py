@@ -10,10 +10,18 @@ interrupt, so a training cell stops cleanly with a resumable ``last.pth``.
 
 ``resnet_nb.reproduce`` runs its units with it; ``resnet_nb.cluster`` runs one unit per
 SLURM array task with it.
+
+A deadline (``Runner.deadline``, on ``time.monotonic()``): an execution whose parameters
+hold ``time_budget`` gets the seconds left until it when it starts (so executions one
+after the other share one budget); once it has passed, such an execution is not started
+and its unit is ``paused``, except the first (so that every rerun makes progress: its
+first epoch always runs). A training notebook whose runs the budget paused still
+succeeds (the runs are ``paused``, not failed): the caller reads their statuses.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -129,10 +137,25 @@ class Runner:
     """Runs notebook executions in child processes, at most ``parallel`` at once, and
     prints their output prefixed with the unit's name."""
 
-    def __init__(self, parallel: int, gpus: list[str], kernel: str, cwd: Path, tmp: Path) -> None:
+    def __init__(self, parallel: int, gpus: list[str], kernel: str, cwd: Path, tmp: Path,
+                 deadline: float | None = None) -> None:
         self.parallel, self.gpus, self.kernel, self.cwd, self.tmp = max(1, parallel), gpus, kernel, cwd, tmp
+        self.deadline = deadline          # time.monotonic() value; see the module docstring
+        self.budgeted = 0                 # executions started under the deadline
         self.lock = threading.Lock()
         self.procs: list[subprocess.Popen] = []
+
+    def budget_left(self, params: dict) -> dict | None:
+        """``params`` with ``time_budget`` = the seconds left until the deadline (at least
+        0.1: 0 would mean no limit); None when the deadline has passed and an execution
+        already started under it (do not start this one)."""
+        if self.deadline is None or "time_budget" not in params:
+            return params
+        left = self.deadline - time.monotonic()
+        if left <= 0 and self.budgeted:
+            return None
+        self.budgeted += 1
+        return {**params, "time_budget": max(0.1, math.floor(left * 10) / 10)}
 
     def _echo(self, name: str, stream) -> None:
         for line in stream:
@@ -170,6 +193,12 @@ class Runner:
         while pending or running:
             while pending and free_slots:
                 unit, nb, outs, params = pending.pop(0)
+                params = self.budget_left(params)
+                if params is None:             # the time budget is spent: not started
+                    unit.status = "paused"
+                    with self.lock:
+                        print(f"[{unit.name}] {describe(unit)}", flush=True)
+                    continue
                 slot = free_slots.pop(0)
                 running[slot] = (unit, *self.start(unit, nb, outs, params, slot))
             time.sleep(0.2)
@@ -214,6 +243,10 @@ def describe(unit) -> str:
         return f"done in {unit.seconds:.0f} s"
     if unit.status == "skipped":
         return "skipped (finished)"
+    if unit.status == "paused":
+        return getattr(unit, "note", "") or (f"paused by --time-budget after {unit.seconds:.0f} s: rerun the same "
+                                            f"command to resume" if unit.seconds else
+                                            "not started: the time budget was spent; rerun the same command to resume")
     f = unit.failure or {}
     cell = f"cell {f['cell']} (In [{f.get('execution_count')}])" if f.get("cell") is not None else "before any cell"
     src = f": `{f['source']}`" if f.get("source") else ""

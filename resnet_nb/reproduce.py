@@ -17,6 +17,14 @@
 4. Executes ``01_theory`` (theory figures) and ``03_analysis`` (curves, Fig. 6 style plot,
    ``summary.json``) into ``report/figures/<run_id>/``.
 
+``--time-budget SECONDS`` is a deadline for the whole reproduction, counted from its start:
+each 02_train execution gets the seconds left when it starts (``executor.Runner.deadline``),
+so executions one after the other do not each get the whole budget; its training pauses at
+the epoch boundary where the next epoch would not fit (``packing.Budget``), and an
+execution that would start after the deadline is not started. Paused runs keep a resumable
+last.pth; 01_theory and 03_analysis wait for the rerun that finishes every run; the exit
+status is 75 (``train.EXIT_PAUSED``): rerun the same command to resume.
+
 The notebooks' own helpers (setup, parameters -> configs) live in ``resnet_nb.notebook``,
 the local executor in ``resnet_nb.executor``.
 """
@@ -27,6 +35,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -39,15 +48,15 @@ from resnet_nb.executor import KERNEL, Runner, check_kernel, describe
 from resnet_nb.models import MODEL_SETS, SEED_MODELS, expand_models, parse_model_name
 from resnet_nb.notebook import check_run_dirs, project_root, split_list
 from resnet_nb.probes import FULL_PROBE, SMOKE_PROBE, THEORY_JSON
-from resnet_nb.runs import CONFIG_FILE, read_json, run_dir_of
-from resnet_nb.train import resolve_run_ids
+from resnet_nb.runs import CONFIG_FILE, load_run, read_json, run_dir_of
+from resnet_nb.train import EXIT_PAUSED, resolve_run_ids
 
 __all__ = ["Unit", "plan_units", "theory_parameters", "add_arguments", "run_cli"]
 
 # TrainConfig fields with a reproduce flag of their own: one value for every run
 _FIELD_FLAGS = ("dataset", "data_root", "allow_noncanonical", "device", "out_dir", "run_id")
 # ... and those it sets otherwise (--preset, --models, --seeds): --set cannot give any of them
-_OWN_FLAGS = {"preset": "--preset", "model": "--models", "seed": "--seeds",
+_OWN_FLAGS = {"preset": "--preset", "model": "--models", "seed": "--seeds", "time_budget": "--time-budget",
               **{name: "--" + name.replace("_", "-") for name in _FIELD_FLAGS}}
 
 
@@ -67,10 +76,11 @@ class Unit:
 
     name: str
     cfgs: list
-    status: str = "pending"          # pending | skipped | ok | failed
+    status: str = "pending"          # pending | skipped | ok | failed | paused (by --time-budget)
     failure: dict | None = None
     seconds: float = 0.0
     log: list[str] = field(default_factory=list)
+    note: str = ""                   # why it is paused (executor.describe shows it)
 
     @property
     def run_dirs(self) -> list[Path]:
@@ -170,6 +180,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "empty: the preset's seed")
     p.add_argument("--parallel", type=int, default=1, help="executions at once (spread over the visible GPUs)")
     add_field_arguments(p, _FIELD_FLAGS, defaults=True)  # as train's flags, one value for all runs
+    p.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS",
+                   help="deadline for the whole reproduction, in seconds from its start (default: 0 = none): "
+                        "each training execution gets the time left when it starts and pauses at the epoch "
+                        "boundary where its next epoch would not fit (its first epoch always runs); none "
+                        "starts after the deadline. Paused runs keep a resumable last.pth, the theory and "
+                        f"analysis notebooks wait for the rerun that finishes them, the exit status is "
+                        f"{EXIT_PAUSED}: rerun the same command to resume")
     p.add_argument("--figures-root", default="report/figures", help="figures go to <figures-root>/<run-id>/")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any TrainConfig field, e.g. --set epochs=2 (repeatable)")
@@ -217,6 +234,7 @@ def _configs(args: argparse.Namespace) -> tuple[list, list[str], bool]:
     one run id."""
     if args.parallel < 1:
         raise ValueError(f"--parallel must be >= 1; got {args.parallel}")
+    make_config(args.preset, time_budget=args.time_budget)   # a negative or infinite budget: one line
     models = expand_models(split_list(args.models))  # "sweep": models.SWEEP_MODELS
     if not models:
         raise ValueError("--models must name at least one model (e.g. plain20,resnet20)")
@@ -301,7 +319,34 @@ def _interrupt(runner: Runner, run_id: str) -> int:
     return 130
 
 
+def _paused_note(unit: Unit) -> str:
+    """"paused by --time-budget after N/M epochs: ..." from the unit's run dirs."""
+    done = []
+    for d in unit.run_dirs:
+        try:
+            run = load_run(d)
+        except (OSError, ValueError):
+            continue
+        if run.get("status") == "paused":
+            done.append(f"{len(run['metrics'])}/{run.get('epochs_planned') or run['config'].get('epochs')}")
+    if not done:
+        return "not started: the time budget was spent; rerun the same command to resume"
+    after = done[0] if len(set(done)) == 1 else ", ".join(done)
+    return f"paused by --time-budget after {after} epochs: rerun the same command to resume"
+
+
+def _mark_paused(units: list[Unit]) -> list[Unit]:
+    """Units whose runs the time budget paused (or that it kept from starting), with their note."""
+    out = []
+    for u in units:
+        if u.status == "paused" or (u.status == "ok" and any(_status(c) == "paused" for c in u.cfgs)):
+            u.status, u.note = "paused", _paused_note(u)
+            out.append(u)
+    return out
+
+
 def run_cli(args: argparse.Namespace) -> int:
+    started = time.monotonic()         # --time-budget counts from here
     root = project_root()
     nb_dir = root / "notebooks"
     _check_notebooks(nb_dir)
@@ -334,20 +379,29 @@ def run_cli(args: argparse.Namespace) -> int:
     figures_root = Path(args.figures_root).expanduser().resolve()
     base = Path(cfgs[0].out_dir) / run_id
 
+    deadline = started + args.time_budget if args.time_budget > 0 else None
+    budget = {"time_budget": max(0.1, round(deadline - time.monotonic(), 1))} if deadline is not None else {}
     with tempfile.TemporaryDirectory(prefix="resnet-nb-reproduce-") as tmp:
-        runner = Runner(args.parallel, gpus, args.kernel, root, Path(tmp))
-        try:
+        runner = Runner(args.parallel, gpus, args.kernel, root, Path(tmp), deadline=deadline)
+        finals = []
+        try:  # local: each execution's time_budget becomes the time left when it starts
             _execute_units(args, runner, [(u, nb_dir / "02_train.ipynb", [d / "02_train.ipynb" for d in u.run_dirs],
-                                           u.parameters(several)) for u in todo], base)
-            finals = _final_jobs(args, cfgs, units, models, ds.fingerprint, nb_dir, figures_root)
+                                           {**u.parameters(several), **budget}) for u in todo], base)
+            paused = _mark_paused(units)
+            if paused:
+                print("reproduce: 01_theory and 03_analysis wait for the rerun that finishes every run", flush=True)
+            else:
+                finals = _final_jobs(args, cfgs, units, models, ds.fingerprint, nb_dir, figures_root)
             runner.parallel = 1
             runner.run(finals)
         except KeyboardInterrupt:
             return _interrupt(runner, run_id)
     failed = [u for u in units + [j[0] for j in finals] if u.status == "failed"]
     print(f"reproduce: {sum(u.status == 'ok' for u in units)} executed, "
-          f"{sum(u.status == 'skipped' for u in units)} skipped, {len(failed)} failed; "
+          f"{sum(u.status == 'skipped' for u in units)} skipped, {len(paused)} paused, {len(failed)} failed; "
           f"runs in {base}, figures in {figures_root / run_id}", flush=True)
+    for u in paused:
+        print(f"reproduce: {u.name}: {describe(u)}", flush=True)
     for u in failed:
         print(f"reproduce: {u.name}: {describe(u)}", file=sys.stderr, flush=True)
-    return 1 if failed else 0
+    return 1 if failed else EXIT_PAUSED if paused else 0
