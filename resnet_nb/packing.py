@@ -18,6 +18,18 @@ dir is marked ``failed`` with the first bad iteration and keeps its last good ch
 metrics; the other members train on (``Trained.diverged`` says which stopped). Checking once
 per epoch costs one host sync instead of one per step; the per-step losses still name the
 first bad iteration.
+
+Time budget (``TrainConfig.time_budget`` seconds, 0 = none; ``Budget``): counted from the
+start of training in this process, shared by the packs one process trains one after the
+other. Before each epoch the loop estimates it from this pack's last epoch (its training
+time, plus its last evaluation time when the epoch evaluates) and starts it only when it
+fits in the time left; the first epoch of the process always runs. A run stopped so is
+``paused`` (``Trained.paused`` says why): last.pth holds its last epoch, exactly as after an
+interrupt, and rerunning the same command resumes it. A pack pauses as a whole.
+
+What ran is recorded: the step's counts (CUDA-graph captures, graph and eager steps, the
+reason capture failed) go into every member's config.json when it stops
+(``RunWriter.finish``), and a line after the first capture attempt says how it ended.
 """
 from __future__ import annotations
 
@@ -43,7 +55,7 @@ from resnet_nb.step import (TrainStep, autocast, check_precision, iters_per_epoc
                             make_optimizer, member_losses, planned_epochs, prepare_model, set_lr)
 
 __all__ = ["PACK_FREE_FIELDS", "plan_packs", "PackBatcher", "evaluate_pack", "evaluate",
-           "train_pack", "Trained", "EVAL_BATCH"]
+           "train_pack", "Trained", "EVAL_BATCH", "Budget"]
 
 # TrainConfig fields that may differ between members of one pack: everything else (the
 # recipe, the data, the device) must be equal, and the depth too.
@@ -124,13 +136,61 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: PreparedD
 
 
 class Trained(NamedTuple):
-    """A member's run dir, and why it stopped when its loss became NaN/inf (else None)."""
+    """A member's run dir, why it stopped when its loss became NaN/inf (else None), and why
+    the time budget paused it (else None)."""
 
     run_dir: Path
     diverged: str | None = None
+    paused: str | None = None
 
 
-def train_pack(cfgs: Sequence, restart: bool = False) -> list[Trained]:
+def _clock() -> float:
+    """Seconds on a monotonic clock: epoch times and the time budget (tests replace it)."""
+    return time.perf_counter()
+
+
+class Budget:
+    """The time budget of this process: ``seconds`` (0: none) from its creation on.
+
+    ``stop_before(estimate, ...)``: why the next epoch, expected to take ``estimate`` seconds
+    (None: unknown, the pack has not run one in this process), must not start (None: it
+    may). The process's first epoch always starts (``epochs`` counts the epochs run under
+    this budget); a later pack's first epoch starts while any time is left."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = float(seconds)
+        self.deadline = _clock() + self.seconds if self.seconds > 0 else None
+        self.epochs = 0
+        self.first_epoch_s: float | None = None
+
+    def left(self) -> float:
+        return math.inf if self.deadline is None else self.deadline - _clock()
+
+    def ran_epoch(self, seconds: float) -> None:
+        self.epochs += 1
+        if self.first_epoch_s is None:
+            self.first_epoch_s = seconds
+
+    def stop_before(self, estimate: float | None, epoch: int, n_epochs: int) -> str | None:
+        left = self.left()
+        if self.deadline is None or self.epochs == 0 or (estimate or 0.0) <= left:
+            return None
+        resume = f"last.pth holds epoch {epoch}" if epoch else "nothing was trained yet"
+        if estimate is None:
+            return (f"paused by the time budget before its first epoch in this process: the {self.seconds:g} s "
+                    f"were spent ({max(left, 0):.1f} s left); {resume}: rerun the same command to resume")
+        if self.epochs == 1 and self.first_epoch_s is not None and self.first_epoch_s > self.seconds:
+            y = self.first_epoch_s
+            return (f"the time budget ({self.seconds:g} s) is shorter than one epoch ({y:.1f} s): paused after "
+                    f"epoch {epoch} of {n_epochs}; {resume}, nothing is lost. Rerun the same command to resume "
+                    f"(one epoch per command at this budget), or give a larger --time-budget (e.g. "
+                    f"{math.ceil(2 * y)} s for two epochs per command; 0 = no limit)")
+        return (f"paused by the time budget after epoch {epoch} of {n_epochs}: the next epoch (~{estimate:.1f} s) "
+                f"does not fit in the {max(left, 0):.1f} s left of {self.seconds:g} s; {resume}: rerun the "
+                f"same command to resume")
+
+
+def train_pack(cfgs: Sequence, restart: bool = False, budget: Budget | None = None) -> list[Trained]:
     """Train same-depth configs (one or more) together; each writes its own run dir under
     the contract of ``resnet_nb.runs``. Returns one ``Trained`` per config, in order.
 
@@ -138,7 +198,9 @@ def train_pack(cfgs: Sequence, restart: bool = False) -> list[Trained]:
     different epochs are trained one by one. Run ids must already be resolved
     (``train.resolve_run_ids``). When another process wrote to a member's run dir while
     the data loaded, the locks are released and the members are looked at again.
+    ``budget``: the process's time budget (default: ``cfgs[0].time_budget`` from now).
     """
+    budget = budget if budget is not None else Budget(cfgs[0].time_budget)
     device = resolve_device(cfgs[0].device)
     check_precision(cfgs[0].precision, device)
     data = None
@@ -151,7 +213,7 @@ def train_pack(cfgs: Sequence, restart: bool = False) -> list[Trained]:
             print(f"pack {', '.join(cfgs[i].run_name for i in todo)}: the members' checkpoints are at "
                   f"different epochs {sorted(starts)}; training them one by one", flush=True)
             for i in todo:
-                out[i] = train_pack([cfgs[i]], restart)[0]
+                out[i] = train_pack([cfgs[i]], restart, budget)[0]
             return out
         if not todo:
             return out
@@ -164,12 +226,12 @@ def train_pack(cfgs: Sequence, restart: bool = False) -> list[Trained]:
                 writers.append(RunWriter.claim(cfgs[i], device.type, restart, seen[i]))
             if any(w.seen.state != seen[i].state for w, i in zip(writers, todo)):
                 continue              # another process trained into a run dir: look again
-            diverged = _train_claimed(writers, device, data)
+            diverged, paused = _train_claimed(writers, device, data, budget)
         finally:
             for w in writers:
                 w.release()
         for k, i in enumerate(todo):
-            out[i] = Trained(out[i].run_dir, diverged.get(k))
+            out[i] = Trained(out[i].run_dir, diverged.get(k), paused.get(k))
         return out
 
 
@@ -197,24 +259,31 @@ def _build(writers: list[RunWriter], device: torch.device):
     return model, opt, params
 
 
-def _start_line(writers, params, data, device, precision, graph, n_epochs, ipe, epoch) -> str:
+def _start_line(writers, params, data, device, precision, graph, n_epochs, ipe, epoch, budget) -> str:
     info, n = data.info, len(writers)
     kind = "synthetic data" if info["dataset"] == "synthetic" else f"{info['provenance']} CIFAR-10"
     start = f"resuming after epoch {epoch}" if writers[0].seen.ckpt is not None else "starting"
+    # what is requested: whether capture worked is printed after the first attempt
+    step = ", CUDA graph requested" if graph else (", eager (CUDA graphs off)" if device.type == "cuda" else "")
+    left = budget.left()
+    limit = f", time budget {max(left, 0):.0f} s left of {budget.seconds:g} s" if budget.deadline is not None else ""
     if n == 1:
         split = f"{info['n_train_used']} train / {info['n_val']} val / {info['n_test_used']} test"
-        return (f"{writers[0].cfg.run_name}: {start}; {params:,} params, {kind} ({split}), {device}, "
-                f"{n_epochs} epochs x {ipe} iterations; run dir {writers[0].run_dir}")
+        return (f"{writers[0].cfg.run_name}: {start}; {params:,} params, {kind} ({split}), {device}{step}, "
+                f"{n_epochs} epochs x {ipe} iterations{limit}; run dir {writers[0].run_dir}")
     return (f"pack of {n} ({', '.join(w.cfg.run_name for w in writers)}): {start}; {params:,} params "
-            f"each, {kind}, {device}, {precision}, graph={'on' if graph else 'off'}, "
-            f"{n_epochs} epochs x {ipe} iterations")
+            f"each, {kind}, {device}, {precision}{step}, {n_epochs} epochs x {ipe} iterations{limit}")
 
 
-def _train_claimed(writers: list[RunWriter], device: torch.device, data: PreparedData) -> dict[int, str]:
-    """Train the claimed members to the end; returns {member index: divergence message}."""
+def _train_claimed(writers: list[RunWriter], device: torch.device, data: PreparedData,
+                   budget: Budget) -> tuple[dict[int, str], dict[int, str]]:
+    """Train the claimed members to the end, or until the time budget pauses them; returns
+    ({member index: divergence message}, {member index: pause message})."""
     n, c0 = len(writers), writers[0].cfg
     model, opt, params = _build(writers, device)
     step = TrainStep(model, opt, c0.precision)
+    desc = c0.run_name if n == 1 else f"pack of {n}"
+    step.announce = lambda line: print(f"{desc}: {line}", flush=True)
     gens = [torch.Generator(device=device).manual_seed(w.cfg.seed + DATA_SEED_OFFSET) for w in writers]
     ck0 = writers[0].seen.ckpt
     if ck0 is not None:
@@ -225,20 +294,30 @@ def _train_claimed(writers: list[RunWriter], device: torch.device, data: Prepare
     n_epochs, stop = planned_epochs(c0, ipe), c0.max_iters or math.inf
     epoch, iteration = (ck0["epoch"], ck0["iteration"]) if ck0 is not None else (0, 0)
     elapsed = writers[0].metrics[-1]["elapsed"] if writers[0].metrics else 0.0
-    print(_start_line(writers, params, data, device, c0.precision, step.graph_wanted, n_epochs, ipe, epoch),
-          flush=True)
-    env, diverged = collect(device), {}
+    print(_start_line(writers, params, data, device, c0.precision, step.graph_requested, n_epochs, ipe, epoch,
+                      budget), flush=True)
+    env, diverged, paused = collect(device), {}, {}
     alive = list(range(n))
+    train_s = eval_s = None       # this pack's last epoch in this process: training time, last evaluation time
     try:
         for i, w in enumerate(writers):
             w.start(environment=env, dataset=data.info, params=params, iters_per_epoch=ipe,
                     epochs_planned=n_epochs,
                     **({"packed_with": [v.cfg.run_name for v in writers], "pack_index": i} if n > 1 else {}))
         while epoch < n_epochs and iteration < stop and alive:
-            t0 = time.perf_counter()
             e = epoch + 1
-            desc = c0.run_name if n == 1 else f"pack of {n}"
+            evaluates = e % c0.eval_every == 0 or e == n_epochs or min(iteration + ipe, stop) >= stop
+            estimate = None if train_s is None else train_s + ((eval_s or 0.0) if evaluates else 0.0)
+            why = budget.stop_before(estimate, epoch, n_epochs)
+            if why:
+                for i in alive:
+                    writers[i].finish("paused", why, step.counts())
+                    paused[i] = why
+                    print(f"{writers[i].cfg.run_name}: {why}", flush=True)
+                return diverged, paused
+            t0 = _clock()
             res = _train_epoch(step, model, opt, batcher, data, c0, iteration, ipe, n == 1, f"{desc} {e}/{n_epochs}")
+            t1 = _clock()                          # _train_epoch ends with a host sync
             test = val = None
             if e % c0.eval_every == 0 or e == n_epochs or res["iteration"] >= stop:
                 test = evaluate_pack(model, data.test_x, data.test_y, data, c0.precision)
@@ -246,7 +325,10 @@ def _train_claimed(writers: list[RunWriter], device: torch.device, data: Prepare
                     val = evaluate_pack(model, data.val_x, data.val_y, data, c0.precision)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            dt = time.perf_counter() - t0          # the epoch of all members together
+            t2 = _clock()
+            dt = t2 - t0                           # the epoch of all members together
+            train_s, eval_s = t1 - t0, (t2 - t1 if test is not None else eval_s)
+            budget.ran_epoch(dt)
             elapsed += dt
             epoch, iteration = e, res["iteration"]
             opt_sd = opt.state_dict()
@@ -254,7 +336,7 @@ def _train_claimed(writers: list[RunWriter], device: torch.device, data: Prepare
                 record = _record(res, i, test, val, data.val_x is not None, dt, elapsed, e)
                 why = _diverged(writers[i].cfg.run_name, record, res["first_bad"][i], n > 1 and len(alive) > 1)
                 if why:
-                    writers[i].finish("failed", why)
+                    writers[i].finish("failed", why, step.counts())
                     diverged[i] = why
                     alive.remove(i)
                     continue
@@ -262,11 +344,11 @@ def _train_claimed(writers: list[RunWriter], device: torch.device, data: Prepare
                 print(writers[i].epoch_line(record, n_epochs), flush=True)
     except OSError as err:
         if not is_no_space(err):
-            _finish(writers, alive, "failed", f"{type(err).__name__}: {err}")
+            _finish(writers, alive, "failed", f"{type(err).__name__}: {err}", step)
             raise
         msgs = {i: writers[i].no_space_message(err) for i in alive}
         for i, msg in msgs.items():
-            writers[i].finish("failed", msg)
+            writers[i].finish("failed", msg, step.counts())
         if not msgs:
             raise
         raise NoSpaceError(msgs[min(msgs)] if len(set(msgs.values())) == 1 else "; ".join(
@@ -274,23 +356,23 @@ def _train_claimed(writers: list[RunWriter], device: torch.device, data: Prepare
     except KeyboardInterrupt:
         msg = (f"interrupted during epoch {epoch + 1}; last.pth holds epoch {epoch}; "
                f"rerun the same command to resume")
-        _finish(writers, alive, "interrupted", msg)
+        _finish(writers, alive, "interrupted", msg, step)
         for i in alive:
             print(f"{writers[i].cfg.run_name}: {msg}", file=sys.stderr, flush=True)
         raise
     except BaseException as err:
-        _finish(writers, alive, "failed", f"{type(err).__name__}: {err}")
+        _finish(writers, alive, "failed", f"{type(err).__name__}: {err}", step)
         raise
     note = f" (packed with {n - 1} other{'s' if n > 2 else ''})" if n > 1 else ""
     for i in alive:
-        writers[i].finish("finished")
+        writers[i].finish("finished", runtime=step.counts())
         print(writers[i].finished_line(epoch, iteration, elapsed, note), flush=True)
-    return diverged
+    return diverged, paused
 
 
-def _finish(writers, alive, status, error) -> None:
+def _finish(writers, alive, status, error, step) -> None:
     for i in alive:
-        writers[i].finish(status, error)
+        writers[i].finish(status, error, step.counts())
 
 
 def _train_epoch(step, model, opt, batcher, data, cfg, start_iteration, ipe, single, desc) -> dict:

@@ -14,7 +14,11 @@ member and in this order:
 4. ``save_epoch(...)`` after every epoch: metrics.json, best.pth when the test accuracy
    improved, last.pth; in that order, so a kill between the writes resumes from the
    previous epoch and rewrites the same files.
-5. ``finish(status, error)``: finished | failed | interrupted; ``release()`` the lock.
+5. ``finish(status, error, runtime)``: finished | failed | interrupted | paused (the time
+   budget stopped it at an epoch boundary; last.pth holds that epoch, a rerun resumes), with
+   what this process really ran (``step.TrainStep.counts()``: CUDA-graph captures, graph
+   and eager steps, the capture failure), added to the totals of the processes before;
+   ``release()`` the lock.
 
 Every write is atomic (``resnet_nb.runs``); a full disk is a one-line ``NoSpaceError``
 naming the last good checkpoint (``no_space_message``).
@@ -36,7 +40,8 @@ from resnet_nb.config import TrainConfig, config_diff
 from resnet_nb.runs import (BEST_FILE, CONFIG_FILE, FORMAT_VERSION, LAST_FILE, METRICS_FILE,
                             atomic_save, atomic_write_json, run_dir_of)
 
-__all__ = ["Seen", "inspect_run", "RunWriter", "check_fingerprint", "no_space_message", "now"]
+__all__ = ["Seen", "inspect_run", "RunWriter", "check_fingerprint", "no_space_message", "now",
+           "merge_runtime"]
 
 
 def now() -> str:
@@ -176,6 +181,21 @@ def no_space_message(err: OSError, saved_epoch: int, run_dir: Path) -> str:
     return f"{head}; {ckpt}; free some space and rerun the same command to resume"
 
 
+def merge_runtime(before: dict | None, process: dict | None) -> dict | None:
+    """config.json's ``runtime``: the totals of the processes that trained a run so far
+    (``before``, None for none) plus one process's ``TrainStep.counts()``."""
+    if process is None:
+        return before
+    out = {"graph_requested": False, "captures": 0, "graph_steps": 0, "eager_steps": 0, "fallbacks": [],
+           **(before or {})}
+    out["graph_requested"] = bool(out["graph_requested"] or process.get("graph_requested"))
+    for k in ("captures", "graph_steps", "eager_steps"):
+        out[k] = int(out.get(k) or 0) + int(process.get(k) or 0)
+    reason = process.get("fallback")
+    out["fallbacks"] = list(out.get("fallbacks") or []) + ([reason] if reason and reason not in out["fallbacks"] else [])
+    return out
+
+
 def _fmt(v, spec: str) -> str:
     return "  -   " if v is None else format(v, spec)
 
@@ -241,11 +261,12 @@ class RunWriter:
             "start_time": now(), "end_time": None, "params": params,
             "iters_per_epoch": iters_per_epoch, "epochs_planned": epochs_planned,
             "best_test_acc": self.best_acc if self.best_epoch else None,
-            "best_epoch": self.best_epoch or None, "error": None, "resumed": [],
+            "best_epoch": self.best_epoch or None, "error": None, "resumed": [], "runtime": None,
             **extra, **runs.process_info(),
         }
         if old is not None:  # keep the history of the run being resumed
             self.meta["start_time"] = old.get("start_time") or self.meta["start_time"]
+            self.meta["runtime"] = old.get("runtime")
             self.meta["resumed"] = list(old.get("resumed", [])) + [{"time": now(), "epoch": self.saved}]
         atomic_write_json(self.run_dir / CONFIG_FILE, self.meta)
         atomic_write_json(self.run_dir / METRICS_FILE, self.metrics)
@@ -267,13 +288,17 @@ class RunWriter:
                           "normalization": normalization}, self.run_dir / LAST_FILE)
         self.saved = e
 
-    def finish(self, status: str, error: str | None = None) -> None:
-        """Record the final status in config.json; a failure to write it (a full disk) is
-        reported on stderr and does not hide the error that ended the run."""
+    def finish(self, status: str, error: str | None = None, runtime: dict | None = None) -> None:
+        """Record the final status in config.json, and ``runtime``, what this process ran
+        (``TrainStep.counts()``, added to the totals before it); a failure to write it (a
+        full disk) is reported on stderr and does not hide the error that ended the run."""
+        if status not in runs.STATUSES:
+            raise ValueError(f"unknown run status {status!r}; one of {', '.join(runs.STATUSES)}")
         self.failed = status == "failed"
         self.meta.update(status=status, end_time=now(), error=error,
                          best_test_acc=self.best_acc if self.best_epoch else None,
-                         best_epoch=self.best_epoch or None)
+                         best_epoch=self.best_epoch or None,
+                         runtime=merge_runtime(self.meta.get("runtime"), runtime))
         try:
             atomic_write_json(self.run_dir / CONFIG_FILE, self.meta)
         except OSError as e:

@@ -3,9 +3,14 @@
 A run directory ``<out_dir>/<run_id>/<run_name>/`` holds (DESIGN.md contract):
 
 * ``config.json``: ``{"format_version", "config": asdict(cfg), "preset", "environment",
-  "dataset", "status", "start_time", "end_time", "params", ...}``; status is running |
-  finished | failed | interrupted. ``format_version`` is ``FORMAT_VERSION`` (run dirs
-  written before it existed have none and read as version 0: every version reads);
+  "dataset", "status", "start_time", "end_time", "params", "runtime", ...}``; status is
+  running | finished | failed | interrupted | paused (``STATUSES``; ``paused``: stopped by
+  the time budget at an epoch boundary). ``runtime`` (version 2) says what really ran,
+  written when the run stops (finish, pause, failure, interrupt) and summed over the
+  processes that trained it: ``graph_requested``, ``captures``, ``graph_steps``,
+  ``eager_steps``, ``fallbacks`` (why CUDA-graph capture failed; empty when it never did).
+  ``format_version`` is ``FORMAT_VERSION`` (run dirs written before it existed have none
+  and read as version 0; every version reads, ``runtime`` is None before version 2);
 * ``metrics.json``: a list, one record per finished epoch (``epoch`` is 1-based);
 * ``best.pth`` and ``last.pth``: ``torch.save`` dicts with ``"config": asdict(cfg)``;
 * ``.lock`` while a process trains into it (``lock_run_dir``), holding its pid and host.
@@ -35,12 +40,15 @@ __all__ = ["atomic_write_json", "atomic_save", "read_json", "load_run", "list_ru
            "list_run_ids", "run_dir_of", "NoSpaceError", "is_no_space", "RunLock", "lock_run_dir", "is_locked",
            "lock_holder", "process_info", "effective_status", "remove_stale_tmp_files",
            "dir_state", "CONFIG_FILE", "METRICS_FILE", "BEST_FILE", "LAST_FILE", "LOCK_FILE",
-           "RUN_FILES", "FORMAT_VERSION"]
+           "RUN_FILES", "FORMAT_VERSION", "STATUSES", "UNFINISHED"]
 
 CONFIG_FILE, METRICS_FILE = "config.json", "metrics.json"
 BEST_FILE, LAST_FILE = "best.pth", "last.pth"
 LOCK_FILE = ".lock"
-FORMAT_VERSION = 1  # of config.json; 0: the run dirs written before it had the field
+# of config.json; 0: the run dirs written before it had the field; 2: status paused, runtime
+FORMAT_VERSION = 2
+STATUSES = ("running", "finished", "failed", "interrupted", "paused")
+UNFINISHED = ("running", "interrupted", "paused")  # a rerun of the same command resumes these
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, BEST_FILE, LAST_FILE)
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
@@ -149,9 +157,10 @@ def load_run(run_dir: str | os.PathLike) -> dict:
 
     Returns config.json's keys (``format_version``, 0 for a run dir older than the field,
     ``config``, ``preset``, ``environment``, ``dataset``, ``status``, ``start_time``,
-    ``end_time``, ``params``, ...) plus ``metrics`` (the list from metrics.json, ``[]``
-    before the first epoch ends) and ``path`` (str). A run dir of a newer format than this
-    code knows is refused (one line).
+    ``end_time``, ``params``, ``runtime`` (None for a run dir older than version 2, or one
+    whose process has not stopped yet), ...) plus ``metrics`` (the list from metrics.json,
+    ``[]`` before the first epoch ends) and ``path`` (str). A run dir of a newer format than
+    this code knows is refused (one line).
     """
     run_dir = Path(run_dir)
     cfg_path = run_dir / CONFIG_FILE
@@ -165,8 +174,8 @@ def load_run(run_dir: str | os.PathLike) -> dict:
                          f"to {FORMAT_VERSION}: update resnet-nb to read it")
     metrics_path = run_dir / METRICS_FILE
     metrics = read_json(metrics_path) if metrics_path.is_file() else []
-    return {**meta, "format_version": version, "status": meta.get("status"), "metrics": metrics,
-            "path": str(run_dir)}
+    return {**meta, "format_version": version, "status": meta.get("status"), "runtime": meta.get("runtime"),
+            "metrics": metrics, "path": str(run_dir)}
 
 
 def list_run_ids(out_dir: str | os.PathLike) -> list[str]:
@@ -395,7 +404,8 @@ def effective_status(run: dict | str | os.PathLike) -> str | None:
     config.json's status, except that ``running`` becomes ``interrupted`` when no process
     is training into the run dir any more: its lock is free (or gone), or, where locks
     cannot be checked, its pid is not alive. A run recorded on another host is taken at
-    its word (its processes cannot be seen from here).
+    its word (its processes cannot be seen from here). ``paused`` (stopped by the time
+    budget, resumable) and the other statuses are shown as recorded.
     """
     if not isinstance(run, dict):
         run = load_run(run)

@@ -24,7 +24,10 @@ levers, none of which changes the mathematics of the recipe:
 
 On the CPU the step runs eagerly. Where capture fails, a warning says so and the run
 continues eagerly. ``RESNET_NB_CUDA_GRAPHS=0`` turns capture off (eager reference runs on
-a GPU, e.g. ``scripts/device_check.sh``).
+a GPU, e.g. ``scripts/device_check.sh``). What really ran is counted, not assumed:
+``TrainStep.counts()`` (captures, graph replays, eager steps, the fallback reason) goes
+into each run's config.json (``runtime``), and ``announce`` hears once how the first
+capture attempt ended.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ import copy
 import math
 import os
 import warnings
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -117,6 +121,11 @@ class TrainStep:
     of correct predictions (0-d for one model, (N,) for a pack). With ``graph`` (default:
     on CUDA) the first full batch triggers capture; later batches of that shape replay the
     graph; other shapes run eagerly.
+
+    It counts what ran (``counts()``): ``captures``, ``graph_steps`` (replays),
+    ``eager_steps``, and ``fallback``, the reason capture failed (None when it did not).
+    ``announce``, when set, is called once with a line saying how the first capture
+    attempt ended (the start of a run prints what was requested, this line the truth).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, precision: str = "fp32",
@@ -126,15 +135,24 @@ class TrainStep:
         check_precision(precision, self.device)
         if graph is None:  # default: graphs on CUDA, unless RESNET_NB_CUDA_GRAPHS=0 (eager reference runs)
             graph = self.device.type == "cuda" and os.environ.get("RESNET_NB_CUDA_GRAPHS", "1") != "0"
-        self.graph_wanted = bool(graph)
+        self.graph_wanted = bool(graph)   # turned off when capture fails
+        self.graph_requested = bool(graph)
         if self.device.type == "cuda":  # let cuDNN time its kernels for these shapes once (warm-up)
             torch.backends.cudnn.benchmark = True
         if self.graph_wanted and self.device.type != "cuda":
             raise ValueError("CUDA-graph capture needs a CUDA device; use graph=False on the CPU")
         self.graph: torch.cuda.CUDAGraph | None = None
         self.captures = 0            # successful captures (tests and the bench read it)
-        self.eager_steps = 0
+        self.graph_steps = 0         # steps run by replaying the graph
+        self.eager_steps = 0         # steps run eagerly (CPU, fallback, batches of another shape)
+        self.fallback: str | None = None   # why capture failed, when it did
+        self.announce: Callable[[str], None] | None = None
         self.lr_tensor: torch.Tensor | None = None
+
+    def counts(self) -> dict:
+        """What ran so far, as config.json's ``runtime`` records it (plain data)."""
+        return {"graph_requested": self.graph_requested, "captures": self.captures,
+                "graph_steps": self.graph_steps, "eager_steps": self.eager_steps, "fallback": self.fallback}
 
     # ------------------------------------------------------------------ eager
     def _forward_backward(self, x: torch.Tensor, y: torch.Tensor):
@@ -250,7 +268,8 @@ class TrainStep:
         opt_saved = copy.deepcopy(self.optimizer.state_dict())
         try:
             self._capture(x, y)
-        except Exception as e:  # noqa: BLE001 - any capture failure: warn, continue eagerly
+            self._tell(f"CUDA graph captured ({tuple(x.shape)} batches replay it; other shapes run eagerly)")
+        except Exception as e:  # noqa: BLE001 - any capture failure: warn, record, continue eagerly
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             with torch.no_grad():
@@ -262,9 +281,15 @@ class TrainStep:
             self._lr_to_float()
             self._align_momentum()
             self.optimizer.zero_grad(set_to_none=True)
-            warnings.warn(f"CUDA-graph capture of the training step failed ({type(e).__name__}: "
-                          f"{str(e)[:200]}); training continues eagerly (same mathematics, slower)",
-                          RuntimeWarning)
+            self.fallback = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+            message = (f"CUDA-graph capture of the training step failed ({self.fallback}); "
+                       f"training continues eagerly (same mathematics, slower)")
+            warnings.warn(message, RuntimeWarning)
+            self._tell(message)
+
+    def _tell(self, line: str) -> None:
+        if self.announce is not None:
+            self.announce(line)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor):
         """One step on a normalised batch x ((B, 3, H, W), or (N, B, 3, H, W) for a pack)
@@ -278,6 +303,7 @@ class TrainStep:
             self._static_in.copy_(x)
             self.static_y.copy_(y)
             self.graph.replay()
+            self.graph_steps += 1
             return self.static_loss.clone(), self.static_correct.clone()
         return self.eager(x, y)
 

@@ -33,6 +33,12 @@ resumed (so rerunning a killed command continues it); if there is none, a new id
 A loss that becomes NaN or infinite stops its run (status ``failed``, last good checkpoint
 kept; ``resnet_nb.packing`` states the rule): ``train`` raises ``TrainingDiverged``,
 ``train_many`` reports it and trains the other configs.
+
+``time_budget`` (``--time-budget SECONDS``) bounds this process: counted from the call of
+``train``/``train_many`` (all its packs share it), training stops at the epoch boundary
+where the next epoch would not fit (``resnet_nb.packing.Budget``; the first epoch always
+runs). Such a run is ``paused``: last.pth holds its last epoch and rerunning the same
+command resumes it. ``resnet-nb train`` then exits with ``EXIT_PAUSED`` (75, EX_TEMPFAIL).
 """
 from __future__ import annotations
 
@@ -45,14 +51,15 @@ from pathlib import Path
 from resnet_nb import runs
 from resnet_nb.config import (NON_MATH_FIELDS, PRESETS, TrainConfig, add_field_arguments, cli_value,
                               config_diff, make_config)
-from resnet_nb.packing import plan_packs, train_pack
+from resnet_nb.packing import Budget, plan_packs, train_pack
 from resnet_nb.prepare import resolve_device  # noqa: F401 - the notebooks' device choice
 from resnet_nb.runs import CONFIG_FILE, read_json
 
 __all__ = ["TrainingDiverged", "train", "train_many", "resolve_run_ids", "add_arguments", "run_cli",
-           "resolve_device"]
+           "resolve_device", "EXIT_PAUSED", "paused_runs"]
 
-UNFINISHED = ("running", "interrupted")
+UNFINISHED = runs.UNFINISHED        # running, interrupted, paused: a rerun resumes them
+EXIT_PAUSED = 75                    # EX_TEMPFAIL (sysexits.h): paused by the time budget, rerun to resume
 
 
 class TrainingDiverged(RuntimeError):
@@ -67,9 +74,11 @@ def train(cfg: TrainConfig, restart: bool = False) -> Path:
     whose config differs. ``restart`` discards the stored run's checkpoints and metrics.
     Raises ``TrainingDiverged`` on a NaN/inf loss (status "failed"); KeyboardInterrupt
     leaves status "interrupted" and a resumable ``last.pth``; a full disk raises
-    ``runs.NoSpaceError`` naming the last good checkpoint (status "failed").
+    ``runs.NoSpaceError`` naming the last good checkpoint (status "failed"). When
+    ``cfg.time_budget`` stops it, the run is "paused" (``paused_runs`` tells).
     """
-    done = train_pack(resolve_run_ids([cfg], restart), restart)[0]
+    budget = Budget(cfg.time_budget)
+    done = train_pack(resolve_run_ids([cfg], restart), restart, budget)[0]
     if done.diverged:
         raise TrainingDiverged(done.diverged)
     return done.run_dir
@@ -82,12 +91,15 @@ def train_many(cfgs: list[TrainConfig], restart: bool = False, pack: bool | None
     Same-depth configs with the same recipe train as one packed network
     (``resnet_nb.packing``; each member still writes its own run dir) on CUDA, or on any
     device with ``pack=True``; ``pack=False`` trains them one after the other. A run that
-    diverges is reported on stderr and the others still train.
+    diverges is reported on stderr and the others still train. The packs share one time
+    budget (the largest ``time_budget`` of ``cfgs``), counted from this call: a pack that
+    would start after it is spent is paused before its first epoch.
     """
+    budget = Budget(max((c.time_budget for c in cfgs), default=0.0))
     cfgs = resolve_run_ids(list(cfgs), restart)
     paths: list[Path | None] = [None] * len(cfgs)
     for idxs in plan_packs(cfgs, pack):
-        for i, done in zip(idxs, train_pack([cfgs[i] for i in idxs], restart)):
+        for i, done in zip(idxs, train_pack([cfgs[i] for i in idxs], restart, budget)):
             if done.diverged:
                 print(f"{cfgs[i].run_name}: FAILED: {done.diverged}", file=sys.stderr, flush=True)
             paths[i] = done.run_dir
@@ -110,6 +122,12 @@ def _stored_status(run_dir: Path) -> str | None:
         return None
 
 
+def paused_runs(run_dirs) -> list[Path]:
+    """The run dirs among ``run_dirs`` whose config.json says ``paused`` (the time budget
+    stopped them; rerunning the same command resumes them)."""
+    return [Path(d) for d in run_dirs if _stored_status(Path(d)) == "paused"]
+
+
 def _new_run_id() -> str:
     return datetime.now().strftime("repro-%Y%m%d-%H%M%S")
 
@@ -119,8 +137,8 @@ def _with_names(cfg: TrainConfig) -> TrainConfig:
 
 
 def _pending_run_id(cfgs: list[TrainConfig]) -> str | None:
-    """The newest run id under the configs' out_dir that holds an unfinished (running or
-    interrupted), unlocked run of one of them and no run whose stored config differs."""
+    """The newest run id under the configs' out_dir that holds an unfinished (running,
+    interrupted or paused), unlocked run of one of them and no run whose stored config differs."""
     out = Path(cfgs[0].out_dir).expanduser()
     if not out.is_dir():
         return None
@@ -170,7 +188,8 @@ def _presets_epilog() -> str:
         "  resnet-nb train --preset seed --model resnet56 --run-id my-run",
         "  resnet-nb train --preset paper --model resnet110 --warmup-iters 400",
         "",
-        "Rerunning the same command resumes an unfinished run from last.pth (also after kill -9);",
+        "Rerunning the same command resumes an unfinished run from last.pth (also after kill -9,",
+        f"and after --time-budget paused it: the command then exits with status {EXIT_PAUSED});",
         "a run dir holding another config is refused with the differing fields; --restart starts",
         "over. Fields that may differ on resume: " + ", ".join(NON_MATH_FIELDS) + ".",
         "Output: <out-dir>/<run-id>/<run-name>/{config.json, metrics.json, best.pth, last.pth}.",
@@ -203,4 +222,8 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"resnet-nb train: error: {e}", file=sys.stderr)
         return 1
     print(f"run dir: {run_dir}")
+    if paused_runs([run_dir]):
+        print(f"resnet-nb train: paused by --time-budget (exit status {EXIT_PAUSED}); rerun the same "
+              f"command to resume", file=sys.stderr)
+        return EXIT_PAUSED
     return 0

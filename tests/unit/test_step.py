@@ -85,6 +85,8 @@ def test_eager_step_equals_plain_sgd():
         lb, cb = step(x, y)
         assert torch.equal(la, lb) and torch.equal(ca, cb)
     assert step.graph is None and step.eager_steps == 2
+    assert step.counts() == {"graph_requested": False, "captures": 0, "graph_steps": 0, "eager_steps": 2,
+                             "fallback": None}
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(va, vb), k
 
@@ -132,7 +134,7 @@ def test_capture_failure_warns_and_falls_back_to_eager(monkeypatch):
     b = copy.deepcopy(a)
     oa, ob = sgd(a), sgd(b)
     step = S.TrainStep(b, ob)
-    step.graph_wanted = True                          # pretend we are on a GPU
+    step.graph_wanted = step.graph_requested = True   # pretend we are on a GPU
 
     def broken_capture(x, y):
         step._lr_to_tensor()                          # get half-way (as after the warm-up steps):
@@ -144,6 +146,8 @@ def test_capture_failure_warns_and_falls_back_to_eager(monkeypatch):
         raise RuntimeError("operation not permitted when stream is capturing")   # ...then fail
 
     monkeypatch.setattr(step, "_capture", broken_capture)
+    heard = []
+    step.announce = heard.append
     x, y = batch()
     with pytest.warns(RuntimeWarning, match="capture .* failed.*eagerly"):
         lb, _ = step(x, y)
@@ -156,6 +160,10 @@ def test_capture_failure_warns_and_falls_back_to_eager(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         step(x, y)                                    # no second attempt, no second warning
+    # recorded, not only printed: the reason goes into the run's config.json (TrainStep.counts)
+    assert step.counts() == {"graph_requested": True, "captures": 0, "graph_steps": 0, "eager_steps": 2,
+                             "fallback": "RuntimeError: operation not permitted when stream is capturing"}
+    assert len(heard) == 1 and "failed (RuntimeError: operation not permitted" in heard[0]
 
 
 def test_pack_batcher_gives_each_member_its_standalone_batches():
@@ -223,7 +231,9 @@ def test_graph_logic_equals_eager_steps(monkeypatch, packed):
     oa = S.make_optimizer(a.parameters(), 0.1, 0.9, 1e-4, "cpu")
     ob = S.make_optimizer(b.parameters(), 0.1, 0.9, 1e-4, "cpu")
     eager, graphed = S.TrainStep(a, oa), S.TrainStep(b, ob)
-    graphed.graph_wanted = True
+    graphed.graph_wanted = graphed.graph_requested = True
+    heard = []
+    graphed.announce = heard.append
     fake = _FakeCuda(monkeypatch, graphed)
     g = torch.Generator().manual_seed(1)
     lead = (2,) if packed else ()
@@ -238,6 +248,9 @@ def test_graph_logic_equals_eager_steps(monkeypatch, packed):
         torch.testing.assert_close(lb, la, rtol=1e-10, atol=1e-10)
         assert torch.equal(ca, cb)
     assert graphed.captures == 1 and fake.replays == 4 and graphed.eager_steps == 1
+    assert graphed.counts() == {"graph_requested": True, "captures": 1, "graph_steps": 4, "eager_steps": 1,
+                                "fallback": None}
+    assert len(heard) == 1 and heard[0].startswith("CUDA graph captured")   # said once, after the attempt
     assert graphed.lr_tensor.item() == 0.0625
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(vb, va, rtol=1e-10, atol=1e-10, msg=k)
