@@ -47,7 +47,7 @@ THEORY_FIGURE_FILES = {  # written by 01_theory (resnet_nb.probes + plots)
     "theory_input_grad": "theory_input_grad.png",
     "theory_grad_correlation": "theory_grad_correlation.png",
 }
-_STATUS_RANK = ("failed", "interrupted", "running", "finished")  # worst first
+_STATUS_RANK = ("failed", "interrupted", "paused", "running", "finished")  # worst first (paused: by the time budget)
 _CURVE_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "val_loss", "val_acc")
 
 

@@ -43,12 +43,35 @@ def _env_value(env: dict, label: str, keys: tuple[str, ...]) -> str | None:
     return None
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def graphs_value(run: dict) -> str | None:
+    """What the training step really ran, from config.json's ``runtime`` (``step.TrainStep``
+    counts, summed over the run's processes): "1 capture, 78,000 graph steps, 200 eager",
+    "eager fallback: <reason>; ...", or "not used (CPU run)"; None where nothing was recorded
+    (a run dir older than format 2, or a run whose first process has not stopped yet)."""
+    rt = run.get("runtime")
+    if not isinstance(rt, dict):
+        return None
+    eager = _count(int(rt.get("eager_steps") or 0), "eager step")
+    if not rt.get("graph_requested"):
+        on_cuda = str((run.get("environment") or {}).get("device", "")).startswith("cuda")
+        return f"off (eager only; {eager})" if on_cuda else "not used (CPU run)"
+    counts = (f"{_count(int(rt.get('captures') or 0), 'capture')}, "
+              f"{_count(int(rt.get('graph_steps') or 0), 'graph step')}, {int(rt.get('eager_steps') or 0):,} eager")
+    fallbacks = rt.get("fallbacks") or []
+    return f"eager fallback: {'; '.join(map(str, fallbacks))} ({counts})" if fallbacks else counts
+
+
 def _environment(runs: list[dict]) -> list[dict]:
     rows = []
     for label, keys in _ENV_ROWS:
         values = []
         for run in runs:
-            v = _env_value(run.get("environment") or {}, label, keys)
+            v = (graphs_value(run) if label == "CUDA graphs"
+                 else _env_value(run.get("environment") or {}, label, keys))
             if v not in values:
                 values.append(v)
         shown = [v for v in values if v is not None]
@@ -61,8 +84,9 @@ _HPARAM_FIELDS = ("preset", "epochs", "schedule", "milestones", "gamma", "max_it
                   "warmup_lr", "lr", "momentum", "weight_decay", "batch_size", "normalization",
                   "shortcut", "val_split", "train_subset", "test_subset", "dataset", "seed",
                   "precision", "device", "eval_every")
-# fields that name a run rather than change its computation
-_NAMING_FIELDS = ("model", "run_name", "run_id", "out_dir", "data_root", "allow_noncanonical", "device")
+# fields that name a run (or bound its process: time_budget) rather than change its computation
+_NAMING_FIELDS = ("model", "run_name", "run_id", "out_dir", "data_root", "allow_noncanonical", "device",
+                  "time_budget")
 
 
 def _fmt_value(v: Any) -> str:
@@ -138,7 +162,7 @@ def _devlog(runs: list[dict], git: dict, generated: dt.datetime) -> list[dict]:
         if _utc(run.get("end_time")):
             events.append({"time": _utc(run["end_time"]), "kind": "run_end", "run": name,
                            "status": run.get("status"), "epoch": last, "planned": planned})
-        elif effective_status(run) == "running":  # a killed run is not "still running"
+        elif effective_status(run) == "running":  # a killed run is not "still running" (a paused one has an end)
             events.append({"time": generated, "kind": "run_running", "run": name, "epoch": last,
                            "planned": planned})
     events.append({"time": generated, "kind": "report"})
@@ -221,7 +245,7 @@ def _commands(run_id: str, preset: str, runs: list[dict], runs_dir: str, figures
 
     cfg0 = runs[0].get("config", {})
     dataset = cfg0.get("dataset", "cifar10")
-    skip = ("preset", "model", "device", "data_root", "allow_noncanonical", "run_id", "out_dir")
+    skip = ("preset", "model", "device", "data_root", "allow_noncanonical", "run_id", "out_dir", "time_budget")
     train, common, uniform = [], None, True
     for run in runs:
         c = run.get("config", {})
