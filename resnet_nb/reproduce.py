@@ -398,7 +398,8 @@ def run_cli(args: argparse.Namespace) -> int:
             return _interrupt(runner, run_id)
     failed = [u for u in units + [j[0] for j in finals] if u.status == "failed"]
     print(f"reproduce: {sum(u.status == 'ok' for u in units)} executed, "
-          f"{sum(u.status == 'skipped' for u in units)} skipped, {len(paused)} paused, {len(failed)} failed; "
+          f"{sum(u.status == 'skipped' for u in units)} skipped, {f'{len(paused)} paused, ' if paused else ''}"
+          f"{len(failed)} failed; "
           f"runs in {base}, figures in {figures_root / run_id}", flush=True)
     for u in paused:
         print(f"reproduce: {u.name}: {describe(u)}", flush=True)
