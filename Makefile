@@ -15,7 +15,7 @@ MODELS  ?=
 SEEDS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install test reproduce lab report sysdeps browserdeps golden bench clean
+.PHONY: help install test reproduce lab report publish readme sysdeps browserdeps golden bench clean
 
 help:
 	@echo "make reproduce   run the reproduction (PRESET=$(PRESET) DATASET=$(DATASET))"
@@ -23,6 +23,8 @@ help:
 	@echo "make lab         open the notebooks in JupyterLab"
 	@echo "make report      build the pandoc report of RUN_ID (default: the newest complete reproduction)"
 	@echo "make bench       measure training images/s: common recipe vs fast paths (BENCH_ARGS=...)"
+	@echo "make publish     copy a finished RUN_ID into report/published/ (BENCH=file) and update README's table"
+	@echo "make readme      regenerate README's results table from report/published/"
 	@echo "make sysdeps     install the Debian packages the PDF report needs (xelatex, CJK font, poppler)"
 	@echo "make browserdeps install headless Chromium for the JupyterLab browser test"
 
@@ -52,6 +54,19 @@ REPORT_LANG ?= all
 FORMATS     ?= pdf,docx,html
 report: $(STAMP)
 	$(BIN)/resnet-nb report $(if $(RUN_ID),--run-id $(RUN_ID)) --lang $(REPORT_LANG) --formats $(FORMATS)
+
+# publish a finished reproduction for commit (after make report RUN_ID=<id>): run dirs without
+# last.pth, figures, summary.json, the zh + en PDFs, the bench JSON -> report/published/<id>/, then
+# the README's results table. make publish RUN_ID=<id> BENCH=bench.json PUBLISH_ARGS=--force
+BENCH        ?=
+PUBLISH_ARGS ?=
+publish: $(STAMP)
+	@test -n "$(RUN_ID)" || { echo "make publish: give RUN_ID=<run id> (build its report first: make report RUN_ID=<run id>)" >&2; exit 2; }
+	$(BIN)/resnet-nb publish $(RUN_ID) $(if $(BENCH),--bench $(BENCH)) --readme $(PUBLISH_ARGS)
+
+# README.md's results table, regenerated from the committed report/published/ (resnet-nb publish --readme)
+readme: $(STAMP)
+	$(BIN)/resnet-nb publish --readme
 
 # Debian packages the PDF report needs: xelatex, xeCJK (texlive-lang-chinese), a CJK font
 # (Noto CJK) and poppler (pdftotext/pdftoppm for the report test). Installs only what is

@@ -247,7 +247,13 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"resnet-nb report: run id {args.run_id}: {why} (choose another with --run-id, "
               f"make report RUN_ID=...)", file=sys.stderr)
     run_id = args.run_id
-    result = build_report(run_id, langs, formats, args.runs_dir, args.figures_dir, args.out_dir)
+    from resnet_nb.publish import locate
+
+    where = locate(run_id, args.runs_dir, args.figures_dir)  # experiments/<id>, else report/published/<id>
+    if where.published:
+        print(f"resnet-nb report: {Path(args.runs_dir) / run_id} is absent: building from the published "
+              f"copy {where.runs_dir / run_id}/", file=sys.stderr)
+    result = build_report(run_id, langs, formats, str(where.runs_dir), str(where.figures_dir), args.out_dir)
     for path in result.outputs:
         print(path)
     for w in result.warnings:

@@ -49,7 +49,8 @@ def load_inputs(run_id: str, runs_dir: str | os.PathLike = "experiments",
                 figures_dir: str | os.PathLike = "report/figures") -> dict:
     """``{"summary", "runs", "figures_dir", "run_dir", "exported", "published"}``: summary.json of the
     analysis and every run dir of ``run_id`` (``resnet_nb.runs.list_runs``). Without a
-    summary.json the analysis is run first (``resnet_nb.analysis.analyze``; ``exported``)."""
+    summary.json the analysis is run first (``resnet_nb.analysis.analyze``; ``exported``).
+    ``published``: the run dirs are a copy written by ``resnet-nb publish``."""
     from resnet_nb.config import check_run_id
     from resnet_nb.runs import list_runs, read_json
 
@@ -78,8 +79,11 @@ def load_inputs(run_id: str, runs_dir: str | os.PathLike = "experiments",
         _check_presets(runs, {}, run_id)  # refuse a mix before the analysis does, in our words
         analyze(runs_dir, run_id, figures_dir, expected=expected)
         summary = read_json(summary_path)
+    from resnet_nb.publish import is_published
+
     return {"summary": summary, "runs": runs, "figures_dir": fig_dir,
-            "run_dir": Path(runs_dir) / run_id, "exported": exported, "refreshed": stale if not exported else []}
+            "run_dir": Path(runs_dir) / run_id, "exported": exported, "refreshed": stale if not exported else [],
+            "published": is_published(Path(runs_dir) / run_id)}  # report/published/<id>/ (resnet-nb publish)
 
 
 def _stale(summary: dict, runs: list[dict]) -> list[str]:
@@ -565,8 +569,13 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
         "captions": _captions(runs, theory),
         "paths": {"runs": (Path(runs_dir) / run_id).as_posix(), "figures": fig_dir.as_posix(),
                   "build": (Path(out_dir) / run_id).as_posix()},
-        "tree": {"runs": _tree(Path(inputs["run_dir"])), "figures": _tree(fig_dir)},
-        "commands": _commands(run_id, preset, runs, str(runs_dir), str(figures_dir)),
+        "tree": {"runs": _tree(Path(inputs["run_dir"])),  # a published copy holds its figures beside the runs
+                 "figures": _tree(fig_dir) if fig_dir != Path(inputs["run_dir"]) else ""},
+        "published": bool(inputs.get("published")),
+        # a published copy is rebuilt by `resnet-nb report --run-id` (publish.locate) and retrained into
+        # experiments/, never into report/published/
+        "commands": _commands(run_id, preset, runs, *(("experiments", "report/figures") if inputs.get("published")
+                                                      else (str(runs_dir), str(figures_dir)))),
         "git": {"omitted": git["omitted"], "available": git["available"],
                 "train_commits": sorted({((r.get("environment") or {}).get("git_commit") or "")[:7]
                                          for r in runs} - {""})},

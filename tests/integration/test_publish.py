@@ -1,0 +1,157 @@
+"""Publishing a reproduction (issue 10, item 9): ``resnet-nb publish`` copies what a reader needs
+into ``report/published/<run id>/``, the report rebuilds from that copy, ``resnet-nb evaluate``
+re-computes a published ``best.pth``'s test accuracy, and the README table comes from the copy.
+
+One tiny synthetic reproduction (Plain/ResNet-8 and -14, 64 images, 2 epochs, CPU, trained one
+by one) is trained, analysed and published once for the module; the report PDFs are stand-in
+files (building real ones takes a minute: tests/integration/test_report_build.py does that).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_nb import publish as P
+from resnet_nb import report
+from resnet_nb.analysis import analyze
+from resnet_nb.cli import main
+from resnet_nb.config import config_from_dict, make_config
+from resnet_nb.data import write_fake_cifar10
+from resnet_nb.prepare import prepare_data
+from resnet_nb.train import train_many
+
+pytestmark = pytest.mark.slow
+
+MODELS = ("plain8", "resnet8", "plain14", "resnet14")
+RUN_ID = "t"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, fake_cifar):
+    """``{"runs", "figures", "build", "published", "bench"}`` of one published tiny reproduction."""
+    root = tmp_path_factory.mktemp("publish")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfgs = [make_config("smoke", model=m, dataset="synthetic", data_root=str(fake_cifar), epochs=2, lr=0.1,
+                            batch_size=32, train_subset=64, test_subset=50, milestones=(1,), device="cpu",
+                            out_dir=str(root / "experiments"), run_id=RUN_ID) for m in MODELS]
+        train_many(cfgs, pack=False)
+    finally:
+        torch.set_num_threads(threads)
+    analyze(root / "experiments", RUN_ID, root / "figures", expected=MODELS)
+    (root / "build" / RUN_ID).mkdir(parents=True)
+    for name in P.REPORT_PDFS:  # stand-ins for resnet-nb report's PDFs, written after summary.json
+        (root / "build" / RUN_ID / name).write_bytes(b"%PDF-1.5 stand-in\n")
+    (root / "bench.json").write_text(json.dumps({"device": "cpu", "results": []}))
+    P.publish(RUN_ID, root / "experiments", root / "figures", root / "build", root / "published",
+              bench=root / "bench.json")
+    return {k: root / k for k in ("experiments", "figures", "build", "published")} | {"bench": root / "bench.json"}
+
+
+def test_the_copy_holds_what_a_reader_needs(site):
+    pub = site["published"] / RUN_ID
+    for m in MODELS:
+        assert sorted(p.name for p in (pub / m).iterdir()) == ["best.pth", "config.json", "metrics.json"]
+        assert (site["experiments"] / RUN_ID / m / "last.pth").is_file()  # kept back, not copied
+    assert {"summary.json", "resnet_error_fig6.png", "report.zh.pdf", "report.en.pdf", "bench.json",
+            P.MANIFEST_FILE} <= {p.name for p in pub.iterdir()}
+    manifest = json.loads((pub / P.MANIFEST_FILE).read_text())
+    assert manifest["runs"]["resnet8"] == {"status": "finished", "epochs": 2}
+    assert "last.pth" in manifest["left_out"]["resnet8"]
+    best = manifest["files"]["resnet8/best.pth"]
+    assert best["bytes"] == (pub / "resnet8" / "best.pth").stat().st_size
+    assert best["sha256"] == P._sha256(pub / "resnet8" / "best.pth")
+    assert P.published_ids(site["published"]) == [RUN_ID]
+
+
+def test_refusals_name_what_to_do(site, tmp_path, capsys):
+    args = ["publish", RUN_ID, "--runs-dir", str(site["experiments"]), "--figures-dir", str(site["figures"]),
+            "--build-dir", str(site["build"]), "--published-dir", str(site["published"]), "--bench", str(site["bench"])]
+    assert main(args) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert main([*args, "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "left out: last.pth" in out and "travels with every GPU command" in out and "MiB" in out
+    assert P.published_ids(site["published"]) == [RUN_ID] and not list(site["published"].glob(".*"))
+
+    # an unfinished run: refused unless --allow-unfinished, naming it
+    shutil.copytree(site["experiments"] / RUN_ID, tmp_path / "runs" / "u")
+    cfg = tmp_path / "runs" / "u" / "plain14" / "config.json"
+    cfg.write_text(cfg.read_text().replace('"status": "finished"', '"status": "paused"'))
+    other = ["publish", "u", "--runs-dir", str(tmp_path / "runs"), "--figures-dir", str(tmp_path / "figs"),
+             "--build-dir", str(tmp_path / "build"), "--published-dir", str(tmp_path / "pub")]
+    assert main(other) == 2
+    err = capsys.readouterr().err
+    assert "plain14: paused at epoch 2 of 2" in err and "--allow-unfinished" in err
+    assert main([*other, "--allow-unfinished"]) == 2  # no analysis yet: build the report first
+    assert "make report RUN_ID=u" in capsys.readouterr().err
+    assert not (tmp_path / "pub" / "u").exists()
+
+
+def test_report_rebuilds_from_the_published_copy(site, tmp_path, monkeypatch):
+    where = P.locate(RUN_ID, tmp_path / "experiments", tmp_path / "figures", site["published"])
+    assert where == P.Located(site["published"], site["published"], True)
+    assert not P.locate(RUN_ID, site["experiments"], site["figures"], site["published"]).published
+    inputs = report.load_inputs(RUN_ID, where.runs_dir, where.figures_dir)
+    assert inputs["published"] and not inputs["exported"] and not inputs["refreshed"]  # nothing re-analysed
+    facts = report.collect_facts(inputs, str(where.runs_dir), str(where.figures_dir))
+    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    assert "built from the published copy" in en and "已发布的副本" in zh
+    assert "--out-dir" not in "\n".join(facts["commands"]["train"])  # retrain into experiments/, not the copy
+    assert facts["commands"]["report"] == f"resnet-nb report --run-id {RUN_ID}"
+
+    # the CLI (make report RUN_ID=t) finds report/published/t when experiments/t is absent
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(site["published"], tmp_path / P.PUBLISHED_DIR)
+    seen = {}
+    monkeypatch.setattr(report, "build_report", lambda run_id, langs, formats, runs_dir, figures_dir, out_dir:
+                        seen.update(runs=runs_dir, figures=figures_dir) or report.BuildResult())
+    assert main(["report", "--run-id", RUN_ID, "--formats", "html"]) == 0
+    assert seen == {"runs": P.PUBLISHED_DIR, "figures": P.PUBLISHED_DIR}
+
+
+def test_evaluate_reproduces_the_record_and_detects_tampering(site, tmp_path, capsys):
+    run = site["published"] / RUN_ID / "resnet8"
+    assert main(["evaluate", str(run)]) == 0
+    out = capsys.readouterr().out
+    recorded = max(m["test_acc"] for m in json.loads((run / "metrics.json").read_text()))
+    assert f"recorded   {recorded:.4f} ({round(recorded * 50)} / 50 correct" in out
+    assert "difference +0 images" in out and "MATCH" in out
+
+    # tampered weights: every image is called the class the record does not count right
+    bad = tmp_path / "resnet8"
+    shutil.copytree(run, bad)
+    ckpt = torch.load(bad / "best.pth", map_location="cpu", weights_only=True)
+    labels = prepare_data(config_from_dict(json.loads((run / "config.json").read_text())["config"])).test_y
+    cls = next(c for c in range(10) if int((labels == c).sum()) != round(recorded * 50))
+    ckpt["model"]["fc.bias"][cls] += 1e4
+    torch.save(ckpt, bad / "best.pth")
+    assert main(["evaluate", str(bad)]) == 1
+    out = capsys.readouterr()
+    assert "MISMATCH" in out.out and "do not reproduce" in out.err
+
+    # other data than the run's: refused before any number, naming the data it needs
+    other = tmp_path / "other"
+    write_fake_cifar10(other, n_train=500, n_test=100, seed=1)
+    assert main(["evaluate", str(run), "--data-root", str(other)]) == 2
+    assert "trained on the synthetic fixture" in capsys.readouterr().err
+
+
+def test_readme_table_from_the_published_copy(site, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{P.README_BEGIN}\nold\n{P.README_END}\n\nrest\n")
+    assert P.update_readme(readme, site["published"])
+    text = readme.read_text()
+    assert text.startswith("# x\n\n<!-- published-results:begin -->") and text.endswith("\n\nrest\n")
+    assert "old" not in text and f"### `{RUN_ID}`: synthetic data, smoke preset, 2 epochs" in text
+    assert "best test acc (synthetic data)" in text and "CPU (" in text
+    assert text.count("| not assessable: synthetic data |") == 4  # every claim, by the rule table
+    rel = Path(os.path.relpath(site["published"], tmp_path)).as_posix()
+    assert f"]({rel}/{RUN_ID}/report.en.pdf)" in text and f"]({rel}/{RUN_ID}/bench.json)" in text
+    assert not P.update_readme(readme, site["published"])  # generated: a second run changes nothing

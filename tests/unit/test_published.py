@@ -1,0 +1,62 @@
+"""The published results' bookkeeping without training: where a run id is read from, the
+README block as committed, the evaluation tolerance, and that report/published/ is committed.
+(tests/integration/test_publish.py publishes, evaluates and tabulates a real tiny run.)"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from resnet_nb import publish as P
+from resnet_nb.evaluate import TOLERANCE_PP, tolerance_images
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_nothing_published_is_one_honest_line(tmp_path):
+    block = P.readme_block(tmp_path / "published", tmp_path)
+    lines = [ln for ln in block.splitlines() if ln and not ln.startswith("<!--")]
+    assert lines == ["No result has been published yet: `published/` is empty, since no run of the "
+                     "reproduction has finished on a GPU so far (`make publish RUN_ID=<run id>` adds one)."]
+    assert block.startswith(P.README_BEGIN) and block.endswith(P.README_END)
+
+
+def test_the_committed_readme_table_is_generated_from_the_committed_copies():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    begin, end = text.index(P.README_BEGIN), text.index(P.README_END) + len(P.README_END)
+    assert text[begin:end] == P.readme_block(REPO / P.PUBLISHED_DIR, REPO), \
+        "README.md's results block is stale: run make readme"
+
+
+def test_update_readme_needs_its_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no block\n")
+    with pytest.raises(ValueError, match="has no results block"):
+        P.update_readme(readme, tmp_path / "published")
+
+
+def test_locate_prefers_the_run_dirs_then_the_published_copy(tmp_path):
+    runs, figs, pub = tmp_path / "experiments", tmp_path / "figures", tmp_path / "published"
+    assert P.locate("r", runs, figs, pub) == P.Located(runs, figs, False)  # neither: the caller's error
+    (pub / "r").mkdir(parents=True)
+    assert P.locate("r", runs, figs, pub) == P.Located(pub, pub, True)
+    (runs / "r").mkdir(parents=True)
+    assert P.locate("r", runs, figs, pub) == P.Located(runs, figs, False)
+    with pytest.raises(ValueError):
+        P.locate("../r", runs, figs, pub)
+    assert not P.is_published(pub / "r") and P.published_ids(pub) == []
+
+
+@pytest.mark.parametrize("n, images", [(10_000, 10), (1_000, 1), (999, 0), (50, 0)])
+def test_tolerance_is_a_tenth_of_a_point(n, images):
+    assert TOLERANCE_PP == 0.1 and tolerance_images(n) == images
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="not a git checkout")
+def test_published_copies_are_not_gitignored():
+    for path in ("report/published/r/resnet56/best.pth", "report/published/r/report.en.pdf",
+                 "report/published/r/resnet_error_fig6.png"):
+        rc = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", path]).returncode
+        assert rc == 1, f"{path} is git-ignored: report/published/ must be committed"
