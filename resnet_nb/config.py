@@ -84,8 +84,9 @@ class TrainConfig:
                                                  "(epochs or iterations, per schedule); comma list")
     gamma: float = _f(0.1, "lr multiplier at each milestone")
     max_iters: int = _f(0, "stop after this many iterations (SGD steps); 0 = no limit (paper: 64000)")
-    warmup_iters: int = _f(0, "iterations at warmup_lr before the schedule starts (paper, ResNet-110: ~400)")
-    warmup_lr: float = _f(0.01, "constant learning rate during warm-up")
+    warmup_iters: int = _f(0, "iterations at warmup_lr before the schedule starts; nets of >= 110 layers "
+                              "get the paper's 400 (ResNet-110), scaled to a short run, unless given (0 too)")
+    warmup_lr: float = _f(0.01, "constant learning rate during warm-up (the paper's rule: lr / 10)")
     # --- data
     normalization: str = _f("channel", "channel (mean/std per colour channel) or pixel (subtract the "
                                        "per-pixel mean image, paper)")
@@ -287,7 +288,9 @@ def make_config(preset: str = "seed", /, **overrides: Any) -> TrainConfig:
     if "preset" in overrides and overrides["preset"] != preset:
         raise ValueError("give the preset as make_config's first argument, not as an override")
     values = {**PRESETS[preset], **overrides, "preset": preset}
-    return TrainConfig(**values)
+    cfg = TrainConfig(**values)
+    # the paper's warm-up of nets of >= 110 layers, unless warmup_iters was given (0 included)
+    return paper_warmup(cfg, keep_iters="warmup_iters" in overrides, keep_lr="warmup_lr" in overrides)
 
 
 # He et al. 2016, sec. 4.2: ResNet-110 trains at lr 0.01 "until the training error is below 80%
@@ -295,18 +298,26 @@ def make_config(preset: str = "seed", /, **overrides: Any) -> TrainConfig:
 PAPER_WARMUP = {"iters": 400, "of_iters": 64000, "min_depth": 110, "lr_factor": 0.1}
 
 
-def paper_warmup(cfg: TrainConfig, n_train: int, *, keep_iters: bool = False,
+def paper_warmup(cfg: TrainConfig, n_train: int | None = None, *, keep_iters: bool = False,
                  keep_lr: bool = False) -> TrainConfig:
     """``cfg`` with the paper's warm-up when its net has >= 110 layers (else unchanged):
     ``warmup_lr = lr / 10`` for ``warmup_iters`` = 400 iterations, or, in a run shorter than the
     paper's 64000 (a smoke run: ~60), the same fraction of the run (400/64000), at least 1.
+    :func:`make_config` applies it, so every entry point (``resnet-nb train``, 02_train,
+    ``reproduce``, the cluster tasks) builds the same config.
     ``n_train``: training images of the dataset (before ``train_subset`` and ``val_split``);
+    None: the dataset's nominal size (CIFAR-10 and its stand-in 50,000, the default synthetic
+    fixture ``data.SYNTHETIC_SIZE``; with ``train_subset`` the size does not matter);
     ``keep_iters`` / ``keep_lr``: the user set that field, which then stays as given (with
     ``keep_iters`` nothing changes). config.json records the values; the report says when
     they were scaled (``warmup_iters`` < 400)."""
     depth = parse_model_name(cfg.model)[1]
     if keep_iters or depth < PAPER_WARMUP["min_depth"]:
         return cfg
+    if n_train is None:
+        from resnet_nb.data import SYNTHETIC_SIZE
+
+        n_train = SYNTHETIC_SIZE[0] if cfg.dataset == "synthetic" else 50_000
     per_epoch = math.ceil(max(1, (cfg.train_subset or n_train) - cfg.val_split) / cfg.batch_size)
     total = cfg.epochs * per_epoch if not cfg.max_iters else min(cfg.max_iters, cfg.epochs * per_epoch)
     iters = min(PAPER_WARMUP["iters"], max(1, round(total * PAPER_WARMUP["iters"] / PAPER_WARMUP["of_iters"])))

@@ -224,14 +224,15 @@ def _wrap_command(words: list[str], width: int = 72) -> str:
 
 
 def _paper_warmup_of(run: dict) -> dict:
-    """``{warmup_iters, warmup_lr}`` that ``reproduce`` gives this run's net by the paper's rule
-    (``config.paper_warmup``: >= 110 layers), or {} when the rule does not apply."""
+    """``{warmup_iters, warmup_lr}`` that ``make_config`` (so ``resnet-nb train``, 02_train and
+    ``reproduce``) gives this run's net by the paper's rule (``config.paper_warmup``: >= 110
+    layers, the dataset's nominal size), or {} when the rule does not apply."""
     from resnet_nb.config import config_from_dict, paper_warmup
 
     try:
         cfg = config_from_dict({k: v for k, v in run.get("config", {}).items()
                                 if k not in ("warmup_iters", "warmup_lr")})
-        w = paper_warmup(cfg, int((run.get("dataset") or {}).get("n_train") or 0))
+        w = paper_warmup(cfg)
     except (ValueError, TypeError):
         return {}
     return {} if w is cfg else {"warmup_iters": w.warmup_iters, "warmup_lr": w.warmup_lr}
@@ -255,15 +256,15 @@ def _commands(run_id: str, preset: str, runs: list[dict], runs_dir: str, figures
             diff = config_diff(make_config(preset, model=model), c, ignore=skip)
         except (ValueError, TypeError):
             diff = {}
+        ruled = _paper_warmup_of(run)  # warm-up fields make_config sets itself (config.paper_warmup)
         for name, (_, value) in diff.items():
-            if name == "run_name" and value in ("", model):
+            if (name == "run_name" and value in ("", model)) or (name in ruled and ruled[name] == value):
                 continue
             words.append(f"--{name.replace('_', '-')} {_fmt_value(value).replace(', ', ',')}")
         words.append(f"--run-id {run_id}")
         if runs_dir != "experiments":
             words.append(f"--out-dir {runs_dir}")
         train.append(_wrap_command(words))
-        ruled = _paper_warmup_of(run)  # warm-up fields reproduce sets itself (config.paper_warmup)
         fields = {k: _fmt_value(v).replace(", ", ",") for k, (_, v) in diff.items()
                   if k not in ("dataset", "seed", "run_name") and not (k in ruled and ruled[k] == v)}
         uniform = uniform and (common is None or fields == common)

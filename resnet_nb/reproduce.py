@@ -42,7 +42,7 @@ from typing import Sequence
 
 from resnet_nb import cluster
 from resnet_nb.analysis import THEORY_FIGURE_FILES, figures_dir_of
-from resnet_nb.config import PAPER_WARMUP, TrainConfig, add_field_arguments, coerce_field, make_config, paper_warmup
+from resnet_nb.config import PAPER_WARMUP, TrainConfig, add_field_arguments, coerce_field, make_config
 from resnet_nb.data import load_dataset
 from resnet_nb.executor import KERNEL, Runner, check_kernel, describe
 from resnet_nb.models import MODEL_SETS, SEED_MODELS, expand_models, parse_model_name
@@ -100,6 +100,8 @@ class Unit:
         params.pop("run_name", None)
         params.pop("model", None)
         params.pop("seed", None)
+        if parse_model_name(base["model"])[1] >= PAPER_WARMUP["min_depth"]:
+            params["warmup_iters"] = base["warmup_iters"]  # as decided here, 0 included (not the rule again)
         if len(self.cfgs) == 1:
             c = self.cfgs[0]
             params.update(model=c.model, seed=c.seed, run_name=c.run_name)
@@ -259,29 +261,29 @@ def _configs(args: argparse.Namespace) -> tuple[list, list[str], bool]:
     cfgs = [make_config(args.preset, **{**common, "model": m, "seed": s,
                                         "run_name": run_name or (f"{m}-seed{s}" if several else m)})
             for m in models for s in seed_list]
-    return resolve_run_ids(_paper_warmups(cfgs, args, overrides)), models, several
+    _say_warmups(cfgs, overrides)
+    return resolve_run_ids(cfgs), models, several
 
 
-def _paper_warmups(cfgs: list, args: argparse.Namespace, overrides: dict) -> list:
-    """Every config of >= 110 layers with the paper's warm-up (``config.paper_warmup``; scaled
-    to a short run), unless --set gave warmup_iters; one line says what each depth got."""
-    deep = [c for c in cfgs if parse_model_name(c.model)[1] >= PAPER_WARMUP["min_depth"]]
-    if not deep or "warmup_iters" in overrides:
-        return cfgs
-    n_train = 0
-    if not all(c.train_subset for c in deep):  # the dataset's size sets the run's length
-        n_train = load_dataset(args.dataset, deep[0].data_root, args.allow_noncanonical).train_y.numel()
-    out, said = [], set()
+def _say_warmups(cfgs: list, overrides: dict) -> None:
+    """One line per model of >= 110 layers: the warm-up its config got (``make_config``
+    applies the paper's rule, ``config.paper_warmup``, scaled to a short run, unless --set
+    gave warmup_iters)."""
+    said = set()
     for c in cfgs:
-        w = paper_warmup(c, n_train, keep_lr="warmup_lr" in overrides)
-        if w is not c and w.model not in said:
-            said.add(w.model)
-            scaled = (f"scaled from the paper's {PAPER_WARMUP['iters']} of {PAPER_WARMUP['of_iters']} iterations "
-                      f"to this short run" if w.warmup_iters < PAPER_WARMUP["iters"] else "as in the paper")
-            print(f"reproduce: {w.model}: warm-up at lr {w.warmup_lr:g} for {w.warmup_iters} iteration"
-                  f"{'s' if w.warmup_iters != 1 else ''} ({scaled}; --set warmup_iters=N overrides)", flush=True)
-        out.append(w)
-    return out
+        if parse_model_name(c.model)[1] < PAPER_WARMUP["min_depth"] or c.model in said:
+            continue
+        said.add(c.model)
+        if "warmup_iters" in overrides:
+            how = "as given by --set warmup_iters"
+        elif c.warmup_iters < PAPER_WARMUP["iters"]:
+            how = (f"the paper's rule, scaled from its {PAPER_WARMUP['iters']} of {PAPER_WARMUP['of_iters']} "
+                   f"iterations to this short run; --set warmup_iters=N overrides")
+        else:
+            how = "the paper's rule, as in the paper; --set warmup_iters=N overrides"
+        what = (f"lr {c.warmup_lr:g} for {c.warmup_iters} iteration{'s' if c.warmup_iters != 1 else ''}"
+                if c.warmup_iters else "none")
+        print(f"reproduce: {c.model}: warm-up {what} ({how})", flush=True)
 
 
 def _final_jobs(args: argparse.Namespace, cfgs: list, units: list[Unit], models: list[str], fingerprint: str,

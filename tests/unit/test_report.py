@@ -470,6 +470,8 @@ def test_sweep_sections_and_the_scaled_warmup_are_reported(tmp_path):
     write_summary(runs, figs, "w", expected=[])
     facts = facts_of(runs, figs, "w")
     assert facts["design"]["deep"] == 56 and facts["sweep"]["ready"] and facts["varied"] == []
+    # train and reproduce apply the rule themselves (make_config): no warm-up flag in the commands
+    assert not any("warmup" in c for c in facts["commands"]["train"]) and "warmup" not in facts["commands"]["reproduce"]
     en, zh = (report.render_markdown(facts, lang) for lang in ("en", "zh"))
     assert "| 110 | n/a | 0 |" in en and "(best of 5; mean 6.61 ± 0.16) |" in en
     assert "ResNet-110 starts with the paper's warm-up" in en and "rate 0.01 (the base rate 0.1 / 10) for the first 10 iterations" in en

@@ -34,6 +34,42 @@ def test_resnet110_gets_the_papers_warmup_scaled_in_a_smoke_run():
     assert paper_warmup(mine, 2_000, keep_iters=True) is mine               # the user's value wins
 
 
+def test_make_config_applies_the_rule_for_every_entry_point():
+    """make_config is where train, 02_train, reproduce and the cluster tasks build configs."""
+    assert (make_config("paper", model="resnet110").warmup_iters, make_config("paper", model="resnet110").warmup_lr) \
+        == (400, 0.01)
+    smoke = make_config("smoke", model="resnet110")
+    assert (smoke.warmup_iters, smoke.warmup_lr) == (1, 0.001)
+    assert make_config("smoke", model="plain110").warmup_iters == 1          # the rule is about depth, not shortcuts
+    assert make_config("smoke", model="resnet56").warmup_iters == 0
+    # no train_subset: the dataset's nominal size. CIFAR-10: 2 epochs of 391 = 782 iterations -> 4.9 -> 5
+    assert make_config("seed", model="resnet110", epochs=2).warmup_iters == 5
+    # the default synthetic fixture, 2000 images: 100 epochs of 16 = 1600 iterations -> 10
+    assert make_config("seed", model="resnet110", dataset="synthetic", epochs=100).warmup_iters == 10
+    # the user's value wins, 0 included; a given warmup_lr stays with the rule's iterations
+    assert make_config("smoke", model="resnet110", warmup_iters=0).warmup_iters == 0
+    assert make_config("smoke", model="resnet110", warmup_iters=7).warmup_lr == 0.01
+    given_lr = make_config("smoke", model="resnet110", warmup_lr=0.002)
+    assert (given_lr.warmup_iters, given_lr.warmup_lr) == (1, 0.002)
+
+
+def test_train_cli_and_02_train_get_the_rule(tmp_path):
+    from resnet_nb import train
+    from resnet_nb.config import TrainConfig
+    from resnet_nb.notebook import configs_from_parameters
+
+    p = argparse.ArgumentParser()
+    train.add_arguments(p)
+    names = [f for f in TrainConfig.__dataclass_fields__ if f != "preset"]
+    for argv, want in ((["--model", "resnet110"], 1), (["--model", "resnet110", "--warmup-iters", "0"], 0)):
+        args = p.parse_args(["--preset", "smoke", *argv])   # what train.run_cli passes to make_config
+        cfg = make_config(args.preset, **{n: getattr(args, n) for n in names if hasattr(args, n)})
+        assert cfg.warmup_iters == want
+    nb = dict(preset="smoke", model="resnet110", warmup_iters=None, warmup_lr=None, out_dir=str(tmp_path), run_id="x")
+    assert configs_from_parameters(nb)[0].warmup_iters == 1                  # a parameter left at None
+    assert configs_from_parameters({**nb, "warmup_iters": 0})[0].warmup_iters == 0
+
+
 def _reproduce_args(*argv):
     p = argparse.ArgumentParser()
     reproduce.add_arguments(p)
@@ -46,9 +82,26 @@ def test_reproduce_sweep_applies_the_rule_unless_the_user_set_warmup_iters(tmp_p
     assert models == list(SWEEP_MODELS) and several and len(cfgs) == 18
     warm = {c.model: c.warmup_iters for c in cfgs}
     assert warm["resnet110"] == 1 and all(v == 0 for m, v in warm.items() if m != "resnet110")
-    assert "resnet110: warm-up at lr 0.001 for 1 iteration (scaled from the paper's 400" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "resnet110: warm-up lr 0.001 for 1 iteration (the paper's rule, scaled from its 400 of 64000" in out
+    assert out.count("warm-up") == 1                                  # one line per deep model, not per seed
     cfgs, _, _ = reproduce._configs(_reproduce_args(*base, "--models", "resnet110", "--set", "warmup_iters=5"))
     assert cfgs[0].warmup_iters == 5 and cfgs[0].warmup_lr == 0.01   # as given (warmup_lr: the default)
+    assert "resnet110: warm-up lr 0.01 for 5 iterations (as given by --set warmup_iters)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("given", [(), ("--set", "warmup_iters=0"), ("--set", "warmup_lr=0.05")])
+def test_02_train_rebuilds_the_configs_reproduce_planned(tmp_path, capsys, given):
+    """The papermill parameters of each unit give 02_train the same configs, warm-up included
+    (a --set warmup_iters=0 equals the field default, yet must not bring the rule back)."""
+    from resnet_nb.notebook import configs_from_parameters
+
+    base = ("--preset", "smoke", "--dataset", "synthetic", "--out-dir", str(tmp_path), "--run-id", "x")
+    cfgs, _, several = reproduce._configs(_reproduce_args(*base, "--models", "resnet20,resnet110", *given))
+    for pack in (False, True):
+        for unit in reproduce.plan_units(cfgs, pack_by_depth=pack):
+            assert configs_from_parameters(unit.parameters(several)) == unit.cfgs
+    assert {c.model: c.warmup_iters for c in cfgs}["resnet110"] == (0 if "warmup_iters=0" in given else 1)
 
 
 def test_the_literature_file_loads_with_its_sources():
