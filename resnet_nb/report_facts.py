@@ -312,6 +312,32 @@ def _judge(summary: dict, by_key: dict[str, dict], shallow: int, deep: int) -> t
     return cmp, curves, verdict
 
 
+# why a comparison has no p value: the row of the rule table (verdicts.RULES) that decided it
+P_REASONS = ("synthetic", "unknown_data", "smoke", "unfinished", "one_seed", "no_spread", "missing")
+
+
+def _p_values(cmp: dict, provenance: str, preset: str, epochs: list[int]) -> dict:
+    """How many comparisons have a Welch p value, how many are shown, and why the others have
+    none, from the rule (``verdicts.RULES``) that decided each: ``without`` lists ``{reason, n,
+    rule}`` in the table's order (reasons: :data:`P_REASONS`), so the report says what the
+    data can carry (synthetic data, the smoke preset, one seed ...) instead of a bare count."""
+    counts: dict[str, int] = {}
+    for c in cmp.values():
+        if c.get("p") is not None:
+            continue
+        rule = c.get("rule")
+        reason = ("missing" if rule == 0 else
+                  ("synthetic" if provenance == "synthetic" else "unknown_data") if rule == 1 else
+                  ("smoke" if preset == "smoke" else "unfinished") if rule == 2 else
+                  "one_seed" if rule == 3 else "no_spread")
+        counts[reason] = counts.get(reason, 0) + 1
+    return {"n": len(cmp), "with_p": sum(c.get("p") is not None for c in cmp.values()),
+            "shown": sum(c.get("status") == "shown" for c in cmp.values()),
+            "assessable": sum(c.get("status") != "not_assessable" for c in cmp.values()),
+            "without": [{"reason": r, "n": counts[r]} for r in P_REASONS if r in counts],
+            "epochs": max(epochs, default=0)}
+
+
 def _figures(summary: dict, fig_dir: Path) -> dict[str, bool]:
     """Figure file -> whether it exists: those summary.json lists (else every PNG of
     ``fig_dir``), and the result and theory figures the report places."""
@@ -551,6 +577,7 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
                    "plain_shallow": model_label(f"plain{shallow}"), "plain_deep": model_label(f"plain{deep}"),
                    "resnet_shallow": model_label(f"resnet{shallow}"), "resnet_deep": model_label(f"resnet{deep}")},
         "cmp": cmp, "curves": curves, "verdict": verdict,
+        "p_values": _p_values(cmp, dataset["provenance"], preset, epochs_planned),
         "rules": {"en": rule_table("en", math=True), "zh": rule_table("zh", math=True)},
         "environment": _environment(runs), "hparams": hparams,
         "varied": [v for v in varied if v not in expected_varied], "n_runs": len(runs),

@@ -240,6 +240,10 @@ def test_several_seeds_give_means_std_and_say_when_a_difference_is_not_resolved(
     assert f"**not resolved (p={deg['p']:.3f}, Welch, 2 vs 2 seeds): +0.10 points**" in en
     assert "| shown (p=0.020, Welch, 2 vs 2 seeds): +1.60 points |" in en
     assert facts["verdict"]["overall"] == "partial"
+    # the training losses are equal across seeds: no spread, so those have no p, and the report says why
+    assert ("5 of 8 comparisons have a p value; no p value is computed for 3 of them, because the seeds of each "
+            "model gave identical values, so there is no seed-to-seed spread to test a gap against. 2 of 8 are "
+            "shown.\n\n| Claim |") in en
     assert "The 8 runs differ only in the model and the seed" in en
     assert "--seeds 0,1" in en
 
@@ -308,6 +312,41 @@ def test_a_smoke_run_on_synthetic_data_never_claims_a_result(tmp_path):
     method_en, method_zh = en.split("## 3.6")[1].split("# 4 ")[0], zh.split("## 3.6")[1].split("# 第四章")[0]
     assert r"$2\sqrt{2}\,\sigma_\mathrm{pub}$ = 0.76" in method_en and "σ" not in method_en and "α" not in method_zh
     assert en.index("## 3.6 How a comparison is judged") < en.index("# 4 Testing")
+
+
+@pytest.mark.parametrize("provenance, preset, en_why, zh_why", [
+    ("synthetic", "smoke", "no p value is computed for all of them, because the data are synthetic, and Table 3-4 "
+     "draws no conclusion from synthetic data, whatever the number of seeds (rule 1).",
+     "全部不计算 p 值，因为数据是合成数据，无论有多少个种子，表 3-4 都不对合成数据下结论（规则 1）。"),
+    ("canonical", "smoke", "because the runs use the smoke preset (4 epochs), a check that the code runs, which "
+     "Table 3-4 does not assess (rule 2).", "因为这些运行使用 smoke 预设（4 个 epoch）"),
+])
+def test_section_4_6_says_why_no_comparison_has_a_p_value(tmp_path, provenance, preset, en_why, zh_why):
+    """Issue 12 follow-up: "0 of 8 comparisons have a p value" said no reason."""
+    runs, figs = tmp_path / "exp", tmp_path / "fig"
+    for seed in (0, 1):
+        for model, best in zip(("plain20", "plain56", "resnet20", "resnet56"), (0.91, 0.90, 0.915, 0.93)):
+            write_run(runs, "r1", model, best + seed / 1000, 0.05, seed=seed, preset=preset, provenance=provenance)
+    write_summary(runs, figs, "r1")
+    facts = facts_of(runs, figs)
+    reason = "synthetic" if provenance == "synthetic" else "smoke"
+    assert facts["p_values"]["without"] == [{"reason": reason, "n": 8}] and facts["p_values"]["with_p"] == 0
+    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    sec_en, sec_zh = en[en.index("## 4.6"):en.index("## 4.7")], zh[zh.index("## 4.6"):zh.index("## 4.7")]
+    assert "None of the 8 comparisons has a p value; " in sec_en and en_why in sec_en
+    assert "are shown" not in sec_en                     # nothing is assessable: no count of verdicts
+    assert "8 项比较都没有 p 值；" in sec_zh and zh_why in sec_zh
+
+
+def test_one_seed_says_why_more_seeds_would_not_help_on_synthetic_data(tmp_path):
+    runs, figs = seed_like(tmp_path, preset="smoke", provenance="synthetic")
+    en, zh = (report.render_markdown(facts_of(runs, figs), lang) for lang in ("en", "zh"))
+    assert ("so no comparison has a p value (Welch's test needs at least 2 seeds of each model); more seeds "
+            "would not give one here either: the data are synthetic") in en
+    assert "即使有更多种子这里也不会计算：数据是合成数据" in zh
+    runs, figs = seed_like(tmp_path / "real")
+    en = report.render_markdown(facts_of(runs, figs), "en")
+    assert "at least 2 seeds of each model). Table 4-5" in en                 # real data: one seed is the reason
 
 
 def test_smoke_preset_on_real_data_is_not_assessable_either(tmp_path):
