@@ -100,8 +100,12 @@ class Unit:
         params.pop("run_name", None)
         params.pop("model", None)
         params.pop("seed", None)
-        if parse_model_name(base["model"])[1] >= PAPER_WARMUP["min_depth"]:
-            params["warmup_iters"] = base["warmup_iters"]  # as decided here, 0 included (not the rule again)
+        deep = any(parse_model_name(c.model)[1] >= PAPER_WARMUP["min_depth"] for c in self.cfgs)
+        for k in ("warmup_iters", "warmup_lr"):  # the paper's warm-up as decided here (make_config)
+            if len({getattr(c, k) for c in self.cfgs}) > 1:
+                params.pop(k, None)      # the rule per model (a unit of several depths): 02_train applies it again
+            elif deep:
+                params[k] = base[k]      # given, 0 included: 02_train must not apply the rule again
         if len(self.cfgs) == 1:
             c = self.cfgs[0]
             params.update(model=c.model, seed=c.seed, run_name=c.run_name)

@@ -90,7 +90,8 @@ def test_reproduce_sweep_applies_the_rule_unless_the_user_set_warmup_iters(tmp_p
     assert "resnet110: warm-up lr 0.01 for 5 iterations (as given by --set warmup_iters)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("given", [(), ("--set", "warmup_iters=0"), ("--set", "warmup_lr=0.05")])
+@pytest.mark.parametrize("given", [(), ("--set", "warmup_iters=0"), ("--set", "warmup_lr=0.05"),
+                                   ("--set", "warmup_lr=0.01")])
 def test_02_train_rebuilds_the_configs_reproduce_planned(tmp_path, capsys, given):
     """The papermill parameters of each unit give 02_train the same configs, warm-up included
     (a --set warmup_iters=0 equals the field default, yet must not bring the rule back)."""
@@ -98,9 +99,9 @@ def test_02_train_rebuilds_the_configs_reproduce_planned(tmp_path, capsys, given
 
     base = ("--preset", "smoke", "--dataset", "synthetic", "--out-dir", str(tmp_path), "--run-id", "x")
     cfgs, _, several = reproduce._configs(_reproduce_args(*base, "--models", "resnet20,resnet110", *given))
-    for pack in (False, True):
-        for unit in reproduce.plan_units(cfgs, pack_by_depth=pack):
-            assert configs_from_parameters(unit.parameters(several)) == unit.cfgs
+    units = reproduce.plan_units(cfgs, pack_by_depth=False) + reproduce.plan_units(cfgs, pack_by_depth=True)
+    for unit in units + [reproduce.Unit("all-depths", cfgs)]:   # one unit of several depths too
+        assert configs_from_parameters(unit.parameters(several)) == unit.cfgs
     assert {c.model: c.warmup_iters for c in cfgs}["resnet110"] == (0 if "warmup_iters=0" in given else 1)
 
 
