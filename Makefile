@@ -49,7 +49,8 @@ golden: $(STAMP)
 	$(BIN)/python tests/notebooks/make_golden.py
 
 # report knobs: make report RUN_ID=my-run REPORT_LANG=zh FORMATS=pdf,html (without RUN_ID: the newest
-# complete reproduction, else the newest run id with the most models; the command says which)
+# complete reproduction in experiments/, else the newest one published in report/published/, else the
+# newest run id with the most models; the command says which)
 REPORT_LANG ?= all
 FORMATS     ?= pdf,docx,html
 report: $(STAMP)

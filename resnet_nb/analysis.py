@@ -64,13 +64,23 @@ def resolve_run_dir(path: str | os.PathLike, runs_dir: str | os.PathLike, run_id
     return p if p.is_absolute() else Path(runs_dir).expanduser() / run_id / p
 
 
-def choose_run_id(out_dir: str | os.PathLike, expected: Sequence[str] = SEED_MODELS) -> tuple[str, str]:
+def choose_run_id(out_dir: str | os.PathLike, expected: Sequence[str] = SEED_MODELS,
+                  published_dir: str | os.PathLike | None = None) -> tuple[str, str]:
     """``(run_id, why)``: the run id to analyse or report when none is given. The newest
     complete reproduction (every model of ``expected`` present and all its seeds finished),
-    else the newest of the run ids with the most models; "newest" by the newest config.json.
-    ``why`` is one line saying which rule picked it."""
+    else (with ``published_dir``, e.g. ``report/published``) the newest published run id
+    (``publish.newest_published``: a checkout that never trained still reports the committed
+    result), else the newest of the run ids with the most models; "newest" by the newest
+    config.json. ``why`` is one line saying which rule picked it."""
     ids = list_run_ids(out_dir)
+    published = None
+    if published_dir is not None:
+        from resnet_nb.publish import newest_published
+
+        published = newest_published(published_dir, exclude=ids)  # an id also in out_dir: out_dir's is read
     if not ids:
+        if published:
+            return published, f"no runs under {out_dir}; the newest published run id in {published_dir}"
         raise FileNotFoundError(f"no runs under {out_dir}: train first (make reproduce), "
                                 f"or point runs_dir at the folder holding your run ids")
     base = Path(out_dir).expanduser()
@@ -94,6 +104,9 @@ def choose_run_id(out_dir: str | os.PathLike, expected: Sequence[str] = SEED_MOD
         rid = max(complete, key=lambda r: found[r][2])
         return rid, (f"the newest complete reproduction under {out_dir} "
                      f"({', '.join(sort_models(wanted))} all finished)")
+    if published:
+        return published, (f"no run id under {out_dir} has {', '.join(sort_models(wanted))} all finished; "
+                           f"the newest published run id in {published_dir}")
     rid = max(found, key=lambda r: (len(found[r][0]), found[r][2]))
     models = sort_models(found[rid][0]) if found[rid][0] else []
     return rid, (f"no run id under {out_dir} has {', '.join(sort_models(wanted))} all finished; "

@@ -37,7 +37,7 @@ from resnet_nb.runs import BEST_FILE, CONFIG_FILE, METRICS_FILE, effective_statu
 
 __all__ = ["PUBLISHED_DIR", "MANIFEST_FILE", "RUN_FILES", "RUN_ID_NOTEBOOKS", "REPORT_PDFS", "BENCH_FILE",
            "CARRY_LIMIT", "README_BEGIN", "README_END", "Located", "locate", "is_published",
-           "published_ids", "Published", "publish", "readme_block", "update_readme",
+           "published_ids", "newest_published", "Published", "publish", "readme_block", "update_readme",
            "add_arguments", "run_cli"]
 
 PUBLISHED_DIR = "report/published"
@@ -87,6 +87,19 @@ def published_ids(published_dir: str | os.PathLike = PUBLISHED_DIR) -> list[str]
     """The run ids under ``published_dir`` (folders holding ``published.json``), sorted."""
     root = Path(published_dir)
     return sorted(p.name for p in root.iterdir() if p.is_dir() and is_published(p)) if root.is_dir() else []
+
+
+def newest_published(published_dir: str | os.PathLike = PUBLISHED_DIR, exclude=()) -> str | None:
+    """The run id under ``published_dir`` published last (``published.json``'s ``published_at``,
+    then the name), leaving out ``exclude``; None when there is none."""
+    def when(run_id: str) -> tuple[str, str]:
+        try:
+            manifest = read_json(Path(published_dir) / run_id / MANIFEST_FILE)
+        except (OSError, ValueError):  # an unreadable manifest: oldest
+            manifest = {}
+        return str((manifest if isinstance(manifest, dict) else {}).get("published_at") or ""), run_id
+    ids = [r for r in published_ids(published_dir) if r not in set(exclude)]
+    return max(ids, key=when) if ids else None
 
 
 # --------------------------------------------------------------------------- publish

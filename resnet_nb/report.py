@@ -222,7 +222,8 @@ def _split(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", default="", help="run id to report (default: the newest complete "
-                        "reproduction under --runs-dir, else the newest run id with the most models)")
+                        "reproduction under --runs-dir, else the newest one published in report/published/, "
+                        "else the newest run id with the most models)")
     parser.add_argument("--lang", default="all", help="zh, en or all")
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma list of pdf, docx, html")
     parser.add_argument("--runs-dir", default="experiments", help="root folder of run directories")
@@ -234,6 +235,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     import sys
 
+    from resnet_nb.publish import PUBLISHED_DIR, locate
+
     langs = _split(args.lang, LANGS, "--lang")
     formats = _split(args.formats, FORMATS, "--formats")
     if args.run_id:
@@ -243,13 +246,11 @@ def run_cli(args: argparse.Namespace) -> int:
     else:
         from resnet_nb.analysis import choose_run_id
 
-        args.run_id, why = choose_run_id(args.runs_dir)
+        args.run_id, why = choose_run_id(args.runs_dir, published_dir=PUBLISHED_DIR)  # else report/published/
         print(f"resnet-nb report: run id {args.run_id}: {why} (choose another with --run-id, "
               f"make report RUN_ID=...)", file=sys.stderr)
     run_id = args.run_id
-    from resnet_nb.publish import locate
-
-    where = locate(run_id, args.runs_dir, args.figures_dir)  # experiments/<id>, else report/published/<id>
+    where = locate(run_id, args.runs_dir, args.figures_dir, PUBLISHED_DIR)  # experiments/<id>, else report/published/<id>
     if where.published:
         print(f"resnet-nb report: {Path(args.runs_dir) / run_id} is absent: building from the published "
               f"copy {where.runs_dir / run_id}/", file=sys.stderr)

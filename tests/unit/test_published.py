@@ -60,3 +60,52 @@ def test_published_copies_are_not_gitignored():
                  "report/published/r/resnet_error_fig6.png"):
         rc = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", path]).returncode
         assert rc == 1, f"{path} is git-ignored: report/published/ must be committed"
+
+
+def _run(root: Path, run_id: str, model: str, status: str = "finished") -> None:
+    import json
+
+    (root / run_id / model).mkdir(parents=True)
+    (root / run_id / model / "config.json").write_text(json.dumps({"config": {"model": model}, "status": status}))
+
+
+def _published(pub: Path, run_id: str, when: str) -> None:
+    import json
+
+    (pub / run_id).mkdir(parents=True)
+    (pub / run_id / P.MANIFEST_FILE).write_text(json.dumps({"run_id": run_id, "published_at": when}))
+
+
+def test_report_without_run_id_falls_back_to_the_newest_published_copy(tmp_path, monkeypatch, capsys):
+    """make report (no RUN_ID): experiments/ first when it holds a complete reproduction, else
+    the newest published run id (by published_at), and it says which it chose."""
+    from resnet_nb import analysis, report
+    from resnet_nb.cli import main
+
+    runs, pub = tmp_path / "experiments", tmp_path / "published"
+    with pytest.raises(FileNotFoundError, match="no runs under"):
+        analysis.choose_run_id(runs, published_dir=pub)
+    _published(pub, "gpu-a", "2026-01-02T10:00:00+00:00")
+    _published(pub, "gpu-b", "2026-01-03T10:00:00+00:00")
+    _published(pub, "gpu-old", "2025-12-31T10:00:00+00:00")
+    assert P.newest_published(pub) == "gpu-b" and P.newest_published(pub, exclude=["gpu-b"]) == "gpu-a"
+    assert analysis.choose_run_id(runs, published_dir=pub) == (
+        "gpu-b", f"no runs under {runs}; the newest published run id in {pub}")
+    _run(runs, "smoke", "plain20")                                      # incomplete: published wins
+    rid, why = analysis.choose_run_id(runs, published_dir=pub)
+    assert rid == "gpu-b" and why.startswith(f"no run id under {runs} has plain20, plain56, resnet20, resnet56 all")
+    assert analysis.choose_run_id(runs)[0] == "smoke"                   # without published_dir: as before
+    for m in ("plain20", "plain56", "resnet20", "resnet56"):
+        _run(runs, "full", m)
+    assert analysis.choose_run_id(runs, published_dir=pub)[0] == "full"  # a complete reproduction comes first
+
+    shutil.rmtree(runs / "full")
+    built = []
+    monkeypatch.setattr(P, "PUBLISHED_DIR", str(pub))
+    monkeypatch.setattr(report, "build_report", lambda run_id, langs, formats, runs_dir, figures_dir, out: built.append(
+        (run_id, runs_dir, figures_dir)) or report.BuildResult())
+    assert main(["report", "--runs-dir", str(runs), "--formats", "html"]) == 0
+    err = capsys.readouterr().err
+    assert built == [("gpu-b", str(pub), str(pub))]
+    assert "resnet-nb report: run id gpu-b: no run id under" in err and f"the newest published run id in {pub}" in err
+    assert f"building from the published copy {pub / 'gpu-b'}/" in err

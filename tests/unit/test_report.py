@@ -406,6 +406,8 @@ def test_report_without_run_id_prefers_the_newest_complete_reproduction(tmp_path
             os.utime(cfg, (1_000_000 + i, 1_000_000 + i))
     built = []
     monkeypatch.setattr(report, "build_report", lambda run_id, *a, **k: built.append(run_id) or report.BuildResult())
+    from resnet_nb import publish
+    monkeypatch.setattr(publish, "PUBLISHED_DIR", str(tmp_path / "published"))  # none (test_published: the fallback)
     assert main(["report", "--runs-dir", str(runs)]) == 0
     err = capsys.readouterr().err.strip()
     assert built == ["full"] and len(err.splitlines()) == 1
