@@ -31,9 +31,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KERNEL", "check_kernel", "execute_notebook", "Runner", "describe"]
+__all__ = ["KERNEL", "PAPERMILL_ENV", "check_kernel", "execute_notebook", "Runner", "describe"]
 
 KERNEL = "python3"
+# set for the kernel papermill starts: {"notebook": source, "outputs": [executed copies]}; the
+# training records it in config.json (run_writer.how_trained: executed_by "papermill")
+PAPERMILL_ENV = "RESNET_NB_PAPERMILL"
 
 
 def check_kernel(name: str = KERNEL) -> None:
@@ -54,14 +57,23 @@ def check_kernel(name: str = KERNEL) -> None:
 
 
 def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike, parameters: dict,
-                     kernel: str = KERNEL, cwd: str | os.PathLike | None = None) -> dict | None:
+                     kernel: str = KERNEL, cwd: str | os.PathLike | None = None,
+                     copies: list | tuple = ()) -> dict | None:
     """Run ``notebook`` with papermill into ``output``, streaming the cells' output to this
     process's stdout/stderr. Returns None on success, else a failure record: notebook,
-    cell (index), execution_count, ename, evalue and the failing cell's first line."""
+    cell (index), execution_count, ename, evalue and the failing cell's first line.
+
+    The kernel gets ``$RESNET_NB_PAPERMILL`` (:data:`PAPERMILL_ENV`): the notebook, ``output``
+    and ``copies`` (where the caller copies the executed notebook after a success), so that a
+    run the notebook trains records in config.json that papermill executed it, and where its
+    executed notebook is (``run_writer.how_trained``)."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     Path(output).parent.mkdir(parents=True, exist_ok=True)
+    before = os.environ.get(PAPERMILL_ENV)
+    os.environ[PAPERMILL_ENV] = json.dumps({"notebook": str(notebook),
+                                            "outputs": [str(Path(o).resolve()) for o in (output, *copies)]})
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel,
                             progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr,
@@ -74,6 +86,11 @@ def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike, par
     except Exception as e:  # noqa: BLE001 - a dead kernel, a bad notebook: still one unit's failure
         return {"notebook": str(output), "cell": None, "execution_count": None,
                 "ename": type(e).__name__, "evalue": str(e).splitlines()[0] if str(e) else "", "source": ""}
+    finally:  # the kernel has its own copy of the environment
+        if before is None:
+            os.environ.pop(PAPERMILL_ENV, None)
+        else:
+            os.environ[PAPERMILL_ENV] = before
     return None
 
 
@@ -114,7 +131,7 @@ def _worker(spec_path: str) -> int:
 
     signal.signal(signal.SIGINT, forward)
     failure = execute_notebook(spec["notebook"], spec["outputs"][0], spec["parameters"],
-                               spec["kernel"], spec["cwd"])
+                               spec["kernel"], spec["cwd"], copies=spec["outputs"][1:])
     if failure is None and not interrupted:
         import shutil
 

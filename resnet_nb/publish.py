@@ -6,7 +6,8 @@ git-ignored). ``publish(run_id)`` copies what a reader needs into one committed 
 the design card's top level (it lives under ``report/``)::
 
     report/published/<run id>/
-        <run>/config.json, metrics.json, best.pth, 02_train.ipynb   (no last.pth, no .lock)
+        <run>/config.json, metrics.json, best.pth, 02_train.ipynb   (no last.pth, no .lock; the
+                                                                     notebook where papermill ran)
         01_theory.ipynb, 03_analysis.ipynb                          (where reproduce ran them)
         summary.json, theory_probes.json, *.png                     (report/figures/<run id>/)
         report.zh.pdf, report.en.pdf                                 (report/build/<run id>/)
@@ -149,6 +150,33 @@ def _stale(summary: dict, runs: list[dict]) -> list[str]:
     return stale
 
 
+def _executed_notebooks(runs: list[dict]) -> dict[str, Path | None]:
+    """Run name -> the executed training notebook to publish, or None. config.json's
+    ``executed_by`` (``run_writer.how_trained``) says which processes papermill ran: each left
+    its notebook where it recorded it (``run_writer.papermill_notebooks``), and a missing one
+    is refused, naming it; the last one is published. A run that records no papermill process
+    publishes none, even if a notebook lies in its run dir (it is from another training); a run
+    dir older than the record publishes the notebook it holds, if any."""
+    from resnet_nb.run_writer import papermill_notebooks
+
+    out, missing = {}, []
+    for run in runs:
+        run_dir, name = Path(run["path"]), Path(run["path"]).name
+        expected = papermill_notebooks(run)
+        missing += [f"{p} (run {name})" for p in expected if not p.is_file()]
+        if expected:
+            out[name] = expected[-1]
+        elif run.get("executed_by"):
+            out[name] = None
+        else:
+            out[name] = run_dir / TRAIN_NOTEBOOK if (run_dir / TRAIN_NOTEBOOK).is_file() else None
+    if missing:
+        raise FileNotFoundError(f"executed notebook missing: {'; '.join(missing)}: config.json (executed_by) says "
+                                f"papermill trained the run there. Restore it (a GPU command's run tar holds "
+                                f"it: resnet-nb carry restore), or retrain the run; nothing was published")
+    return out
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -188,6 +216,7 @@ def publish(run_id: str, runs_dir: str | os.PathLike = "experiments",
                          f"them marked as such")
     if dest.exists() and not force:
         raise ValueError(f"{dest} already exists; pass --force to replace it")
+    notebooks = _executed_notebooks(runs)  # where papermill ran: there, and only there
     summary_path = fig / "summary.json"
     remake = f"make report RUN_ID={run_id} (it re-runs the analysis when the run files are newer)"
     if not summary_path.is_file():
@@ -220,8 +249,12 @@ def publish(run_id: str, runs_dir: str | os.PathLike = "experiments",
     copies: list[tuple[Path, str]] = []
     for run in runs:
         run_dir, name = Path(run["path"]), Path(run["path"]).name
-        copies += [(run_dir / f, f"{name}/{f}") for f in RUN_FILES if (run_dir / f).is_file()]
-        result.left_out[name] = sorted(p.name for p in run_dir.iterdir() if p.name not in RUN_FILES)
+        nb = notebooks[name]
+        copies += [(run_dir / f, f"{name}/{f}") for f in RUN_FILES if f != TRAIN_NOTEBOOK and (run_dir / f).is_file()]
+        if nb is not None:
+            copies.append((nb, f"{name}/{TRAIN_NOTEBOOK}"))
+        result.left_out[name] = sorted(p.name for p in run_dir.iterdir()
+                                       if p.name not in RUN_FILES or (p.name == TRAIN_NOTEBOOK and nb is None))
     copies += [(src / nb, nb) for nb in RUN_ID_NOTEBOOKS if (src / nb).is_file()]
     copies += [(p, p.name) for p in sorted(fig.iterdir()) if p.is_file() and not p.name.startswith(".")]
     copies += [(p, p.name) for p in pdfs]
@@ -237,7 +270,9 @@ def publish(run_id: str, runs_dir: str | os.PathLike = "experiments",
             "git_commit": git_commit()["commit"],
             "from": {"runs": src.as_posix(), "figures": fig.as_posix(), "report": build.as_posix(),
                      **({"bench": bench.as_posix()} if bench is not None else {})},
-            "runs": {Path(r["path"]).name: {"status": effective_status(r), "epochs": len(r.get("metrics") or [])}
+            "runs": {Path(r["path"]).name: {"status": effective_status(r), "epochs": len(r.get("metrics") or []),
+                                            "executed_by": [e.get("by") for e in r.get("executed_by") or []
+                                                            if isinstance(e, dict)] or None}
                      for r in runs},
             "left_out": result.left_out,
             "files": {rel: {"bytes": result.files[rel], "sha256": _sha256(tmp / rel)} for rel in sorted(result.files)},

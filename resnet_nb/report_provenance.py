@@ -23,8 +23,59 @@ _ENV_ROWS = (  # (row label, environment keys tried in order)
     ("RAM", ("ram_gb",)), ("GPU", ("gpu",)), ("Device", ("device",)), ("CUDA graphs", ()), ("Python", ("python",)),
     ("PyTorch", ("torch",)), ("CUDA (torch.version.cuda)", ("cuda",)), ("cuDNN", ("cudnn",)),
     ("torchvision", ("torchvision",)), ("NumPy", ("numpy",)), ("resnet-nb", ("resnet_nb",)),
-    ("git commit", ("git_commit",)),
+    ("git commit", ("git_commit",)), ("Executed by", ()),
 )
+# where environment.git_commit found the commit ("git_commit_source"), (English, Chinese)
+_COMMIT_SOURCES = {"git": ("from git", "来自 git"),
+                   "RESNET_NB_COMMIT": ("from $RESNET_NB_COMMIT: the copy had no .git", "来自 $RESNET_NB_COMMIT：副本没有 .git")}
+
+
+def commit_value(env: dict) -> tuple[str, str] | None:
+    """The environment table's "git commit" (English, Chinese): the commit, whether the tree
+    had uncommitted changes, and where the commit came from (``git_commit_source``: git, or
+    ``$RESNET_NB_COMMIT`` on a copy without .git); "none ..." when neither gave one; None for
+    an environment record older than ``git_commit_source`` that has no commit."""
+    source = env.get("git_commit_source")
+    if env.get("git_commit") is None:
+        if "git_commit_source" not in env:
+            return None  # template says "not recorded"
+        return ("none (no .git and no $RESNET_NB_COMMIT)", "无（没有 .git，也没有 $RESNET_NB_COMMIT）")
+    dirty = env.get("git_dirty")
+    notes_en = ["uncommitted changes"] if dirty else (["uncommitted changes unknown"] if dirty is None and source else [])
+    notes_zh = ["含未提交的修改"] if dirty else (["是否有未提交的修改未知"] if dirty is None and source else [])
+    if source:
+        en, zh = _COMMIT_SOURCES.get(source, (f"from {source}", f"来自 {source}"))
+        notes_en.append(en)
+        notes_zh.append(zh)
+    commit = str(env["git_commit"])[:12]
+    return (commit + (f" ({'; '.join(notes_en)})" if notes_en else ""),
+            commit + (f"（{'；'.join(notes_zh)}）" if notes_zh else ""))
+
+
+_EXECUTED = {"papermill": ("papermill", "papermill"), "jupyter": ("a Jupyter kernel", "Jupyter 内核"),
+             "cli": ("resnet-nb train", "resnet-nb train 命令"), "python": ("a Python process", "Python 进程")}
+
+
+def executed_value(run: dict) -> tuple[str, str] | None:
+    """How the run was trained (English, Chinese), from config.json's ``executed_by``
+    (``run_writer.how_trained``), one entry per process: "papermill (executed notebook
+    02_train.ipynb)", "papermill (...), then resnet-nb train from epoch 37"; None for a
+    run dir older than the record."""
+    records = [r for r in run.get("executed_by") or [] if isinstance(r, dict)]
+    if not records:
+        return None
+    en, zh = [], []
+    for i, rec in enumerate(records):
+        word_en, word_zh = _EXECUTED.get(rec.get("by"), (str(rec.get("by")), str(rec.get("by"))))
+        if rec.get("by") == "papermill":
+            word_en += f" (executed notebook {rec.get('notebook') or 'not recorded'})"
+            word_zh += f"（已执行的 notebook：{rec.get('notebook') or '未记录'}）"
+        if i:
+            word_en = f"then {word_en} from epoch {int(rec.get('epoch') or 0) + 1}"
+            word_zh = f"从第 {int(rec.get('epoch') or 0) + 1} 个 epoch 起由 {word_zh}"
+        en.append(word_en)
+        zh.append(word_zh)
+    return ", ".join(en), "，".join(zh)
 
 
 def _env_value(env: dict, label: str, keys: tuple[str, ...]) -> str | None:
@@ -37,8 +88,6 @@ def _env_value(env: dict, label: str, keys: tuple[str, ...]) -> str | None:
             v = env[k]
             if k == "ram_gb":
                 return f"{v} GiB"
-            if k == "git_commit":
-                return str(v)[:12] + (" (uncommitted changes)" if env.get("git_dirty") else "")
             return str(v)
     return None
 
@@ -66,16 +115,28 @@ def graphs_value(run: dict) -> str | None:
 
 
 def _environment(runs: list[dict]) -> list[dict]:
+    """Table 3-1's rows ``{label, value, value_zh, differs}``: each value once, joined by " / "
+    where runs differ; "Executed by" names the runs of each value (whether papermill ran each)."""
     rows = []
     for label, keys in _ENV_ROWS:
-        values = []
+        values, names = [], {}   # (en, zh) per distinct value, and the runs that have it
         for run in runs:
-            v = (graphs_value(run) if label == "CUDA graphs"
-                 else _env_value(run.get("environment") or {}, label, keys))
-            if v not in values:
-                values.append(v)
+            env = run.get("environment") or {}
+            v = (executed_value(run) if label == "Executed by" else commit_value(env) if label == "git commit"
+                 else graphs_value(run) if label == "CUDA graphs" else _env_value(env, label, keys))
+            pair = v if isinstance(v, tuple) or v is None else (v, v)
+            if pair not in values:
+                values.append(pair)
+            names.setdefault(pair, []).append(Path(str(run.get("path", "?"))).name)
         shown = [v for v in values if v is not None]
-        rows.append({"label": label, "value": " / ".join(shown) if shown else None,
+        if label == "Executed by" and len(values) > 1:  # per run: which were executed by papermill
+            shown = [(f"{v[0]}: {', '.join(names[v])}", f"{v[1]}：{'、'.join(names[v])}") for v in shown]
+            if None in values:
+                shown.append((f"not recorded: {', '.join(names[None])}", f"未记录：{'、'.join(names[None])}"))
+        elif label == "Executed by" and shown:
+            shown = [(f"{shown[0][0]}: all {len(runs)} runs", f"{shown[0][1]}：全部 {len(runs)} 个运行")]
+        rows.append({"label": label, "value": " / ".join(v[0] for v in shown) if shown else None,
+                     "value_zh": " / ".join(v[1] for v in shown) if shown else None,
                      "differs": len(values) > 1})
     return rows
 

@@ -10,7 +10,8 @@ member and in this order:
    another process wrote into it meanwhile; remove the temporary files of writes cut short;
    a fresh run drops stale checkpoints and metrics.
 3. ``start(...)``: config.json (``format_version``, every TrainConfig field, environment,
-   dataset, status ``running``) and metrics.json.
+   dataset, status ``running``, ``executed_by``: how this process was started, appended to
+   the record of the processes before, see ``how_trained``) and metrics.json.
 4. ``save_epoch(...)`` after every epoch: metrics.json, best.pth when the test accuracy
    improved, last.pth; in that order, so a kill between the writes resumes from the
    previous epoch and rewrites the same files.
@@ -41,7 +42,7 @@ from resnet_nb.runs import (BEST_FILE, CONFIG_FILE, FORMAT_VERSION, LAST_FILE, M
                             atomic_save, atomic_write_json, run_dir_of)
 
 __all__ = ["Seen", "inspect_run", "RunWriter", "check_fingerprint", "no_space_message", "now",
-           "merge_runtime"]
+           "merge_runtime", "how_trained", "papermill_notebooks"]
 
 
 def now() -> str:
@@ -196,6 +197,63 @@ def merge_runtime(before: dict | None, process: dict | None) -> dict | None:
     return out
 
 
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, nbval, papermill)."""
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+def how_trained(run_dir: str | os.PathLike, epoch: int = 0) -> dict:
+    """How this process trains ``run_dir`` from ``epoch`` on, for config.json's ``executed_by``:
+
+    * ``{"by": "papermill", "notebook": "02_train.ipynb", "source": ...}``: a kernel that
+      ``executor.execute_notebook`` started (``reproduce``, the cluster tasks), whose executed
+      notebook is written into the run dir (``notebook``: relative to it; an absolute path
+      when papermill wrote it elsewhere). ``resnet-nb publish`` expects it exactly there;
+    * ``{"by": "jupyter"}``: any other kernel (JupyterLab, nbval, papermill called by hand):
+      no executed notebook is known;
+    * ``{"by": "cli", "argv": [...]}``: ``resnet-nb train``; ``{"by": "python", "argv": [...]}``:
+      any other process (a script, a test).
+    """
+    from resnet_nb.executor import PAPERMILL_ENV
+
+    out: dict = {"epoch": int(epoch), "time": now()}
+    raw = os.environ.get(PAPERMILL_ENV)
+    if raw and _in_kernel():
+        try:
+            spec = json.loads(raw)
+        except ValueError:
+            spec = {}
+        outputs = [Path(o) for o in (spec.get("outputs") or []) if isinstance(o, str)]
+        here = Path(run_dir).resolve()
+        mine = next((o for o in outputs if o.parent.resolve() == here), None)
+        notebook = mine.name if mine else (str(outputs[0]) if outputs else None)
+        return {"by": "papermill", "notebook": notebook, "source": Path(str(spec.get("notebook", ""))).name or None,
+                **out}
+    if _in_kernel():
+        return {"by": "jupyter", **out}
+    argv = [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv and sys.argv[0] else list(sys.argv[1:])
+    cli = argv[:2] in (["resnet-nb", "train"], ["cli.py", "train"])
+    return {"by": "cli" if cli else "python", "argv": argv, **out}
+
+
+def papermill_notebooks(run: dict) -> list[Path]:
+    """Where the executed notebooks of ``run`` (a ``runs.load_run`` record) must be: one per
+    process that papermill executed (``executed_by``), relative paths taken in the run dir;
+    empty when no process was papermill or the run dir predates the record."""
+    out = []
+    for rec in run.get("executed_by") or []:
+        if isinstance(rec, dict) and rec.get("by") == "papermill" and rec.get("notebook"):
+            nb = Path(rec["notebook"])
+            path = nb if nb.is_absolute() else Path(run["path"]) / nb
+            if path not in out:
+                out.append(path)
+    return out
+
+
 def _fmt(v, spec: str) -> str:
     return "  -   " if v is None else format(v, spec)
 
@@ -264,10 +322,12 @@ class RunWriter:
             "best_epoch": self.best_epoch or None, "error": None, "resumed": [], "runtime": None,
             **extra, **runs.process_info(),
         }
+        self.meta["executed_by"] = [how_trained(self.run_dir, self.saved)]
         if old is not None:  # keep the history of the run being resumed
             self.meta["start_time"] = old.get("start_time") or self.meta["start_time"]
             self.meta["runtime"] = old.get("runtime")
             self.meta["resumed"] = list(old.get("resumed", [])) + [{"time": now(), "epoch": self.saved}]
+            self.meta["executed_by"] = list(old.get("executed_by") or []) + self.meta["executed_by"]
         atomic_write_json(self.run_dir / CONFIG_FILE, self.meta)
         atomic_write_json(self.run_dir / METRICS_FILE, self.metrics)
 

@@ -62,7 +62,7 @@ def test_the_copy_holds_what_a_reader_needs(site):
     assert {"summary.json", "resnet_error_fig6.png", "report.zh.pdf", "report.en.pdf", "bench.json",
             P.MANIFEST_FILE} <= {p.name for p in pub.iterdir()}
     manifest = json.loads((pub / P.MANIFEST_FILE).read_text())
-    assert manifest["runs"]["resnet8"] == {"status": "finished", "epochs": 2}
+    assert manifest["runs"]["resnet8"] == {"status": "finished", "epochs": 2, "executed_by": ["python"]}
     assert "last.pth" in manifest["left_out"]["resnet8"]
     best = manifest["files"]["resnet8/best.pth"]
     assert best["bytes"] == (pub / "resnet8" / "best.pth").stat().st_size
@@ -92,6 +92,36 @@ def test_refusals_name_what_to_do(site, tmp_path, capsys):
     assert main([*other, "--allow-unfinished"]) == 2  # no analysis yet: build the report first
     assert "make report RUN_ID=u" in capsys.readouterr().err
     assert not (tmp_path / "pub" / "u").exists()
+
+
+def test_the_executed_notebook_is_expected_exactly_where_papermill_ran(site, tmp_path, capsys):
+    """Issue 10 item 8: config.json's executed_by says which processes papermill ran; publish
+    refuses a run whose executed notebook is missing (naming it), copies it where it exists,
+    and leaves out a notebook that no recorded papermill process wrote."""
+    runs, figs, build = tmp_path / "runs", tmp_path / "figs", tmp_path / "build"
+    shutil.copytree(site["experiments"], runs)
+    shutil.copytree(site["figures"], figs)
+    shutil.copytree(site["build"], build)
+    cfg_path = runs / RUN_ID / "plain8" / "config.json"
+    meta = json.loads(cfg_path.read_text())
+    assert [e["by"] for e in meta["executed_by"]] == ["python"] and meta["executed_by"][0]["epoch"] == 0
+    meta["executed_by"] = [{"by": "papermill", "notebook": "02_train.ipynb", "source": "02_train.ipynb", "epoch": 0},
+                           {"by": "cli", "argv": ["resnet-nb", "train"], "epoch": 1}]   # resumed by the CLI
+    cfg_path.write_text(json.dumps(meta))
+    (runs / RUN_ID / "resnet8" / "02_train.ipynb").write_text("{}")  # no papermill process wrote it
+    args = ["publish", RUN_ID, "--runs-dir", str(runs), "--figures-dir", str(figs), "--build-dir", str(build),
+            "--published-dir", str(tmp_path / "pub")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"executed notebook missing: {runs / RUN_ID / 'plain8' / '02_train.ipynb'} (run plain8)" in err
+    assert "resnet-nb carry restore" in err and not (tmp_path / "pub").exists()
+    (runs / RUN_ID / "plain8" / "02_train.ipynb").write_text('{"cells": []}')
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    pub = tmp_path / "pub" / RUN_ID
+    assert (pub / "plain8" / "02_train.ipynb").read_text() == '{"cells": []}'
+    assert not (pub / "resnet8" / "02_train.ipynb").exists() and "02_train.ipynb last.pth" in out  # resnet8: left out
+    assert json.loads((pub / P.MANIFEST_FILE).read_text())["runs"]["plain8"]["executed_by"] == ["papermill", "cli"]
 
 
 def test_report_rebuilds_from_the_published_copy(site, tmp_path, monkeypatch):

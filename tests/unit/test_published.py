@@ -109,3 +109,48 @@ def test_report_without_run_id_falls_back_to_the_newest_published_copy(tmp_path,
     assert built == [("gpu-b", str(pub), str(pub))]
     assert "resnet-nb report: run id gpu-b: no run id under" in err and f"the newest published run id in {pub}" in err
     assert f"building from the published copy {pub / 'gpu-b'}/" in err
+
+
+def test_how_trained_says_papermill_jupyter_cli_or_python(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    from resnet_nb import run_writer
+    from resnet_nb.executor import PAPERMILL_ENV
+
+    run_dir = tmp_path / "r" / "resnet20"
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/resnet-nb", "train", "--model", "resnet20"])
+    monkeypatch.setenv(PAPERMILL_ENV, json.dumps({"notebook": "/x/notebooks/02_train.ipynb",
+                                                  "outputs": [str(tmp_path / "r" / "plain20" / "02_train.ipynb"),
+                                                              str(run_dir / "02_train.ipynb")]}))
+    rec = run_writer.how_trained(run_dir, 3)          # not in a kernel: the variable alone is not papermill
+    assert (rec["by"], rec["argv"], rec["epoch"]) == ("cli", ["resnet-nb", "train", "--model", "resnet20"], 3)
+    monkeypatch.setattr(run_writer, "_in_kernel", lambda: True)
+    rec = run_writer.how_trained(run_dir)             # its own copy of the pack's executed notebook
+    assert (rec["by"], rec["notebook"], rec["source"]) == ("papermill", "02_train.ipynb", "02_train.ipynb")
+    assert run_writer.how_trained(tmp_path / "elsewhere")["notebook"] == str(tmp_path / "r" / "plain20" / "02_train.ipynb")
+    monkeypatch.delenv(PAPERMILL_ENV)
+    assert run_writer.how_trained(run_dir)["by"] == "jupyter"
+    monkeypatch.setattr(run_writer, "_in_kernel", lambda: False)
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/pytest", "-q"])
+    assert run_writer.how_trained(run_dir)["by"] == "python"
+    run = {"path": str(run_dir), "executed_by": [rec, {"by": "papermill", "notebook": "02_train.ipynb"},
+                                                 {"by": "papermill", "notebook": "/abs/nb.ipynb"}]}
+    assert run_writer.papermill_notebooks(run) == [run_dir / "02_train.ipynb", Path("/abs/nb.ipynb")]
+    assert run_writer.papermill_notebooks({"path": str(run_dir)}) == []   # a run dir older than the record
+
+
+def test_a_resumed_run_appends_how_this_process_trains_it(tmp_path):
+    import json
+
+    from resnet_nb.config import make_config
+    from resnet_nb.run_writer import RunWriter, Seen
+
+    cfg = make_config("smoke", out_dir=str(tmp_path), run_id="r")
+    run_dir = tmp_path / "r" / "resnet20"
+    run_dir.mkdir(parents=True)
+    before = {"by": "papermill", "notebook": "02_train.ipynb", "epoch": 0}
+    for old, want in ((None, ["python"]), ({"executed_by": [before], "resumed": []}, ["papermill", "python"])):
+        RunWriter(cfg, Seen(run_dir, None, old, False, ()), None).start(
+            environment={}, dataset={}, params=1, iters_per_epoch=1, epochs_planned=3)
+        assert [e["by"] for e in json.loads((run_dir / "config.json").read_text())["executed_by"]] == want

@@ -520,3 +520,34 @@ def test_sweep_sections_and_the_scaled_warmup_are_reported(tmp_path):
     assert "**按比例缩短**" in zh and "## 4.7 深度扫描" in zh
     assert "- Plain nets: from 20 to 56 layers the mean test error rises" in en
     assert "| Seeds (A/B) | p |" in en and "| 2/2 | " in en
+
+
+def test_environment_table_says_how_each_run_was_trained_and_where_the_commit_came_from(tmp_path):
+    """Issue 10 items 3 and 8: the commit's source (git, $RESNET_NB_COMMIT, none) and, per run,
+    whether papermill executed it (config.json executed_by)."""
+    runs, figs = seed_like(tmp_path)
+    papermill = {"by": "papermill", "notebook": "02_train.ipynb", "source": "02_train.ipynb", "epoch": 0}
+    edits = {"plain20": ([papermill, {"by": "cli", "argv": ["resnet-nb", "train"], "epoch": 36}],
+                         {"git_commit_source": "RESNET_NB_COMMIT", "git_dirty": None}),
+             "plain56": ([papermill], {"git_commit_source": "git"}),
+             "resnet20": ([papermill], {"git_commit_source": "git"}),
+             "resnet56": (None, {"git_commit": None, "git_commit_source": None})}
+    for name, (executed, env) in edits.items():
+        path = runs / "r1" / name / "config.json"
+        meta = json.loads(path.read_text())
+        meta["environment"].update(env)
+        if executed:
+            meta["executed_by"] = executed
+        atomic_write_json(path, meta)
+    write_summary(runs, figs, "r1")
+    en, zh = (report.render_markdown(facts_of(runs, figs), lang) for lang in ("en", "zh"))
+    assert ("| git commit | 0123456789ab (uncommitted changes unknown; from \\$RESNET\\_NB\\_COMMIT: the copy had "
+            "no .git) / 0123456789ab (from git) / none (no .git and no \\$RESNET\\_NB\\_COMMIT) |") in en
+    assert "| git 提交 | 0123456789ab（是否有未提交的修改未知；来自 \\$RESNET\\_NB\\_COMMIT：副本没有 .git） / " in zh
+    assert ("| Executed by | papermill (executed notebook 02\\_train.ipynb), then resnet-nb train from epoch 37: "
+            "plain20 / papermill (executed notebook 02\\_train.ipynb): plain56, resnet20 / not recorded: resnet56 |") in en
+    assert ("| 训练的执行方式 | papermill（已执行的 notebook：02\\_train.ipynb），从第 37 个 epoch 起由 resnet-nb train 命令："
+            "plain20 / ") in zh
+    runs, figs = seed_like(tmp_path / "old")   # run dirs older than both records
+    en = report.render_markdown(facts_of(runs, figs), "en")
+    assert "| git commit | 0123456789ab |" in en and "| Executed by | not recorded |" in en
