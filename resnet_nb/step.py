@@ -22,6 +22,12 @@ levers, none of which changes the mathematics of the recipe:
   runs eagerly on the same weights and optimiser: no image is dropped, the recipe and the
   iteration count per epoch are unchanged.
 
+``ConcurrentSteps`` steps several ``TrainStep``s together (``pack_mode="branches"``: a
+network per member; the bench: packs of two depths): on CUDA their graph bodies are captured
+in *one* CUDA graph, forked onto a stream each and joined, so the GPU may overlap their small
+kernels; on the CPU they step one after another. Each branch is exactly its step's body: only
+the scheduling differs, never the mathematics.
+
 On the CPU the step runs eagerly. Where capture fails, a warning says so and the run
 continues eagerly. ``RESNET_NB_CUDA_GRAPHS=0`` turns capture off (eager reference runs on
 a GPU, e.g. ``scripts/device_check.sh``). What really ran is counted, not assumed:
@@ -36,7 +42,7 @@ import copy
 import math
 import os
 import warnings
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,8 +52,8 @@ from resnet_nb.config import PRECISIONS, TrainConfig
 
 __all__ = [
     "PRECISIONS", "check_precision", "autocast", "make_optimizer", "prepare_model", "TrainStep",
-    "member_losses", "WARMUP_STEPS", "set_lr", "lr_in_tensor", "iters_per_epoch", "planned_epochs",
-    "lr_at",
+    "ConcurrentSteps", "graph_default", "member_losses", "WARMUP_STEPS", "set_lr", "lr_in_tensor",
+    "iters_per_epoch", "planned_epochs", "lr_at",
 ]
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16}
@@ -113,6 +119,17 @@ def member_losses(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, 
     return per.mean(1).sum(), per.detach().sum(1), (logits.detach().argmax(-1) == y).sum(1)
 
 
+def graph_default(device: torch.device | str) -> bool:
+    """Whether a step captures a CUDA graph unless told: on CUDA, unless
+    ``RESNET_NB_CUDA_GRAPHS=0`` (eager reference runs on a GPU)."""
+    return torch.device(device).type == "cuda" and os.environ.get("RESNET_NB_CUDA_GRAPHS", "1") != "0"
+
+
+def _reason(e: BaseException) -> str:
+    """A capture failure in one line (config.json's ``runtime.fallbacks`` keeps it)."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+
+
 class TrainStep:
     """One SGD step of ``model`` (a CifarResNet on (B, 3, H, W) or a PackedCifarResNet on
     (N, B, 3, H, W)): ``step(x, y)``.
@@ -134,7 +151,7 @@ class TrainStep:
         self.device = next(model.parameters()).device
         check_precision(precision, self.device)
         if graph is None:  # default: graphs on CUDA, unless RESNET_NB_CUDA_GRAPHS=0 (eager reference runs)
-            graph = self.device.type == "cuda" and os.environ.get("RESNET_NB_CUDA_GRAPHS", "1") != "0"
+            graph = graph_default(self.device)
         self.graph_wanted = bool(graph)   # turned off when capture fails
         self.graph_requested = bool(graph)
         if self.device.type == "cuda":  # let cuDNN time its kernels for these shapes once (warm-up)
@@ -190,6 +207,12 @@ class TrainStep:
                 buf = st.get("momentum_buffer")
                 if buf is not None and buf.stride() != p.stride():
                     st["momentum_buffer"] = torch.empty_like(p).copy_(buf)
+
+    def _begin(self) -> None:
+        """Before the first step: momentum layouts aligned, lr a float (a resumed optimiser
+        may bring a CPU lr tensor)."""
+        self._align_momentum()
+        self._lr_to_float()
 
     def _lr_to_tensor(self) -> None:
         self.lr_tensor = lr_in_tensor(self.optimizer, self.device)
@@ -260,28 +283,36 @@ class TrainStep:
         self.optimizer.step()
         return loss_sum, correct
 
-    def _try_capture(self, x, y) -> None:
-        # the whole state before any warm-up: model tensors (restored in place) and the
-        # optimiser's state dict (momentum buffers may not exist yet and must not after)
+    def _snapshot(self):
+        """The whole state before any warm-up: model tensors (restored in place) and the
+        optimiser's state dict (momentum buffers may not exist yet and must not after)."""
         model_saved = [(t, t.detach().clone()) for t in
                        [p.data for p in self.model.parameters()] + list(self.model.buffers())]
-        opt_saved = copy.deepcopy(self.optimizer.state_dict())
+        return model_saved, copy.deepcopy(self.optimizer.state_dict())
+
+    def _undo_capture(self, saved) -> None:
+        """Back to ``saved`` (``_snapshot``) after a failed capture: eager from here on."""
+        model_saved, opt_saved = saved
+        with torch.no_grad():
+            for t, s in model_saved:
+                t.copy_(s)
+        self.optimizer.state.clear()
+        self.optimizer.load_state_dict(opt_saved)
+        self.graph, self.graph_wanted = None, False
+        self._lr_to_float()
+        self._align_momentum()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _try_capture(self, x, y) -> None:
+        saved = self._snapshot()
         try:
             self._capture(x, y)
             self._tell(f"CUDA graph captured ({tuple(x.shape)} batches replay it; other shapes run eagerly)")
         except Exception as e:  # noqa: BLE001 - any capture failure: warn, record, continue eagerly
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-            with torch.no_grad():
-                for t, s in model_saved:
-                    t.copy_(s)
-            self.optimizer.state.clear()
-            self.optimizer.load_state_dict(opt_saved)
-            self.graph, self.graph_wanted = None, False
-            self._lr_to_float()
-            self._align_momentum()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.fallback = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+            self._undo_capture(saved)
+            self.fallback = _reason(e)
             message = (f"CUDA-graph capture of the training step failed ({self.fallback}); "
                        f"training continues eagerly (same mathematics, slower)")
             warnings.warn(message, RuntimeWarning)
@@ -295,8 +326,7 @@ class TrainStep:
         """One step on a normalised batch x ((B, 3, H, W), or (N, B, 3, H, W) for a pack)
         and labels y ((B,) or (N, B)); returns (summed loss, correct count) on the device."""
         if self.graph is None and self.captures == 0 and self.eager_steps == 0:
-            self._align_momentum()
-            self._lr_to_float()              # a resumed optimiser may bring a CPU lr tensor
+            self._begin()
         if self.graph_wanted and self.graph is None:
             self._try_capture(x, y)
         if self.graph is not None and self.fits(x, y):
@@ -306,6 +336,111 @@ class TrainStep:
             self.graph_steps += 1
             return self.static_loss.clone(), self.static_correct.clone()
         return self.eager(x, y)
+
+
+class ConcurrentSteps:
+    """Several ``TrainStep``s stepped together: ``steps([(x_0, y_0), (x_1, y_1), ...])``
+    returns one (summed loss, correct count) per step, device tensors, no host sync.
+
+    Used by ``pack_mode="branches"`` (one single-model step per member of a pack, whatever
+    their depths: ``packing``) and by ``resnet-nb bench --concurrent``. On CUDA (``graph``,
+    default: ``graph_default``) the first call captures every step's graph body in ONE CUDA
+    graph: forked from the current stream onto a stream per step and joined before the
+    capture ends, so the GPU may overlap the branches' small kernels. Each branch is exactly
+    its step's body (``TrainStep._graph_body``: warm-up undone, lr read from a tensor):
+    only the scheduling differs. A call where any batch has another shape than the captured
+    ones (the partial last batch) runs every step eagerly. On the CPU, and after a capture
+    failure (warned, every step's state restored, recorded in ``counts()``), the steps run
+    one after another eagerly: the same mathematics.
+
+    ``counts()`` has ``TrainStep.counts()``'s keys, counted per call (one graph step steps
+    every branch once), so a run's config.json records it the same way.
+    """
+
+    def __init__(self, steps: Sequence[TrainStep], graph: bool | None = None) -> None:
+        self.steps = list(steps)
+        if not self.steps:
+            raise ValueError("ConcurrentSteps needs at least one TrainStep")
+        self.device = self.steps[0].device
+        if any(st.device != self.device for st in self.steps):
+            raise ValueError(f"ConcurrentSteps steps models on one device; got "
+                             f"{sorted({str(st.device) for st in self.steps})}")
+        if graph is None:
+            graph = graph_default(self.device)
+        if graph and self.device.type != "cuda":
+            raise ValueError("CUDA-graph capture needs a CUDA device; use graph=False on the CPU")
+        self.graph_requested = self.graph_wanted = bool(graph)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.captures = self.graph_steps = self.eager_steps = 0
+        self.fallback: str | None = None
+        self.announce: Callable[[str], None] | None = None
+        self._begun = False
+
+    def counts(self) -> dict:
+        """What ran so far, as config.json's ``runtime`` records it (``TrainStep.counts``'s keys)."""
+        return {"graph_requested": self.graph_requested, "captures": self.captures,
+                "graph_steps": self.graph_steps, "eager_steps": self.eager_steps, "fallback": self.fallback}
+
+    def _capture(self, batches) -> None:
+        for st, (x, y) in zip(self.steps, batches, strict=True):
+            st._prepare_capture(x, y)
+            st._warmup()
+        streams = [torch.cuda.Stream(self.device) for _ in self.steps]
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            cur = torch.cuda.current_stream(self.device)
+            for s in streams:                    # fork ...
+                s.wait_stream(cur)
+            for st, s in zip(self.steps, streams):
+                with torch.cuda.stream(s):
+                    st.static_loss, st.static_correct = st._graph_body()
+            for s in streams:                    # ... and join before the capture ends
+                cur.wait_stream(s)
+        self.graph = graph
+        self.captures += 1
+
+    def _try_capture(self, batches) -> None:
+        saved = [st._snapshot() for st in self.steps]
+        try:
+            self._capture(batches)
+            self._tell(f"one CUDA graph captured with {len(self.steps)} branches, a stream each (batches of "
+                       f"the captured shapes replay it; other shapes run the steps eagerly)")
+        except Exception as e:  # noqa: BLE001 - any capture failure: warn, record, continue eagerly
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            for st, s in zip(self.steps, saved):
+                st._undo_capture(s)
+            self.graph, self.graph_wanted = None, False
+            self.fallback = _reason(e)
+            message = (f"CUDA-graph capture of the {len(self.steps)} concurrent training steps failed "
+                       f"({self.fallback}); they continue eagerly, one after another (same mathematics, slower)")
+            warnings.warn(message, RuntimeWarning)
+            self._tell(message)
+
+    def _tell(self, line: str) -> None:
+        if self.announce is not None:
+            self.announce(line)
+
+    def __call__(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]):
+        """batches: one (x, y) per step, in order (a step's own shapes: (B, 3, H, W) and (B,)
+        for one model, (N, B, 3, H, W) and (N, B) for a pack); one (loss_sum, correct) per step."""
+        if len(batches) != len(self.steps):
+            raise ValueError(f"ConcurrentSteps of {len(self.steps)} steps got {len(batches)} batches")
+        if not self._begun:
+            for st in self.steps:
+                st._begin()
+            self._begun = True
+        if self.graph_wanted and self.graph is None:
+            self._try_capture(batches)
+        if self.graph is not None and all(st.fits(x, y) for st, (x, y) in zip(self.steps, batches)):
+            for st, (x, y) in zip(self.steps, batches):
+                st._static_in.copy_(x)
+                st.static_y.copy_(y)
+            self.graph.replay()
+            self.graph_steps += 1
+            return [(st.static_loss.clone(), st.static_correct.clone()) for st in self.steps]
+        self.eager_steps += 1
+        return [st.eager(x, y) for st, (x, y) in zip(self.steps, batches)]
 
 
 def lr_in_tensor(optimizer: torch.optim.Optimizer, device: torch.device | str) -> torch.Tensor:

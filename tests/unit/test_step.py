@@ -9,7 +9,6 @@ import torch
 
 from resnet_nb import data as D
 from resnet_nb import step as S
-from resnet_nb.bench import ConcurrentSteps
 from resnet_nb.config import make_config
 from resnet_nb.models import build_model
 from resnet_nb.packed import member_state_dict, pack_models
@@ -257,26 +256,90 @@ def test_graph_logic_equals_eager_steps(monkeypatch, packed):
 
 
 def test_concurrent_graph_branches_equal_separate_eager_steps(monkeypatch):
-    """Two steps (a pack and a single model) in one (faked) graph with a branch each."""
+    """Two steps (a pack and a single model) in one (faked) graph with a branch each: the
+    replays read the lr tensor (an lr change needs no recapture), a partial batch runs both
+    eagerly, and the counts are per call."""
     torch.manual_seed(0)
     refs = [pack_models([build_model("plain8"), build_model("resnet8")]).double(), build_model("resnet14").double()]
     models = [copy.deepcopy(m) for m in refs]
     opts = [S.make_optimizer(m.parameters(), 0.125, 0.9, 1e-4, "cpu") for m in refs + models]
     eager = [S.TrainStep(m, o) for m, o in zip(refs, opts[:2])]
     steps = [S.TrainStep(m, o) for m, o in zip(models, opts[2:])]
-    both = ConcurrentSteps(steps)
+    both = S.ConcurrentSteps(steps)
+    both.graph_wanted = both.graph_requested = True     # pretend we are on a GPU
+    heard = []
+    both.announce = heard.append
     fake = _FakeCuda(monkeypatch, *steps)
     g = torch.Generator().manual_seed(2)
-    for i in range(4):
+    for i, lr in enumerate([0.125, 0.125, 0.0625, 0.0625]):            # exact in float32
         n = 5 if i == 3 else 8
         batches = [(torch.randn(2, n, 3, 32, 32, generator=g, dtype=torch.float64), torch.randint(0, 10, (2, n), generator=g)),
                    (torch.randn(n, 3, 32, 32, generator=g, dtype=torch.float64), torch.randint(0, 10, (n,), generator=g))]
+        for o in opts:
+            S.set_lr(o, lr)
         got = both(batches)
         for st, (x, y), (loss, correct) in zip(eager, batches, got):
             want_loss, want_correct = st(x, y)
             torch.testing.assert_close(loss, want_loss, rtol=1e-10, atol=1e-10)
             assert torch.equal(correct, want_correct)
     assert fake.replays == 3 and all(st.eager_steps == 1 for st in steps)
+    assert both.counts() == {"graph_requested": True, "captures": 1, "graph_steps": 3, "eager_steps": 1,
+                             "fallback": None}
+    assert len(heard) == 1 and heard[0].startswith("one CUDA graph captured with 2 branches")
     for ref, m in zip(refs, models):
         for (k, va), vb in zip(ref.state_dict().items(), m.state_dict().values()):
             torch.testing.assert_close(vb, va, rtol=1e-10, atol=1e-10, msg=k)
+
+
+def test_concurrent_capture_failure_restores_every_step_and_continues_eagerly(monkeypatch):
+    """A failed capture of the joint graph (after the warm-ups moved the state) is undone for
+    every branch; the steps then run one after another, exactly as separate eager steps."""
+    torch.manual_seed(0)
+    refs = [build_model("plain8"), build_model("resnet8")]
+    models = [copy.deepcopy(m) for m in refs]
+    ref_opts, opts = [sgd(m) for m in refs], [sgd(m) for m in models]
+    both = S.ConcurrentSteps([S.TrainStep(m, o) for m, o in zip(models, opts)])
+    both.graph_wanted = both.graph_requested = True     # pretend we are on a GPU
+
+    def broken_capture(batches):
+        for st in both.steps:                           # half-way: lr in a tensor, state moved
+            st._lr_to_tensor()
+            for p in st.model.parameters():
+                p.data.add_(1.0)
+                st.optimizer.state[p]["momentum_buffer"] = torch.ones_like(p)
+        raise RuntimeError("illegal memory access")
+
+    monkeypatch.setattr(both, "_capture", broken_capture)
+    heard = []
+    both.announce = heard.append
+    for i in range(2):
+        batches = [batch(seed=10 * i + k) for k in range(2)]
+        if i == 0:
+            with pytest.warns(RuntimeWarning, match="concurrent training steps failed .*eagerly"):
+                got = both(batches)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")          # no second attempt, no second warning
+                got = both(batches)
+        for m, o, (x, y), (loss, _) in zip(refs, ref_opts, batches, got):
+            assert torch.equal(sgd_step(m, o, x, y)[0], loss)
+    assert both.counts() == {"graph_requested": True, "captures": 0, "graph_steps": 0, "eager_steps": 2,
+                             "fallback": "RuntimeError: illegal memory access"}
+    assert len(heard) == 1 and "failed (RuntimeError: illegal memory access)" in heard[0]
+    for st in both.steps:
+        assert all(isinstance(g["lr"], float) for g in st.optimizer.param_groups)
+    for ref, m in zip(refs, models):
+        for (k, va), vb in zip(ref.state_dict().items(), m.state_dict().values()):
+            assert torch.equal(va, vb), k
+
+
+def test_concurrent_steps_refuse_what_they_cannot_do():
+    m = build_model("resnet8")
+    st = S.TrainStep(m, sgd(m))
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        S.ConcurrentSteps([st], graph=True)
+    with pytest.raises(ValueError, match="at least one TrainStep"):
+        S.ConcurrentSteps([])
+    with pytest.raises(ValueError, match="of 1 steps got 2 batches"):
+        S.ConcurrentSteps([st])([batch(), batch()])
+    assert S.ConcurrentSteps([st]).counts()["graph_requested"] is False      # CPU: eager
