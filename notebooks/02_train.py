@@ -75,6 +75,7 @@ run_id = ""                 # folder grouping the runs ("": resume a matching un
 run_name = ""               # leaf folder of a single run ("": the model name)
 eval_every = None           # evaluate every this many epochs (and after the last)
 time_budget = None          # seconds this kernel may train (0: no limit); then the runs pause, resumable
+pack_mode = None            # grouped | branches: how a pack's members step together (same mathematics)
 
 # %% [markdown]
 # ## Load: the configs these parameters describe

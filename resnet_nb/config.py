@@ -39,13 +39,14 @@ __all__ = [
     "TrainConfig", "PRESETS", "make_config", "config_from_dict", "config_diff",
     "NON_MATH_FIELDS", "SCHEDULES", "NORMALIZATIONS", "DATASETS", "PRECISIONS",
     "field_help", "coerce_field", "check_run_id", "SEED_LIMIT", "add_field_arguments", "cli_value",
-    "PAPER_WARMUP", "paper_warmup",
+    "PAPER_WARMUP", "paper_warmup", "PACK_MODES",
 ]
 
 SCHEDULES = ("epochs", "iterations")
 NORMALIZATIONS = ("channel", "pixel")
 DATASETS = ("cifar10", "synthetic")
 PRECISIONS = ("fp32", "bf16")  # bf16: autocast with fp32 master weights (resnet_nb.step)
+PACK_MODES = ("grouped", "branches")  # how a pack's members step together (resnet_nb.packing)
 DEVICES_HINT = "auto, cpu, cuda or cuda:<index>"
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -56,8 +57,9 @@ SEED_LIMIT = 2**63
 # Fields that may differ between a stored run and the config that resumes it: they say
 # where things are or what is permitted, not what is computed (device: the device *type*
 # must still match, because the data generator's state lives on it; time_budget: when this
-# process stops, at an epoch boundary, never what an epoch computes).
-NON_MATH_FIELDS = ("out_dir", "data_root", "allow_noncanonical", "device", "time_budget")
+# process stops, at an epoch boundary, never what an epoch computes; pack_mode: how the
+# members of a pack are scheduled, each member's mathematics are its standalone run's).
+NON_MATH_FIELDS = ("out_dir", "data_root", "allow_noncanonical", "device", "time_budget", "pack_mode")
 
 
 def _f(default: Any, help: str):  # noqa: A002 - "help" is the natural name here
@@ -110,6 +112,12 @@ class TrainConfig:
                                  "it stops at the epoch boundary where the next epoch would not fit "
                                  "(judged by the last epoch's time; the first epoch always runs), "
                                  "status paused, last.pth written; rerunning resumes")
+    pack_mode: str = _f("grouped", "how the members of a pack step together: grouped (same-depth members in "
+                                   "one grouped-convolution network, depths one after the other) or branches "
+                                   "(a network per member, all depths of one recipe together; on CUDA one "
+                                   "graph with a stream per member). Same mathematics either way, so a run "
+                                   "may resume in the other mode; grouped stays the default until a GPU "
+                                   "measurement (resnet-nb bench --concurrent) says branches is faster")
 
     def __post_init__(self) -> None:
         # normalise types first (lists from JSON/papermill, ints given for floats), then check
@@ -248,6 +256,7 @@ def _validate(c: TrainConfig) -> None:
     need(c.dataset in DATASETS, f"dataset must be cifar10 or synthetic; got {c.dataset!r}")
     need(bool(_DEVICE_RE.match(c.device)), f"device must be {DEVICES_HINT}; got {c.device!r}")
     need(c.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}; got {c.precision!r}")
+    need(c.pack_mode in PACK_MODES, f"pack_mode must be one of {', '.join(PACK_MODES)}; got {c.pack_mode!r}")
     need(bool(c.out_dir.strip()), "out_dir must not be empty; use e.g. experiments")
     for name in ("run_id", "run_name"):
         if getattr(c, name):
@@ -382,7 +391,8 @@ def _choices(values) -> str:
 
 _METAVARS = {"shortcut": _choices(SHORTCUTS), "schedule": _choices(SCHEDULES),
              "normalization": _choices(NORMALIZATIONS), "dataset": _choices(DATASETS),
-             "device": "DEVICE", "out_dir": "PATH", "precision": _choices(PRECISIONS), "time_budget": "SECONDS"}
+             "device": "DEVICE", "out_dir": "PATH", "precision": _choices(PRECISIONS), "time_budget": "SECONDS",
+             "pack_mode": _choices(PACK_MODES)}
 
 
 def add_field_arguments(p: argparse.ArgumentParser, names: Sequence[str], *, defaults: bool = False) -> None:

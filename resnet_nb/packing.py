@@ -1,12 +1,21 @@
-"""Training of N >= 1 same-depth members at once: one model, or a pack (``resnet_nb.packed``).
+"""Training of N >= 1 members at once: one model, or a pack.
 
 A single run is the one-member case of the same loop: the same data stream
-(``PackBatcher``), step (``step.TrainStep``), evaluation (``evaluate_pack``), run-dir
-writes (``run_writer.RunWriter``) and divergence rule. With one member the network is the
-ordinary ``CifarResNet``; with several it is a ``PackedCifarResNet`` (grouped convolutions:
-every member is mathematically an independent model), trained as one network whose loss is
-the sum of the members' losses. Each member writes its own run dir, whose checkpoints load
-into the single model, so ``train(cfg)`` or a later pack resumes it.
+(``PackBatcher``), step, evaluation (``evaluate_pack``), run-dir writes
+(``run_writer.RunWriter``) and divergence rule. With one member the network is the ordinary
+``CifarResNet``. A pack of several is stepped as its configs' ``pack_mode`` says:
+
+* ``grouped`` (default): the same-depth members as one ``PackedCifarResNet`` (grouped
+  convolutions, ``resnet_nb.packed``: every member is mathematically an independent model),
+  one ``step.TrainStep`` on the sum of the members' losses;
+* ``branches``: every member its own ``CifarResNet``, optimiser and ``TrainStep``, stepped
+  together by ``step.ConcurrentSteps`` (on CUDA one graph with a branch, a stream, per
+  member; on the CPU one after another). Members of different depths may share such a pack.
+
+Either way each member takes exactly the steps of its standalone run (``_Members`` hides
+the difference from the loop). Each member writes its own run dir, whose checkpoints hold
+the single model's state and optimiser state in either mode, so ``train(cfg)``, a later pack
+or the other mode resumes it.
 
 Member ``i`` draws its data order and augmentation from its own generator, seeded
 ``seed + DATA_SEED_OFFSET``, exactly as a single run of its config does: a member of a pack
@@ -45,42 +54,45 @@ from torch import nn
 
 from resnet_nb import data as D
 from resnet_nb.environment import collect
-from resnet_nb.models import build_model, count_parameters, parse_model_name
+from resnet_nb.models import CifarResNet, build_model, count_parameters, parse_model_name
 from resnet_nb.packed import (PackedCifarResNet, member_optimizer_state, member_state_dict, pack_models,
                               pack_optimizer_state)
 from resnet_nb.prepare import DATA_SEED_OFFSET, PreparedData, prepare_data, resolve_device
 from resnet_nb.run_writer import RunWriter, check_fingerprint, inspect_run
 from resnet_nb.runs import NoSpaceError, is_no_space
-from resnet_nb.step import (TrainStep, autocast, check_precision, iters_per_epoch, lr_at,
+from resnet_nb.step import (ConcurrentSteps, TrainStep, autocast, check_precision, iters_per_epoch, lr_at,
                             make_optimizer, member_losses, planned_epochs, prepare_model, set_lr)
 
 __all__ = ["PACK_FREE_FIELDS", "plan_packs", "PackBatcher", "evaluate_pack", "evaluate",
            "train_pack", "Trained", "EVAL_BATCH", "Budget"]
 
 # TrainConfig fields that may differ between members of one pack: everything else (the
-# recipe, the data, the device) must be equal, and the depth too.
+# recipe, the data, the device, the pack mode) must be equal, and in a grouped pack the depth too.
 PACK_FREE_FIELDS = ("model", "seed", "run_name")
 EVAL_BATCH = 1000        # images per evaluation forward pass
 
 
 def plan_packs(cfgs: Sequence, pack: bool | None = None) -> list[list[int]]:
-    """Group ``cfgs`` (indices) into packs: same depth and same recipe, option-A shortcuts.
+    """Group ``cfgs`` (indices) into packs: same recipe (and ``pack_mode``); in a grouped
+    pack the same depth and option-A shortcuts, in branches mode any depths and shortcuts.
 
     ``pack=None`` packs on CUDA only; ``True`` packs on any device; ``False`` never. A
-    residual config with shortcut B trains on its own (packing supports option A only).
+    residual config with shortcut B trains on its own in grouped mode (grouped packing
+    supports option A only).
     """
     groups: dict = {}
     for i, c in enumerate(cfgs):
         family, depth = parse_model_name(c.model)
         dev = resolve_device(c.device)
         want = (dev.type == "cuda") if pack is None else pack
-        if want and family == "resnet" and c.shortcut != "A":
+        branches = c.pack_mode == "branches"
+        if want and not branches and family == "resnet" and c.shortcut != "A":
             print(f"{c.run_name or c.model}: shortcut {c.shortcut} cannot be packed (option A only); "
                   f"it trains on its own", flush=True)
             want = False
         if want:
-            key = (depth, dev.type, tuple((k, v) for k, v in sorted(asdict(c).items())
-                                          if k not in PACK_FREE_FIELDS))
+            key = (None if branches else depth, dev.type,
+                   tuple((k, v) for k, v in sorted(asdict(c).items()) if k not in PACK_FREE_FIELDS))
         else:
             key = ("alone", i)
         groups.setdefault(key, []).append(i)
@@ -235,9 +247,89 @@ def train_pack(cfgs: Sequence, restart: bool = False, budget: Budget | None = No
         return out
 
 
-def _build(writers: list[RunWriter], device: torch.device):
-    """The network (one ``CifarResNet``, or the pack of the members), its optimiser and
-    parameter count per member; resumed from the members' last.pth where they have one."""
+class _Branch(NamedTuple):
+    """One network of a pack and its optimiser: a ``CifarResNet`` (one member) or a
+    ``PackedCifarResNet`` (members ``first .. first + count - 1``, grouped)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    first: int
+    count: int
+
+
+class _Members:
+    """What one pack trains, as the loop sees it: its networks (``branches``), their
+    optimisers and the step that steps them all, for one model, a grouped pack (one
+    branch) or a pack in branches mode (a branch per member). Every method speaks per
+    member, in the members' order, in the single model's format."""
+
+    def __init__(self, branches: list[_Branch], precision: str) -> None:
+        self.branches = branches
+        steps = [TrainStep(b.model, b.optimizer, precision) if len(branches) == 1
+                 else TrainStep(b.model, b.optimizer, precision, graph=False) for b in branches]
+        # one branch: its own TrainStep (captures alone); several: one graph, a branch each
+        self.step = steps[0] if len(steps) == 1 else ConcurrentSteps(steps)
+
+    @property
+    def n(self) -> int:
+        return sum(b.count for b in self.branches)
+
+    def _of(self, b: _Branch, t: torch.Tensor) -> torch.Tensor:
+        """The part of a per-member stack (N, ...) that branch ``b`` takes."""
+        return t[b.first] if isinstance(b.model, CifarResNet) else t[b.first:b.first + b.count]
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step of every member on its batch x[i] (N, B, 3, H, W), y[i] (N, B):
+        per-member summed loss (N,) and correct count (N,), on the device."""
+        if len(self.branches) == 1:
+            out = [self.step(self._of(self.branches[0], x), self._of(self.branches[0], y))]
+        else:
+            out = self.step([(self._of(b, x), self._of(b, y)) for b in self.branches])
+        if len(out) == 1:                                           # views, no copy
+            return out[0][0].reshape(-1), out[0][1].reshape(-1)
+        return torch.cat([v.reshape(-1) for v, _ in out]), torch.cat([c.reshape(-1) for _, c in out])
+
+    def train(self) -> None:
+        for b in self.branches:
+            b.model.train()
+
+    def set_lr(self, lr: float) -> None:
+        for b in self.branches:
+            set_lr(b.optimizer, lr)
+
+    def evaluate(self, x, y, data, precision) -> tuple[list[float], list[float]]:
+        """``evaluate_pack`` of every network: per-member (losses, accuracies)."""
+        loss, acc = [], []
+        for b in self.branches:
+            lb, ab = evaluate_pack(b.model, x, y, data, precision)
+            loss += lb
+            acc += ab
+        return loss, acc
+
+    def states(self, members) -> dict[int, tuple[dict, dict]]:
+        """{member: (model state, optimiser state)} in the single model's format (lr a float)."""
+        out = {}
+        for b in self.branches:
+            wanted = [i for i in members if b.first <= i < b.first + b.count]
+            if not wanted:
+                continue
+            opt_sd = b.optimizer.state_dict()
+            for i in wanted:
+                if isinstance(b.model, PackedCifarResNet):
+                    out[i] = (member_state_dict(b.model, i - b.first),
+                              member_optimizer_state(opt_sd, b.count, i - b.first))
+                else:
+                    out[i] = (b.model.state_dict(), member_optimizer_state(opt_sd, 1, 0))
+        return out
+
+    def counts(self) -> dict:
+        return self.step.counts()
+
+
+def _build(writers: list[RunWriter], device: torch.device) -> tuple[_Members, list[int]]:
+    """The members' networks (one ``CifarResNet``; a grouped pack; or in branches mode a
+    ``CifarResNet`` per member), their optimisers and the step, and the parameter count of
+    each member; resumed from the members' last.pth where they have one."""
     cfgs, ckpts = [w.cfg for w in writers], [w.seen.ckpt for w in writers]
     singles = []
     for c, ck in zip(cfgs, ckpts):
@@ -246,20 +338,29 @@ def _build(writers: list[RunWriter], device: torch.device):
         if ck is not None:
             m.load_state_dict(ck["model"])
         singles.append(m)
-    params = count_parameters(singles[0])
-    model = prepare_model(singles[0] if len(singles) == 1 else pack_models(singles), device)
+    params = [count_parameters(m) for m in singles]
     c0 = cfgs[0]
-    opt = make_optimizer(model.parameters(), c0.lr, c0.momentum, c0.weight_decay, device)
+    if len(singles) > 1 and c0.pack_mode == "grouped":
+        parts = [(pack_models(singles), 0, len(singles))]
+    else:
+        parts = [(m, i, 1) for i, m in enumerate(singles)]
+    branches = []
+    for model, first, count in parts:
+        model = prepare_model(model, device)
+        opt = make_optimizer(model.parameters(), c0.lr, c0.momentum, c0.weight_decay, device)
+        if ckpts[0] is not None:
+            states = [ck["optimizer"] for ck in ckpts[first:first + count]]
+            opt.load_state_dict(states[0] if count == 1 else pack_optimizer_state(states))
+        branches.append(_Branch(model, opt, first, count))
     if ckpts[0] is not None:
-        opt.load_state_dict(ckpts[0]["optimizer"] if len(ckpts) == 1
-                            else pack_optimizer_state([ck["optimizer"] for ck in ckpts]))
         torch.set_rng_state(ckpts[0]["rng"]["torch"])
         if device.type == "cuda" and ckpts[0]["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state_all(ckpts[0]["rng"]["cuda"])
-    return model, opt, params
+    return _Members(branches, c0.precision), params
 
 
 def _start_line(writers, params, data, device, precision, graph, n_epochs, ipe, epoch, budget) -> str:
+    """What the run (or pack) starts with; ``params``: per member."""
     info, n = data.info, len(writers)
     kind = "synthetic data" if info["dataset"] == "synthetic" else f"{info['provenance']} CIFAR-10"
     start = f"resuming after epoch {epoch}" if writers[0].seen.ckpt is not None else "starting"
@@ -269,10 +370,13 @@ def _start_line(writers, params, data, device, precision, graph, n_epochs, ipe, 
     limit = f", time budget {max(left, 0):.0f} s left of {budget.seconds:g} s" if budget.deadline is not None else ""
     if n == 1:
         split = f"{info['n_train_used']} train / {info['n_val']} val / {info['n_test_used']} test"
-        return (f"{writers[0].cfg.run_name}: {start}; {params:,} params, {kind} ({split}), {device}{step}, "
+        return (f"{writers[0].cfg.run_name}: {start}; {params[0]:,} params, {kind} ({split}), {device}{step}, "
                 f"{n_epochs} epochs x {ipe} iterations{limit}; run dir {writers[0].run_dir}")
-    return (f"pack of {n} ({', '.join(w.cfg.run_name for w in writers)}): {start}; {params:,} params "
-            f"each, {kind}, {device}, {precision}{step}, {n_epochs} epochs x {ipe} iterations{limit}")
+    how = ("one grouped network" if writers[0].cfg.pack_mode == "grouped"
+           else f"branches (a network each{', one CUDA graph' if graph else ''})")
+    each = f"{params[0]:,} params each" if len(set(params)) == 1 else f"{'/'.join(f'{p:,}' for p in params)} params"
+    return (f"pack of {n} ({', '.join(w.cfg.run_name for w in writers)}) as {how}: {start}; {each}, "
+            f"{kind}, {device}, {precision}{step}, {n_epochs} epochs x {ipe} iterations{limit}")
 
 
 def _train_claimed(writers: list[RunWriter], device: torch.device, data: PreparedData,
@@ -280,8 +384,8 @@ def _train_claimed(writers: list[RunWriter], device: torch.device, data: Prepare
     """Train the claimed members to the end, or until the time budget pauses them; returns
     ({member index: divergence message}, {member index: pause message})."""
     n, c0 = len(writers), writers[0].cfg
-    model, opt, params = _build(writers, device)
-    step = TrainStep(model, opt, c0.precision)
+    members, params = _build(writers, device)
+    step = members.step                     # TrainStep or ConcurrentSteps: counts, announce
     desc = c0.run_name if n == 1 else f"pack of {n}"
     step.announce = lambda line: print(f"{desc}: {line}", flush=True)
     gens = [torch.Generator(device=device).manual_seed(w.cfg.seed + DATA_SEED_OFFSET) for w in writers]
@@ -301,7 +405,7 @@ def _train_claimed(writers: list[RunWriter], device: torch.device, data: Prepare
     train_s = eval_s = None       # this pack's last epoch in this process: training time, last evaluation time
     try:
         for i, w in enumerate(writers):
-            w.start(environment=env, dataset=data.info, params=params, iters_per_epoch=ipe,
+            w.start(environment=env, dataset=data.info, params=params[i], iters_per_epoch=ipe,
                     epochs_planned=n_epochs,
                     **({"packed_with": [v.cfg.run_name for v in writers], "pack_index": i} if n > 1 else {}))
         while epoch < n_epochs and iteration < stop and alive:
@@ -316,13 +420,13 @@ def _train_claimed(writers: list[RunWriter], device: torch.device, data: Prepare
                     print(f"{writers[i].cfg.run_name}: {why}", flush=True)
                 return diverged, paused
             t0 = _clock()
-            res = _train_epoch(step, model, opt, batcher, data, c0, iteration, ipe, n == 1, f"{desc} {e}/{n_epochs}")
+            res = _train_epoch(members, batcher, data, c0, iteration, ipe, f"{desc} {e}/{n_epochs}")
             t1 = _clock()                          # _train_epoch ends with a host sync
             test = val = None
             if e % c0.eval_every == 0 or e == n_epochs or res["iteration"] >= stop:
-                test = evaluate_pack(model, data.test_x, data.test_y, data, c0.precision)
+                test = members.evaluate(data.test_x, data.test_y, data, c0.precision)
                 if data.val_x is not None:
-                    val = evaluate_pack(model, data.val_x, data.val_y, data, c0.precision)
+                    val = members.evaluate(data.val_x, data.val_y, data, c0.precision)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t2 = _clock()
@@ -331,7 +435,7 @@ def _train_claimed(writers: list[RunWriter], device: torch.device, data: Prepare
             budget.ran_epoch(dt)
             elapsed += dt
             epoch, iteration = e, res["iteration"]
-            opt_sd = opt.state_dict()
+            states = members.states(alive)
             for i in list(alive):
                 record = _record(res, i, test, val, data.val_x is not None, dt, elapsed, e)
                 why = _diverged(writers[i].cfg.run_name, record, res["first_bad"][i], n > 1 and len(alive) > 1)
@@ -340,7 +444,7 @@ def _train_claimed(writers: list[RunWriter], device: torch.device, data: Prepare
                     diverged[i] = why
                     alive.remove(i)
                     continue
-                _save(writers[i], record, model, opt_sd, gens[i], device, data, i)
+                _save(writers[i], record, *states[i], gens[i], device, data)
                 print(writers[i].epoch_line(record, n_epochs), flush=True)
     except OSError as err:
         if not is_no_space(err):
@@ -375,13 +479,14 @@ def _finish(writers, alive, status, error, step) -> None:
         writers[i].finish(status, error, step.counts())
 
 
-def _train_epoch(step, model, opt, batcher, data, cfg, start_iteration, ipe, single, desc) -> dict:
-    """One pass over the training images (stops early at ``cfg.max_iters``).
+def _train_epoch(members: _Members, batcher, data, cfg, start_iteration, ipe, desc) -> dict:
+    """One pass over the training images (stops early at ``cfg.max_iters``), every member
+    stepped on its own batches by ``members``.
 
     Returns per-member lists ``train_loss``, ``train_acc`` and ``first_bad`` ((iteration,
     loss) of the first non-finite step loss, or None), and ``iteration``, ``lr``.
     """
-    model.train()
+    members.train()
     stop = cfg.max_iters or math.inf
     losses, corrects = [], []
     it, lr, images = start_iteration, cfg.lr, 0
@@ -391,32 +496,30 @@ def _train_epoch(step, model, opt, batcher, data, cfg, start_iteration, ipe, sin
             if it >= stop:
                 break
             lr = lr_at(cfg, it, ipe)
-            set_lr(opt, lr)
-            if single:
-                x, y = x[0], y[0]                                   # (B, 3, 32, 32), (B,)
-            loss_sum, correct = step(data.normalize(x), y)
-            losses.append(loss_sum.reshape(-1))                     # (N,)
-            corrects.append(correct.reshape(-1))
+            members.set_lr(lr)
+            loss_sum, correct = members(data.normalize(x), y)       # x (N, B, 3, 32, 32), y (N, B)
+            losses.append(loss_sum)                                 # (N,)
+            corrects.append(correct)
             images += y.shape[-1]
             it += 1
             done = it - start_iteration
             if bar is not None and (done % 10 == 0 or done == ipe):  # host sync: terminals only
-                members = losses[0].numel()                         # means over the members
-                bar.set_postfix(loss=f"{float(torch.stack(losses).sum()) / images / members:.3f}",
-                                acc=f"{float(torch.stack(corrects).sum()) / images / members:.3f}",
+                n = losses[0].numel()                               # means over the members
+                bar.set_postfix(loss=f"{float(torch.stack(losses).sum()) / images / n:.3f}",
+                                acc=f"{float(torch.stack(corrects).sum()) / images / n:.3f}",
                                 lr=f"{lr:.4g}", refresh=False)
                 bar.update(done - bar.n)
     finally:
         if bar is not None:
             bar.close()
-    members = len(batcher.generators)
+    n = members.n
     if not losses:
-        nan = [float("nan")] * members
-        return {"train_loss": nan, "train_acc": nan, "first_bad": [None] * members, "iteration": it, "lr": lr}
+        nan = [float("nan")] * n
+        return {"train_loss": nan, "train_acc": nan, "first_bad": [None] * n, "iteration": it, "lr": lr}
     per_step = torch.stack(losses)                                  # (steps, N)
     bad = (~torch.isfinite(per_step)).cpu()
     first_bad = []
-    for i in range(members):
+    for i in range(n):
         rows = bad[:, i].nonzero()
         first_bad.append((start_iteration + int(rows[0]) + 1, float(per_step[int(rows[0]), i]))
                          if rows.numel() else None)
@@ -451,12 +554,9 @@ def _diverged(name: str, record: dict, first_bad, others_train_on: bool) -> str 
             f"stops and keeps its last good checkpoint and metrics{rest} (try a lower --lr or --warmup-iters)")
 
 
-def _save(writer, record, model, opt_sd, generator, device, data, i) -> None:
-    """Member ``i``'s best.pth/last.pth (its slice of a pack's state, in the single model's keys)."""
-    if isinstance(model, PackedCifarResNet):
-        model_state, opt_state = member_state_dict(model, i), member_optimizer_state(opt_sd, model.members, i)
-    else:
-        model_state, opt_state = model.state_dict(), opt_sd
+def _save(writer, record, model_state, opt_state, generator, device, data) -> None:
+    """A member's best.pth/last.pth: its model and optimiser state in the single model's
+    format (``_Members.states``), whatever the pack mode."""
     norm = {"kind": data.info["normalization"]["kind"], "mean": data.mean.cpu(),
             "std": data.std.cpu() if data.std is not None else None}
     writer.save_epoch(record, model_state, {

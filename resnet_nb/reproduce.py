@@ -54,7 +54,7 @@ from resnet_nb.train import EXIT_PAUSED, resolve_run_ids
 __all__ = ["Unit", "plan_units", "theory_parameters", "add_arguments", "run_cli"]
 
 # TrainConfig fields with a reproduce flag of their own: one value for every run
-_FIELD_FLAGS = ("dataset", "data_root", "allow_noncanonical", "device", "out_dir", "run_id")
+_FIELD_FLAGS = ("dataset", "data_root", "allow_noncanonical", "device", "out_dir", "run_id", "pack_mode")
 # ... and those it sets otherwise (--preset, --models, --seeds): --set cannot give any of them
 _OWN_FLAGS = {"preset": "--preset", "model": "--models", "seed": "--seeds", "time_budget": "--time-budget",
               **{name: "--" + name.replace("_", "-") for name in _FIELD_FLAGS}}
@@ -120,13 +120,17 @@ class Unit:
 
 
 def plan_units(cfgs: Sequence, pack_by_depth: bool) -> list[Unit]:
-    """One unit per config, or (``pack_by_depth``) one per depth holding every config of it."""
+    """One unit per config, or (``pack_by_depth``) one per depth holding every config of it;
+    configs with ``pack_mode="branches"`` share one unit whatever their depths (their
+    training steps them together, ``packing.plan_packs``)."""
     if not pack_by_depth:
         return [Unit(c.run_name, [c]) for c in cfgs]
-    groups: dict[int, list] = {}
+    groups: dict = {}
     for c in cfgs:
-        groups.setdefault(parse_model_name(c.model)[1], []).append(c)
-    return [Unit(f"depth{d}", g) for d, g in groups.items()]
+        groups.setdefault("branches" if c.pack_mode == "branches" else parse_model_name(c.model)[1], []).append(c)
+    return [Unit(f"depth{d}" if d != "branches" else
+                 "depths" + "-".join(dict.fromkeys(str(parse_model_name(c.model)[1]) for c in g)), g)
+            for d, g in groups.items()]
 
 
 def _uses_cuda(cfg) -> bool:
@@ -255,7 +259,8 @@ def _configs(args: argparse.Namespace) -> tuple[list, list[str], bool]:
     overrides = _overrides(args.overrides)
     run_name = overrides.pop("run_name", "")
     common = dict(dataset=args.dataset, data_root=data_root, allow_noncanonical=args.allow_noncanonical,
-                  device=args.device, out_dir=str(out_dir), run_id=args.run_id, **overrides)
+                  device=args.device, out_dir=str(out_dir), run_id=args.run_id, pack_mode=args.pack_mode,
+                  **overrides)
     seed_list = seeds or [make_config(args.preset, **common).seed]
     several = len(seed_list) > 1
     if run_name and len(models) * len(seed_list) > 1:

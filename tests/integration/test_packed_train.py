@@ -3,7 +3,10 @@
 Each member writes the run-directory contract, its checkpoints load into the single model,
 its numbers match its standalone ``train`` run (up to the rounding of grouped vs dense
 convolutions), an interrupted pack resumes exactly, and a packed member resumes alone.
+``pack_mode="branches"`` (a network per member, any depths) equals the standalone runs
+exactly, grouped within rounding, resumes a grouped pack, and keeps the NaN rule.
 """
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -12,6 +15,7 @@ import torch
 from resnet_nb import packing, runs
 from resnet_nb.config import make_config
 from resnet_nb.models import build_model
+from resnet_nb.step import TrainStep
 from resnet_nb.train import train, train_many
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
@@ -38,6 +42,29 @@ def packed_run(fake_cifar, tmp_path_factory):
     out = tmp_path_factory.mktemp("packed")
     cfgs = pack_cfgs(fake_cifar, out)
     return cfgs, train_many(cfgs, pack=True)
+
+
+@pytest.fixture(scope="module")
+def alone_runs(fake_cifar, tmp_path_factory):
+    """Every config of ``pack_cfgs`` (and a resnet14) trained on its own: {run name: run dir}."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("alone")
+    cfgs = pack_cfgs(fake_cifar, out)
+    cfgs.append(replace(cfgs[1], model="resnet14", run_name="resnet14"))
+    return {name(c): train(c) for c in cfgs}
+
+
+def name(c):
+    return c.run_name or c.model
+
+
+def same_state(a, b):
+    """Two saved states (nested dicts of tensors and numbers) are bitwise equal."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b))
+    return torch.equal(a, b) if torch.is_tensor(a) else a == b
 
 
 def test_plan_packs_groups_by_depth_and_recipe(fake_cifar, tmp_path):
@@ -71,17 +98,16 @@ def test_members_write_the_run_contract(packed_run):
         opt.load_state_dict(last["optimizer"])
 
 
-def test_members_match_their_standalone_runs(packed_run, fake_cifar, tmp_path):
+def test_members_match_their_standalone_runs(packed_run, alone_runs):
     cfgs, paths = packed_run
     for c, p in zip(cfgs, paths):
-        alone = train(replace(c, out_dir=str(tmp_path)))
-        got, want = runs.load_run(p)["metrics"], runs.load_run(alone)["metrics"]
+        got, want = runs.load_run(p)["metrics"], runs.load_run(alone_runs[name(c)])["metrics"]
         for g, w in zip(got, want, strict=True):
             assert g["iteration"] == w["iteration"] and g["lr"] == w["lr"]
             for k in ("train_loss", "test_loss"):
-                assert g[k] == pytest.approx(w[k], rel=1e-3), (c.run_name, k)
+                assert g[k] == pytest.approx(w[k], rel=1e-3), (name(c), k)
             for k in ("train_acc", "test_acc"):   # a flipped argmax moves accuracy by 1/n
-                assert abs(g[k] - w[k]) <= 2 / 40 + 1e-9, (c.run_name, k)
+                assert abs(g[k] - w[k]) <= 2 / 40 + 1e-9, (name(c), k)
 
 
 def test_interrupted_pack_resumes_exactly(packed_run, fake_cifar, tmp_path, monkeypatch):
@@ -123,3 +149,100 @@ def test_a_packed_member_resumes_alone(fake_cifar, tmp_path, monkeypatch):
     monkeypatch.undo()
     run = runs.load_run(train(cfgs[1]))                       # the single model takes over
     assert run["status"] == "finished" and [r["epoch"] for r in run["metrics"]] == [1, 2]
+
+
+# --------------------------------------------------------------------------- pack_mode="branches"
+
+def test_branches_equal_standalone_runs_exactly_and_grouped_closely(packed_run, alone_runs, fake_cifar, tmp_path):
+    """A branches pack of plain8, resnet8, resnet8 seed 1 and a resnet14 (another depth: one
+    pack all the same): every member's metrics, best.pth and last.pth (model, optimiser, data
+    generator) are bitwise those of its standalone run, and close to its grouped run."""
+    cfgs = pack_cfgs(fake_cifar, tmp_path, pack_mode="branches")
+    cfgs.append(replace(cfgs[1], model="resnet14", run_name="resnet14"))
+    assert packing.plan_packs(cfgs, pack=True) == [[0, 1, 2, 3]]
+    paths = train_many(cfgs, pack=True)
+    for c, p in zip(cfgs, paths):
+        run, alone = runs.load_run(p), runs.load_run(alone_runs[name(c)])
+        assert run["status"] == "finished" and run["packed_with"] == [name(c) for c in cfgs]
+        assert run["params"] == alone["params"] and run["config"]["pack_mode"] == "branches"
+        assert math_fields(run["metrics"]) == math_fields(alone["metrics"]), name(c)
+        for f in ("best.pth", "last.pth"):
+            got, want = (torch.load(d / f, map_location="cpu", weights_only=True) for d in (p, alone_runs[name(c)]))
+            keys = ("model", "optimizer") if f == "last.pth" else ("model",)
+            assert all(same_state(got[k], want[k]) for k in keys), (name(c), f)
+        assert torch.equal(torch.load(p / "last.pth", weights_only=True)["rng"]["data"],
+                           torch.load(alone_runs[name(c)] / "last.pth", weights_only=True)["rng"]["data"])
+    for c, p, grouped in zip(cfgs, paths, packed_run[1]):      # the depth-8 members vs the grouped pack
+        for g, w in zip(runs.load_run(p)["metrics"], runs.load_run(grouped)["metrics"], strict=True):
+            for k in ("train_loss", "test_loss"):
+                assert g[k] == pytest.approx(w[k], rel=1e-3), (name(c), k)
+
+
+def test_a_grouped_pack_resumes_in_branches_mode(packed_run, alone_runs, fake_cifar, tmp_path, monkeypatch):
+    """Interrupted grouped, resumed as branches: the same run dirs finish, each member's second
+    epoch is bitwise what the member resumed alone computes, and close to the grouped run."""
+    cfgs = [replace(c, out_dir=str(tmp_path / "a")) for c in packed_run[0][:2]]
+    real, calls = packing.evaluate_pack, {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:                                   # during epoch 2
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(packing, "evaluate_pack", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        train_many(cfgs, pack=True)
+    monkeypatch.undo()
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    paths = train_many([replace(c, pack_mode="branches") for c in cfgs], pack=True)
+    for c, p, grouped in zip(cfgs, paths, packed_run[1]):
+        alone = train(replace(c, out_dir=str(tmp_path / "b")))            # the same last.pth, resumed alone
+        run = runs.load_run(p)
+        assert run["status"] == "finished" and [r["epoch"] for r in run["resumed"]] == [1]
+        assert math_fields(run["metrics"]) == math_fields(runs.load_run(alone)["metrics"]), name(c)
+        assert same_state(torch.load(p / "last.pth", weights_only=True)["model"],
+                          torch.load(alone / "last.pth", weights_only=True)["model"])
+        want = runs.load_run(grouped)["metrics"]                          # the grouped pack of three
+        for g, w in zip(run["metrics"], want, strict=True):
+            assert g["test_loss"] == pytest.approx(w["test_loss"], rel=1e-3)
+
+
+def test_a_diverging_branch_fails_and_the_others_train_on(alone_runs, fake_cifar, tmp_path, monkeypatch):
+    real = TrainStep.eager
+    calls = {"n": 0}
+
+    def nan_for_resnet8(self, x, y):
+        loss, correct = real(self, x, y)
+        if self.model.name == "resnet8":
+            calls["n"] += 1
+            if calls["n"] == 4:                               # epoch 2, iteration 4
+                return loss * float("nan"), correct
+        return loss, correct
+
+    monkeypatch.setattr(TrainStep, "eager", nan_for_resnet8)
+    cfgs = pack_cfgs(fake_cifar, tmp_path, pack_mode="branches")[:2]
+    plain, resnet = train_many(cfgs, pack=True)
+    bad = runs.load_run(resnet)
+    assert bad["status"] == "failed" and "nan at epoch 2, iteration 4" in bad["error"]
+    assert "the rest of the pack trains on" in bad["error"] and [r["epoch"] for r in bad["metrics"]] == [1]
+    good = runs.load_run(plain)
+    assert good["status"] == "finished"
+    assert math_fields(good["metrics"]) == math_fields(runs.load_run(alone_runs["plain8"])["metrics"])
+
+
+def test_pack_mode_flags_and_reproduce_units(fake_cifar, tmp_path):
+    """--pack-mode on train and reproduce; reproduce puts branches configs of every depth in one unit."""
+    import argparse
+
+    from resnet_nb import reproduce
+    from resnet_nb import train as train_cli
+    for add in (train_cli.add_arguments, reproduce.add_arguments):
+        p = argparse.ArgumentParser()
+        add(p)
+        assert p.parse_args(["--pack-mode", "branches"]).pack_mode == "branches"
+    cfgs = pack_cfgs(fake_cifar, tmp_path, pack_mode="branches") + [
+        replace(pack_cfgs(fake_cifar, tmp_path, pack_mode="branches")[1], model="resnet14", run_name="resnet14")]
+    assert [(u.name, len(u.cfgs)) for u in reproduce.plan_units(cfgs, pack_by_depth=True)] == [("depths8-14", 4)]
+    grouped = [replace(c, pack_mode="grouped") for c in cfgs]
+    assert [u.name for u in reproduce.plan_units(grouped, pack_by_depth=True)] == ["depth8", "depth14"]

@@ -14,7 +14,7 @@ SEED_DEFAULTS = dict(
     max_iters=0, warmup_iters=0, warmup_lr=0.01, normalization="channel", val_split=0, seed=0,
     device="auto", precision="fp32", data_root=None, allow_noncanonical=False, dataset="cifar10",
     out_dir="experiments", run_id="", run_name="", train_subset=0, test_subset=0, eval_every=1,
-    time_budget=0.0)
+    time_budget=0.0, pack_mode="grouped")
 
 
 def test_fields_and_seed_defaults():
@@ -106,6 +106,7 @@ def test_coercion_of_strings_and_numbers():
     (dict(time_budget=-1), r"time_budget must be >= 0 seconds \(0 = no limit\); got -1"),
     (dict(time_budget="inf"), r"time_budget must be a finite number"),
     (dict(time_budget="soon"), r"time_budget must be a number; got 'soon'"),
+    (dict(pack_mode="both"), r"pack_mode must be one of grouped, branches; got 'both'"),
 ])
 def test_bad_values_give_one_line_errors(overrides, message):
     with pytest.raises(ValueError, match=message) as e:
@@ -132,6 +133,8 @@ def test_config_diff_lists_math_fields_only():
     b = dataclasses.replace(a, lr=0.2, epochs=10, out_dir="elsewhere", device="cpu", data_root="/x",
                             time_budget=540)
     assert config_diff(a, b) == {"lr": (0.1, 0.2), "epochs": (200, 10)}
-    assert set(NON_MATH_FIELDS) == {"out_dir", "data_root", "allow_noncanonical", "device", "time_budget"}
+    assert set(NON_MATH_FIELDS) == {"out_dir", "data_root", "allow_noncanonical", "device", "time_budget",
+                                    "pack_mode"}
+    assert config_diff(a, dataclasses.replace(a, pack_mode="branches")) == {}   # resumes in the other mode
     assert make_config("seed", time_budget="540").time_budget == 540.0   # CLI/papermill text and ints
     assert config_diff(dataclasses.asdict(a), a) == {}
