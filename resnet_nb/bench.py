@@ -8,10 +8,16 @@ pixel values do not change the work):
   RandomHorizontalFlip, ToTensor, Normalize) in worker processes, fp32, eager, plain SGD;
 * (b) the fast path for one model (``resnet_nb.step``): data on the device, batched device
   augmentation, bf16 autocast on CUDA, channels_last, fused SGD, CUDA-graphed step;
-* (c) packs (``resnet_nb.packed``): plain<d> + resnet<d> (N=2), and 5 seeds of both (N=10,
-  what ``reproduce`` runs per depth when seeds are asked for);
-* (d) with ``--concurrent``, experimental: the depth-20 and depth-56 pairs stepped by one
-  CUDA graph with a stream each (not used by training; measured to decide whether to).
+* (c) grouped packs (``resnet_nb.packed``, ``--pack-mode grouped``, the default): plain<d> +
+  resnet<d> (N=2), and 5 seeds of both (N=10, what ``reproduce`` runs per depth when seeds
+  are asked for);
+* with ``--concurrent`` (CUDA graphs with a branch, a stream, per network:
+  ``step.ConcurrentSteps``; run it in its own process), to choose the pack mode:
+  (e) the plain<d> + resnet<d> pair as branches, a network each, per depth (against the
+  grouped pair (c) of the same depth); (f) every pair's members as branches of one graph,
+  all depths together: what ``--pack-mode branches`` trains; (d) the grouped pairs of all
+  depths in one graph, a stream per pack (no training mode does this yet). On the CPU they
+  run one after another, eagerly (a check that they run, not a speed).
 
 Each figure is the median over ``repeats`` of ``steps`` timed steps after ``warmup``
 untimed ones (graph capture and cuDNN autotuning happen there), with the device
@@ -30,8 +36,6 @@ import statistics
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Sequence
-
 import torch
 import torch.nn.functional as F
 
@@ -40,8 +44,8 @@ from resnet_nb.models import build_model, parse_model_name
 from resnet_nb.packed import PackedCifarResNet
 from resnet_nb.packing import PackBatcher, evaluate_pack
 from resnet_nb.prepare import resolve_device
-from resnet_nb.step import (PRECISIONS, TrainStep, check_precision, make_optimizer, prepare_model,
-                            set_lr)
+from resnet_nb.step import (PRECISIONS, ConcurrentSteps, TrainStep, check_precision, make_optimizer,
+                            prepare_model, set_lr)
 
 __all__ = ["run_bench", "add_arguments", "run_cli", "SEED_RECIPE"]
 
@@ -179,80 +183,82 @@ def bench_fast(depth: int, residual: list[bool], data, device, args, label: str,
             "peak_mem_bytes": peak}
 
 
-class ConcurrentSteps:
-    """Experimental, used by ``resnet-nb bench --concurrent`` only: several ``TrainStep``s
-    (e.g. the depth-20 and the depth-56 pack) captured in *one* CUDA graph whose branches
-    run on their own streams, so that the GPU can overlap their small kernels.
-
-    Each branch is exactly its step's graph body; only the scheduling differs. A batch of
-    another shape runs every step eagerly. Not used by training (yet): a GPU session
-    measures first whether it pays off. It drives the steps' capture internals, so it lives
-    next to its only user.
-    """
-
-    def __init__(self, steps: Sequence[TrainStep]) -> None:
-        self.steps, self.graph = list(steps), None      # CUDA only (the capture needs it)
-
-    def _capture(self, batches) -> None:
-        for st, (x, y) in zip(self.steps, batches):
-            st._prepare_capture(x, y)
-            st._warmup()
-        dev = self.steps[0].device
-        streams = [torch.cuda.Stream(dev) for _ in self.steps]
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            cur = torch.cuda.current_stream(dev)
-            for s in streams:                    # fork ...
-                s.wait_stream(cur)
-            for st, s in zip(self.steps, streams):
-                with torch.cuda.stream(s):
-                    st.static_loss, st.static_correct = st._graph_body()
-            for s in streams:                    # ... and join before the capture ends
-                cur.wait_stream(s)
-        self.graph = graph
-
-    def __call__(self, batches):
-        """batches: one (x, y) per step, in order; returns one (loss_sum, correct) per step."""
-        if self.graph is None:
-            self._capture(batches)
-        if not all(st.fits(x, y) for st, (x, y) in zip(self.steps, batches)):
-            return [st.eager(x, y) for st, (x, y) in zip(self.steps, batches)]
-        for st, (x, y) in zip(self.steps, batches):
-            st._static_in.copy_(x)
-            st.static_y.copy_(y)
-        self.graph.replay()
-        return [(st.static_loss.clone(), st.static_correct.clone()) for st in self.steps]
-
-
-def bench_concurrent(data, device, args) -> dict:
-    """(d) experimental (``--concurrent``): the depth-20 pair and the depth-56 pair stepped
-    together by one CUDA graph with a branch (stream) each (``ConcurrentSteps``)."""
-    x_dev, y_dev = data["x_dev"], data["y_dev"]
+def _bench_steps(steps, opts, draw, data, device, args):
+    """(median seconds of ``args.steps`` calls of ``ConcurrentSteps(steps)``, the object);
+    ``draw()`` gives the next (uint8 x, y) of every step."""
+    both = ConcurrentSteps(steps)
     mean, std = data["mean"].to(device), data["std"].to(device)
+
+    def train_step():
+        batches = []
+        for (xb, yb), opt in zip(draw(), opts):
+            set_lr(opt, 0.1)                            # as the training loop does every step
+            batches.append((D.normalize(xb, mean, std), yb))
+        both(batches)
+
+    return _median_time(train_step, device, args.warmup, args.steps, args.repeats), both
+
+
+def bench_concurrent(depths: list[int], data, device, args) -> dict:
+    """(d) the grouped plain<d>+resnet<d> pairs of ``depths`` stepped together by one CUDA graph
+    with a branch (stream) per pack (``ConcurrentSteps``): not a training mode (yet)."""
+    x_dev, y_dev = data["x_dev"], data["y_dev"]
     opts, steps, streams_of_batches = [], [], []
-    for d in (20, 56):
+    for d in depths:
         torch.manual_seed(0)
         model = prepare_model(PackedCifarResNet(d, [False, True]), device)
         opt = make_optimizer(model.parameters(), 0.1, 0.9, 1e-4, device)
-        steps.append(TrainStep(model, opt, precision=args.precision))
+        steps.append(TrainStep(model, opt, precision=args.precision, graph=False))
         opts.append(opt)
         gens = [torch.Generator(device=device).manual_seed(2000 + 10 * d + i) for i in range(2)]
         streams_of_batches.append(_cycle(PackBatcher(x_dev, y_dev, args.batch_size, gens).batches))
         model.train()
-    both = ConcurrentSteps(steps)
-
-    def train_step():
-        batches = []
-        for it, opt in zip(streams_of_batches, opts):
-            xb, yb = next(it)
-            set_lr(opt, 0.1)
-            batches.append((D.normalize(xb, mean, std), yb))
-        both(batches)
-
-    t = _median_time(train_step, device, args.warmup, args.steps, args.repeats)
-    return {"variant": "d", "label": "(d) pairs 20 + 56 in one graph, 2 streams", "model": None, "depth": 0,
-            "members": 4, "train_img_s": args.steps * args.batch_size / t, "eval_img_s": None,
+    t, both = _bench_steps(steps, opts, lambda: [next(it) for it in streams_of_batches], data, device, args)
+    return {"variant": "d", "label": f"(d) grouped pairs {'+'.join(map(str, depths))}, a stream each",
+            "model": None, "depth": 0, "depths": depths, "members": 2 * len(depths),
+            "train_img_s": args.steps * args.batch_size / t, "eval_img_s": None,
             "precision": args.precision, "graph": both.graph is not None, "peak_mem_bytes": None}
+
+
+def bench_branches(depths: list[int], data, device, args, variant: str) -> dict:
+    """(e) one depth's plain+resnet pair, (f) the pairs of several depths: every member its own
+    network, optimiser and ``TrainStep``, stepped as the branches of one CUDA graph, a stream
+    each (``--pack-mode branches``). Rates per member, as for a pack; evaluation: every
+    member's network one after another (``evaluate_pack`` of each, as training does)."""
+    names = [f"{fam}{d}" for d in depths for fam in ("plain", "resnet")]
+    x_dev, y_dev = data["x_dev"], data["y_dev"]
+    models, opts, steps = [], [], []
+    for name in names:
+        torch.manual_seed(0)
+        model = prepare_model(build_model(name), device).train()
+        opt = make_optimizer(model.parameters(), 0.1, 0.9, 1e-4, device)
+        models.append(model)
+        opts.append(opt)
+        steps.append(TrainStep(model, opt, precision=args.precision, graph=False))
+    gens = [torch.Generator(device=device).manual_seed(3000 + i) for i in range(len(names))]
+    batches = _cycle(PackBatcher(x_dev, y_dev, args.batch_size, gens).batches)
+
+    def draw():                                         # member k's batch of the next (N, B, ...) draw
+        xb, yb = next(batches)
+        return [(xb[k], yb[k]) for k in range(len(names))]
+
+    t, both = _bench_steps(steps, opts, draw, data, device, args)
+    n_eval = min(x_dev.shape[0], args.eval_images)
+    mean, std = data["mean"].to(device), data["std"].to(device)
+    norm = SimpleNamespace(normalize=lambda x: D.normalize(x, mean, std))
+
+    def evaluate():
+        for m in models:
+            evaluate_pack(m, x_dev[:n_eval], y_dev[:n_eval], norm, args.precision)
+
+    te = _median_time(evaluate, device, 1, 1, args.repeats)
+    pairs = "+".join(f"plain{d}+resnet{d}" for d in depths)
+    label = (f"(e) branches {pairs}" if variant == "e"
+             else f"(f) branches {'+'.join(map(str, depths))}: {len(names)} nets, one graph")
+    return {"variant": variant, "label": label, "model": None, "depth": depths[0] if variant == "e" else 0,
+            "depths": depths, "members": len(names), "train_img_s": args.steps * args.batch_size / t,
+            "eval_img_s": n_eval / te, "precision": args.precision, "graph": both.graph is not None,
+            "peak_mem_bytes": None}
 
 
 # --------------------------------------------------------------------------- driver
@@ -301,15 +307,24 @@ def run_bench(args: argparse.Namespace) -> dict:
     for d in depths:
         for n in args.packs:
             residual = [False, True] * (n // 2) + [True] * (n % 2)
-            label = f"(c) pack plain{d}+resnet{d}" if n == 2 else f"(c) pack {n}: plain{d}+resnet{d} x {n // 2} seeds"
+            label = (f"(c) grouped plain{d}+resnet{d}" if n == 2
+                     else f"(c) grouped {n}: plain{d}+resnet{d} x {n // 2} seeds")
             rows.append(bench_fast(d, residual, data, device, args, label, "c"))
             print(_row_line(rows[-1]), flush=True)
     if getattr(args, "concurrent", False):
-        if device.type == "cuda":
-            rows.append(bench_concurrent(data, device, args))
+        if device.type != "cuda":
+            print("--concurrent on the CPU: (d), (e), (f) step one after another, eagerly (no graph): "
+                  "a check that they run, not their speed", flush=True)
+        for d in depths:
+            rows.append(bench_branches([d], data, device, args, "e"))
+            print(_row_line(rows[-1]), flush=True)
+        if len(depths) > 1:
+            rows.append(bench_branches(depths, data, device, args, "f"))
+            print(_row_line(rows[-1]), flush=True)
+            rows.append(bench_concurrent(depths, data, device, args))
             print(_row_line(rows[-1]), flush=True)
         else:
-            print("(d) --concurrent needs CUDA: skipped", flush=True)
+            print("(d), (f) need models of two depths or more (--models): skipped", flush=True)
     for r in rows:
         base = _base(rows, r)
         r["ratio_to_a"] = r["train_img_s"] / base["train_img_s"] if base else None
@@ -349,12 +364,16 @@ def _implied(rows: list[dict], depths: list[int]) -> dict:
         # one pack per depth trains its members together, each at the per-member rate
         rs = [find("c", depth=d, members=members) for d in (20, 56)]
         out[key] = sum(_seconds(r["train_img_s"], r["eval_img_s"]) for r in rs) if all(rs) else None
-    conc = find("d")
-    pairs = [find("c", depth=d, members=2) for d in (20, 56)]
+    seed_depths = [20, 56]
+    conc = find("d", depths=seed_depths)
+    pairs = [find("c", depth=d, members=2) for d in seed_depths]
     out["d_concurrent_pairs"] = (
         SEED_RECIPE["epochs"] * SEED_RECIPE["n_train"] / conc["train_img_s"]
         + sum(SEED_RECIPE["epochs"] * SEED_RECIPE["n_test"] / r["eval_img_s"] for r in pairs)
         if conc and all(pairs) else None)
+    # --pack-mode branches: the four runs as four branches of one graph, evaluated one by one
+    f = find("f", depths=seed_depths)
+    out["f_branches"] = _seconds(f["train_img_s"], f["eval_img_s"]) if f else None
     for key in ("a_common", "b_fast_single"):  # 5 seeds: 20 runs one after the other
         out[f"{key}_5_seeds"] = SEEDS_PER_PACK * out[key] if out[key] else None
     return out
@@ -384,9 +403,11 @@ def format_table(res: dict) -> str:
                   "no per-epoch bookkeeping):",
               f"  four runs (plain/resnet 20/56), common recipe (a):          {_fmt_s(imp['a_common'])}",
               f"  four runs, fast path one model at a time (b):             {_fmt_s(imp['b_fast_single'])}",
-              f"  four runs, packed by depth (c, pairs):                    {_fmt_s(imp['c_pairs'])}",
-              *([f"  four runs, pairs 20 and 56 concurrently (d, experimental): {_fmt_s(imp['d_concurrent_pairs'])}"]
-                if imp.get("d_concurrent_pairs") else []),
+              f"  four runs, grouped pairs by depth (c; --pack-mode grouped): {_fmt_s(imp['c_pairs'])}",
+              *([f"  four runs as four branches of one graph (f; --pack-mode branches): {_fmt_s(imp['f_branches'])}"]
+                if imp.get("f_branches") else []),
+              *([f"  four runs, grouped pairs 20 and 56 in one graph (d; no training mode): "
+                 f"{_fmt_s(imp['d_concurrent_pairs'])}"] if imp.get("d_concurrent_pairs") else []),
               f"  5 seeds x four models, common recipe (a):                 {_fmt_s(imp['a_common_5_seeds'])}",
               f"  5 seeds x four models, fast path one model at a time (b): {_fmt_s(imp['b_fast_single_5_seeds'])}",
               f"  5 seeds x four models, packs of 10 per depth (c):         {_fmt_s(imp['c_5_seeds'])}"]
@@ -394,6 +415,13 @@ def format_table(res: dict) -> str:
         lines.append(f"  speed-up of the four runs, (c) pairs vs (a): {imp['a_common'] / imp['c_pairs']:.2f}x")
     if imp["c_pairs"] and imp["c_5_seeds"]:
         lines.append(f"  5 seeds vs 1 seed, packed: {imp['c_5_seeds'] / imp['c_pairs']:.2f}x the time")
+    for e in [r for r in res["rows"] if r["variant"] == "e"]:
+        c = [r for r in res["rows"] if r["variant"] == "c" and r["depth"] == e["depth"] and r["members"] == 2]
+        if c:
+            ratio = e["train_img_s"] / c[0]["train_img_s"]
+            lines.append(f"  depth-{e['depth']} pair, training img/s per member: branches (e) {e['train_img_s']:,.0f} "
+                         f"vs grouped (c) {c[0]['train_img_s']:,.0f}: branches {ratio:.2f}x"
+                         + ("" if e.get("graph") else " (no graph: eager, one branch after another)"))
     pair56 = [r for r in res["rows"] if r["variant"] == "c" and r["depth"] == 56 and r["members"] == 2]
     if pair56 and pair56[0].get("peak_mem_bytes"):
         lines.append(f"  peak GPU memory, packed plain56+resnet56 pair at batch "
@@ -443,8 +471,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<index>")
     p.add_argument("--skip-common", action="store_true", help="do not measure the common recipe (a)")
     p.add_argument("--concurrent", action="store_true",
-                   help="also measure (d), experimental: the depth-20 and depth-56 pairs in one CUDA graph "
-                        "with a stream each (CUDA only; run it in its own process)")
+                   help="also measure what chooses --pack-mode: (e) each depth's plain+resnet pair as two "
+                        "branches (a network and a stream each) of one CUDA graph, against the grouped pair "
+                        "(c); (f) all the models' pairs as branches of one graph (--pack-mode branches); "
+                        "(d) the grouped pairs of all depths in one graph, a stream per pack (no training "
+                        "mode). Run it in its own process (a crash in a capture costs only its rows); on "
+                        "the CPU they run eagerly, one after another")
     p.add_argument("--out", default="", help="write the results as JSON to this file")
 
 

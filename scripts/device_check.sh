@@ -49,6 +49,10 @@
 #   RUNS      /root/resnet-nb-runs: the fixed folder of the run dirs (a command on the
 #             still-warm machine resumes there; a fresh machine restores the carried tars)
 #   PRECISION bf16 (the reproduction's and the fast accuracy runs'); DEVICE cuda
+#   PACK_MODE grouped | branches: the reproduction's --pack-mode (default grouped: same-depth pairs
+#             as one grouped network, depth 20 then 56; branches: the four nets as the branches of one
+#             CUDA graph, a stream each). Same mathematics, so a run resumes in either mode: choose
+#             from step 3b's bench (the (e) vs (c) lines and the implied wall times), e.g. PACK_MODE=branches
 #   PRESET, MODELS, DATASET, EXTRA: the reproduction's preset (seed), models (the seed four),
 #             dataset (cifar10) and further TrainConfig values as JSON ({}), for the CPU smoke
 #             test (tests/integration/test_device_script.py); PY python3; DATA /root/cifar10;
@@ -62,10 +66,12 @@
 #   2. graph check: the CUDA-graphed step vs the eager step on the same batches (one model, a pack),
 #      an lr change and a partial batch included
 #   3. resnet-nb bench: common recipe (a) vs fast path (b) vs packs (c), measured in this same call;
-#      3b. in its own process (a crash there cannot cost step 3's results): bench --concurrent (d)
+#      3b. in its own process (a crash there cannot cost step 3's results): bench --concurrent: the
+#          pack modes, (c) grouped pairs vs (e) branch pairs per depth, (f) all four as branches of one
+#          graph (--pack-mode branches), (d) the grouped pairs of 20 and 56 in one graph
 #   4. accuracy: 15 epochs of resnet20, seeds 0 and 1, fast path (bf16 + graphs, seeds packed) vs
 #      fp32 eager (RESNET_NB_CUDA_GRAPHS=0, one run at a time); the seed difference is the noise
-#   5. the seed reproduction (plain/resnet 20/56, 200 epochs, packed by depth) until it finishes
+#   5. the seed reproduction (plain/resnet 20/56, 200 epochs, packed as PACK_MODE says) until it finishes
 #      or pauses for the budget; its run dirs are packed into $OUT/runs every 60 s and at the end
 # After every step: $OUT/device_check.tar.gz (this command's logs and JSON, the run dirs'
 # config.json/metrics.json; no checkpoints) and $OUT/runs/<run id>__<run>.tar (resnet-nb carry
@@ -88,6 +94,7 @@ DATASET=${DATASET:-cifar10}
 DEVICE=${DEVICE:-cuda}
 PRECISION=${PRECISION:-bf16}
 EXTRA=${EXTRA:-"{}"}
+PACK_MODE=${PACK_MODE:-grouped}
 PACK_EVERY=${PACK_EVERY:-60}
 CARRIED=${CARRIED:-.device/runs}     # the run tars carried in
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 RESNET_NB_DATA="$DATA"
@@ -361,8 +368,8 @@ run_step graph_check 120 $PY "$W/graph_check.py" "$W/graph_check.json"
 banner "3 resnet-nb bench"
 TAIL=12 run_step bench 220 $PY -m resnet_nb.cli bench --out "$W/bench.json"
 
-banner "3b experimental: depth-20 and depth-56 pairs in one graph on two streams (own process)"
-TAIL=12 run_step bench_concurrent 90 $PY -m resnet_nb.cli bench --skip-common --models resnet20,resnet56 --packs 2 \
+banner "3b pack modes: grouped vs branches, depth-20 and depth-56 pairs, all four in one graph (own process)"
+TAIL=16 run_step bench_concurrent 150 $PY -m resnet_nb.cli bench --skip-common --models resnet20,resnet56 --packs 2 \
   --concurrent --out "$W/bench_concurrent.json"
 
 banner "4 accuracy: fast path vs fp32 eager, resnet20, 15 epochs, seeds 0 and 1"
@@ -384,10 +391,11 @@ if [ "$restored" != ok ]; then
 elif [ "$(left)" -le 90 ]; then
   skip_step repro "$(left) s left, under 90"
 else
-  banner "5 seed reproduction $RUN_ID ($MODELS, packed by depth) until it finishes or the budget ends"
+  banner "5 seed reproduction $RUN_ID ($MODELS, pack mode $PACK_MODE) until it finishes or the budget ends"
   l=$(( $(left) - 25 ))               # the summary, the last packs and the results tar
   spec="{\"preset\": \"$PRESET\", \"models\": $($PY -c 'import json, sys; print(json.dumps(sys.argv[1].split(",")))' "$MODELS"),
          \"device\": \"$DEVICE\", \"precision\": \"$PRECISION\", \"dataset\": \"$DATASET\", \"allow_noncanonical\": true,
+         \"pack_mode\": \"$PACK_MODE\",
          \"out_dir\": \"$RUNS\", \"run_id\": \"$RUN_ID\", \"time_budget\": $((l - 30 > 1 ? l - 30 : 1))}"
   spec=$($PY -c 'import json, sys; print(json.dumps({**json.loads(sys.argv[1]), **json.loads(sys.argv[2])}))' "$spec" "$EXTRA")
   TAIL=8 TRAINS=1 run_step repro "$l" $PY "$W/train_runs.py" "$spec"

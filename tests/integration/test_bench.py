@@ -32,10 +32,14 @@ def test_implied_times_follow_the_seed_recipe():
                      "train_img_s": 50_000.0, "eval_img_s": 100_000.0})
         rows.append({"variant": "c", "model": None, "depth": d, "members": 10,
                      "train_img_s": 25_000.0, "eval_img_s": 100_000.0})
-    rows.append({"variant": "d", "model": None, "depth": 0, "members": 4,
+    rows.append({"variant": "d", "model": None, "depth": 0, "depths": [20, 56], "members": 4,
                  "train_img_s": 40_000.0, "eval_img_s": None})
+    assert bench._implied(rows, [20, 56])["f_branches"] is None
+    rows.append({"variant": "f", "model": None, "depth": 0, "depths": [20, 56], "members": 4,
+                 "train_img_s": 20_000.0, "eval_img_s": 50_000.0})
     imp = bench._implied(rows, [20, 56])
     assert imp["d_concurrent_pairs"] == pytest.approx(200 * 50_000 / 40_000 + 2 * 200 * 0.1)
+    assert imp["f_branches"] == pytest.approx(200 * (50_000 / 20_000 + 10_000 / 50_000))   # all four at once
     one_a = 200 * (50_000 / 10_000 + 10_000 / 20_000)                   # 1100 s per run
     assert imp["a_common"] == pytest.approx(4 * one_a)                  # plain taken at resnet's rate
     assert imp["c_pairs"] == pytest.approx(2 * 200 * (1 + 0.1))         # one pack per depth
@@ -50,3 +54,22 @@ def test_bench_refuses_missing_cuda_and_bad_sizes(capsys, monkeypatch):
     assert "CUDA is not available" in capsys.readouterr().err
     assert main(["bench", "--device", "cpu", "--steps", "0"]) == 2
     assert "--steps must be at least 1" in capsys.readouterr().err
+
+
+def test_bench_concurrent_on_the_cpu_runs_every_pack_mode_row(tmp_path, capsys):
+    """--concurrent on the CPU: (e) per depth, (f) and (d) over both depths run (eagerly, no
+    graph), and the table compares each depth's branches with its grouped pair."""
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--device", "cpu", "--models", "resnet8,resnet14", "--packs", "2", "--steps", "1",
+               "--warmup", "1", "--repeats", "1", "--batch-size", "4", "--n-train", "16", "--eval-images", "8",
+               "--skip-common", "--concurrent", "--out", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["variant"], r["members"]) for r in rows] == [
+        ("b", 1), ("b", 1), ("c", 2), ("c", 2), ("e", 2), ("e", 2), ("f", 4), ("d", 4)]
+    assert [r["label"] for r in rows[4:]] == ["(e) branches plain8+resnet8", "(e) branches plain14+resnet14",
+                                              "(f) branches 8+14: 4 nets, one graph", "(d) grouped pairs 8+14, a stream each"]
+    assert all(r["train_img_s"] > 0 and r["graph"] is False for r in rows[4:])
+    text = capsys.readouterr().out
+    assert "eagerly (no graph)" in text
+    assert "depth-14 pair, training img/s per member: branches (e)" in text and "(no graph: eager" in text
