@@ -38,6 +38,7 @@ SLURM = ["--executor", "slurm", "--slurm-gpus-per-task", "0", "--slurm-cpus-per-
 EXCLUDED = {
     "config.json": {"start_time", "end_time",     # times
                     "resumed",                    # resume history (a preempted run resumed)
+                    "executed_by.time",           # when each process started (how: papermill in both)
                     "pid", "host",                # the process that trained
                     "environment",                # versions, threads, git state of the process
                     "config.out_dir",             # the two runs' roots differ
