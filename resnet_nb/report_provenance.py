@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from resnet_nb.config import NON_MATH_FIELDS
 from resnet_nb.models import SEED_MODELS, sort_models
 from resnet_nb.runs import effective_status
 
@@ -145,9 +146,9 @@ _HPARAM_FIELDS = ("preset", "epochs", "schedule", "milestones", "gamma", "max_it
                   "warmup_lr", "lr", "momentum", "weight_decay", "batch_size", "normalization",
                   "shortcut", "val_split", "train_subset", "test_subset", "dataset", "seed",
                   "precision", "device", "eval_every")
-# fields that name a run (or bound its process: time_budget) rather than change its computation
-_NAMING_FIELDS = ("model", "run_name", "run_id", "out_dir", "data_root", "allow_noncanonical", "device",
-                  "time_budget")
+# fields that name a run, or that config.NON_MATH_FIELDS says leave its computation alone (where
+# files are, the device, the time budget, the pack mode), rather than change what it computes
+_NAMING_FIELDS = ("model", "run_name", "run_id", *NON_MATH_FIELDS)
 
 
 def _fmt_value(v: Any) -> str:
@@ -307,7 +308,7 @@ def _commands(run_id: str, preset: str, runs: list[dict], runs_dir: str, figures
 
     cfg0 = runs[0].get("config", {})
     dataset = cfg0.get("dataset", "cifar10")
-    skip = ("preset", "model", "device", "data_root", "allow_noncanonical", "run_id", "out_dir", "time_budget")
+    skip = ("preset", "model", "run_id", *NON_MATH_FIELDS)
     train, common, uniform = [], None, True
     for run in runs:
         c = run.get("config", {})
