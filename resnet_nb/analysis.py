@@ -65,19 +65,16 @@ def resolve_run_dir(path: str | os.PathLike, runs_dir: str | os.PathLike, run_id
 
 
 def choose_run_id(out_dir: str | os.PathLike, expected: Sequence[str] = SEED_MODELS,
-                  published_dir: str | os.PathLike | None = None) -> tuple[str, str]:
+                  published: tuple[str, str] | None = None) -> tuple[str, str]:
     """``(run_id, why)``: the run id to analyse or report when none is given. The newest
     complete reproduction (every model of ``expected`` present and all its seeds finished),
-    else (with ``published_dir``, e.g. ``report/published``) the newest published run id
-    (``publish.newest_published``: a checkout that never trained still reports the committed
-    result), else the newest of the run ids with the most models; "newest" by the newest
-    config.json. ``why`` is one line saying which rule picked it."""
+    else ``published`` = ``(run id, where)``, a published copy the caller found (report.py:
+    ``publish.newest_published``, so that a checkout that never trained still reports the
+    committed result; analysis comes before publishing in the data flow and does not look),
+    else the newest of the run ids with the most models; "newest" by the newest config.json.
+    ``why`` is one line saying which rule picked it."""
     ids = list_run_ids(out_dir)
-    published = None
-    if published_dir is not None:
-        from resnet_nb.publish import newest_published
-
-        published = newest_published(published_dir, exclude=ids)  # an id also in out_dir: out_dir's is read
+    published, published_dir = published or (None, None)
     if not ids:
         if published:
             return published, f"no runs under {out_dir}; the newest published run id in {published_dir}"

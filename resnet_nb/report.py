@@ -245,8 +245,11 @@ def run_cli(args: argparse.Namespace) -> int:
         check_run_id(args.run_id, "--run-id")
     else:
         from resnet_nb.analysis import choose_run_id
+        from resnet_nb.publish import newest_published
+        from resnet_nb.runs import list_run_ids
 
-        args.run_id, why = choose_run_id(args.runs_dir, published_dir=PUBLISHED_DIR)  # else report/published/
+        newest = newest_published(PUBLISHED_DIR, exclude=list_run_ids(args.runs_dir))  # an id in both: runs_dir's
+        args.run_id, why = choose_run_id(args.runs_dir, published=(newest, PUBLISHED_DIR) if newest else None)
         print(f"resnet-nb report: run id {args.run_id}: {why} (choose another with --run-id, "
               f"make report RUN_ID=...)", file=sys.stderr)
     run_id = args.run_id

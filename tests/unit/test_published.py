@@ -84,20 +84,20 @@ def test_report_without_run_id_falls_back_to_the_newest_published_copy(tmp_path,
 
     runs, pub = tmp_path / "experiments", tmp_path / "published"
     with pytest.raises(FileNotFoundError, match="no runs under"):
-        analysis.choose_run_id(runs, published_dir=pub)
+        analysis.choose_run_id(runs)
     _published(pub, "gpu-a", "2026-01-02T10:00:00+00:00")
     _published(pub, "gpu-b", "2026-01-03T10:00:00+00:00")
     _published(pub, "gpu-old", "2025-12-31T10:00:00+00:00")
     assert P.newest_published(pub) == "gpu-b" and P.newest_published(pub, exclude=["gpu-b"]) == "gpu-a"
-    assert analysis.choose_run_id(runs, published_dir=pub) == (
+    assert analysis.choose_run_id(runs, published=("gpu-b", pub)) == (
         "gpu-b", f"no runs under {runs}; the newest published run id in {pub}")
     _run(runs, "smoke", "plain20")                                      # incomplete: published wins
-    rid, why = analysis.choose_run_id(runs, published_dir=pub)
+    rid, why = analysis.choose_run_id(runs, published=("gpu-b", pub))
     assert rid == "gpu-b" and why.startswith(f"no run id under {runs} has plain20, plain56, resnet20, resnet56 all")
-    assert analysis.choose_run_id(runs)[0] == "smoke"                   # without published_dir: as before
+    assert analysis.choose_run_id(runs)[0] == "smoke"                   # without a published copy: as before
     for m in ("plain20", "plain56", "resnet20", "resnet56"):
         _run(runs, "full", m)
-    assert analysis.choose_run_id(runs, published_dir=pub)[0] == "full"  # a complete reproduction comes first
+    assert analysis.choose_run_id(runs, published=("gpu-b", pub))[0] == "full"  # a complete reproduction first
 
     shutil.rmtree(runs / "full")
     built = []
