@@ -174,6 +174,7 @@ class Budget:
         self.deadline = _clock() + self.seconds if self.seconds > 0 else None
         self.epochs = 0
         self.first_epoch_s: float | None = None
+        self.startup_s = 0.0  # from the budget's start to the first epoch's: data, model, capture
 
     def left(self) -> float:
         return math.inf if self.deadline is None else self.deadline - _clock()
@@ -182,6 +183,8 @@ class Budget:
         self.epochs += 1
         if self.first_epoch_s is None:
             self.first_epoch_s = seconds
+            if self.deadline is not None:
+                self.startup_s = max(_clock() - seconds - (self.deadline - self.seconds), 0.0)
 
     def stop_before(self, estimate: float | None, epoch: int, n_epochs: int) -> str | None:
         left = self.left()
@@ -191,12 +194,13 @@ class Budget:
         if estimate is None:
             return (f"paused by the time budget before its first epoch in this process: the {self.seconds:g} s "
                     f"were spent ({max(left, 0):.1f} s left); {resume}: rerun the same command to resume")
-        if self.epochs == 1 and self.first_epoch_s is not None and self.first_epoch_s > self.seconds:
-            y = self.first_epoch_s
-            return (f"the time budget ({self.seconds:g} s) is shorter than one epoch ({y:.1f} s): paused after "
-                    f"epoch {epoch} of {n_epochs}; {resume}, nothing is lost. Rerun the same command to resume "
-                    f"(one epoch per command at this budget), or give a larger --time-budget (e.g. "
-                    f"{math.ceil(2 * y)} s for two epochs per command; 0 = no limit)")
+        if self.epochs == 1 and self.first_epoch_s is not None and self.startup_s + self.first_epoch_s > self.seconds:
+            x, y = self.startup_s, self.first_epoch_s
+            return (f"the time budget ({self.seconds:g} s) is shorter than start-up ({x:.1f} s) and one epoch "
+                    f"({y:.1f} s): paused after epoch {epoch} "
+                    f"of {n_epochs}; {resume}, nothing is lost. Rerun the same command to resume (one epoch per "
+                    f"command at this budget), or give a larger --time-budget (e.g. {math.ceil(x + 2 * y) + 1} s "
+                    f"for two epochs per command, start-up included; 0 = no limit)")
         return (f"paused by the time budget after epoch {epoch} of {n_epochs}: the next epoch (~{estimate:.1f} s) "
                 f"does not fit in the {max(left, 0):.1f} s left of {self.seconds:g} s; {resume}: rerun the "
                 f"same command to resume")

@@ -87,7 +87,7 @@ def test_budget_shorter_than_one_epoch_runs_one_and_says_so(fake_cifar, tmp_path
             "--test-subset", "50", "--out-dir", str(tmp_path), "--run-id", "t", "--time-budget", "4"]
     assert main(args) == EXIT_PAUSED == 75
     out = capsys.readouterr()
-    assert "the time budget (4 s) is shorter than one epoch (10.0 s)" in out.out
+    assert "the time budget (4 s) is shorter than start-up (0.0 s) and one epoch (10.0 s)" in out.out
     assert "nothing is lost" in out.out and "paused by --time-budget" in out.err
     run = runs.load_run(tmp_path / "t" / "resnet8")
     assert run["status"] == "paused" and len(run["metrics"]) == 1
@@ -95,6 +95,19 @@ def test_budget_shorter_than_one_epoch_runs_one_and_says_so(fake_cifar, tmp_path
     assert main(args) == EXIT_PAUSED                                        # one epoch per command
     assert main(args) == 0                                                  # the third: finished
     assert runs.load_run(tmp_path / "t" / "resnet8")["status"] == "finished"
+
+
+def test_the_hint_counts_the_start_up_the_budget_paid_for(monkeypatch):
+    """The budget runs from the process's start: data, model and graph capture come out of it,
+    so the suggested budget for two epochs adds the measured start-up to them."""
+    now = [100.0]
+    monkeypatch.setattr(packing, "_clock", lambda: now[0])
+    budget = packing.Budget(5)
+    now[0] += 3.0 + 4.0                        # 3 s of start-up, then a first epoch of 4 s
+    budget.ran_epoch(4.0)
+    msg = budget.stop_before(4.0, 1, 3)
+    assert "shorter than start-up (3.0 s) and one epoch (4.0 s)" in msg
+    assert "e.g. 12 s for two epochs per command, start-up included" in msg
 
 
 def test_negative_budget_is_a_clear_error(capsys):
@@ -110,7 +123,7 @@ def test_a_pack_pauses_together_and_later_packs_wait(fake_cifar, tmp_path, slow_
     assert {n: r["status"] for n, r in got.items()} == {"plain8": "paused", "resnet8": "paused",
                                                         "resnet14": "paused"}
     assert [len(got[n]["metrics"]) for n in ("plain8", "resnet8", "resnet14")] == [1, 1, 0]
-    assert all("shorter than one epoch (10.0 s)" in got[n]["error"] for n in ("plain8", "resnet8"))
+    assert all("and one epoch (10.0 s)" in got[n]["error"] for n in ("plain8", "resnet8"))
     assert "before its first epoch" in got["resnet14"]["error"]
     assert not (paths[2] / "last.pth").exists()
     # the reproduce end message of a unit that ran, and of one the deadline kept from training
