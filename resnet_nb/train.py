@@ -186,7 +186,7 @@ def _presets_epilog() -> str:
         "examples:",
         "  resnet-nb train --preset smoke --model resnet20 --dataset synthetic",
         "  resnet-nb train --preset seed --model resnet56 --run-id my-run",
-        "  resnet-nb train --preset paper --model resnet110 --warmup-iters 400",
+        "  resnet-nb train --preset paper --model resnet110   # gets the paper's warm-up (lr 0.01, 400 iterations)",
         "",
         "Rerunning the same command resumes an unfinished run from last.pth (also after kill -9,",
         f"and after --time-budget paused it: the command then exits with status {EXIT_PAUSED});",

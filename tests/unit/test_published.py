@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_nothing_published_is_one_honest_line(tmp_path):
     block = P.readme_block(tmp_path / "published", tmp_path)
     lines = [ln for ln in block.splitlines() if ln and not ln.startswith("<!--")]
-    assert lines == ["No result has been published yet: `published/` is empty, since no run of the "
-                     "reproduction has finished on a GPU so far (`make publish RUN_ID=<run id>` adds one)."]
+    assert lines == ["No result has been published yet: `published/` is empty "
+                     "(`make publish RUN_ID=<run id>` adds one)."]
     assert block.startswith(P.README_BEGIN) and block.endswith(P.README_END)
 
 
