@@ -481,6 +481,13 @@ def run_cli(args: argparse.Namespace) -> int:
                 f"(the checkout is carried: {_size(CARRY_LIMIT)} in all, the data bundle ~{_size(DATA_BUNDLE)} "
                 f"of it: README, GPU windows)")
         print(note)
+        summary = read_json(res.path / "summary.json")
+        trial = [w for w, bad in (("synthetic data", (summary.get("dataset") or {}).get("provenance") == "synthetic"),
+                                  ("the smoke preset", summary.get("preset") == "smoke")) if bad]
+        if trial:
+            print(f"resnet-nb publish: warning: {res.path.name} is a run of {' and '.join(trial)}: it shows the "
+                  f"code runs, not a result; commit it only on purpose (git rm -r {res.path} to take it back)",
+                  file=sys.stderr)
         if total + DATA_BUNDLE > CARRY_LIMIT * 0.8:
             print(f"resnet-nb publish: warning: published files and the data bundle leave under 20 % of the "
                   f"{_size(CARRY_LIMIT)} carry for the rest of the checkout", file=sys.stderr)

@@ -76,8 +76,9 @@ def test_refusals_name_what_to_do(site, tmp_path, capsys):
     assert main(args) == 2
     assert "already exists; pass --force" in capsys.readouterr().err
     assert main([*args, "--force"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "left out: last.pth" in out and "travels with every GPU command" in out and "MiB" in out
+    assert "warning: " in err and "synthetic data" in err and "shows the code runs, not a result" in err
     assert P.published_ids(site["published"]) == [RUN_ID] and not list(site["published"].glob(".*"))
 
     # an unfinished run: refused unless --allow-unfinished, naming it
