@@ -322,15 +322,26 @@ def commit_env(repo: str | os.PathLike | None = None) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    a = sub.add_parser("pack", help="one tar per run dir of a run id (<run id>__<run>.tar, <= 16 MiB each)")
+    a = sub.add_parser("pack", help="one tar per run dir of a run id (<run id>__<run>.tar, <= 16 MiB each)",
+                       description="Write one tar per run dir of RUN_ID (config.json, metrics.json, last.pth, "
+                                   "best.pth, the executed notebook), each <= 16 MiB, written atomically: what "
+                                   "a GPU command returns so that the next one can resume.")
     a.add_argument("--run-id", required=True, help="run id whose run dirs to pack")
-    a.add_argument("--out-dir", default="experiments", help="root folder of run directories")
+    a.add_argument("--out-dir", default="experiments", help="root folder of run directories (default: experiments)")
     a.add_argument("--to", required=True, help="folder the tars go to (e.g. $OUT/runs on the device)")
-    r = sub.add_parser("restore", help="untar carried run dirs into <out-dir>/<run id>/ (checked, newer kept)")
+    r = sub.add_parser("restore", help="untar carried run dirs into <out-dir>/<run id>/ (checked, newer kept)",
+                       description="Untar run dirs written by 'carry pack' into OUT_DIR/RUN_ID/. Tars are "
+                                   "untrusted: only regular files RUN_ID/<run>/<file> are taken (tarfile's data "
+                                   "filter); a tar of another run id or config is refused; a run dir already "
+                                   "as far along is kept.")
     r.add_argument("tars", nargs="+", metavar="TAR", help="tars written by carry pack")
     r.add_argument("--run-id", required=True, help="run id the tars must hold")
-    r.add_argument("--out-dir", default="experiments", help="root folder of run directories")
-    s = sub.add_parser("size", help="bytes a device command carries (checkout + PATHs) against 64 MiB")
+    r.add_argument("--out-dir", default="experiments", help="root folder of run directories (default: experiments)")
+    s = sub.add_parser("size", help="bytes a device command carries (checkout + PATHs) against 64 MiB",
+                       description="Sum what a GPU command carries: the checkout's tracked and untracked-not-"
+                                   "ignored files plus each PATH (inside the checkout), against the 64 MiB "
+                                   "limit; exits 1 when over, and prints the RESNET_NB_COMMIT=... prefix for "
+                                   "the command.")
     s.add_argument("paths", nargs="*", metavar="PATH", help="carried paths (e.g. .device)")
 
 
