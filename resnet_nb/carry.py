@@ -39,7 +39,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["MAX_TAR_BYTES", "MAX_CARRY_BYTES", "tar_name", "pack", "restore", "carry_size",
+__all__ = ["MAX_TAR_BYTES", "MAX_CARRY_BYTES", "tar_name", "pack", "restore", "carry_size", "tree_bytes",
            "commit_env", "add_arguments", "run_cli", "main"]
 
 MAX_TAR_BYTES = 16 * 2**20     # one file returned from a device command (DEVICE.md)
@@ -256,7 +256,8 @@ def restore(tars: Sequence[str | os.PathLike], run_id: str, out_dir: str | os.Pa
 
 # --------------------------------------------------------------------------- size
 
-def _tree_bytes(path: Path) -> int:
+def tree_bytes(path: Path) -> int:
+    """Bytes of a file or of every file below a folder (links counted as links)."""
     if path.is_symlink() or path.is_file():
         return path.lstat().st_size
     total = 0
@@ -302,7 +303,7 @@ def carry_size(paths: Sequence[str | os.PathLike], repo: str | os.PathLike | Non
             count += 1
         except OSError:
             pass
-    sizes = {p: _tree_bytes(full) for p, full in carried.items()}
+    sizes = {p: tree_bytes(full) for p, full in carried.items()}
     return {"checkout": checkout, "checkout_files": count, "carried": sizes,
             "total": checkout + sum(sizes.values()), "limit": MAX_CARRY_BYTES}
 

@@ -42,7 +42,7 @@ import torch
 __all__ = [
     "CIFAR10_URL", "CIFAR10_ARCHIVE", "CIFAR10_ARCHIVE_MD5", "BATCH_MD5", "CLASSES",
     "DataError", "Cifar10", "default_root", "find_batches_dir", "download_cifar10",
-    "verify_cifar10", "load_cifar10", "fingerprint", "write_fake_cifar10",
+    "verify_cifar10", "load_cifar10", "fingerprint", "file_digest", "write_fake_cifar10",
     "crop_flip", "random_crop_flip", "channel_stats", "pixel_mean", "normalize",
     "iterate_batches", "train_val_split", "synthetic_root", "load_dataset",
     "SYNTHETIC_SIZE", "SYNTHETIC_SIDECAR", "ALLOWED_PICKLE_GLOBALS", "DOWNLOAD_TIMEOUT_S",
@@ -157,8 +157,9 @@ def find_batches_dir(root: str | os.PathLike | None = None, download: bool = Tru
     return root / BATCHES_DIR
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
+def file_digest(path: str | os.PathLike, algorithm: str = "md5") -> str:
+    """Hex digest of a file, read in 1 MiB blocks (md5: the published CIFAR-10 sums)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
@@ -166,7 +167,7 @@ def _md5(path: Path) -> str:
 
 
 def _extract(archive: Path, root: Path) -> None:
-    digest = _md5(archive)
+    digest = file_digest(archive)
     if digest != CIFAR10_ARCHIVE_MD5:
         raise DataError(
             f"{archive} has md5 {digest}, expected {CIFAR10_ARCHIVE_MD5}: the archive is incomplete "
@@ -222,7 +223,7 @@ def download_cifar10(root: str | os.PathLike | None = None, url: str | None = No
         download_url(url, str(root), filename=CIFAR10_ARCHIVE, md5=CIFAR10_ARCHIVE_MD5)
     except Exception as e:  # urllib/http errors, timeouts, md5 failures: all user-fixable
         partial = root / CIFAR10_ARCHIVE
-        if partial.exists() and _md5(partial) != CIFAR10_ARCHIVE_MD5:
+        if partial.exists() and file_digest(partial) != CIFAR10_ARCHIVE_MD5:
             partial.unlink()
         reason = (f"no answer from {url} within {timeout:g} s; a slow link can raise "
                   f"RESNET_NB_DOWNLOAD_TIMEOUT (seconds)") if _is_timeout(e) else f"{type(e).__name__}: {e}"
@@ -306,7 +307,7 @@ def _batch_md5s(batches_dir: Path) -> dict[str, str]:
         if not p.is_file():
             raise DataError(f"{p} is missing: the CIFAR-10 folder is incomplete. "
                             f"Delete {batches_dir} and extract or download the archive again.")
-        sums[name] = _md5(p)
+        sums[name] = file_digest(p)
     return sums
 
 

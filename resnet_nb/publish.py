@@ -24,7 +24,6 @@ is carried: 64 MiB in all, DEVICE.md), so the command prints their size.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -33,7 +32,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from resnet_nb.carry import MAX_CARRY_BYTES, tree_bytes
 from resnet_nb.config import check_run_id
+from resnet_nb.data import file_digest
 from resnet_nb.runs import BEST_FILE, CONFIG_FILE, METRICS_FILE, effective_status, list_runs, read_json
 
 __all__ = ["PUBLISHED_DIR", "MANIFEST_FILE", "RUN_FILES", "RUN_ID_NOTEBOOKS", "REPORT_PDFS", "BENCH_FILE",
@@ -48,7 +49,7 @@ RUN_FILES = (CONFIG_FILE, METRICS_FILE, BEST_FILE, TRAIN_NOTEBOOK)  # last.pth i
 RUN_ID_NOTEBOOKS = ("01_theory.ipynb", "03_analysis.ipynb")
 REPORT_PDFS = ("report.zh.pdf", "report.en.pdf")        # resnet_nb.report.build_report, languages zh, en
 BENCH_FILE = "bench.json"
-CARRY_LIMIT = 64 * 2**20   # bytes: what travels to the GPU machine in all, checkout included (DEVICE.md)
+CARRY_LIMIT = MAX_CARRY_BYTES  # bytes: what travels to the GPU machine in all, checkout included
 DATA_BUNDLE = 37_000_000   # bytes: the CIFAR-10 stand-in carried in every GPU command (DEVICE.md)
 README_BEGIN = "<!-- published-results:begin -->"  # update_readme rewrites everything in between
 README_END = "<!-- published-results:end -->"
@@ -178,15 +179,7 @@ def _executed_notebooks(runs: list[dict]) -> dict[str, Path | None]:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _tree_bytes(root: Path) -> int:
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.is_dir() else 0
+    return file_digest(path, "sha256")
 
 
 def publish(run_id: str, runs_dir: str | os.PathLike = "experiments",
@@ -288,7 +281,8 @@ def publish(run_id: str, runs_dir: str | os.PathLike = "experiments",
             tmp.rename(dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    result.all_published_bytes = _tree_bytes(Path(published_dir))
+    root = Path(published_dir)
+    result.all_published_bytes = tree_bytes(root) if root.is_dir() else 0
     return result
 
 

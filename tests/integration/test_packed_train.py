@@ -110,9 +110,8 @@ def test_members_match_their_standalone_runs(packed_run, alone_runs):
                 assert abs(g[k] - w[k]) <= 2 / 40 + 1e-9, (name(c), k)
 
 
-def test_interrupted_pack_resumes_exactly(packed_run, fake_cifar, tmp_path, monkeypatch):
-    cfgs, ref_paths = packed_run
-    cfgs = [replace(c, out_dir=str(tmp_path)) for c in cfgs]
+def interrupt_in_epoch_2(cfgs, monkeypatch):
+    """Train ``cfgs`` as a pack and Ctrl-C it during the second epoch's evaluation."""
     real, calls = packing.evaluate_pack, {"n": 0}
 
     def flaky(*a, **k):
@@ -124,6 +123,12 @@ def test_interrupted_pack_resumes_exactly(packed_run, fake_cifar, tmp_path, monk
     monkeypatch.setattr(packing, "evaluate_pack", flaky)
     with pytest.raises(KeyboardInterrupt):
         train_many(cfgs, pack=True)
+
+
+def test_interrupted_pack_resumes_exactly(packed_run, fake_cifar, tmp_path, monkeypatch):
+    cfgs, ref_paths = packed_run
+    cfgs = [replace(c, out_dir=str(tmp_path)) for c in cfgs]
+    interrupt_in_epoch_2(cfgs, monkeypatch)
     assert runs.load_run(tmp_path / "p" / "plain8")["status"] == "interrupted"
     monkeypatch.undo()
     paths = train_many(cfgs, pack=True)
@@ -182,17 +187,7 @@ def test_a_grouped_pack_resumes_in_branches_mode(packed_run, alone_runs, fake_ci
     """Interrupted grouped, resumed as branches: the same run dirs finish, each member's second
     epoch is bitwise what the member resumed alone computes, and close to the grouped run."""
     cfgs = [replace(c, out_dir=str(tmp_path / "a")) for c in packed_run[0][:2]]
-    real, calls = packing.evaluate_pack, {"n": 0}
-
-    def flaky(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:                                   # during epoch 2
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(packing, "evaluate_pack", flaky)
-    with pytest.raises(KeyboardInterrupt):
-        train_many(cfgs, pack=True)
+    interrupt_in_epoch_2(cfgs, monkeypatch)
     monkeypatch.undo()
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     paths = train_many([replace(c, pack_mode="branches") for c in cfgs], pack=True)
