@@ -439,12 +439,14 @@ _PROVENANCE_ZH = {"canonical": "CIFAR-10", "noncanonical": "非标准 CIFAR-10 �
 
 
 def _layer_responses(fig_dir: Path, runs: list[dict]) -> dict:
-    """Fig. 7 (``resnet_nb.responses``, written by 03_analysis): the comparisons stored in
-    ``layer_responses.json``, the figure's caption data line in both languages (the words of
+    """Fig. 7 (``resnet_nb.responses``, written by 03_analysis): the comparisons of the stds
+    stored in ``layer_responses.json`` (recomputed by ``response_comparisons``, so the verdicts
+    follow today's rule even for an older JSON), the figure's caption data line in both languages (the words of
     its title), or, when it is absent, why (``ready`` False, ``why`` in en/zh)."""
     from statistics import median
 
-    from resnet_nb.responses import RESPONSES_FIGURE, RESPONSES_JSON, checkpoint_models, skip_reason
+    from resnet_nb.responses import (RESPONSES_FIGURE, RESPONSES_JSON, SAME_BAND, checkpoint_models,
+                                     response_comparisons, skip_reason)
     from resnet_nb.runs import read_json
 
     path = fig_dir / RESPONSES_JSON
@@ -472,13 +474,14 @@ def _layer_responses(fig_dir: Path, runs: list[dict]) -> dict:
     rows = [{"label": model_label(m), "layers": len(v["std"]), "n_seeds": v.get("n_seeds", 1),
              "epochs": sorted({r["epoch"] for r in v.get("runs", [])}),
              "median": median(v["std"])} for m, v in models.items()]
-    comparisons = data.get("comparisons") or {}
-    rd = comparisons.get("resnet_depth") or {}
+    comparisons = response_comparisons(models)    # the verdicts under today's rule, from the stored stds
+    rd = comparisons["resnet_depth"]
     return {"ready": True, "figure": (fig_dir / RESPONSES_FIGURE).is_file(), "file": RESPONSES_FIGURE,
-            "json": RESPONSES_JSON, "rows": rows, "by_depth": comparisons.get("by_depth") or [],
+            "json": RESPONSES_JSON, "rows": rows, "by_depth": comparisons["by_depth"],
             "resnet_depth": [{"label": model_label(f"resnet{d}"), "median": m}
-                             for d, m in zip(rd.get("depths", []), rd.get("median_std", []))],
-            "decreasing": rd.get("decreasing"), "is_result": is_result, "stale": stale,
+                             for d, m in zip(rd["depths"], rd["median_std"])],
+            "trend": rd["trend"], "trend_seeds": rd["seeds"], "band_pct": round(SAME_BAND * 100),
+            "is_result": is_result, "stale": stale,
             "not_measured": data.get("not_measured") or [],
             "caption": {"en": data.get("label", ""), "zh": zh}}
 

@@ -50,7 +50,8 @@ from resnet_nb.runs import BEST_FILE, atomic_write_json, list_runs, read_json
 
 __all__ = [
     "RESPONSES_JSON", "RESPONSES_FIGURE", "STD_DEFINITION", "response_layers", "response_stds",
-    "measure_run", "checkpoint_models", "skip_reason", "response_comparisons", "comparison_lines", "responses_label",
+    "measure_run", "checkpoint_models", "skip_reason", "SAME_BAND", "CLEAR_MAJORITY", "family_verdict",
+    "depth_trend", "response_comparisons", "comparison_lines", "responses_label",
     "layer_responses", "read_layer_responses",
 ]
 
@@ -60,6 +61,17 @@ STD_DEFINITION = ("population std of all elements (test images x channels x posi
                   "the BN after each 3x3 conv, before ReLU and before the shortcut addition; model in eval "
                   "mode (BN running statistics); float64 sums over the whole test set; mean over seeds")
 EVAL_BATCH = 500  # test images per forward (memory, not results: the sums are exact)
+
+# When the data say "smaller" or "larger" (``family_verdict``, ``depth_trend``; the notebook and
+# both reports print these words and nothing else decides them). A ratio of stds within
+# +-SAME_BAND of 1 reads "about the same": 10 % is a chosen tolerance, not a statistical test.
+# A run usually holds one seed per net (no seed-to-seed spread to test a difference against),
+# and a few per cent is what another seed, another best epoch or a smaller test subset can
+# move a trained net's pooled std by; the paper's effect (Fig. 7) is a visible gap between the
+# curves, not a few per cent. "Smaller" also needs CLEAR_MAJORITY of the layers to agree, so
+# that a median carried by half of the layers is not read as the whole net responding less.
+SAME_BAND = 0.10         # |ratio - 1| <= 0.10: about the same
+CLEAR_MAJORITY = 2 / 3   # fraction of layers that must agree for "smaller"/"larger"
 
 
 def response_layers(model: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
@@ -186,15 +198,60 @@ def measure_run(run: dict, device: torch.device | str = "cpu", data_root: str | 
             "layers": names, "std": stds}
 
 
+def family_verdict(median_ratio: float, smaller_layers: int, layers: int) -> str:
+    """The ResNet against the plain net of its depth, from the median over layers of the
+    ratio ResNet std / plain std and the number of layers where the ResNet's is smaller:
+
+    * ``"smaller"``: median ratio below ``1 - SAME_BAND`` and smaller in at least
+      ``CLEAR_MAJORITY`` of the layers (the paper's observation);
+    * ``"larger"``: median ratio above ``1 + SAME_BAND`` and larger in at least that many;
+    * ``"about the same"``: median ratio within ``1 +- SAME_BAND``;
+    * ``"mixed"``: the median is outside the band but the layers do not clearly agree."""
+    if abs(median_ratio - 1) <= SAME_BAND:
+        return "about the same"
+    need = CLEAR_MAJORITY * layers
+    if median_ratio < 1 and smaller_layers >= need:
+        return "smaller"
+    if median_ratio > 1 and layers - smaller_layers >= need:
+        return "larger"
+    return "mixed"
+
+
+def depth_trend(median_std: Sequence[float]) -> str | None:
+    """How the ResNets' median response std goes with depth (``median_std`` by ascending
+    depth; None with fewer than two depths), with the band of ``family_verdict``:
+
+    * ``"smaller"``: the deepest is below ``1 - SAME_BAND`` times the shallowest and no step
+      to the next depth goes up by more than the band (the paper: the deeper, the smaller);
+    * ``"larger"``: the same upwards;
+    * ``"about the same"``: the deepest and every step within the band;
+    * ``"mixed"``: otherwise (steps up and down beyond the band)."""
+    m = [float(v) for v in median_std]
+    if len(m) < 2:
+        return None
+    steps = [b / max(a, 1e-300) for a, b in zip(m, m[1:])]
+    overall = m[-1] / max(m[0], 1e-300)
+    if overall < 1 - SAME_BAND and all(s <= 1 + SAME_BAND for s in steps):
+        return "smaller"
+    if overall > 1 + SAME_BAND and all(s >= 1 - SAME_BAND for s in steps):
+        return "larger"
+    if all(abs(s - 1) <= SAME_BAND for s in steps + [overall]):
+        return "about the same"
+    return "mixed"
+
+
 def response_comparisons(models: dict[str, dict]) -> dict:
     """What the data say about the paper's two observations, from ``models`` (model ->
-    ``{"std": [...], ...}``, the per-layer stds):
+    ``{"std": [...], "n_seeds": ...}``, the per-layer stds, averaged over ``n_seeds`` seeds):
 
     * ``by_depth``: per depth with both families, the median over layers of the ratio
-      ResNet std / plain std, how many layers of the ResNet respond less, and the medians;
-    * ``resnet_depth``: the ResNets' median std by depth (ascending), and whether it falls with
-      every step in depth (``decreasing``; None with fewer than two ResNet depths).
-    """
+      ResNet std / plain std, how many layers of the ResNet respond less, the medians, the
+      ``verdict`` of ``family_verdict`` and ``seeds`` (the fewer seeds of the two nets);
+    * ``resnet_depth``: the ResNets' median std by depth (ascending), the ``trend`` of
+      ``depth_trend`` (None with fewer than two ResNet depths) and ``seeds`` (the fewest).
+
+    The report recomputes this from a stored ``layer_responses.json``'s ``models``, so the
+    words always follow the rule above."""
     by_depth = []
     for name in sort_models(models):
         fam, depth = parse_model_name(name)
@@ -203,34 +260,52 @@ def response_comparisons(models: dict[str, dict]) -> dict:
             continue
         r, p = np.asarray(models[name]["std"]), np.asarray(plain["std"])
         ratio = r / np.maximum(p, 1e-300)
+        median_ratio, smaller = float(np.median(ratio)), int((r < p).sum())
         by_depth.append({"depth": depth, "plain": model_label(f"plain{depth}"), "resnet": model_label(name),
-                         "median_ratio": float(np.median(ratio)), "smaller_layers": int((r < p).sum()),
+                         "median_ratio": median_ratio, "smaller_layers": smaller,
                          "layers": int(r.size), "plain_median": float(np.median(p)),
-                         "resnet_median": float(np.median(r))})
-    res = sorted((parse_model_name(n)[1], float(np.median(m["std"]))) for n, m in models.items()
-                 if parse_model_name(n)[0] == "resnet")
-    decreasing = None if len(res) < 2 else all(b[1] < a[1] for a, b in zip(res, res[1:]))
+                         "resnet_median": float(np.median(r)),
+                         "verdict": family_verdict(median_ratio, smaller, int(r.size)),
+                         "seeds": min(int(models[name].get("n_seeds", 1)), int(plain.get("n_seeds", 1)))})
+    resnets = [n for n in models if parse_model_name(n)[0] == "resnet"]
+    res = sorted((parse_model_name(n)[1], float(np.median(models[n]["std"]))) for n in resnets)
+    median_std = [m for _, m in res]
     return {"by_depth": by_depth,
-            "resnet_depth": {"depths": [d for d, _ in res], "median_std": [m for _, m in res],
-                             "decreasing": decreasing}}
+            "resnet_depth": {"depths": [d for d, _ in res], "median_std": median_std,
+                             "trend": depth_trend(median_std),
+                             "seeds": min((int(models[n].get("n_seeds", 1)) for n in resnets), default=0)}}
+
+
+# the words of the verdicts in comparison_lines (the reports word them in their templates)
+_VS_PLAIN = {"smaller": "smaller than", "larger": "larger than", "about the same": "about the same as",
+             "mixed": "neither clearly smaller nor clearly larger than"}
+_WITH_DEPTH = {"smaller": "respond less", "larger": "respond more",
+               "about the same": "respond about the same", "mixed": "show no consistent trend"}
+
+
+def _seeds_note(seeds: int) -> str:
+    return ("one seed per net: no seed-to-seed spread to judge the difference against" if seeds == 1
+            else f"stds averaged over at least {seeds} seeds per net")
 
 
 def comparison_lines(record: dict) -> list[str]:
     """What ``layer_responses`` found, as sentences (English; the report phrases the same
-    numbers in zh/en): the data first, then the comparisons of ``response_comparisons``."""
+    numbers in zh/en): the data first, then the comparisons of ``response_comparisons``
+    with their verdicts (``family_verdict``, ``depth_trend``)."""
     comparisons = record["comparisons"]
+    band = f"±{SAME_BAND:.0%}"
     lines = [f"data: {record['label']}"]
     for c in comparisons["by_depth"]:
-        verb = "smaller" if c["median_ratio"] < 1 else "not smaller"
-        lines.append(f"depth {c['depth']}: {c['resnet']}'s layer responses are {verb} than {c['plain']}'s "
-                     f"(median ratio ResNet/plain over layers {c['median_ratio']:.3g}; smaller in "
-                     f"{c['smaller_layers']} of {c['layers']} layers; the paper: ResNets respond less)")
+        lines.append(f"depth {c['depth']}: {c['resnet']}'s layer responses are {_VS_PLAIN[c['verdict']]} "
+                     f"{c['plain']}'s (median ratio ResNet/plain over layers {c['median_ratio']:.3g}; smaller in "
+                     f"{c['smaller_layers']} of {c['layers']} layers; 'about the same' within {band}; "
+                     f"{_seeds_note(c['seeds'])}; the paper: ResNets respond less)")
     rd = comparisons["resnet_depth"]
-    if rd["decreasing"] is not None:
+    if rd["trend"] is not None:
         values = ", ".join(f"{model_label(f'resnet{d}')} {m:.3g}" for d, m in zip(rd["depths"], rd["median_std"]))
-        lines.append(f"median response std of the ResNets: {values}: deeper ResNets "
-                     f"{'respond less' if rd['decreasing'] else 'do not respond uniformly less'} "
-                     f"(the paper: the deeper the ResNet, the smaller its responses)")
+        lines.append(f"median response std of the ResNets: {values}: deeper ResNets {_WITH_DEPTH[rd['trend']]} "
+                     f"(steps within {band} count as the same; {_seeds_note(rd['seeds'])}; the paper: "
+                     f"the deeper the ResNet, the smaller its responses)")
     return lines
 
 

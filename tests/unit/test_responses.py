@@ -119,10 +119,65 @@ def test_comparisons_by_hand():
               "resnet56": {"std": [0.5, 0.5, 0.6]}}
     c = responses.response_comparisons(models)
     assert c["by_depth"] == [{"depth": 20, "plain": "Plain-20", "resnet": "ResNet-20", "median_ratio": 0.5,
-                              "smaller_layers": 2, "layers": 3, "plain_median": 2.0, "resnet_median": 1.0}]
-    assert c["resnet_depth"] == {"depths": [20, 56], "median_std": [1.0, 0.5], "decreasing": True}
+                              "smaller_layers": 2, "layers": 3, "plain_median": 2.0, "resnet_median": 1.0,
+                              "verdict": "smaller", "seeds": 1}]
+    assert c["resnet_depth"] == {"depths": [20, 56], "median_std": [1.0, 0.5], "trend": "smaller", "seeds": 1}
     lines = responses.comparison_lines({"label": "x", "comparisons": c})
-    assert "smaller in 2 of 3 layers" in lines[1] and "deeper ResNets respond less" in lines[2]
+    assert "are smaller than Plain-20's" in lines[1] and "smaller in 2 of 3 layers" in lines[1]
+    assert "one seed per net" in lines[1] and "deeper ResNets respond less" in lines[2]
+
+
+@pytest.mark.parametrize("ratio, smaller, layers, verdict", [
+    (0.987, 12, 19, "about the same"),   # a 1.3 % difference is no difference
+    (1.05, 2, 19, "about the same"),
+    (0.5, 17, 19, "smaller"),            # below the band, and most layers agree
+    (0.5, 10, 19, "mixed"),              # below the band, but only about half of the layers
+    (1.3, 0, 19, "larger"),
+    (1.3, 12, 19, "mixed"),
+    (0.9, 19, 19, "about the same"),     # the band's edge belongs to the band
+])
+def test_family_verdict_needs_the_band_and_a_clear_majority(ratio, smaller, layers, verdict):
+    assert responses.family_verdict(ratio, smaller, layers) == verdict
+
+
+@pytest.mark.parametrize("medians, trend", [
+    ([1.0], None),
+    ([1.0, 0.99, 0.98], "about the same"),
+    ([1.0, 0.8, 0.6], "smaller"),
+    ([1.0, 1.05, 0.7], "smaller"),       # a step up within the band does not break the trend
+    ([1.0, 1.3, 0.7], "mixed"),
+    ([1.04, 1.02, 1.12, 1.17, 1.32], "larger"),
+    ([1.0, 1.3, 1.0], "mixed"),
+])
+def test_depth_trend_with_the_same_band(medians, trend):
+    assert responses.depth_trend(medians) == trend
+
+
+def test_report_words_follow_the_verdicts_and_name_the_seeds(tmp_path):
+    """A ratio of 0.987 reads "about the same" in both reports, and the seeds are named."""
+    runs, figs = seed_like(tmp_path)
+    for r in list_runs(runs, "r1"):
+        (tmp_path / "exp" / "r1" / r["config"]["run_name"] / "best.pth").write_bytes(b"")
+    models = {m: {"std": v, "n_seeds": n, "runs": [{"run_dir": m, "epoch": None}]} for m, v, n in (
+        ("plain20", [1.0, 1.0, 1.0], 1), ("resnet20", [0.987, 0.987, 1.2], 1),
+        ("plain56", [1.0, 1.0, 1.0], 3), ("resnet56", [1.3, 1.3, 1.3], 3))}
+    old = responses.response_comparisons(models)      # a JSON of the old rule: the report redecides
+    for c in old["by_depth"]:
+        c.pop("verdict")
+    atomic_write_json(figs / "r1" / responses.RESPONSES_JSON, {
+        "dataset": {"provenance": "canonical"}, "preset": "seed", "n_images": 10000, "models": models,
+        "label": "CIFAR-10, seed preset; each net's best.pth, 10,000 test images", "not_measured": [],
+        "comparisons": old})
+    facts = facts_of(runs, figs)
+    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    assert "- 20 layers: the layer responses of ResNet-20 are about the same as those of Plain-20: median " \
+           "ratio ResNet/plain over the layers 0.987, smaller in 2 of 3 layers" in en
+    assert "one seed per net, so there is no seed-to-seed spread" in en
+    assert "the layer responses of ResNet-56 are larger than those of Plain-56" in en
+    assert "stds averaged over at least 3 seeds per net" in en
+    assert "deeper ResNets respond more (changes within ±10 % count as the same; one seed per net" in en
+    assert "ResNet-20 的层响应与 Plain-20 大致相同" in zh and "ResNet-56 的层响应大于 Plain-56" in zh
+    assert "更深的 ResNet 响应更大" in zh and "每个网络只有一个种子" in zh
 
 
 def test_report_fig7_section_present_and_omitted(tmp_path):
