@@ -14,7 +14,10 @@ longer than one command therefore goes back and forth as tarballs:
   they are extracted with tarfile's ``data`` filter, as ``resnet_nb.data`` does. A tar of
   another run id is refused, naming both. A run dir already there that is as far along
   (epochs in metrics.json) or further is kept; a run dir holding another config
-  is refused (it would be lost). Training's own resume check refuses a restored run whose
+  is refused (it would be lost). A damaged metrics.json (not a JSON list), in a tar or in a
+  run dir already there, is refused before anything is written, naming the file: it
+  cannot say which copy is further along, and counting it as 0 epochs could overwrite
+  the intact copy. Training's own resume check refuses a restored run whose
   config differs from the one it is asked to train (``run_writer.inspect_run``).
 * ``size``: what a device command carries: the checkout's files that travel (tracked and
   untracked-not-ignored: ``git ls-files -co --exclude-standard``) plus the carried paths,
@@ -126,13 +129,43 @@ def pack(out_dir: str | os.PathLike, run_id: str, to: str | os.PathLike,
 
 # --------------------------------------------------------------------------- restore
 
-def _epochs(run_dir: Path) -> int:
-    """Epochs recorded in ``run_dir``'s metrics.json (0 when missing or unreadable)."""
+def _count_epochs(text: bytes, where: str) -> int:
+    """The number of epochs in the text of a metrics.json (a JSON list, one record per
+    epoch); ValueError naming ``where`` when it is not one: a damaged metrics.json says
+    nothing about how far its run dir is, so it must not count as 0 epochs (restore would
+    then replace the run dir, or keep a damaged one over an intact tar)."""
     try:
-        m = json.loads((run_dir / "metrics.json").read_text())
-    except (OSError, ValueError):
+        m = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"{where} is not readable JSON ({e})") from None
+    if not isinstance(m, list):
+        raise ValueError(f"{where} holds a JSON {type(m).__name__}, not the list of epochs training writes")
+    return len(m)
+
+
+def _epochs(run_dir: Path) -> int:
+    """Epochs recorded in ``run_dir``'s metrics.json: 0 when there is none (no epoch has
+    finished yet), a ValueError when it is damaged (``_count_epochs``)."""
+    path = run_dir / "metrics.json"
+    if not path.is_file():
         return 0
-    return len(m) if isinstance(m, list) else 0
+    return _count_epochs(path.read_bytes(), str(path))
+
+
+def _check_local(base: Path, path: Path, runs: dict) -> None:
+    """Refuse (nothing written yet) when a run dir already here that ``path`` would restore
+    has a damaged metrics.json: which copy is further along cannot be told."""
+    for run in runs:
+        target = base / run
+        if not target.is_dir():
+            continue
+        try:
+            _epochs(target)
+        except ValueError as e:
+            raise ValueError(f"{e}: whether {target} or {path.name} is further along cannot be told, so "
+                             f"nothing was restored. If {target} is the damaged copy, move it away and "
+                             f"restore again; if it is the one to keep, repair its metrics.json (or leave "
+                             f"it and do not restore {path.name})") from None
 
 
 def _stored_config(run_dir: Path) -> dict | None:
@@ -169,6 +202,13 @@ def _check_members(tar: tarfile.TarFile, path: Path, run_id: str) -> dict[str, l
     for run, members in runs.items():
         if not any(m.name.endswith("/config.json") for m in members):
             raise ValueError(f"{path}: {run_id}/{run}/ has no config.json: not a run dir; refusing it")
+        for m in members:
+            if m.name.endswith("/metrics.json"):
+                try:
+                    _count_epochs(tar.extractfile(m).read(), f"{path}: {m.name}")
+                except ValueError as e:
+                    raise ValueError(f"{e}; refusing the whole tar (nothing restored): pack {run_id}/{run} "
+                                     f"again where it was trained (resnet-nb carry pack)") from None
     if not runs:
         raise ValueError(f"{path} holds no run dir files ({run_id}/<run>/<file>)")
     return runs
@@ -221,8 +261,9 @@ def restore(tars: Sequence[str | os.PathLike], run_id: str, out_dir: str | os.Pa
     """Restore carried run-dir tars into ``<out_dir>/<run_id>/``; returns one line per run dir.
 
     Every tar is checked before anything is written (see the module docstring); an error is
-    a one-line ValueError (a tar of another run id names it). A run dir already there
-    with as many epochs or more is kept (the line says so).
+    a one-line ValueError (a tar of another run id names it; so does a damaged metrics.json,
+    in a tar or in a run dir already here). A run dir already there with as many epochs or
+    more is kept (the line says so).
     """
     from resnet_nb.config import check_run_id
 
@@ -239,6 +280,8 @@ def restore(tars: Sequence[str | os.PathLike], run_id: str, out_dir: str | os.Pa
                 checked.append((t, tar, _check_members(tar, t, run_id)))
             except (tarfile.TarError, EOFError) as e:
                 raise ValueError(f"{t} is not a readable tar ({e})") from None
+        for t, _, runs in checked:
+            _check_local(base, t, runs)
         base.mkdir(parents=True, exist_ok=True)
         lines = []
         for t, tar, runs in checked:
@@ -334,7 +377,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        description="Untar run dirs written by 'carry pack' into OUT_DIR/RUN_ID/. Tars are "
                                    "untrusted: only regular files RUN_ID/<run>/<file> are taken (tarfile's data "
                                    "filter); a tar of another run id or config is refused; a run dir already "
-                                   "as far along is kept.")
+                                   "as far along (epochs in metrics.json) is kept; a damaged metrics.json, in "
+                                   "a tar or here, is refused before anything is written.")
     r.add_argument("tars", nargs="+", metavar="TAR", help="tars written by carry pack")
     r.add_argument("--run-id", required=True, help="run id the tars must hold")
     r.add_argument("--out-dir", default="experiments", help="root folder of run directories (default: experiments)")

@@ -143,6 +143,32 @@ def test_restore_keeps_a_run_dir_further_along_and_replaces_one_behind(tmp_path)
     assert [p.name for p in (dev2 / RID).iterdir()] == ["plain20"]
 
 
+@pytest.mark.parametrize("damaged", [b"[{\"epoch\": 1}, {\"ep", b'{"epoch": 7}'])
+def test_restore_never_counts_a_damaged_metrics_json_as_0_epochs(tmp_path, damaged):
+    """Neither a damaged tar nor a damaged run dir here decides 'further along': refused,
+    naming the file, before anything is written; the intact copy is untouched."""
+    good = _run_dir(tmp_path / "a", epochs=5)
+    good_tar = carry.pack(tmp_path / "a", RID, tmp_path / "good")
+    # a damaged carried tar over an intact run dir here (2 epochs): refused whole, nothing written
+    here = _run_dir(tmp_path / "device", epochs=2)
+    (good / "metrics.json").write_bytes(damaged)
+    [bad_tar] = carry.pack(tmp_path / "a", RID, tmp_path / "bad")
+    with pytest.raises(ValueError, match=r"bad/gpu-seed__plain20.tar: gpu-seed/plain20/metrics.json (is not "
+                                         r"readable JSON|holds a JSON dict).*refusing the whole tar"):
+        carry.restore([bad_tar], RID, tmp_path / "device")
+    assert len(json.loads((here / "metrics.json").read_text())) == 2
+    assert sorted(p.name for p in (tmp_path / "device" / RID).iterdir()) == ["plain20"]
+    # a damaged run dir here and an intact tar of 5 epochs: refused, the run dir here untouched
+    (here / "metrics.json").write_bytes(damaged)
+    with pytest.raises(ValueError, match=r"plain20/metrics.json .*cannot be told, so nothing was restored"):
+        carry.restore(good_tar, RID, tmp_path / "device")
+    assert (here / "metrics.json").read_bytes() == damaged and (here / "last.pth").read_bytes() == b"L" * 3000
+    # a run dir with no metrics.json yet (no epoch finished): 0 epochs, replaced by the tar
+    (here / "metrics.json").unlink()
+    [line] = carry.restore(good_tar, RID, tmp_path / "device")
+    assert line.endswith("5 epochs (it held 0)")
+
+
 def test_restore_refuses_to_replace_a_run_dir_of_another_config(tmp_path):
     _run_dir(tmp_path / "a", epochs=5)
     d = _run_dir(tmp_path / "device", epochs=1, lr=0.05)  # the same run dir name, another recipe
