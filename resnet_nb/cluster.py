@@ -26,6 +26,13 @@ exactly as with ``--executor local``.
    (the training stops, marks the run interrupted; ``last.pth`` holds the last finished
    epoch) and hands submitit the same task, which it requeues; the training resumes from
    ``last.pth`` exactly as a local rerun does.
+5. ``--time-budget S``: per task, counted from when the task starts running on its node
+   (``task_deadline``), not from the submission: a wait in the queue costs no budget, and a
+   requeued task (preempted, or at its time limit) starts again with S seconds. Locally the
+   executions share one deadline of the whole reproduction; here they run when SLURM
+   schedules them, so one shared clock would charge each task for the queue. The task's
+   wall time is SLURM's (``--slurm-time``); the budget only pauses the training at an
+   epoch boundary before it.
 
 Job states come from ``squeue`` while SLURM knows the job and from submitit's result file
 once the task has ended: no accounting database (``sacct``, slurmdbd) is needed.
@@ -55,7 +62,7 @@ from typing import Any, Sequence
 from resnet_nb.executor import Runner, describe  # the local executor's runner and wording
 
 __all__ = ["ASSUMPTION", "SLURM_DIR", "JOBS_FILE", "add_arguments", "check_slurm", "slurm_parameters",
-           "parse_time_minutes", "uses_cuda", "UnitTask", "run_units", "squeue_states"]
+           "parse_time_minutes", "uses_cuda", "task_deadline", "UnitTask", "run_units", "squeue_states"]
 
 ASSUMPTION = ("--executor slurm assumes that the checkout, its Python environment and the run dirs "
               "(--out-dir) are on a filesystem that the compute nodes share with this machine")
@@ -237,6 +244,14 @@ except ImportError:  # submitit missing: check_slurm says so before a task is ev
     _Checkpointable = object  # type: ignore[assignment,misc]
 
 
+def task_deadline(parameters: dict, started: float) -> float | None:
+    """The deadline (``time.monotonic()``) of one array task's execution: the whole
+    ``time_budget`` of its parameters (reproduce's ``--time-budget``) from ``started``, when
+    this start of the task began running (module docstring, 5.); None without a budget."""
+    budget = float(parameters.get("time_budget") or 0.0)
+    return started + budget if budget > 0 else None
+
+
 class UnitTask(_Checkpointable):
     """One array task: execute one unit of work (``reproduce.Unit``) as the local executor
     does; returns ``{"status": "ok"|"failed", "failure", "seconds", "host"}``.
@@ -260,7 +275,8 @@ class UnitTask(_Checkpointable):
             return {"status": "ok", "failure": None, "seconds": 0.0, "host": host}
         self.unit.status, self.unit.failure = "pending", None
         with tempfile.TemporaryDirectory(prefix="resnet-nb-task-") as tmp:
-            self._runner = _TaskRunner(1, [], self.kernel, Path(self.cwd), Path(tmp))
+            self._runner = _TaskRunner(1, [], self.kernel, Path(self.cwd), Path(tmp),
+                                       deadline=task_deadline(self.parameters, time.monotonic()))
             self._runner.run([(self.unit, Path(self.notebook), [Path(o) for o in self.outputs], self.parameters)])
             self._runner = None
         return {"status": self.unit.status, "failure": self.unit.failure, "seconds": self.unit.seconds,

@@ -17,6 +17,8 @@ after the other share one budget); once it has passed, such an execution is not 
 and its unit is ``paused``, except the first (so that every rerun makes progress: its
 first epoch always runs). A training notebook whose runs the budget paused still
 succeeds (the runs are ``paused``, not failed): the caller reads their statuses.
+``resnet_nb.reproduce`` gives one deadline to all its local executions; each SLURM array
+task gets its own, from its start (``cluster.task_deadline``).
 """
 from __future__ import annotations
 

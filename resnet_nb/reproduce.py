@@ -17,13 +17,16 @@
 4. Executes ``01_theory`` (theory figures) and ``03_analysis`` (curves, Fig. 6 style plot,
    ``summary.json``) into ``report/figures/<run_id>/``.
 
-``--time-budget SECONDS`` is a deadline for the whole reproduction, counted from its start:
-each 02_train execution gets the seconds left when it starts (``executor.Runner.deadline``),
-so executions one after the other do not each get the whole budget; its training pauses at
-the epoch boundary where the next epoch would not fit (``packing.Budget``), and an
-execution that would start after the deadline is not started. Paused runs keep a resumable
-last.pth; 01_theory and 03_analysis wait for the rerun that finishes every run; the exit
-status is 75 (``train.EXIT_PAUSED``): rerun the same command to resume.
+``--time-budget SECONDS``, with ``--executor local``, is a deadline for the whole
+reproduction, counted from its start: each 02_train execution gets the seconds left when it
+starts (``executor.Runner.deadline``), so executions one after the other do not each get the
+whole budget, and an execution that would start after the deadline is not started. With
+``--executor slurm`` it is a budget per array task, counted from when the task starts
+running (``cluster.task_deadline``): time in the queue does not count, a requeued task gets
+it again, and the task's wall limit is ``--slurm-time``'s. Either way the training pauses at
+the epoch boundary where the next epoch would not fit (``packing.Budget``). Paused runs keep
+a resumable last.pth; 01_theory and 03_analysis wait for the rerun that finishes every run;
+the exit status is 75 (``train.EXIT_PAUSED``): rerun the same command to resume.
 
 The notebooks' own helpers (setup, parameters -> configs) live in ``resnet_nb.notebook``,
 the local executor in ``resnet_nb.executor``.
@@ -191,10 +194,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parallel", type=int, default=1, help="executions at once (spread over the visible GPUs)")
     add_field_arguments(p, _FIELD_FLAGS, defaults=True)  # as train's flags, one value for all runs
     p.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS",
-                   help="deadline for the whole reproduction, in seconds from its start (default: 0 = none): "
-                        "each training execution gets the time left when it starts and pauses at the epoch "
-                        "boundary where its next epoch would not fit (its first epoch always runs); none "
-                        "starts after the deadline. Paused runs keep a resumable last.pth, the theory and "
+                   help="time budget in seconds (default: 0 = none). --executor local: a deadline for the "
+                        "whole reproduction from its start; each training execution gets the time left when "
+                        "it starts, none starts after the deadline. --executor slurm: a budget per array task "
+                        "from when it starts running (the queue does not count; a requeued task gets it again; "
+                        "the wall limit is --slurm-time). A training pauses at the epoch boundary where its "
+                        "next epoch would not fit (its first epoch always runs). Paused runs keep a resumable "
+                        "last.pth, the theory and "
                         f"analysis notebooks wait for the rerun that finishes them, the exit status is "
                         f"{EXIT_PAUSED}: rerun the same command to resume")
     p.add_argument("--figures-root", default="report/figures", help="figures go to <figures-root>/<run-id>/")
@@ -391,7 +397,9 @@ def run_cli(args: argparse.Namespace) -> int:
     base = Path(cfgs[0].out_dir) / run_id
 
     deadline = started + args.time_budget if args.time_budget > 0 else None
-    budget = {"time_budget": max(0.1, round(deadline - time.monotonic(), 1))} if deadline is not None else {}
+    # the whole budget: Runner.budget_left makes it the time left until the deadline (local),
+    # cluster.task_deadline counts it from each task's start (slurm)
+    budget = {"time_budget": args.time_budget} if deadline is not None else {}
     with tempfile.TemporaryDirectory(prefix="resnet-nb-reproduce-") as tmp:
         runner = Runner(args.parallel, gpus, args.kernel, root, Path(tmp), deadline=deadline)
         finals = []
