@@ -69,6 +69,10 @@ publish: $(STAMP)
 readme: $(STAMP)
 	$(BIN)/resnet-nb publish --readme
 
+# The Debian packages of sysdeps, browserdeps and slurmdeps: only the missing ones, apt-get as
+# root or through sudo, 3 retries per download; a no-op when all are installed.
+APT_INSTALL := sh scripts/apt_install.sh
+
 # Debian packages the PDF report needs: xelatex, xeCJK (texlive-lang-chinese), a CJK font
 # (Noto CJK) and poppler (pdftotext/pdftoppm for the report test). Installs only what is
 # missing; a no-op (well under a second) when everything is there.
@@ -79,14 +83,7 @@ sysdeps:
 	    if command -v xelatex >/dev/null && kpsewhich xeCJK.sty >/dev/null && command -v pdftotext >/dev/null; then \
 	        echo "sysdeps: xelatex, xeCJK and pdftotext present"; exit 0; fi; \
 	    echo "sysdeps: not a Debian system; install xelatex with xeCJK, a Noto CJK font and poppler (pdftotext, pdftoppm) with your package manager" >&2; exit 1; fi; \
-	missing=$$(for p in $(SYSDEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
-	    | grep -q 'install ok installed' || echo $$p; done); \
-	if [ -z "$$missing" ]; then echo "sysdeps: all present ($(SYSDEPS))"; exit 0; fi; \
-	sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	echo "sysdeps: installing" $$missing; \
-	$$sudo apt-get -o Acquire::Retries=3 update -q >/dev/null && \
-	DEBIAN_FRONTEND=noninteractive $$sudo apt-get -o Acquire::Retries=3 install -y -q \
-	    --no-install-recommends $$missing >/dev/null
+	$(APT_INSTALL) sysdeps $(SYSDEPS)
 
 # Headless Chromium for the JupyterLab browser test (tests/integration/test_lab.py; it skips
 # without it). Not needed for the PDF. Installs only when missing; a no-op when present.
@@ -95,11 +92,7 @@ browserdeps:
 	    echo "browserdeps: chromium present"; exit 0; fi; \
 	if ! command -v apt-get >/dev/null; then \
 	    echo "browserdeps: not a Debian system; install Chromium with your package manager" >&2; exit 1; fi; \
-	sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	echo "browserdeps: installing chromium"; \
-	$$sudo apt-get -o Acquire::Retries=3 update -q >/dev/null && \
-	DEBIAN_FRONTEND=noninteractive $$sudo apt-get -o Acquire::Retries=3 install -y -q \
-	    --no-install-recommends chromium >/dev/null
+	$(APT_INSTALL) browserdeps chromium
 
 # JupyterLab rooted at notebooks/: notebooks/jupytext.toml pairs each .py with its .ipynb, and
 # the project's settings folder (.jupyter/lab/settings/overrides.json) makes a double-click open
@@ -124,14 +117,7 @@ slurmdeps:
 	    if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null; then \
 	        echo "slurmdeps: slurmctld, slurmd and munged present"; exit 0; fi; \
 	    echo "slurmdeps: not a Debian system; install SLURM (slurmctld, slurmd, clients) and munge with your package manager" >&2; exit 1; fi; \
-	missing=$$(for p in $(SLURMDEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
-	    | grep -q 'install ok installed' || echo $$p; done); \
-	if [ -z "$$missing" ]; then echo "slurmdeps: all present ($(SLURMDEPS))"; exit 0; fi; \
-	sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	echo "slurmdeps: installing" $$missing; \
-	$$sudo apt-get -o Acquire::Retries=3 update -q >/dev/null && \
-	DEBIAN_FRONTEND=noninteractive $$sudo apt-get -o Acquire::Retries=3 install -y -q \
-	    --no-install-recommends $$missing >/dev/null
+	$(APT_INSTALL) slurmdeps $(SLURMDEPS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
