@@ -246,9 +246,9 @@ def response_comparisons(models: dict[str, dict]) -> dict:
 
     * ``by_depth``: per depth with both families, the median over layers of the ratio
       ResNet std / plain std, how many layers of the ResNet respond less, the medians, the
-      ``verdict`` of ``family_verdict`` and ``seeds`` (the fewer seeds of the two nets);
+      ``verdict`` of ``family_verdict`` and ``seeds`` ([fewest, most] seeds of the two nets);
     * ``resnet_depth``: the ResNets' median std by depth (ascending), the ``trend`` of
-      ``depth_trend`` (None with fewer than two ResNet depths) and ``seeds`` (the fewest).
+      ``depth_trend`` (None with fewer than two ResNet depths) and ``seeds`` ([fewest, most]).
 
     The report recomputes this from a stored ``layer_responses.json``'s ``models``, so the
     words always follow the rule above."""
@@ -266,14 +266,14 @@ def response_comparisons(models: dict[str, dict]) -> dict:
                          "layers": int(r.size), "plain_median": float(np.median(p)),
                          "resnet_median": float(np.median(r)),
                          "verdict": family_verdict(median_ratio, smaller, int(r.size)),
-                         "seeds": min(int(models[name].get("n_seeds", 1)), int(plain.get("n_seeds", 1)))})
+                         "seeds": _seed_range([models[name], plain])})
     resnets = [n for n in models if parse_model_name(n)[0] == "resnet"]
     res = sorted((parse_model_name(n)[1], float(np.median(models[n]["std"]))) for n in resnets)
     median_std = [m for _, m in res]
     return {"by_depth": by_depth,
             "resnet_depth": {"depths": [d for d, _ in res], "median_std": median_std,
                              "trend": depth_trend(median_std),
-                             "seeds": min((int(models[n].get("n_seeds", 1)) for n in resnets), default=0)}}
+                             "seeds": _seed_range([models[n] for n in resnets])}}
 
 
 # the words of the verdicts in comparison_lines (the reports word them in their templates)
@@ -283,9 +283,18 @@ _WITH_DEPTH = {"smaller": "respond less", "larger": "respond more",
                "about the same": "respond about the same", "mixed": "show no consistent trend"}
 
 
-def _seeds_note(seeds: int) -> str:
-    return ("one seed per net: no seed-to-seed spread to judge the difference against" if seeds == 1
-            else f"stds averaged over at least {seeds} seeds per net")
+def _seed_range(nets: list[dict]) -> list[int]:
+    """[fewest, most] seeds the per-layer stds of ``nets`` are averaged over."""
+    n = [int(m.get("n_seeds", 1)) for m in nets] or [0]
+    return [min(n), max(n)]
+
+
+def _seeds_note(seeds: list[int]) -> str:
+    lo, hi = seeds
+    if hi == 1:
+        return "one seed per net: no seed-to-seed spread to judge the difference against"
+    return f"stds averaged over {lo} seeds per net" if lo == hi else \
+        f"stds averaged over {lo} to {hi} seeds per net" + ("; one seed gives no spread" if lo == 1 else "")
 
 
 def comparison_lines(record: dict) -> list[str]:

@@ -120,8 +120,8 @@ def test_comparisons_by_hand():
     c = responses.response_comparisons(models)
     assert c["by_depth"] == [{"depth": 20, "plain": "Plain-20", "resnet": "ResNet-20", "median_ratio": 0.5,
                               "smaller_layers": 2, "layers": 3, "plain_median": 2.0, "resnet_median": 1.0,
-                              "verdict": "smaller", "seeds": 1}]
-    assert c["resnet_depth"] == {"depths": [20, 56], "median_std": [1.0, 0.5], "trend": "smaller", "seeds": 1}
+                              "verdict": "smaller", "seeds": [1, 1]}]
+    assert c["resnet_depth"] == {"depths": [20, 56], "median_std": [1.0, 0.5], "trend": "smaller", "seeds": [1, 1]}
     lines = responses.comparison_lines({"label": "x", "comparisons": c})
     assert "are smaller than Plain-20's" in lines[1] and "smaller in 2 of 3 layers" in lines[1]
     assert "one seed per net" in lines[1] and "deeper ResNets respond less" in lines[2]
@@ -174,8 +174,9 @@ def test_report_words_follow_the_verdicts_and_name_the_seeds(tmp_path):
            "ratio ResNet/plain over the layers 0.987, smaller in 2 of 3 layers" in en
     assert "one seed per net, so there is no seed-to-seed spread" in en
     assert "the layer responses of ResNet-56 are larger than those of Plain-56" in en
-    assert "stds averaged over at least 3 seeds per net" in en
-    assert "deeper ResNets respond more (changes within ±10 % count as the same; one seed per net" in en
+    assert "stds averaged over 3 seeds per net" in en
+    assert "deeper ResNets respond more (changes within ±10 % count as the same; stds averaged over 1 to 3 " \
+           "seeds per net" in en
     assert "ResNet-20 的层响应与 Plain-20 大致相同" in zh and "ResNet-56 的层响应大于 Plain-56" in zh
     assert "更深的 ResNet 响应更大" in zh and "每个网络只有一个种子" in zh
 
