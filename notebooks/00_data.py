@@ -78,9 +78,11 @@ plots.show(samples_fig)
 # %% [markdown]
 # ## Augmentation preview
 #
-# Training augments every batch on the device with the paper's recipe: pad 4 pixels of
-# zeros on each side, take a random 32×32 crop, flip horizontally with probability ½
-# (`data.random_crop_flip`, a pure batched function that runs the same on CPU and GPU).
+# Training augments every image on the device with the paper's recipe: pad 4 pixels of
+# zeros on each side, take a random 32×32 crop, flip horizontally with probability ½; it
+# draws a whole epoch's order, crops and flips at once (`data.augment_epoch`). The preview
+# draws the same crop and flip for one batch (`data.random_crop_flip`); both are pure
+# batched functions over `data.crop_flip` that run the same on CPU and GPU.
 # Each row below is a fresh draw for the same images.
 
 # %%

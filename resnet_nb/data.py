@@ -3,7 +3,9 @@
 Data flow: archive -> ``cifar-10-batches-py`` pickles -> uint8 tensors (N, 3, 32, 32) and
 int64 labels, held on the training device. Augmentation (random 32x32 crop of the
 4-pixel zero-padded image + horizontal flip, He et al. sec. 4.2) runs batched on that
-device as pure tensor functions, then ``normalize`` turns uint8 into float.
+device as pure tensor functions, one whole epoch at a time in training (``augment_epoch``:
+the epoch's permutation and every image's crop and flip, drawn at once), then ``normalize``
+turns uint8 into float.
 
 Provenance is explicit: every load returns whether the six batch files match the
 published md5 sums (``canonical``), differ (``noncanonical``, only with the opt-in
@@ -43,7 +45,8 @@ __all__ = [
     "CIFAR10_URL", "CIFAR10_ARCHIVE", "CIFAR10_ARCHIVE_MD5", "BATCH_MD5", "CLASSES",
     "DataError", "Cifar10", "default_root", "find_batches_dir", "download_cifar10",
     "verify_cifar10", "load_cifar10", "fingerprint", "file_digest", "write_fake_cifar10",
-    "crop_flip", "random_crop_flip", "channel_stats", "pixel_mean", "normalize",
+    "crop_flip", "random_crop_flip", "augment_epoch", "AUGMENT_SCHEME", "channel_stats",
+    "pixel_mean", "normalize",
     "iterate_batches", "train_val_split", "synthetic_root", "load_dataset",
     "SYNTHETIC_SIZE", "SYNTHETIC_SIDECAR", "ALLOWED_PICKLE_GLOBALS", "DOWNLOAD_TIMEOUT_S",
 ]
@@ -502,19 +505,58 @@ def crop_flip(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torc
     return padded[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+def _draw_crop_flip(n: int, generator: torch.Generator | None, device: torch.device,
+                    pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(top, left, flip) of n images: offsets uniform in [0, 2*pad], flips Bernoulli(0.5),
+    in three draws from ``generator`` (top, then left, then flip)."""
+    top = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=device)
+    left = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=device)
+    flip = torch.rand(n, generator=generator, device=device) < 0.5
+    return top, left, flip
+
+
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None = None,
                      pad: int = PAD) -> torch.Tensor:
     """RandomCrop(32, padding=pad) + RandomHorizontalFlip(p=0.5), batched.
 
     Offsets are uniform in [0, 2*pad] and flips Bernoulli(0.5), drawn with ``generator``
-    (which must live on x's device, or be None).
+    (which must live on x's device, or be None). Training draws a whole epoch at once
+    (``augment_epoch``); this draws one batch (the data notebook's preview).
     """
+    dev = generator.device if generator is not None else x.device
+    return crop_flip(x, *_draw_crop_flip(x.shape[0], generator, dev, pad), pad)
+
+
+# The random stream training draws from a member's data generator, recorded in every
+# last.pth (rng["augment"]): "epoch" = augment_epoch (one permutation, then top, left and
+# flip of all images, once per epoch). Checkpoints without it were written by resnet-nb
+# versions that drew a crop/flip per batch; they do not resume (run_writer.inspect_run).
+AUGMENT_SCHEME = "epoch"
+AUGMENT_CHUNK = 10_000   # images per crop_flip call in augment_epoch (bounds its temporaries)
+
+
+def augment_epoch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None,
+                  pad: int = PAD, chunk: int = AUGMENT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """One epoch of training data in a few calls: (x_epoch (n, C, H, W), y_epoch (n,)).
+
+    Draws from ``generator`` (on x's device, or None), in this order: a permutation of
+    range(n), then top, left and flip of all n images (as ``random_crop_flip`` draws them
+    for a batch). Image ``k`` of the epoch is ``crop_flip`` of ``x[order[k]]`` with draw
+    ``k``; batch ``j`` is ``[j*B:(j+1)*B]``. The gather and crop run ``chunk`` images at a
+    time (the same result for any chunk), so the temporaries stay a few times one chunk.
+    """
+    if chunk <= 0:
+        raise ValueError(f"chunk must be positive; got {chunk}")
     n = x.shape[0]
     dev = generator.device if generator is not None else x.device
-    top = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev)
-    left = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev)
-    flip = torch.rand(n, generator=generator, device=dev) < 0.5
-    return crop_flip(x, top, left, flip, pad)
+    order = torch.randperm(n, generator=generator, device=dev)
+    top, left, flip = _draw_crop_flip(n, generator, dev, pad)
+    order_x = order.to(x.device)
+    out = torch.empty_like(x)
+    for i in range(0, n, chunk):
+        j = slice(i, i + chunk)
+        out[j] = crop_flip(x[order_x[j]], top[j], left[j], flip[j], pad)
+    return out, y[order.to(y.device)]
 
 
 # --------------------------------------------------------------------------- normalisation

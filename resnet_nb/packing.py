@@ -102,10 +102,12 @@ def plan_packs(cfgs: Sequence, pack: bool | None = None) -> list[list[int]]:
 class PackBatcher:
     """The training batches of N members, each from its own generator.
 
-    Member ``i`` makes the calls of a single run: a seeded permutation per epoch
-    (``data.iterate_batches``) and a crop/flip draw per batch (``data.random_crop_flip``).
-    ``batches()`` yields one epoch of (x (N, B, 3, H, W) uint8 augmented, y (N, B)); the
-    last batch may be smaller.
+    Member ``i`` makes the call of a single run: once per epoch ``data.augment_epoch`` (the
+    epoch's permutation and all its crops and flips, drawn at once from its generator).
+    ``batches()`` stacks the members' epochs once, (N, n, 3, H, W) uint8 and (N, n), then
+    yields views of it, batch after batch: (x (N, B, 3, H, W), y (N, B)), no copy per step;
+    the last batch may be smaller. Each epoch is a new tensor, so a batch stays valid after
+    the next epoch starts. The whole epoch is drawn when its first batch is asked for.
     """
 
     def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, batch_size: int,
@@ -113,11 +115,15 @@ class PackBatcher:
         self.x, self.y, self.batch_size, self.generators = train_x, train_y, batch_size, list(generators)
 
     def batches(self):
-        n = self.x.shape[0]
-        orders = [D.iterate_batches(n, self.batch_size, shuffle=True, generator=g) for g in self.generators]
-        for idxs in zip(*orders):
-            x = [D.random_crop_flip(self.x[idx], g) for idx, g in zip(idxs, self.generators)]
-            yield torch.stack(x), torch.stack([self.y[idx] for idx in idxs])
+        n, b = self.x.shape[0], self.batch_size
+        if b <= 0:
+            raise ValueError(f"batch_size must be positive; got {b}")
+        xs = self.x.new_empty((len(self.generators), *self.x.shape))         # (N, n, 3, H, W)
+        ys = self.y.new_empty((len(self.generators), n))                     # (N, n)
+        for k, g in enumerate(self.generators):      # one member's epoch at a time: peak N+1 epochs
+            xs[k], ys[k] = D.augment_epoch(self.x, self.y, g)
+        for i in range(0, n, b):
+            yield xs[:, i:i + b], ys[:, i:i + b]
 
 
 @torch.no_grad()
@@ -560,13 +566,14 @@ def _diverged(name: str, record: dict, first_bad, others_train_on: bool) -> str 
 
 def _save(writer, record, model_state, opt_state, generator, device, data) -> None:
     """A member's best.pth/last.pth: its model and optimiser state in the single model's
-    format (``_Members.states``), whatever the pack mode."""
+    format (``_Members.states``), whatever the pack mode; ``rng["augment"]`` names the random
+    stream its data generator is in (``data.AUGMENT_SCHEME``, checked on resume)."""
     norm = {"kind": data.info["normalization"]["kind"], "mean": data.mean.cpu(),
             "std": data.std.cpu() if data.std is not None else None}
     writer.save_epoch(record, model_state, {
         "optimizer": opt_state,
         "scheduler": {"kind": "lr_at", "schedule": writer.cfg.schedule, "iteration": record["iteration"]},
-        "rng": {"torch": torch.get_rng_state(), "data": generator.get_state(),
+        "rng": {"torch": torch.get_rng_state(), "data": generator.get_state(), "augment": D.AUGMENT_SCHEME,
                 "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
         "device_type": device.type, "dataset_fingerprint": data.info["fingerprint"]}, norm)
 

@@ -2,8 +2,8 @@
 
 ``prepare_data(cfg, device)`` loads the dataset of a ``TrainConfig``, takes the fixed val
 split and subsets, computes the normalisation statistics of the training images in use and
-moves the uint8 images to the training device, where each batch is augmented
-(``resnet_nb.data``). Every member of a pack trains on the same ``PreparedData``.
+moves the uint8 images to the training device, where each epoch's images are augmented
+(``resnet_nb.data.augment_epoch``). Every member of a pack trains on the same ``PreparedData``.
 """
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ member and in this order:
 
 1. ``inspect_run(cfg, device_type, restart)``: look at the run dir without a lock (a new
    run, a run to resume from last.pth, a finished run, or a refusal: another config, another
-   device type, unreadable files). Nothing is created or deleted.
+   device type, a last.pth of another augmentation stream, unreadable files). Nothing is
+   created or deleted.
 2. load the data, then ``RunWriter.claim(cfg, ...)``: lock the run dir and look again when
    another process wrote into it meanwhile; remove the temporary files of writes cut short;
    a fresh run drops stale checkpoints and metrics.
@@ -38,6 +39,7 @@ import torch
 
 from resnet_nb import runs
 from resnet_nb.config import TrainConfig, config_diff
+from resnet_nb.data import AUGMENT_SCHEME
 from resnet_nb.runs import (BEST_FILE, CONFIG_FILE, FORMAT_VERSION, LAST_FILE, METRICS_FILE,
                             atomic_save, atomic_write_json, run_dir_of)
 
@@ -62,7 +64,8 @@ class Seen(NamedTuple):
 def inspect_run(cfg: TrainConfig, device_type: str, restart: bool) -> Seen:
     """What ``cfg``'s run dir holds (read-only; ``RunWriter.claim`` looks again under the lock).
 
-    A stored run with another config or device type is refused (one-line ValueError). When
+    A stored run with another config or device type, or whose last.pth another augmentation
+    stream wrote (``_check_augment``), is refused (one-line ValueError). When
     config.json is missing or unreadable, the config comes from last.pth (which stores it)
     and config.json is rebuilt from it; when neither can be read the run's files are kept
     and the run refused (``--restart`` discards them). Nothing is ever deleted here.
@@ -104,7 +107,25 @@ def inspect_run(cfg: TrainConfig, device_type: str, restart: bool) -> Seen:
         print(f"{run_dir}: already finished ({len(ckpt.get('metrics', []))} epochs); "
               f"pass --restart to train it again", flush=True)
         return Seen(run_dir, ckpt, meta_old, True, state)
+    if ckpt is not None:
+        _check_augment(ckpt, run_dir / LAST_FILE)
     return Seen(run_dir, ckpt, meta_old if ckpt is not None else None, False, state)
+
+
+def _check_augment(ckpt: dict, path: Path) -> None:
+    """A checkpoint resumes only in the data stream it was written in (``data.AUGMENT_SCHEME``,
+    ``rng["augment"]``): resuming another would give the run a stream no uninterrupted run of
+    its seed has (one-line ValueError)."""
+    rng = ckpt.get("rng")
+    scheme = rng.get("augment") if isinstance(rng, dict) else None
+    if scheme == AUGMENT_SCHEME:
+        return
+    old = ("an older resnet-nb that drew the crops and flips per batch" if scheme is None
+           else f"a resnet-nb that drew the crops and flips as {scheme!r}")
+    raise ValueError(f"{path} was written by {old}; this one draws them once per epoch ({AUGMENT_SCHEME!r}), "
+                     f"so resuming would not continue the run's random stream; pass --restart (or use "
+                     f"another --run-id) to train it from the start, or finish it with the resnet-nb "
+                     f"that started it")
 
 
 def check_fingerprint(seen: Seen, fingerprint: str) -> None:

@@ -8,10 +8,11 @@ network on CUDA. The data flow, one module per step:
 * ``resnet_nb.prepare``: the uint8 images on the training device (val split, subsets,
   normalisation statistics of the training images in use);
 * ``resnet_nb.packing``: the epoch loop of one model or a pack: each epoch draws a seeded
-  permutation, augments every batch on the device (random 32x32 crop of the 4-pixel
-  zero-padded image + horizontal flip, sec. 4.2), steps, and evaluates on the test set (and
-  the val split when there is one) every ``eval_every`` epochs; ``best.pth`` keeps the
-  weights of the best test accuracy (as the seed report did);
+  permutation and augments all its images at once on the device (random 32x32 crop of the
+  4-pixel zero-padded image + horizontal flip, sec. 4.2; ``data.augment_epoch``), steps
+  batch by batch, and evaluates on the test set (and the val split when there is one)
+  every ``eval_every`` epochs; ``best.pth`` keeps the weights of the best test accuracy
+  (as the seed report did);
 * ``resnet_nb.step``: the SGD step (momentum, weight decay) and its learning rate, the pure
   function ``lr_at(cfg, iteration, iters_per_epoch)`` (MultiStep at epoch or iteration
   milestones, optional constant warm-up), written into the optimiser before every step;

@@ -5,7 +5,8 @@ contract: published runs are committed and must stay readable).
 config.json had a ``format_version``): a 2-epoch synthetic run interrupted in epoch 2, so
 last.pth holds epoch 1. To keep the files small every tensor of the checkpoints is stored
 as a stride-0 view of its first element: keys, nesting, dtypes and shapes are real, values
-are not (the RNG states are real).
+are not (the RNG states are real). Its crops and flips were drawn per batch: it reads, but
+resumes only when marked as today's augmentation stream (format version 3).
 """
 import shutil
 from pathlib import Path
@@ -15,7 +16,9 @@ import torch
 
 from resnet_nb import runs
 from resnet_nb.config import config_from_dict
+from resnet_nb.data import AUGMENT_SCHEME
 from resnet_nb.models import build_model
+from resnet_nb.run_writer import inspect_run
 from resnet_nb.train import train
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "run-v0"
@@ -51,12 +54,16 @@ def test_v0_run_dir_reads(name):
     assert [r["epoch"] for r in run["metrics"]] == [1]
 
 
-def _materialise(src: Path, dst: Path) -> None:
-    """Copy a fixture run dir with its stride-0 tensors made real (contiguous) again."""
+def _materialise(src: Path, dst: Path, augment: str | None = None) -> None:
+    """Copy a fixture run dir with its stride-0 tensors made real (contiguous) again;
+    ``augment``: mark last.pth as written in that augmentation stream (rng["augment"])."""
     dst.mkdir(parents=True)
     for p in src.iterdir():
         if p.suffix == ".pth":
-            torch.save(_dense(load(p)), dst / p.name)
+            ckpt = _dense(load(p))
+            if augment is not None and p.name == "last.pth":
+                ckpt["rng"]["augment"] = augment
+            torch.save(ckpt, dst / p.name)
         else:
             shutil.copy(p, dst / p.name)
 
@@ -71,9 +78,33 @@ def _dense(o):
     return o
 
 
+def _v0_config(tmp_path, data_root):
+    stored = load(FIXTURE / "resnet20" / "last.pth")["config"]
+    return config_from_dict({**stored, "out_dir": str(tmp_path), "data_root": str(data_root)})
+
+
+@pytest.mark.parametrize("augment", [None, "batch"])
+def test_a_run_of_another_augmentation_stream_is_refused_and_kept(tmp_path, augment):
+    """A v0 run (crops and flips drawn per batch, no rng["augment"]) or one of an unknown
+    stream reads, but does not resume: one line says why and what to do; nothing is deleted."""
+    run_dir = tmp_path / "v0" / "resnet20"
+    _materialise(FIXTURE / "resnet20", run_dir, augment)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    with pytest.raises(ValueError) as err:
+        inspect_run(_v0_config(tmp_path, tmp_path / "no-data"), "cpu", restart=False)
+    msg = str(err.value)
+    assert "\n" not in msg and str(run_dir / "last.pth") in msg and "--restart" in msg
+    assert ("per batch" if augment is None else "'batch'") in msg and "once per epoch ('epoch')" in msg
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    assert runs.load_run(run_dir)["metrics"][0]["epoch"] == 1          # it still reads
+    assert inspect_run(_v0_config(tmp_path, tmp_path), "cpu", restart=True).ckpt is None
+
+
 @pytest.mark.slow
 def test_v0_run_resumes_and_finishes(fake_cifar, tmp_path, one_thread):
-    _materialise(FIXTURE / "resnet20", tmp_path / "v0" / "resnet20")
+    """A v0 checkpoint's files (model, optimiser, RNG states) still resume with today's code
+    once it is in today's augmentation stream (a real v0 last.pth is refused, test above)."""
+    _materialise(FIXTURE / "resnet20", tmp_path / "v0" / "resnet20", augment=AUGMENT_SCHEME)
     stored = load(FIXTURE / "resnet20" / "last.pth")["config"]
     cfg = config_from_dict({**stored, "out_dir": str(tmp_path), "data_root": str(fake_cifar)})
     run_dir = train(cfg)

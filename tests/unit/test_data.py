@@ -268,6 +268,31 @@ def test_random_crop_flip_distribution_and_seed():
     assert torch.all((freq - 1 / 9).abs() < 0.03)
 
 
+def test_augment_epoch_is_crop_flip_of_a_seeded_permutation_in_any_chunks():
+    n = 37
+    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(n) * 3                                   # labels that name their image
+    xe, ye = data.augment_epoch(x, y, torch.Generator().manual_seed(5))
+    assert xe.shape == x.shape and xe.dtype == torch.uint8 and ye.shape == (n,)
+    # the documented draws: a permutation, then top, left and flip of all n images
+    g = torch.Generator().manual_seed(5)
+    order = torch.randperm(n, generator=g)
+    top, left = torch.randint(0, 9, (n,), generator=g), torch.randint(0, 9, (n,), generator=g)
+    flip = torch.rand(n, generator=g) < 0.5
+    assert 0 < int(flip.sum()) < n and len(set(top.tolist())) > 1          # the draws vary
+    assert sorted((ye // 3).tolist()) == list(range(n)) and torch.equal(ye, y[order])
+    for k in range(n):
+        one = data.crop_flip(x[order[k]][None], top[k:k + 1], left[k:k + 1], flip[k:k + 1])
+        assert torch.equal(xe[k], one[0]), k
+    for chunk in (1, 5, n, 1000):                             # chunked == one shot
+        xc, yc = data.augment_epoch(x, y, torch.Generator().manual_seed(5), chunk=chunk)
+        assert torch.equal(xc, xe) and torch.equal(yc, ye), chunk
+    xo, yo = data.augment_epoch(x, y, torch.Generator().manual_seed(6))
+    assert not torch.equal(yo, ye) and not torch.equal(xo, xe)             # another seed, another epoch
+    with pytest.raises(ValueError, match="chunk must be positive"):
+        data.augment_epoch(x, y, chunk=0)
+
+
 def test_channel_stats_and_normalize():
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (200, 3, 32, 32), dtype=torch.uint8, generator=g)

@@ -166,7 +166,8 @@ def test_capture_failure_warns_and_falls_back_to_eager(monkeypatch):
 
 
 def test_pack_batcher_gives_each_member_its_standalone_batches():
-    """Member i of a pack sees exactly the batches train()'s loop draws with its seed."""
+    """Member i of a pack sees exactly the batches a single run draws with its seed: its
+    own generator's augment_epoch, cut into batches; and a pack of one is that run."""
     g = torch.Generator().manual_seed(0)
     xs = torch.randint(0, 256, (50, 3, 32, 32), dtype=torch.uint8, generator=g)
     ys = torch.randint(0, 10, (50,), generator=g)
@@ -176,10 +177,17 @@ def test_pack_batcher_gives_each_member_its_standalone_batches():
     assert len(got) == 8 and got[3][0].shape == (2, 2, 3, 32, 32)      # 16+16+16+2 per epoch
     for i, s in enumerate(seeds):
         gi = torch.Generator().manual_seed(s)
-        ref = [(D.random_crop_flip(xs[idx], gi), ys[idx])
-               for epoch in range(2) for idx in D.iterate_batches(50, 16, shuffle=True, generator=gi)]
-        for (gx, gy), (rx, ry) in zip(got, ref, strict=True):
+        ref = []
+        for epoch in range(2):
+            xe, ye = D.augment_epoch(xs, ys, gi)
+            ref += [(xe[j:j + 16], ye[j:j + 16]) for j in range(0, 50, 16)]
+        single = PackBatcher(xs, ys, 16, [torch.Generator().manual_seed(s)])          # train() of seed s
+        alone = [b for epoch in range(2) for b in single.batches()]
+        for (gx, gy), (rx, ry), (ax, ay) in zip(got, ref, alone, strict=True):
             assert torch.equal(gx[i], rx) and torch.equal(gy[i], ry)
+            assert torch.equal(ax[0], rx) and torch.equal(ay[0], ry)
+    assert not torch.equal(got[0][1][0], got[0][1][1])                 # the members' streams differ
+    assert not torch.equal(got[0][1][0], got[4][1][0])                 # and so do the epochs
 
 
 class _FakeCuda:
