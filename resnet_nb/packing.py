@@ -37,8 +37,9 @@ fits in the time left; the first epoch of the process always runs. A run stopped
 interrupt, and rerunning the same command resumes it. A pack pauses as a whole.
 
 What ran is recorded: the step's counts (CUDA-graph captures, graph and eager steps, the
-reason capture failed) go into every member's config.json when it stops
-(``RunWriter.finish``), and a line after the first capture attempt says how it ended.
+reason capture failed) and evaluation's (``step.EvalForward``: captures, graph and eager
+batches, the reason) go into every member's config.json when it stops
+(``RunWriter.finish``), and a line after each first capture attempt says how it ended.
 """
 from __future__ import annotations
 
@@ -60,8 +61,8 @@ from resnet_nb.packed import (PackedCifarResNet, member_optimizer_state, member_
 from resnet_nb.prepare import DATA_SEED_OFFSET, PreparedData, prepare_data, resolve_device
 from resnet_nb.run_writer import RunWriter, check_fingerprint, inspect_run
 from resnet_nb.runs import NoSpaceError, is_no_space
-from resnet_nb.step import (ConcurrentSteps, TrainStep, autocast, check_precision, iters_per_epoch, lr_at,
-                            make_optimizer, member_losses, planned_epochs, prepare_model, set_lr)
+from resnet_nb.step import (EVAL_BATCH, ConcurrentSteps, EvalForward, TrainStep, check_precision, eval_sums,
+                            iters_per_epoch, lr_at, make_optimizer, planned_epochs, prepare_model, set_lr)
 
 __all__ = ["PACK_FREE_FIELDS", "plan_packs", "PackBatcher", "evaluate_pack", "evaluate",
            "train_pack", "Trained", "EVAL_BATCH", "Budget"]
@@ -69,7 +70,6 @@ __all__ = ["PACK_FREE_FIELDS", "plan_packs", "PackBatcher", "evaluate_pack", "ev
 # TrainConfig fields that may differ between members of one pack: everything else (the
 # recipe, the data, the device, the pack mode) must be equal, and in a grouped pack the depth too.
 PACK_FREE_FIELDS = ("model", "seed", "run_name")
-EVAL_BATCH = 1000        # images per evaluation forward pass
 
 
 def plan_packs(cfgs: Sequence, pack: bool | None = None) -> list[list[int]]:
@@ -128,28 +128,36 @@ class PackBatcher:
 
 @torch.no_grad()
 def evaluate_pack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: PreparedData,
-                  precision: str = "fp32", batch_size: int = EVAL_BATCH) -> tuple[list[float], list[float]]:
+                  precision: str = "fp32", batch_size: int = EVAL_BATCH,
+                  forward: EvalForward | None = None) -> tuple[list[float], list[float]]:
     """Per-member mean cross-entropy and top-1 accuracy (fraction) on uint8 images x
     (n, 3, 32, 32), labels y (n,); every member sees the same images. ``model`` is a pack,
-    or one ``CifarResNet`` (a pack of one: lists of length 1)."""
+    or one ``CifarResNet`` (a pack of one: lists of length 1).
+
+    Each batch of ``batch_size`` images is normalised (``data.normalize``) and evaluated by
+    ``forward`` (``step.EvalForward`` of ``model``: on CUDA a replayed graph for full batches,
+    what training passes) or, without one, eagerly (``step.eval_sums``): the same sums. The
+    sums stay on the device; the two lists at the end are the one host sync."""
+    if forward is not None and (forward.model is not model or forward.precision != precision
+                                or forward.batch_size != batch_size):
+        raise ValueError(f"evaluate_pack: the forward was made for another network, precision or batch size "
+                         f"({forward.precision}, {forward.batch_size}; asked {precision}, {batch_size}): "
+                         f"make it with step.EvalForward(model, precision, batch_size=batch_size)")
     model.eval()
     loss = correct = None
     for i in range(0, x.shape[0], batch_size):
-        with autocast(precision, x.device):
-            logits = model(data.normalize(x[i:i + batch_size]))          # (N, B, K) or (B, K)
-        if logits.dim() == 2:
-            logits = logits.unsqueeze(0)                                  # one model: (1, B, K)
-        yb = y[i:i + batch_size].expand(logits.shape[0], -1)              # (N, B)
-        _, loss_sum, corr = member_losses(logits, yb)
+        xb, yb = data.normalize(x[i:i + batch_size]), y[i:i + batch_size]
+        loss_sum, corr = forward(xb, yb) if forward is not None else eval_sums(model, xb, yb, precision)
         loss, correct = (loss_sum, corr) if loss is None else (loss + loss_sum, correct + corr)
     n = x.shape[0]
     return [v / n for v in loss.tolist()], [v / n for v in correct.tolist()]
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: PreparedData,
-             precision: str = "fp32", batch_size: int = EVAL_BATCH) -> tuple[float, float]:
+             precision: str = "fp32", batch_size: int = EVAL_BATCH,
+             forward: EvalForward | None = None) -> tuple[float, float]:
     """``evaluate_pack`` of one model: (mean cross-entropy, top-1 accuracy)."""
-    loss, acc = evaluate_pack(model, x, y, data, precision, batch_size)
+    loss, acc = evaluate_pack(model, x, y, data, precision, batch_size, forward)
     return loss[0], acc[0]
 
 
@@ -279,6 +287,9 @@ class _Members:
                  else TrainStep(b.model, b.optimizer, precision, graph=False) for b in branches]
         # one branch: its own TrainStep (captures alone); several: one graph, a branch each
         self.step = steps[0] if len(steps) == 1 else ConcurrentSteps(steps)
+        # evaluation: a forward per network (on CUDA each captured once, replayed every epoch:
+        # the step updates the weights in place, so a replay evaluates the current ones)
+        self.forwards = [EvalForward(b.model, precision) for b in branches]
 
     @property
     def n(self) -> int:
@@ -310,8 +321,8 @@ class _Members:
     def evaluate(self, x, y, data, precision) -> tuple[list[float], list[float]]:
         """``evaluate_pack`` of every network: per-member (losses, accuracies)."""
         loss, acc = [], []
-        for b in self.branches:
-            lb, ab = evaluate_pack(b.model, x, y, data, precision)
+        for b, forward in zip(self.branches, self.forwards):
+            lb, ab = evaluate_pack(b.model, x, y, data, precision, forward=forward)
             loss += lb
             acc += ab
         return loss, acc
@@ -333,7 +344,13 @@ class _Members:
         return out
 
     def counts(self) -> dict:
-        return self.step.counts()
+        """The step's counts (``TrainStep.counts``) and evaluation's (``EvalForward.counts``,
+        summed over the networks), as config.json's ``runtime`` records them."""
+        ev = [f.counts() for f in self.forwards]
+        reasons = [c["eval_fallback"] for c in ev if c["eval_fallback"]]
+        return {**self.step.counts(), "eval_graph_requested": any(c["eval_graph_requested"] for c in ev),
+                **{k: sum(c[k] for c in ev) for k in ("eval_captures", "eval_graph_batches", "eval_eager_batches")},
+                "eval_fallback": "; ".join(dict.fromkeys(reasons)) or None}
 
 
 def _build(writers: list[RunWriter], device: torch.device) -> tuple[_Members, list[int]]:
@@ -398,6 +415,8 @@ def _train_claimed(writers: list[RunWriter], device: torch.device, data: Prepare
     step = members.step                     # TrainStep or ConcurrentSteps: counts, announce
     desc = c0.run_name if n == 1 else f"pack of {n}"
     step.announce = lambda line: print(f"{desc}: {line}", flush=True)
+    for forward in members.forwards:        # and how evaluation's capture ended
+        forward.announce = step.announce
     gens = [torch.Generator(device=device).manual_seed(w.cfg.seed + DATA_SEED_OFFSET) for w in writers]
     ck0 = writers[0].seen.ckpt
     if ck0 is not None:
@@ -425,7 +444,7 @@ def _train_claimed(writers: list[RunWriter], device: torch.device, data: Prepare
             why = budget.stop_before(estimate, epoch, n_epochs)
             if why:
                 for i in alive:
-                    writers[i].finish("paused", why, step.counts())
+                    writers[i].finish("paused", why, members.counts())
                     paused[i] = why
                     print(f"{writers[i].cfg.run_name}: {why}", flush=True)
                 return diverged, paused
@@ -450,7 +469,7 @@ def _train_claimed(writers: list[RunWriter], device: torch.device, data: Prepare
                 record = _record(res, i, test, val, data.val_x is not None, dt, elapsed, e)
                 why = _diverged(writers[i].cfg.run_name, record, res["first_bad"][i], n > 1 and len(alive) > 1)
                 if why:
-                    writers[i].finish("failed", why, step.counts())
+                    writers[i].finish("failed", why, members.counts())
                     diverged[i] = why
                     alive.remove(i)
                     continue
@@ -458,11 +477,11 @@ def _train_claimed(writers: list[RunWriter], device: torch.device, data: Prepare
                 print(writers[i].epoch_line(record, n_epochs), flush=True)
     except OSError as err:
         if not is_no_space(err):
-            _finish(writers, alive, "failed", f"{type(err).__name__}: {err}", step)
+            _finish(writers, alive, "failed", f"{type(err).__name__}: {err}", members)
             raise
         msgs = {i: writers[i].no_space_message(err) for i in alive}
         for i, msg in msgs.items():
-            writers[i].finish("failed", msg, step.counts())
+            writers[i].finish("failed", msg, members.counts())
         if not msgs:
             raise
         raise NoSpaceError(msgs[min(msgs)] if len(set(msgs.values())) == 1 else "; ".join(
@@ -470,23 +489,23 @@ def _train_claimed(writers: list[RunWriter], device: torch.device, data: Prepare
     except KeyboardInterrupt:
         msg = (f"interrupted during epoch {epoch + 1}; last.pth holds epoch {epoch}; "
                f"rerun the same command to resume")
-        _finish(writers, alive, "interrupted", msg, step)
+        _finish(writers, alive, "interrupted", msg, members)
         for i in alive:
             print(f"{writers[i].cfg.run_name}: {msg}", file=sys.stderr, flush=True)
         raise
     except BaseException as err:
-        _finish(writers, alive, "failed", f"{type(err).__name__}: {err}", step)
+        _finish(writers, alive, "failed", f"{type(err).__name__}: {err}", members)
         raise
     note = f" (packed with {n - 1} other{'s' if n > 2 else ''})" if n > 1 else ""
     for i in alive:
-        writers[i].finish("finished", runtime=step.counts())
+        writers[i].finish("finished", runtime=members.counts())
         print(writers[i].finished_line(epoch, iteration, elapsed, note), flush=True)
     return diverged, paused
 
 
-def _finish(writers, alive, status, error, step) -> None:
+def _finish(writers, alive, status, error, members) -> None:
     for i in alive:
-        writers[i].finish(status, error, step.counts())
+        writers[i].finish(status, error, members.counts())
 
 
 def _train_epoch(members: _Members, batcher, data, cfg, start_iteration, ipe, desc) -> dict:

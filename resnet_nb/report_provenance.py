@@ -97,22 +97,42 @@ def _count(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
+def _eval_graphs(rt: dict) -> str:
+    """Whether evaluation ran as a CUDA graph (``step.EvalForward`` counts in ``runtime``);
+    "evaluation: not recorded" for runs trained before they were counted."""
+    if "eval_captures" not in rt:
+        return "evaluation: not recorded"
+    caps, graph, eager = (int(rt.get(k) or 0) for k in ("eval_captures", "eval_graph_batches", "eval_eager_batches"))
+    counts = (f"{_count(caps, 'capture')}, {graph:,} graph batch{'' if graph == 1 else 'es'}, "
+              f"{eager:,} eager")
+    fallbacks = rt.get("eval_fallbacks") or []
+    if fallbacks:
+        return f"evaluation eager after a failed capture: {'; '.join(map(str, fallbacks))} ({counts})"
+    if graph:
+        return f"evaluation graphed ({counts})"
+    return f"evaluation eager ({eager:,} batch{'' if eager == 1 else 'es'})"
+
+
 def graphs_value(run: dict) -> str | None:
-    """What the training step really ran, from config.json's ``runtime`` (``step.TrainStep``
-    counts, summed over the run's processes): "1 capture, 78,000 graph steps, 200 eager",
-    "eager fallback: <reason>; ...", or "not used (CPU run)"; None where nothing was recorded
-    (a run dir older than format 2, or a run whose first process has not stopped yet)."""
+    """What the training step and evaluation really ran, from config.json's ``runtime``
+    (``step.TrainStep`` and ``step.EvalForward`` counts, summed over the run's processes):
+    "1 capture, 78,000 graph steps, 200 eager; evaluation graphed (1 capture, 1,800
+    graph batches, 200 eager)", "eager fallback: <reason>; ...", or "not used (CPU run)"; None
+    where nothing was recorded (a run dir older than format 2, or a run whose first process
+    has not stopped yet). Evaluation's part says "not recorded" for runs from before it was
+    counted."""
     rt = run.get("runtime")
     if not isinstance(rt, dict):
         return None
     eager = _count(int(rt.get("eager_steps") or 0), "eager step")
     if not rt.get("graph_requested"):
         on_cuda = str((run.get("environment") or {}).get("device", "")).startswith("cuda")
-        return f"off (eager only; {eager})" if on_cuda else "not used (CPU run)"
+        return f"off (eager only; {eager}); {_eval_graphs(rt)}" if on_cuda else "not used (CPU run)"
     counts = (f"{_count(int(rt.get('captures') or 0), 'capture')}, "
               f"{_count(int(rt.get('graph_steps') or 0), 'graph step')}, {int(rt.get('eager_steps') or 0):,} eager")
     fallbacks = rt.get("fallbacks") or []
-    return f"eager fallback: {'; '.join(map(str, fallbacks))} ({counts})" if fallbacks else counts
+    step = f"eager fallback: {'; '.join(map(str, fallbacks))} ({counts})" if fallbacks else counts
+    return f"{step}; {_eval_graphs(rt)}"
 
 
 def _environment(runs: list[dict]) -> list[dict]:

@@ -215,6 +215,14 @@ def merge_runtime(before: dict | None, process: dict | None) -> dict | None:
         out[k] = int(out.get(k) or 0) + int(process.get(k) or 0)
     reason = process.get("fallback")
     out["fallbacks"] = list(out.get("fallbacks") or []) + ([reason] if reason and reason not in out["fallbacks"] else [])
+    # evaluation's counts (step.EvalForward); absent = not recorded, and they stay absent when
+    # an earlier process of the run did not record them (a partial total would mislead)
+    if "eval_captures" in process and (before is None or "eval_captures" in before):
+        out["eval_graph_requested"] = bool(out.get("eval_graph_requested") or process.get("eval_graph_requested"))
+        for k in ("eval_captures", "eval_graph_batches", "eval_eager_batches"):
+            out[k] = int(out.get(k) or 0) + int(process.get(k) or 0)
+        seen, reason = list(out.get("eval_fallbacks") or []), process.get("eval_fallback")
+        out["eval_fallbacks"] = seen + ([reason] if reason and reason not in seen else [])
     return out
 
 

@@ -28,6 +28,16 @@ in *one* CUDA graph, forked onto a stream each and joined, so the GPU may overla
 kernels; on the CPU they step one after another. Each branch is exactly its step's body: only
 the scheduling differs, never the mathematics.
 
+``EvalForward`` is evaluation's forward pass (``packing.evaluate_pack`` runs it per batch of
+EVAL_BATCH images): on CUDA one network's eval-mode forward and loss under the run's precision,
+captured once for the full batch shape and replayed for every full batch; a batch of another
+shape (the last, partial one) runs eagerly. The same per-member sums either way (``eval_sums``).
+
+Host syncs: nothing here reads a device value on the host (no ``.item()``, ``.tolist()``,
+``nonzero``, boolean-mask indexing or ``if tensor``): a step and an evaluation batch return
+device tensors, and the training loop reads them once per epoch. ``resnet-nb bench
+--sync-check`` counts the syncs per step of the real loop on a GPU.
+
 On the CPU the step runs eagerly. Where capture fails, a warning says so and the run
 continues eagerly. ``RESNET_NB_CUDA_GRAPHS=0`` turns capture off (eager reference runs on
 a GPU, e.g. ``scripts/device_check.sh``). What really ran is counted, not assumed:
@@ -53,11 +63,12 @@ from resnet_nb.config import PRECISIONS, TrainConfig
 __all__ = [
     "PRECISIONS", "check_precision", "autocast", "make_optimizer", "prepare_model", "TrainStep",
     "ConcurrentSteps", "graph_default", "member_losses", "WARMUP_STEPS", "set_lr", "lr_in_tensor",
-    "iters_per_epoch", "planned_epochs", "lr_at",
+    "iters_per_epoch", "planned_epochs", "lr_at", "EvalForward", "eval_sums", "EVAL_BATCH",
 ]
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16}
 WARMUP_STEPS = 3  # eager steps before capture (cuDNN autotuning, lazy init), then undone
+EVAL_BATCH = 1000        # images per evaluation forward pass (packing.evaluate_pack)
 
 
 def check_precision(precision: str, device: torch.device | str) -> None:
@@ -128,6 +139,52 @@ def graph_default(device: torch.device | str) -> bool:
 def _reason(e: BaseException) -> str:
     """A capture failure in one line (config.json's ``runtime.fallbacks`` keeps it)."""
     return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+
+
+# ------------------------------------------------------------------ capture helpers (TrainStep, EvalForward)
+
+def _static_input(x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(buffer, view): a static channels_last input buffer holding ``x`` and the view of it in
+    ``x``'s shape that a replay's input is copied into. A pack's (N, B, C, H, W) input lives
+    as the (B, N*C, H, W) tensor its grouped network reads (``packed.PackedCifarResNet``)."""
+    if x.dim() == 5:
+        n, b, c, h, w = x.shape
+        buf = torch.empty(b, n * c, h, w, device=device, dtype=x.dtype, memory_format=torch.channels_last)
+        view = buf.unflatten(1, (n, c)).permute(1, 0, 2, 3, 4)          # (N, B, C, H, W)
+    else:
+        buf = torch.empty_like(x, memory_format=torch.channels_last)
+        view = buf
+    view.copy_(x)
+    return buf, view
+
+
+def _warm_up_on_side_stream(device: torch.device, body: Callable[[], object], times: int = WARMUP_STEPS) -> None:
+    """``body()`` ``times`` times on a side stream before a capture (cuDNN autotuning, lazy
+    allocations), ordered after and before the current stream's work."""
+    cur = torch.cuda.current_stream(device)
+    side = torch.cuda.Stream(device)
+    side.wait_stream(cur)
+    with torch.cuda.stream(side):
+        for _ in range(times):
+            body()
+    cur.wait_stream(side)
+
+
+def _capture_graph(body: Callable[[], object]) -> tuple[torch.cuda.CUDAGraph, object]:
+    """(graph, what ``body()`` returned while captured): replaying the graph rewrites those
+    output tensors in place."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = body()
+    return graph, out
+
+
+def _warn_fallback(what: str, e: BaseException, after: str) -> tuple[str, str]:
+    """(reason, message) of a failed capture of ``what``, warned (RuntimeWarning): never silent."""
+    reason = _reason(e)
+    message = f"CUDA-graph capture of {what} failed ({reason}); {after}"
+    warnings.warn(message, RuntimeWarning)
+    return reason, message
 
 
 class TrainStep:
@@ -233,15 +290,7 @@ class TrainStep:
                 opt.state[p].setdefault("momentum_buffer", torch.zeros_like(p, memory_format=torch.preserve_format))
         self._align_momentum()
         self._lr_to_tensor()
-        if x.dim() == 5:                         # pack: input buffer in the network's layout
-            n, b, c, h, w = x.shape
-            self.static_x = torch.empty(b, n * c, h, w, device=self.device, dtype=x.dtype,
-                                        memory_format=torch.channels_last)
-            self._static_in = self.static_x.unflatten(1, (n, c)).permute(1, 0, 2, 3, 4)  # (N, B, C, H, W) view
-        else:
-            self.static_x = torch.empty_like(x, memory_format=torch.channels_last)
-            self._static_in = self.static_x
-        self._static_in.copy_(x)
+        self.static_x, self._static_in = _static_input(x, self.device)   # a pack: in the network's layout
         self.static_y = y.clone()
         self._in_shape, self._y_shape = tuple(x.shape), tuple(y.shape)
 
@@ -249,15 +298,13 @@ class TrainStep:
         """WARMUP_STEPS eager steps on a side stream (cuDNN autotuning, lazy allocations),
         then every mutated tensor is restored: the run's mathematics are the eager loop's."""
         saved = [t.detach().clone() for t in self._state_tensors()]
-        cur = torch.cuda.current_stream(self.device)
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(cur)
-        with torch.cuda.stream(side):
-            for _ in range(WARMUP_STEPS):
-                self.optimizer.zero_grad(set_to_none=True)
-                self._forward_backward(self.static_x, self.static_y)
-                self.optimizer.step()
-        cur.wait_stream(side)
+
+        def one_step():
+            self.optimizer.zero_grad(set_to_none=True)
+            self._forward_backward(self.static_x, self.static_y)
+            self.optimizer.step()
+
+        _warm_up_on_side_stream(self.device, one_step)
         with torch.no_grad():
             for t, s in zip(self._state_tensors(), saved):
                 t.copy_(s)
@@ -266,9 +313,7 @@ class TrainStep:
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self._prepare_capture(x, y)
         self._warmup()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self.static_loss, self.static_correct = self._graph_body()
+        graph, (self.static_loss, self.static_correct) = _capture_graph(self._graph_body)
         self.graph = graph
         self.captures += 1
 
@@ -312,10 +357,8 @@ class TrainStep:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self._undo_capture(saved)
-            self.fallback = _reason(e)
-            message = (f"CUDA-graph capture of the training step failed ({self.fallback}); "
-                       f"training continues eagerly (same mathematics, slower)")
-            warnings.warn(message, RuntimeWarning)
+            self.fallback, message = _warn_fallback("the training step", e,
+                                                    "training continues eagerly (same mathematics, slower)")
             self._tell(message)
 
     def _tell(self, line: str) -> None:
@@ -386,8 +429,8 @@ class ConcurrentSteps:
             st._prepare_capture(x, y)
             st._warmup()
         streams = [torch.cuda.Stream(self.device) for _ in self.steps]
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+
+        def fork_join():
             cur = torch.cuda.current_stream(self.device)
             for s in streams:                    # fork ...
                 s.wait_stream(cur)
@@ -396,7 +439,8 @@ class ConcurrentSteps:
                     st.static_loss, st.static_correct = st._graph_body()
             for s in streams:                    # ... and join before the capture ends
                 cur.wait_stream(s)
-        self.graph = graph
+
+        self.graph, _ = _capture_graph(fork_join)
         self.captures += 1
 
     def _try_capture(self, batches) -> None:
@@ -411,10 +455,9 @@ class ConcurrentSteps:
             for st, s in zip(self.steps, saved):
                 st._undo_capture(s)
             self.graph, self.graph_wanted = None, False
-            self.fallback = _reason(e)
-            message = (f"CUDA-graph capture of the {len(self.steps)} concurrent training steps failed "
-                       f"({self.fallback}); they continue eagerly, one after another (same mathematics, slower)")
-            warnings.warn(message, RuntimeWarning)
+            self.fallback, message = _warn_fallback(
+                f"the {len(self.steps)} concurrent training steps", e,
+                "they continue eagerly, one after another (same mathematics, slower)")
             self._tell(message)
 
     def _tell(self, line: str) -> None:
@@ -441,6 +484,112 @@ class ConcurrentSteps:
             return [(st.static_loss.clone(), st.static_correct.clone()) for st in self.steps]
         self.eager_steps += 1
         return [st.eager(x, y) for st, (x, y) in zip(self.steps, batches)]
+
+
+def eval_sums(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+              precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+    """One evaluation batch: normalised x (B, 3, H, W), labels y (B,); every member of a pack
+    sees the same images. Returns per-member summed cross-entropy (N,) and correct count
+    (N,) on the device (one ``CifarResNet``: N = 1), computed by ``member_losses``."""
+    with autocast(precision, x.device):
+        logits = model(x)                                             # (N, B, K) or (B, K)
+    if logits.dim() == 2:
+        logits = logits.unsqueeze(0)                                  # one model: (1, B, K)
+    _, loss_sum, correct = member_losses(logits, y.expand(logits.shape[0], -1))   # y as (N, B)
+    return loss_sum, correct
+
+
+class EvalForward:
+    """Evaluation's forward pass of one network (a ``CifarResNet`` or a ``PackedCifarResNet``)
+    in eval mode: ``forward(x, y)`` on a normalised batch x (B, 3, H, W), labels y (B,)
+    returns ``eval_sums``: per-member summed loss (N,) and correct count (N,), device tensors,
+    no host sync. ``packing.evaluate_pack(..., forward=...)`` runs it for every batch.
+
+    With ``graph`` (default ``graph_default``: on CUDA) the first batch of ``batch_size``
+    images triggers a capture as ``TrainStep``'s does (static input buffer, warm-up on a
+    side stream, the same autocast without weight cache); every later batch of that shape
+    replays it, and a batch of another shape (the partial last batch) runs eagerly. A failed
+    capture warns, is recorded (``counts()``) and evaluation continues eagerly.
+
+    A replay reads the network's parameters and BN running statistics from the memory they
+    had at capture: the training step (graphed or eager: fused SGD, BN's running-stat
+    update) and resuming (``load_state_dict`` before the network is built into the step)
+    change them in place, never by swapping the tensors, so every replay evaluates the
+    current weights. Anything that replaced a parameter tensor (``param.data = ...``,
+    ``model.to(...)`` after capture) would leave the graph reading stale memory.
+
+    ``counts()``: ``eval_graph_requested``, ``eval_captures``, ``eval_graph_batches``
+    (replays), ``eval_eager_batches``, ``eval_fallback`` (why capture failed, else None):
+    the evaluation part of config.json's ``runtime``.
+    """
+
+    def __init__(self, model: nn.Module, precision: str = "fp32", graph: bool | None = None,
+                 batch_size: int = EVAL_BATCH) -> None:
+        self.model, self.precision, self.batch_size = model, precision, batch_size
+        self.device = next(model.parameters()).device
+        check_precision(precision, self.device)
+        if graph is None:
+            graph = graph_default(self.device)
+        if graph and self.device.type != "cuda":
+            raise ValueError("CUDA-graph capture needs a CUDA device; use graph=False on the CPU")
+        self.graph_requested = self.graph_wanted = bool(graph)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.captures = self.graph_batches = self.eager_batches = 0
+        self.fallback: str | None = None
+        self.announce: Callable[[str], None] | None = None
+
+    def counts(self) -> dict:
+        """What ran so far, as config.json's ``runtime`` records it (plain data)."""
+        return {"eval_graph_requested": self.graph_requested, "eval_captures": self.captures,
+                "eval_graph_batches": self.graph_batches, "eval_eager_batches": self.eager_batches,
+                "eval_fallback": self.fallback}
+
+    def eager(self, x: torch.Tensor, y: torch.Tensor):
+        self.eager_batches += 1
+        return eval_sums(self.model, x, y, self.precision)
+
+    def _graph_body(self):
+        return eval_sums(self.model, self._static_in, self.static_y, self.precision)
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.static_x, self._static_in = _static_input(x, self.device)
+        self.static_y = y.clone()
+        _warm_up_on_side_stream(self.device, self._graph_body)   # eval mode changes no state: nothing to undo
+        self.graph, (self.static_loss, self.static_correct) = _capture_graph(self._graph_body)
+        self._shapes = (tuple(x.shape), tuple(y.shape))
+        self.captures += 1
+
+    def _try_capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        try:
+            self._capture(x, y)
+            self._tell(f"evaluation's forward captured in a CUDA graph ({tuple(x.shape)} batches replay it)")
+        except Exception as e:  # noqa: BLE001 - any capture failure: warn, record, continue eagerly
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.graph, self.graph_wanted = None, False
+            self.fallback, message = _warn_fallback("the evaluation forward", e,
+                                                    "evaluation continues eagerly (same mathematics, slower)")
+            self._tell(message)
+
+    def _tell(self, line: str) -> None:
+        if self.announce is not None:
+            self.announce(line)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, y: torch.Tensor):
+        if self.model.training:
+            raise ValueError("EvalForward evaluates a network in eval mode: call model.eval() first "
+                             "(packing.evaluate_pack does)")
+        full = x.shape[0] == self.batch_size
+        if full and self.graph_wanted and self.graph is None:
+            self._try_capture(x, y)
+        if self.graph is not None and (tuple(x.shape), tuple(y.shape)) == self._shapes:
+            self._static_in.copy_(x)
+            self.static_y.copy_(y)
+            self.graph.replay()
+            self.graph_batches += 1
+            return self.static_loss.clone(), self.static_correct.clone()   # the next replay rewrites them
+        return self.eager(x, y)
 
 
 def lr_in_tensor(optimizer: torch.optim.Optimizer, device: torch.device | str) -> torch.Tensor:

@@ -17,6 +17,7 @@ from resnet_nb.config import make_config
 from resnet_nb.executor import Runner
 from resnet_nb.report_provenance import _environment, graphs_value
 from resnet_nb.reproduce import Unit, _mark_paused
+from resnet_nb.run_writer import merge_runtime
 from resnet_nb.step import TrainStep
 from resnet_nb.train import EXIT_PAUSED, paused_runs, train, train_many
 
@@ -75,9 +76,10 @@ def test_budget_pauses_at_an_epoch_boundary_and_the_rerun_resumes_exactly(fake_c
     for k, v in weights(reference / "best.pth").items():
         assert torch.equal(v, weights(again / "best.pth")[k]), k
     assert [r["epoch"] for r in run["resumed"]] == [2]
-    # what ran, summed over both processes: 3 epochs x 2 eager steps on the CPU
+    # what ran, summed over both processes: 3 epochs x 2 eager steps and 1 eager evaluation batch on the CPU
     assert run["runtime"] == {"graph_requested": False, "captures": 0, "graph_steps": 0, "eager_steps": 6,
-                              "fallbacks": []}
+                              "fallbacks": [], "eval_graph_requested": False, "eval_captures": 0,
+                              "eval_graph_batches": 0, "eval_eager_batches": 3, "eval_fallbacks": []}
     assert graphs_value(run) == "not used (CPU run)"
 
 
@@ -169,18 +171,37 @@ def test_capture_failure_is_recorded_in_the_run_and_the_report(fake_cifar, tmp_p
     assert "resnet8: CUDA-graph capture of the training step failed (RuntimeError" in out
     run = runs.load_run(run_dir)
     assert run["runtime"] == {"graph_requested": True, "captures": 0, "graph_steps": 0, "eager_steps": 2,
-                              "fallbacks": ["RuntimeError: operation not permitted when stream is capturing"]}
+                              "fallbacks": ["RuntimeError: operation not permitted when stream is capturing"],
+                              "eval_graph_requested": False, "eval_captures": 0, "eval_graph_batches": 0,
+                              "eval_eager_batches": 1, "eval_fallbacks": []}
     row = next(r for r in _environment([run]) if r["label"] == "CUDA graphs")
     assert row["value"] == ("eager fallback: RuntimeError: operation not permitted when stream is capturing "
-                            "(0 captures, 0 graph steps, 2 eager)")
+                            "(0 captures, 0 graph steps, 2 eager); evaluation eager (1 batch)")
 
 
 def test_graph_counts_in_the_report_and_old_run_dirs():
     cuda = {"environment": {"device": "cuda:0"}}
-    assert graphs_value({**cuda, "runtime": {"graph_requested": True, "captures": 1, "graph_steps": 78000,
-                                             "eager_steps": 200, "fallbacks": []}}) == \
-        "1 capture, 78,000 graph steps, 200 eager"
-    assert graphs_value({**cuda, "runtime": {"graph_requested": False, "eager_steps": 5}}) == \
-        "off (eager only; 5 eager steps)"
+    step = {"graph_requested": True, "captures": 1, "graph_steps": 78000, "eager_steps": 200, "fallbacks": []}
+    graphed = {"eval_graph_requested": True, "eval_captures": 2, "eval_graph_batches": 4000,
+               "eval_eager_batches": 0, "eval_fallbacks": []}
+    assert graphs_value({**cuda, "runtime": {**step, **graphed}}) == \
+        "1 capture, 78,000 graph steps, 200 eager; evaluation graphed (2 captures, 4,000 graph batches, 0 eager)"
+    failed = {**graphed, "eval_captures": 0, "eval_graph_batches": 0, "eval_eager_batches": 4000,
+              "eval_fallbacks": ["RuntimeError: capture invalidated"]}
+    assert graphs_value({**cuda, "runtime": {**step, **failed}}) == (
+        "1 capture, 78,000 graph steps, 200 eager; evaluation eager after a failed capture: RuntimeError: "
+        "capture invalidated (0 captures, 0 graph batches, 4,000 eager)")
+    assert graphs_value({**cuda, "runtime": {"graph_requested": False, "eager_steps": 5, "eval_captures": 0,
+                                             "eval_eager_batches": 1}}) == \
+        "off (eager only; 5 eager steps); evaluation eager (1 batch)"
+    # a run trained before evaluation was counted: its step counts only
+    assert graphs_value({**cuda, "runtime": step}) == \
+        "1 capture, 78,000 graph steps, 200 eager; evaluation: not recorded"
+    # ... and a resumed one: a total over part of its processes would mislead, so none is kept
+    later = {**step, "fallback": None, **{k: v for k, v in graphed.items() if k != "eval_fallbacks"},
+             "eval_fallback": None}
+    assert "eval_captures" not in merge_runtime(step, later)
+    assert merge_runtime(None, later)["eval_graph_batches"] == 4000
+    assert merge_runtime(merge_runtime(None, later), later)["eval_captures"] == 4
     old = runs.load_run(FIXTURE_V0)                                       # format 0: no runtime section
     assert old["runtime"] is None and graphs_value(old) is None

@@ -3,6 +3,7 @@ and the pack's per-member data streams."""
 import contextlib
 import copy
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from resnet_nb import step as S
 from resnet_nb.config import make_config
 from resnet_nb.models import build_model
 from resnet_nb.packed import member_state_dict, pack_models
-from resnet_nb.packing import PackBatcher
+from resnet_nb.packing import PackBatcher, evaluate_pack
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -351,3 +352,120 @@ def test_concurrent_steps_refuse_what_they_cannot_do():
     with pytest.raises(ValueError, match="of 1 steps got 2 batches"):
         S.ConcurrentSteps([st])([batch(), batch()])
     assert S.ConcurrentSteps([st]).counts()["graph_requested"] is False      # CPU: eager
+
+
+# --------------------------------------------------------------------------- evaluation's forward
+
+def _todays_evaluate_pack(model, x, y, normalize, precision="fp32", batch_size=1000):
+    """The reference: evaluate_pack as it was before EvalForward (eager, one batch after another)."""
+    model.eval()
+    loss = correct = None
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch_size):
+            with S.autocast(precision, x.device):
+                logits = model(normalize(x[i:i + batch_size]))
+            if logits.dim() == 2:
+                logits = logits.unsqueeze(0)
+            _, loss_sum, corr = S.member_losses(logits, y[i:i + batch_size].expand(logits.shape[0], -1))
+            loss, correct = (loss_sum, corr) if loss is None else (loss + loss_sum, correct + corr)
+    return [v / x.shape[0] for v in loss.tolist()], [v / x.shape[0] for v in correct.tolist()]
+
+
+def _eval_data(n=13, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    mean, std = D.channel_stats(x)
+    return x, torch.randint(0, 10, (n,), generator=g), SimpleNamespace(normalize=lambda v: D.normalize(v, mean, std))
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_evaluate_pack_through_eval_forward_is_bitwise_todays(packed):
+    """CPU: the forward object runs eagerly; with it, without it and the old loop agree bit for bit,
+    a partial last batch (13 = 5 + 5 + 3) included."""
+    torch.manual_seed(0)
+    model = pack_models([build_model("plain8"), build_model("resnet8")]) if packed else build_model("resnet8")
+    x, y, data = _eval_data()
+    want = _todays_evaluate_pack(model, x, y, data.normalize, batch_size=5)
+    forward = S.EvalForward(model, "fp32", batch_size=5)
+    assert evaluate_pack(model, x, y, data, "fp32", 5, forward=forward) == want
+    assert evaluate_pack(model, x, y, data, "fp32", 5) == want
+    assert len(want[0]) == (2 if packed else 1)
+    assert forward.counts() == {"eval_graph_requested": False, "eval_captures": 0, "eval_graph_batches": 0,
+                                "eval_eager_batches": 3, "eval_fallback": None}
+    with pytest.raises(ValueError, match="another network, precision or batch size"):
+        evaluate_pack(model, x, y, data, "fp32", 4, forward=forward)
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        S.EvalForward(model, graph=True)
+    model.train()
+    with pytest.raises(ValueError, match="call model.eval"):
+        forward(data.normalize(x[:5]), y[:5])
+
+
+class _FakeEvalGraph:
+    """torch.cuda's graph API on the CPU for an EvalForward: capture runs the body once, replay
+    runs it again on the static buffers (a real capture executes nothing)."""
+
+    def __init__(self, monkeypatch, forward):
+        self.forward, self.replays = forward, 0
+        for name, fake in (("current_stream", lambda *a: self), ("Stream", lambda *a: self),
+                           ("stream", lambda s: contextlib.nullcontext()), ("CUDAGraph", lambda: self),
+                           ("graph", lambda g: contextlib.nullcontext()), ("synchronize", lambda *a: None)):
+            monkeypatch.setattr(torch.cuda, name, fake)
+
+    def wait_stream(self, other):
+        pass
+
+    def replay(self):
+        loss, correct = self.forward._graph_body()
+        self.forward.static_loss.copy_(loss)
+        self.forward.static_correct.copy_(correct)
+        self.replays += 1
+
+
+def test_eval_graph_logic_replays_full_batches_reads_current_weights_and_runs_the_partial_eagerly(monkeypatch):
+    """Capture (faked on the CPU, float64) on the first full batch, replays for the full ones, the
+    partial batch eager; after the weights change in place (as training changes them) the next
+    evaluation's replays give the new weights' numbers."""
+    torch.manual_seed(0)
+    model = build_model("resnet8").double()
+    x, y, _ = _eval_data()                                       # 5 + 5 + 3
+    data = SimpleNamespace(normalize=lambda v: v.double() / 255)
+    forward = S.EvalForward(model, "fp32", batch_size=5)
+    forward.graph_wanted = forward.graph_requested = True        # as on a GPU
+    heard = []
+    forward.announce = heard.append
+    fake = _FakeEvalGraph(monkeypatch, forward)
+    for _ in range(2):
+        want = _todays_evaluate_pack(model, x, y, data.normalize, batch_size=5)
+        got = evaluate_pack(model, x, y, data, "fp32", 5, forward=forward)
+        for g, w in zip(got, want):
+            assert g == pytest.approx(w, rel=1e-12, abs=1e-12)
+        with torch.no_grad():                                    # a training step: in place
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    assert fake.replays == 4 and forward.captures == 1
+    assert forward.counts() == {"eval_graph_requested": True, "eval_captures": 1, "eval_graph_batches": 4,
+                                "eval_eager_batches": 2, "eval_fallback": None}
+    assert len(heard) == 1 and heard[0].startswith("evaluation's forward captured in a CUDA graph")
+
+
+def test_eval_capture_failure_warns_records_and_evaluates_eagerly(monkeypatch):
+    torch.manual_seed(0)
+    model = build_model("resnet8")
+    x, y, data = _eval_data()
+    want = _todays_evaluate_pack(model, x, y, data.normalize, batch_size=5)
+    forward = S.EvalForward(model, "fp32", batch_size=5)
+    forward.graph_wanted = forward.graph_requested = True
+
+    def broken(*a):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(forward, "_capture", broken)
+    with pytest.warns(RuntimeWarning, match="capture of the evaluation forward failed.*continues eagerly"):
+        assert evaluate_pack(model, x, y, data, "fp32", 5, forward=forward) == want
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluate_pack(model, x, y, data, "fp32", 5, forward=forward)        # no second attempt
+    assert forward.counts() == {"eval_graph_requested": True, "eval_captures": 0, "eval_graph_batches": 0,
+                                "eval_eager_batches": 6,
+                                "eval_fallback": "RuntimeError: operation not permitted when stream is capturing"}
