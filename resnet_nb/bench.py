@@ -17,12 +17,18 @@ pixel values do not change the work):
   grouped pair (c) of the same depth); (f) every pair's members as branches of one graph,
   all depths together: what ``--pack-mode branches`` trains; (d) the grouped pairs of all
   depths in one graph, a stream per pack (no training mode does this yet). On the CPU they
-  run one after another, eagerly (a check that they run, not a speed).
+  run one after another, eagerly (a check that they run, not a speed);
+* with ``--sync-check`` (CUDA only; nothing else is measured): host syncs per training step
+  of the real loop (``train.train_many``: ``packing._train_epoch``, its step and batcher, the
+  evaluation and checkpoints of an epoch), counted with ``torch.cuda.set_sync_debug_mode``:
+  one-epoch runs of ``SYNC_STEPS`` steps, a warm-up run first; the difference between the
+  two measured runs divided by their difference in steps is the syncs per step, whatever
+  each run costs once (start-up, capture, evaluation, checkpoints). Exit 1 when a step syncs.
 
 Each figure is the median over ``repeats`` of ``steps`` timed steps after ``warmup``
 untimed ones (graph capture and cuDNN autotuning happen there), with the device
-synchronised before the clock is read. Evaluation throughput (forward only, test set) is
-measured too. From the rates the table derives the wall time of the seed's four-run
+synchronised before the clock is read. Evaluation throughput (forward only, test set, through
+``step.EvalForward`` as training evaluates: on CUDA a replayed graph) is measured too. From the rates the table derives the wall time of the seed's four-run
 reproduction (4 x 200 epochs x 50k training images + 200 evaluations of the 10k test
 images per model) and of 5 seeds of all four models; bookkeeping between epochs
 (checkpoints, metrics) is not included.
@@ -30,10 +36,17 @@ images per model) and of 5 seeds of all four models; bookkeeping between epochs
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import statistics
+import sys
+import tempfile
 import time
+import traceback
+import warnings
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 import torch
@@ -44,10 +57,10 @@ from resnet_nb.models import build_model, parse_model_name
 from resnet_nb.packed import PackedCifarResNet
 from resnet_nb.packing import PackBatcher, evaluate_pack
 from resnet_nb.prepare import resolve_device
-from resnet_nb.step import (PRECISIONS, ConcurrentSteps, TrainStep, check_precision, make_optimizer,
+from resnet_nb.step import (PRECISIONS, ConcurrentSteps, EvalForward, TrainStep, check_precision, make_optimizer,
                             prepare_model, set_lr)
 
-__all__ = ["run_bench", "add_arguments", "run_cli", "SEED_RECIPE"]
+__all__ = ["run_bench", "add_arguments", "run_cli", "SEED_RECIPE", "sync_check", "SYNC_STEPS"]
 
 # the seed report's reproduction (DESIGN.md): epochs, training images, test images per epoch
 SEED_RECIPE = {"epochs": 200, "n_train": 50_000, "n_test": 10_000, "models": 4}
@@ -171,16 +184,17 @@ def bench_fast(depth: int, residual: list[bool], data, device, args, label: str,
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     n_eval = min(x_dev.shape[0], args.eval_images)
     norm = SimpleNamespace(normalize=lambda x: D.normalize(x, mean, std))
+    forward = EvalForward(model, args.precision)                  # as training evaluates
 
     def evaluate():
-        evaluate_pack(model, x_dev[:n_eval], y_dev[:n_eval], norm, args.precision)
+        evaluate_pack(model, x_dev[:n_eval], y_dev[:n_eval], norm, args.precision, forward=forward)
 
     te = _median_time(evaluate, device, 1, 1, args.repeats)
     return {"variant": variant, "label": label, "model": single_name, "depth": depth, "members": n,
             "train_img_s": args.steps * args.batch_size / t,           # per member
             "eval_img_s": n_eval / te,                                  # per member
             "precision": args.precision, "graph": step.graph is not None,
-            "peak_mem_bytes": peak}
+            "eval_graph": forward.graph is not None, "peak_mem_bytes": peak}
 
 
 def _bench_steps(steps, opts, draw, data, device, args):
@@ -246,10 +260,11 @@ def bench_branches(depths: list[int], data, device, args, variant: str) -> dict:
     n_eval = min(x_dev.shape[0], args.eval_images)
     mean, std = data["mean"].to(device), data["std"].to(device)
     norm = SimpleNamespace(normalize=lambda x: D.normalize(x, mean, std))
+    forwards = [EvalForward(m, args.precision) for m in models]   # as training evaluates
 
     def evaluate():
-        for m in models:
-            evaluate_pack(m, x_dev[:n_eval], y_dev[:n_eval], norm, args.precision)
+        for m, forward in zip(models, forwards):
+            evaluate_pack(m, x_dev[:n_eval], y_dev[:n_eval], norm, args.precision, forward=forward)
 
     te = _median_time(evaluate, device, 1, 1, args.repeats)
     pairs = "+".join(f"plain{d}+resnet{d}" for d in depths)
@@ -258,7 +273,110 @@ def bench_branches(depths: list[int], data, device, args, variant: str) -> dict:
     return {"variant": variant, "label": label, "model": None, "depth": depths[0] if variant == "e" else 0,
             "depths": depths, "members": len(names), "train_img_s": args.steps * args.batch_size / t,
             "eval_img_s": n_eval / te, "precision": args.precision, "graph": both.graph is not None,
-            "peak_mem_bytes": None}
+            "eval_graph": all(f.graph is not None for f in forwards), "peak_mem_bytes": None}
+
+
+# --------------------------------------------------------------------------- --sync-check
+
+SYNC_STEPS = (20, 120)      # training steps of the two measured one-epoch runs (the last one partial)
+SYNC_TEST_IMAGES = 2000     # two full evaluation batches: evaluation is captured and replayed too
+SYNC_PACK_MODES = ("grouped", "branches")
+SYNC_WARNING = "synchronizing CUDA operation"   # torch's text under set_sync_debug_mode("warn")
+SYNC_NEEDS_CUDA = ("resnet-nb bench --sync-check needs CUDA: it counts host syncs with "
+                   "torch.cuda.set_sync_debug_mode, which watches CUDA streams only; this machine has {device}. "
+                   "Run it on the GPU machine (scripts/device_check.sh step 2b runs it)")
+
+
+class _SyncLog:
+    """Counts torch's sync warnings, each by the innermost resnet_nb frame that made it (its
+    function names the part of the loop: ``_train_epoch``, ``evaluate_pack``, ``_save`` ...)."""
+
+    def __init__(self) -> None:
+        self.n, self.where, self.show = 0, Counter(), warnings.showwarning
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None):
+        if SYNC_WARNING not in str(message):
+            return self.show(message, category, filename, lineno, file, line)
+        self.n += 1
+        ours = [f for f in traceback.extract_stack()[:-1]
+                if f"{os.sep}resnet_nb{os.sep}" in f.filename and not f.filename.endswith("bench.py")]
+        f = ours[-1] if ours else None
+        self.where[f"{Path(f.filename).name}:{f.lineno} ({f.name})" if f else f"{Path(filename).name}:{lineno}"] += 1
+
+
+def _count_syncs(fn) -> _SyncLog:
+    """Run ``fn()`` under ``torch.cuda.set_sync_debug_mode("warn")``; its syncs, counted."""
+    log = _SyncLog()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = log
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return log
+
+
+def sync_check(args: argparse.Namespace, device: torch.device) -> dict:
+    """Host syncs per training step of the real loop on ``device``, a CUDA device (see the
+    module docstring): per pack mode, ``{"mode", "steps", "syncs", "per_step", "per_run",
+    "growing", "where", "runtime"}``; ``growing``: the places whose count grows with the
+    steps (the per-step syncs)."""
+    from resnet_nb.config import make_config
+    from resnet_nb.packing import plan_packs
+    from resnet_nb.runs import CONFIG_FILE, read_json
+    from resnet_nb.train import train_many
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    b = args.batch_size
+    sizes = [(s - 1) * b + max(b // 2, 1) for s in SYNC_STEPS]     # s steps, the last one partial
+    modes = []
+    with tempfile.TemporaryDirectory(prefix="resnet-nb-sync-") as tmp:
+        root = D.write_fake_cifar10(Path(tmp) / "data", max(sizes), SYNC_TEST_IMAGES, seed=0).parent
+
+        def train_run(mode: str, n: int, tag: str) -> list[Path]:
+            cfgs = [make_config("seed", model=m, run_name=m, epochs=1, batch_size=b, train_subset=n,
+                                test_subset=SYNC_TEST_IMAGES, dataset="synthetic", data_root=str(root),
+                                device=str(device), precision=args.precision, pack_mode=mode,
+                                out_dir=str(Path(tmp) / "runs"), run_id=f"sync-{mode}-{tag}") for m in models]
+            out = io.StringIO()                # no progress bar (its syncs are for terminals), a quiet log
+            try:
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                    return train_many(cfgs, pack=True)
+            except BaseException:
+                print(out.getvalue()[-4000:], file=sys.stderr)
+                raise
+
+        for mode in SYNC_PACK_MODES:
+            n_packs = len(plan_packs([make_config("seed", model=m, pack_mode=mode) for m in models], pack=True))
+            train_run(mode, sizes[0], "warm-up")          # cuDNN autotuning, lazy initialisation
+            logs, dirs = [], None
+            for n, tag in zip(sizes, ("short", "long")):
+                holder = {}
+                logs.append(_count_syncs(lambda: holder.update(dirs=train_run(mode, n, tag))))
+                dirs = holder["dirs"]
+            short, long = logs
+            per_step = (long.n - short.n) / ((SYNC_STEPS[1] - SYNC_STEPS[0]) * n_packs)
+            modes.append({"mode": mode, "models": models, "packs": n_packs, "steps": list(SYNC_STEPS),
+                          "syncs": [short.n, long.n], "per_step": per_step,
+                          "per_run": short.n - per_step * SYNC_STEPS[0] * n_packs,
+                          "growing": dict(long.where - short.where), "where": dict(long.where.most_common()),
+                          "runtime": read_json(dirs[0] / CONFIG_FILE).get("runtime")})
+            print(_sync_line(modes[-1]), flush=True)
+    return {"device": _device_name(device), "torch": torch.__version__, "batch_size": b,
+            "precision": args.precision, "data": "synthetic fixture (timing-free: counts only)", "modes": modes}
+
+
+def _sync_line(m: dict) -> str:
+    rt = m["runtime"] or {}
+    line = (f"sync check, pack mode {m['mode']} ({'+'.join(m['models'])}, {m['packs']} pack(s)): "
+            f"{m['syncs'][0]} syncs in a run of {m['steps'][0]} steps, {m['syncs'][1]} in one of {m['steps'][1]}: "
+            f"{m['per_step']:.3g} per step, {m['per_run']:.0f} per run (start-up, capture, evaluation, checkpoint); "
+            f"training graph steps {rt.get('graph_steps')}, evaluation graph batches {rt.get('eval_graph_batches')}")
+    if m["growing"]:
+        line += "\n  syncs that grow with the steps: " + ", ".join(f"{k} x{v}" for k, v in m["growing"].items())
+    return line
 
 
 # --------------------------------------------------------------------------- driver
@@ -477,10 +595,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(d) the grouped pairs of all depths in one graph, a stream per pack (no training "
                         "mode). Run it in its own process (a crash in a capture costs only its rows); on "
                         "the CPU they run eagerly, one after another")
+    p.add_argument("--sync-check", action="store_true",
+                   help="CUDA only, instead of the measurement: count the host syncs per training step of the "
+                        "real loop (torch.cuda.set_sync_debug_mode), in both pack modes, on one-epoch runs of "
+                        f"{SYNC_STEPS[0]} and {SYNC_STEPS[1]} steps of --models (default here: plain20,resnet20) on a "
+                        "synthetic fixture; exit 1 when a step syncs")
     p.add_argument("--out", default="", help="write the results as JSON to this file")
 
 
+def _run_sync_check(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    if device.type != "cuda":
+        print(SYNC_NEEDS_CUDA.format(device=device), file=sys.stderr)
+        return 2
+    if getattr(args, "models", None) is None:
+        args.models = "plain20,resnet20"
+    for m in args.models.split(","):
+        parse_model_name(m)
+    if args.precision == "auto":
+        args.precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if args.batch_size < 2:
+        raise ValueError(f"--batch-size must be at least 2 for --sync-check (a partial last batch); got {args.batch_size}")
+    res = sync_check(args, device)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+        print(f"results: {args.out}")
+    bad = [m for m in res["modes"] if m["per_step"] > 0]
+    for m in bad:
+        print(f"resnet-nb bench --sync-check: pack mode {m['mode']}: {m['per_step']:.3g} host syncs per training "
+              f"step; where: {', '.join(m['growing']) or 'see the JSON'}", file=sys.stderr)
+    if not bad:
+        print("no host sync per training step (the syncs left are once per run or epoch)")
+    return 1 if bad else 0
+
+
 def run_cli(args: argparse.Namespace) -> int:
+    if getattr(args, "sync_check", False):
+        return _run_sync_check(args)
     defaults = DEFAULTS["cuda" if resolve_device(args.device).type == "cuda" else "cpu"]
     for name, value in defaults.items():
         if getattr(args, name, None) is None:

@@ -65,6 +65,8 @@
 #   R. restore carried run tars (.device/runs/*.tar) into $RUNS/$RUN_ID
 #   2. graph check: the CUDA-graphed step vs the eager step on the same batches (one model, a pack),
 #      an lr change and a partial batch included
+#      2b. sync check (resnet-nb bench --sync-check, ~30 s): host syncs per training step of the real
+#          loop (plain20+resnet20, both pack modes) under torch.cuda.set_sync_debug_mode; failed = a step syncs
 #   3. resnet-nb bench: common recipe (a) vs fast path (b) vs packs (c), measured in this same call;
 #      3b. in its own process (a crash there cannot cost step 3's results): bench --concurrent: the
 #          pack modes, (c) grouped pairs vs (e) branch pairs per depth, (f) all four as branches of one
@@ -222,6 +224,15 @@ if steps.exists():
         print(f"  {name:16s} {verdict} (exit {rc}, {sec} s)")
 for r in read(w / "graph_check.json", []):
     print(f"graph check {r['what']}: max |graph - eager| param diff {r['max_param_diff']:.2e}, captured={r['captured']}")
+    if "eval_counts" in r:
+        print(f"  evaluation: max |graph - eager| summed loss {r['eval_max_loss_diff']:.2e}, correct count "
+              f"{r['eval_correct_diff']} (of 1000), counts {r['eval_counts']}")
+for m in (read(w / "sync_check.json") or {}).get("modes", []):
+    rt = m.get("runtime") or {}
+    print(f"sync check {m['mode']}: {m['per_step']:.3g} host syncs per training step ({m['syncs'][0]} in "
+          f"{m['steps'][0]} steps, {m['syncs'][1]} in {m['steps'][1]}); graph steps {rt.get('graph_steps')}, "
+          f"evaluation graph batches {rt.get('eval_graph_batches')}"
+          + (f"; per step at {', '.join(m['growing'])}" if m.get("growing") else ""))
 for name in ("bench.json", "bench_concurrent.json"):
     b = read(w / name)
     if b is not None:
@@ -358,12 +369,27 @@ for what, make, shape in (("resnet20", lambda: build_model("resnet20"), (128, 3,
         la, _ = sa(x, y); lb, _ = sb(x, y)
     torch.cuda.synchronize()
     diff = max((p - q).abs().max().item() for p, q in zip(a.state_dict().values(), b.state_dict().values()) if p.is_floating_point())
-    out.append({"what": what, "captured": sa.captures == 1 and sa.graph is not None, "eager_steps_graphed_run": sa.eager_steps,
-                "max_param_diff": diff, "loss_graph": la.tolist(), "loss_eager": lb.tolist()})
+    eager_steps = sa.eager_steps
+    a.eval(); fwd = fast.EvalForward(a, "fp32", graph=True)          # evaluation: replayed graph vs eager
+    xe = torch.randn(2500, 3, 32, 32, device=dev, generator=g); ye = torch.randint(0, 10, (2500,), device=dev, generator=g)
+    ge, ee = [], []
+    for _ in range(2):                    # 2 full batches + a partial; a training step in place between the rounds
+        with torch.no_grad():
+            ge += [fwd(xe[i:i + 1000], ye[i:i + 1000]) for i in range(0, 2500, 1000)]
+            ee += [fast.eval_sums(a, xe[i:i + 1000], ye[i:i + 1000]) for i in range(0, 2500, 1000)]
+        a.train(); sa(x, y); a.eval()
+    torch.cuda.synchronize()
+    out.append({"what": what, "captured": sa.captures == 1 and sa.graph is not None, "eager_steps_graphed_run": eager_steps,
+                "max_param_diff": diff, "loss_graph": la.tolist(), "loss_eager": lb.tolist(),
+                "eval_counts": fwd.counts(), "eval_max_loss_diff": max((p[0] - q[0]).abs().max().item() for p, q in zip(ge, ee)),
+                "eval_correct_diff": max((p[1] - q[1]).abs().max().item() for p, q in zip(ge, ee))})
     print(out[-1])
 json.dump(out, open(sys.argv[1], "w"), indent=1)
 EOF
 run_step graph_check 120 $PY "$W/graph_check.py" "$W/graph_check.json"
+
+banner "2b sync check (host syncs per training step of the real loop)"
+TAIL=6 run_step sync_check 90 $PY -m resnet_nb.cli bench --sync-check --out "$W/sync_check.json"
 
 banner "3 resnet-nb bench"
 TAIL=12 run_step bench 220 $PY -m resnet_nb.cli bench --out "$W/bench.json"

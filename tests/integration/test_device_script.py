@@ -102,3 +102,25 @@ def test_the_reproduction_step_pauses_for_its_budget_and_returns_its_run_dirs(tm
     with tarfile.open(tmp_path / "out" / "device_check.tar.gz") as t:
         names = t.getnames()
     assert "runs/gpu-seed/plain20/metrics.json" in names and not any(n.endswith(".pth") for n in names)
+
+
+def test_summary_shows_the_sync_check_and_the_graphed_evaluation(tmp_path):
+    """Step 2b's JSON (bench --sync-check) and step 2's evaluation comparison reach the summary."""
+    w = tmp_path / "w"
+    w.mkdir()
+    (w / "sync_check.json").write_text(json.dumps({"modes": [
+        {"mode": "grouped", "per_step": 0.0, "syncs": [31, 31], "steps": [20, 120], "growing": {},
+         "runtime": {"graph_steps": 119, "eval_graph_batches": 2}},
+        {"mode": "branches", "per_step": 1.0, "syncs": [50, 150], "steps": [20, 120],
+         "growing": {"packing.py:321 (set_lr)": 100}, "runtime": None}]}))
+    (w / "graph_check.json").write_text(json.dumps([
+        {"what": "resnet20", "max_param_diff": 0.0, "captured": True, "eval_max_loss_diff": 1.5e-5,
+         "eval_correct_diff": 0, "eval_counts": {"eval_captures": 1}}]))
+    r = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "MODE": "summary", "W": str(w), "PY": sys.executable})
+    assert r.returncode == 0 and "Traceback" not in r.stdout, r.stdout + r.stderr
+    assert ("sync check grouped: 0 host syncs per training step (31 in 20 steps, 31 in 120); graph steps 119, "
+            "evaluation graph batches 2") in r.stdout
+    assert "sync check branches: 1 host syncs per training step" in r.stdout
+    assert "per step at packing.py:321 (set_lr)" in r.stdout
+    assert "evaluation: max |graph - eager| summed loss 1.50e-05, correct count 0 (of 1000)" in r.stdout
