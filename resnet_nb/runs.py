@@ -8,7 +8,9 @@ A run directory ``<out_dir>/<run_id>/<run_name>/`` holds (DESIGN.md contract):
   the time budget at an epoch boundary). ``runtime`` (version 2) says what really ran,
   written when the run stops (finish, pause, failure, interrupt) and summed over the
   processes that trained it: ``graph_requested``, ``captures``, ``graph_steps``,
-  ``eager_steps``, ``fallbacks`` (why CUDA-graph capture failed; empty when it never did).
+  ``eager_steps``, ``fallbacks`` (why CUDA-graph capture failed; empty when it never did),
+  and evaluation's (``step.EvalForward``) ``eval_graph_requested``, ``eval_captures``,
+  ``eval_graph_batches``, ``eval_eager_batches``, ``eval_fallbacks`` (absent: not recorded).
   ``format_version`` is ``FORMAT_VERSION`` (run dirs written before it existed have none
   and read as version 0; every version reads, ``runtime`` is None before version 2).
   Version 3: last.pth's ``rng["augment"]`` names the data generator's random stream

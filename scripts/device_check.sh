@@ -65,7 +65,7 @@
 #   R. restore carried run tars (.device/runs/*.tar) into $RUNS/$RUN_ID
 #   2. graph check: the CUDA-graphed step vs the eager step on the same batches (one model, a pack),
 #      an lr change and a partial batch included
-#      2b. sync check (resnet-nb bench --sync-check, ~30 s): host syncs per training step of the real
+#      2b. sync check (resnet-nb bench --sync-check, ~30 s estimated, cap 90 s): host syncs per training step of the real
 #          loop (plain20+resnet20, both pack modes) under torch.cuda.set_sync_debug_mode; failed = a step syncs
 #   3. resnet-nb bench: common recipe (a) vs fast path (b) vs packs (c), measured in this same call;
 #      3b. in its own process (a crash there cannot cost step 3's results): bench --concurrent: the
