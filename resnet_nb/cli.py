@@ -32,7 +32,7 @@ when it is run again; runs live in experiments/<run id>/<model>/."""
 # sub-command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("resnet_nb.data_cli", "download, verify or describe CIFAR-10"),
-    "train": ("resnet_nb.train", "train one model, or a pack of models stepped together (--pack-mode), into run dirs"),
+    "train": ("resnet_nb.train", "train one model into its run dir (several models, packed: reproduce --models)"),
     "reproduce": ("resnet_nb.reproduce", "run the training notebook for each model with papermill, then the analysis"),
     "report": ("resnet_nb.report", "build the pandoc report (pdf, docx, html) of a run id"),
     "bench": ("resnet_nb.bench", "measure training images/s: common recipe vs this project's fast paths"),

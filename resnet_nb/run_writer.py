@@ -123,9 +123,9 @@ def _check_augment(ckpt: dict, path: Path) -> None:
     old = ("an older resnet-nb that drew the crops and flips per batch" if scheme is None
            else f"a resnet-nb that drew the crops and flips as {scheme!r}")
     raise ValueError(f"{path} was written by {old}; this one draws them once per epoch ({AUGMENT_SCHEME!r}), "
-                     f"so resuming would not continue the run's random stream; pass --restart (or use "
-                     f"another --run-id) to train it from the start, or finish it with the resnet-nb "
-                     f"that started it")
+                     f"so resuming would not continue the run's random stream; it is kept as it is. To train it "
+                     f"from the start, use another --run-id, or resnet-nb train --restart (discards its "
+                     f"checkpoints and metrics); or finish it with the resnet-nb that started it")
 
 
 def check_fingerprint(seen: Seen, fingerprint: str) -> None:
