@@ -43,7 +43,7 @@ from resnet_nb.data import AUGMENT_SCHEME
 from resnet_nb.runs import (BEST_FILE, CONFIG_FILE, FORMAT_VERSION, LAST_FILE, METRICS_FILE,
                             atomic_save, atomic_write_json, run_dir_of)
 
-__all__ = ["Seen", "inspect_run", "RunWriter", "check_fingerprint", "no_space_message", "now",
+__all__ = ["Seen", "inspect_run", "RunWriter", "check_fingerprint", "start_over", "no_space_message", "now",
            "merge_runtime", "how_trained", "papermill_notebooks"]
 
 
@@ -86,8 +86,7 @@ def inspect_run(cfg: TrainConfig, device_type: str, restart: bool) -> Seen:
             files = ", ".join(([CONFIG_FILE] if problem != "missing" else []) + work)
             raise ValueError(f"{run_dir}: {CONFIG_FILE} is {problem} and {LAST_FILE} {why}, so the "
                              f"stored config cannot be checked; the files ({files}) are kept: "
-                             f"restore {CONFIG_FILE} from a copy, or pass --restart to discard "
-                             f"them and start over")
+                             f"restore {CONFIG_FILE} from a copy; or, {start_over()}")
         meta_old = {"config": ckpt["config"], "preset": ckpt["config"].get("preset"),
                     "status": "interrupted", "resumed": []}
         print(f"{run_dir}: {CONFIG_FILE} is {problem}; rebuilding it from {LAST_FILE} "
@@ -99,13 +98,13 @@ def inspect_run(cfg: TrainConfig, device_type: str, restart: bool) -> Seen:
     diff = config_diff(stored, cfg)
     if diff:
         raise ValueError(f"{run_dir} holds a run with another config: {_describe_diff(diff)}; "
-                         f"use the stored values, another --run-id/--run-name, or --restart")
+                         f"use the stored values; or, {start_over('to train this config')}")
     if ckpt is not None and ckpt.get("device_type", device_type) != device_type:
         raise ValueError(f"{run_dir / LAST_FILE} was written on {ckpt['device_type']}; resume it on "
-                         f"the same device type (--device {ckpt['device_type']}) or pass --restart")
+                         f"the same device type (--device {ckpt['device_type']}); or, {start_over()}")
     if meta_old.get("status") == "finished" and ckpt is not None:
         print(f"{run_dir}: already finished ({len(ckpt.get('metrics', []))} epochs); "
-              f"pass --restart to train it again", flush=True)
+              f"{start_over('to train it again')}", flush=True)
         return Seen(run_dir, ckpt, meta_old, True, state)
     if ckpt is not None:
         _check_augment(ckpt, run_dir / LAST_FILE)
@@ -123,9 +122,8 @@ def _check_augment(ckpt: dict, path: Path) -> None:
     old = ("an older resnet-nb that drew the crops and flips per batch" if scheme is None
            else f"a resnet-nb that drew the crops and flips as {scheme!r}")
     raise ValueError(f"{path} was written by {old}; this one draws them once per epoch ({AUGMENT_SCHEME!r}), "
-                     f"so resuming would not continue the run's random stream; it is kept as it is. To train it "
-                     f"from the start, use another --run-id, or resnet-nb train --restart (discards its "
-                     f"checkpoints and metrics); or finish it with the resnet-nb that started it")
+                     f"so resuming would not continue the run's random stream; it is kept as it is: finish "
+                     f"it with the resnet-nb that started it; or, {start_over()}")
 
 
 def check_fingerprint(seen: Seen, fingerprint: str) -> None:
@@ -134,7 +132,15 @@ def check_fingerprint(seen: Seen, fingerprint: str) -> None:
     if ckpt is not None and ckpt.get("dataset_fingerprint") != fingerprint:
         raise ValueError(f"the data differs from the data {seen.run_dir} was trained on (fingerprint "
                          f"{fingerprint[:12]} vs {str(ckpt.get('dataset_fingerprint'))[:12]}); "
-                         f"point --data-root at the same data or pass --restart")
+                         f"point --data-root at the same data; or, {start_over('to train it on this data')}")
+
+
+def start_over(goal: str = "to train the run from the start") -> str:
+    """The way out that every refusal to resume a run dir ends with, worded for each entry
+    point that trains (resnet-nb train, resnet-nb reproduce, the 02_train notebook): another
+    run id works in all of them; ``--restart`` is resnet-nb train's only, and discards the run."""
+    return (f"{goal}, use another --run-id (run_id in the 02_train notebook; "
+            f"this run dir is kept), or resnet-nb train --restart (discards its checkpoints and metrics)")
 
 
 def _check_writable(path: Path) -> None:
@@ -163,8 +169,7 @@ def _load_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated or foreign file
         raise ValueError(f"{path} cannot be read ({type(e).__name__}: {_first_line(e)}); it is kept: "
-                         f"restore it from a copy, or pass --restart to discard the run's files "
-                         f"and start over") from None
+                         f"restore it from a copy; or, {start_over()}") from None
 
 
 def _read_meta(run_dir: Path) -> tuple[dict | None, str | None]:

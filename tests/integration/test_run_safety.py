@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from resnet_nb import packing, runs
+from resnet_nb import packing, run_writer, runs
 from resnet_nb import train as T
 from resnet_nb.cli import main
 from resnet_nb.config import make_config
@@ -161,7 +161,7 @@ def test_unreadable_config_json_and_last_pth_are_kept_and_refused(fake_cifar, tm
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     for text in ("config.json is unreadable", "last.pth cannot be read", "the files (config.json, last.pth",
-                 "are kept", "--restart to discard them"):
+                 "are kept", run_writer.start_over()):
         assert text in err, text
     assert snapshot(run_dir) == before                                  # nothing deleted
     assert main(argv + ["--restart"]) == 0                              # the way out it names
