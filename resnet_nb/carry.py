@@ -9,6 +9,8 @@ longer than one command therefore goes back and forth as tarballs:
   ``.lock``, a killed writer's ``.*.tmp``): config.json, metrics.json, last.pth, best.pth,
   the executed notebook. A tar over 16 MiB is refused; each tar is written to a temporary
   name and renamed, so a killed command leaves the previous tar or the new one, never half.
+  A damaged metrics.json in any of the run dirs is refused before anything is written, by
+  restore's own check (``_epochs``): restore would refuse its tar.
 * ``restore``: the tars back into ``<out_dir>/<run_id>/<run>/``. A tarball is untrusted
   input: only regular files named ``<run_id>/<run>/<file>`` (plain names) are taken, and
   they are extracted with tarfile's ``data`` filter, as ``resnet_nb.data`` does. A tar of
@@ -84,17 +86,33 @@ def _run_files(run_dir: Path) -> list[Path]:
                   if not p.name.startswith(".") and p.is_file() and not p.is_symlink())
 
 
+def _check_packable(run_dir: Path) -> None:
+    """Refuse a run dir whose metrics.json restore would refuse (its ``_epochs``): a tar of
+    it would fail on the device, after the window's start-up was spent."""
+    try:
+        _epochs(run_dir)
+    except ValueError as e:
+        raise ValueError(f"{e}: carry restore would refuse its tar, so nothing was packed. Restore "
+                         f"it from a copy, or rerun the command that trains {run_dir.name} (resuming an "
+                         f"unfinished run rewrites metrics.json from last.pth), then pack again") from None
+
+
 def pack(out_dir: str | os.PathLike, run_id: str, to: str | os.PathLike,
          max_bytes: int = MAX_TAR_BYTES) -> list[Path]:
     """One tar per run dir of ``<out_dir>/<run_id>/`` into ``to``; returns the tars' paths.
 
     Members are ``<run_id>/<run>/<file>``. Raises ValueError (naming the run and its files'
     sizes) for a run dir whose tar would exceed ``max_bytes``; the tars written before stay.
+    A run dir whose metrics.json restore would refuse (``_epochs``) is refused before anything
+    is written (``to`` is not even created).
     """
     out_dir, to = Path(out_dir).expanduser(), Path(to).expanduser()
+    run_dirs = _run_dirs(out_dir, run_id)
+    for run_dir in run_dirs:
+        _check_packable(run_dir)
     to.mkdir(parents=True, exist_ok=True)
     written = []
-    for run_dir in _run_dirs(out_dir, run_id):
+    for run_dir in run_dirs:
         files = _run_files(run_dir)
         # each member: a 512-byte header + data padded to 512; the end: two zero blocks, padded
         # to tarfile's 10 KiB record
@@ -327,10 +345,20 @@ def _git(repo: Path, *args: str) -> str:
 def carry_size(paths: Sequence[str | os.PathLike], repo: str | os.PathLike | None = None) -> dict:
     """Bytes a device command carries from the checkout ``repo`` (default: the one holding
     resnet_nb): ``{"checkout", "checkout_files", "carried": {path: bytes}, "total", "limit"}``.
-    The checkout's files under a carried path are counted once (carry replaces them)."""
+    The checkout's files under a carried path are counted once (carry replaces them). A path
+    outside the checkout is refused: a device command carries only paths inside it."""
     repo = Path(repo or REPO).resolve()
     carried = {}
     for p in paths:
+        named = repo / Path(p).expanduser()
+        spots = {Path(os.path.normpath(named)), named.resolve()}     # as named, and with links followed
+        if not any(repo in w.parents for w in spots) and repo not in spots:
+            raise ValueError(f"carried path {p} is outside the checkout {repo}: a device command carries "
+                             f"only paths inside it (relative to its root); move or copy it into the "
+                             f"checkout (an ignored folder such as .device) and name it from there")
+        if repo in spots:
+            raise ValueError(f"carried path {p} is the checkout {repo} itself, which always travels; "
+                             f"name a path inside it (e.g. .device)")
         full = (repo / p).resolve() if not Path(p).is_absolute() else Path(p)
         if not full.exists():
             raise FileNotFoundError(f"carried path {p} does not exist (relative to {repo})")
@@ -369,7 +397,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a = sub.add_parser("pack", help="one tar per run dir of a run id (<run id>__<run>.tar, <= 16 MiB each)",
                        description="Write one tar per run dir of RUN_ID (config.json, metrics.json, last.pth, "
                                    "best.pth, the executed notebook), each <= 16 MiB, written atomically: what "
-                                   "a GPU command returns so that the next one can resume.")
+                                   "a GPU command returns so that the next one can resume. A damaged "
+                                   "metrics.json (which restore would refuse) is refused before anything is "
+                                   "written.")
     a.add_argument("--run-id", required=True, help="run id whose run dirs to pack")
     a.add_argument("--out-dir", default="experiments", help="root folder of run directories (default: experiments)")
     a.add_argument("--to", required=True, help="folder the tars go to (e.g. $OUT/runs on the device)")

@@ -88,6 +88,27 @@ def test_pack_killed_mid_write_leaves_the_previous_tar_whole(tmp_path, monkeypat
     assert old.read_bytes() == before and [p.name for p in (tmp_path / "out").iterdir()] == [old.name]
 
 
+@pytest.mark.parametrize("damaged", [b"[{\"epoch\": 1}, {\"ep", b'{"epoch": 7}'])
+def test_pack_refuses_a_damaged_metrics_json_before_writing_anything(tmp_path, damaged):
+    """restore's own check (a tar of it would be refused on the device): nothing is written,
+    not even the --to folder; a tar packed before stays as it was."""
+    _run_dir(tmp_path / "exp", "plain20")
+    bad = _run_dir(tmp_path / "exp", "resnet20")
+    (bad / "metrics.json").write_bytes(damaged)
+    for to in (tmp_path / "fresh", tmp_path / "old"):
+        if to.name == "old":
+            (bad / "metrics.json").write_text("[]")
+            before = {t.name: t.read_bytes() for t in carry.pack(tmp_path / "exp", RID, to)}
+            (bad / "metrics.json").write_bytes(damaged)
+        with pytest.raises(ValueError, match=rf"{bad / 'metrics.json'} (is not readable JSON|holds a JSON dict)"
+                                             r".*carry restore would refuse its tar, so nothing was packed"):
+            carry.pack(tmp_path / "exp", RID, to)
+    assert not (tmp_path / "fresh").exists()
+    assert {t.name: t.read_bytes() for t in (tmp_path / "old").iterdir()} == before
+    assert carry.main(["pack", "--run-id", RID, "--out-dir", str(tmp_path / "exp"), "--to",
+                       str(tmp_path / "fresh")]) == 2 and not (tmp_path / "fresh").exists()
+
+
 def test_restore_round_trip_into_a_fresh_out_dir(tmp_path):
     src = _run_dir(tmp_path / "exp")
     tars = carry.pack(tmp_path / "exp", RID, tmp_path / "out")
@@ -151,8 +172,11 @@ def test_restore_never_counts_a_damaged_metrics_json_as_0_epochs(tmp_path, damag
     good_tar = carry.pack(tmp_path / "a", RID, tmp_path / "good")
     # a damaged carried tar over an intact run dir here (2 epochs): refused whole, nothing written
     here = _run_dir(tmp_path / "device", epochs=2)
-    (good / "metrics.json").write_bytes(damaged)
-    [bad_tar] = carry.pack(tmp_path / "a", RID, tmp_path / "bad")
+    (tmp_path / "bad").mkdir()            # pack refuses a damaged metrics.json: a tar from elsewhere
+    with tarfile.open(good_tar[0]) as t:
+        members = [(m.name, None, damaged if m.name.endswith("/metrics.json") else t.extractfile(m).read())
+                   for m in t.getmembers()]
+    bad_tar = _tar(tmp_path / "bad" / good_tar[0].name, members)
     with pytest.raises(ValueError, match=r"bad/gpu-seed__plain20.tar: gpu-seed/plain20/metrics.json (is not "
                                          r"readable JSON|holds a JSON dict).*refusing the whole tar"):
         carry.restore([bad_tar], RID, tmp_path / "device")
@@ -213,6 +237,21 @@ def test_size_counts_tracked_and_untracked_files_plus_carried_paths(tmp_path, ca
     assert carry.main(["size", ".device"]) == 1                  # 8515 bytes > 8000
     out = capsys.readouterr().out
     assert "carried .device: 0.0 MiB" in out and "OVER by" in out and "device command prefix: unknown" in out
+
+
+def test_size_refuses_a_path_outside_the_checkout(tmp_path, capsys, monkeypatch):
+    repo = tmp_path / "repo"
+    (repo / ".device").mkdir(parents=True)
+    _git(repo, "init", "-q")
+    (tmp_path / "data").mkdir()
+    for p in ("../data", str(tmp_path / "data"), ".device/../../data"):
+        with pytest.raises(ValueError, match=r"carried path .* is outside the checkout .*move or copy it into"):
+            carry.carry_size([p], repo)
+    with pytest.raises(ValueError, match=r"is the checkout .* itself"):
+        carry.carry_size(["."], repo)
+    assert carry.carry_size([str(repo / ".device")], repo)["carried"] == {str(repo / ".device"): 0}
+    monkeypatch.setattr(carry, "REPO", repo)
+    assert carry.main(["size", "../data"]) == 2 and "outside the checkout" in capsys.readouterr().err
 
 
 def test_git_commit_from_the_environment_when_the_copy_has_no_git(tmp_path, monkeypatch):
