@@ -168,7 +168,7 @@ def test_restore_keeps_a_run_dir_further_along_and_replaces_one_behind(tmp_path)
 def test_restore_never_counts_a_damaged_metrics_json_as_0_epochs(tmp_path, damaged):
     """Neither a damaged tar nor a damaged run dir here decides 'further along': refused,
     naming the file, before anything is written; the intact copy is untouched."""
-    good = _run_dir(tmp_path / "a", epochs=5)
+    _run_dir(tmp_path / "a", epochs=5)
     good_tar = carry.pack(tmp_path / "a", RID, tmp_path / "good")
     # a damaged carried tar over an intact run dir here (2 epochs): refused whole, nothing written
     here = _run_dir(tmp_path / "device", epochs=2)
