@@ -41,7 +41,7 @@ from resnet_nb import runs
 from resnet_nb.config import TrainConfig, config_diff
 from resnet_nb.data import AUGMENT_SCHEME
 from resnet_nb.runs import (BEST_FILE, CONFIG_FILE, FORMAT_VERSION, LAST_FILE, METRICS_FILE,
-                            atomic_save, atomic_write_json, run_dir_of)
+                            atomic_write_json, run_dir_of)
 
 __all__ = ["Seen", "inspect_run", "RunWriter", "check_fingerprint", "start_over", "no_space_message", "now",
            "merge_runtime", "how_trained", "papermill_notebooks"]
