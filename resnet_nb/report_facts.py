@@ -438,15 +438,18 @@ def _warmups(runs: list[dict]) -> list[dict]:
 _PROVENANCE_ZH = {"canonical": "CIFAR-10", "noncanonical": "非标准 CIFAR-10 副本", "synthetic": "合成数据"}
 
 
-def _layer_responses(fig_dir: Path, runs: list[dict]) -> dict:
+def _layer_responses(fig_dir: Path, runs: list[dict], summary: dict) -> dict:
     """Fig. 7 (``resnet_nb.responses``, written by 03_analysis): the comparisons of the stds
-    stored in ``layer_responses.json`` (recomputed by ``response_comparisons``, so the verdicts
-    follow today's rule even for an older JSON), the figure's caption data line in both languages (the words of
-    its title), or, when it is absent, why (``ready`` False, ``why`` in en/zh)."""
+    stored in ``layer_responses.json`` (recomputed by ``response_comparisons`` with ``summary``,
+    so the verdicts follow today's rule even for an older JSON and carry the claims table's
+    "not assessable" for the runs as summary.json has them now, a paused run included), each
+    as the sentences of ``depth_sentence``/``trend_sentence`` in en and zh, the
+    figure's caption data line in both languages (the words of its title), or, when it is
+    absent, why (``ready`` False, ``why`` in en/zh)."""
     from statistics import median
 
-    from resnet_nb.responses import (RESPONSES_FIGURE, RESPONSES_JSON, SAME_BAND, checkpoint_models,
-                                     response_comparisons, skip_reason)
+    from resnet_nb.responses import (RESPONSES_FIGURE, RESPONSES_JSON, checkpoint_models, depth_sentence,
+                                     response_comparisons, skip_reason, trend_sentence)
     from resnet_nb.runs import read_json
 
     path = fig_dir / RESPONSES_JSON
@@ -466,22 +469,24 @@ def _layer_responses(fig_dir: Path, runs: list[dict]) -> dict:
                          and measured.get(Path(r["path"]).name) != r.get("best_epoch")})
     stale = [model_label(m) for m in stale]
     ds, preset = data.get("dataset") or {}, data.get("preset")
-    is_result = ds.get("provenance") in ("canonical", "noncanonical") and preset != "smoke"
+    # the caption's data line, as plots.provenance_label words the figure's title
+    titled_result = ds.get("provenance") in ("canonical", "noncanonical") and preset != "smoke"
     zh = [_PROVENANCE_ZH.get(ds.get("provenance"), "来源不明的数据")] + ([f"{preset} 预设"] if preset else [])
-    zh = "，".join(zh) + ("" if is_result else "：只说明代码能运行，不是论文的结果") + \
+    zh = "，".join(zh) + ("" if titled_result else "：只说明代码能运行，不是论文的结果") + \
         f"；每个网络的 best.pth，{data.get('n_images', 0):,} 张测试图像"
     models = data.get("models") or {}
     rows = [{"label": model_label(m), "layers": len(v["std"]), "n_seeds": v.get("n_seeds", 1),
              "epochs": sorted({r["epoch"] for r in v.get("runs", [])}),
              "median": median(v["std"])} for m, v in models.items()]
-    comparisons = response_comparisons(models)    # the verdicts under today's rule, from the stored stds
+    comparisons = response_comparisons(models, summary)  # today's rule and caveats, from the stored stds
     rd = comparisons["resnet_depth"]
+    trend = {lang: trend_sentence(rd, lang) for lang in ("en", "zh")}
     return {"ready": True, "figure": (fig_dir / RESPONSES_FIGURE).is_file(), "file": RESPONSES_FIGURE,
-            "json": RESPONSES_JSON, "rows": rows, "by_depth": comparisons["by_depth"],
-            "resnet_depth": [{"label": model_label(f"resnet{d}"), "median": m}
-                             for d, m in zip(rd["depths"], rd["median_std"])],
-            "trend": rd["trend"], "trend_seeds": rd["seeds"], "band_pct": round(SAME_BAND * 100),
-            "is_result": is_result, "stale": stale,
+            "json": RESPONSES_JSON, "rows": rows,
+            "by_depth": [{**c, "text": {lang: depth_sentence(c, lang) for lang in ("en", "zh")}}
+                         for c in comparisons["by_depth"]],
+            "trend": rd["trend"], "trend_text": trend if rd["trend"] is not None else None,
+            "stale": stale,
             "not_measured": data.get("not_measured") or [],
             "caption": {"en": data.get("label", ""), "zh": zh}}
 
@@ -595,7 +600,7 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
         "figures": figs, "result_figures": [n for n in RESULT_FIGURES if figs.get(n)],
         "theory_figures": [n for n in THEORY_FIGURES if figs.get(n)], "extra_figures": extra_figs,
         "theory": theory,
-        "layer_responses": _layer_responses(fig_dir, runs), "shattering": _shattering(fig_dir),
+        "layer_responses": _layer_responses(fig_dir, runs, summary), "shattering": _shattering(fig_dir),
         "captions": _captions(runs, theory),
         "paths": {"runs": (Path(runs_dir) / run_id).as_posix(), "figures": fig_dir.as_posix(),
                   "build": (Path(out_dir) / run_id).as_posix()},

@@ -29,7 +29,9 @@ Several seeds of a model are averaged layer by layer.
 ``layer_responses`` writes ``layer_responses.json`` (provenance, the checkpoint of every run,
 the std definition, the stds, the comparisons) and the figure
 ``resnet_layer_responses_fig7.png`` next to ``summary.json``; ``response_comparisons``
-computes what the notebook and the report say about them.
+computes what the notebook and the report say about them, caveated by the claims table's
+rule when the runs cannot carry a result (synthetic data, the smoke preset, a run unfinished
+or paused: ``verdicts.recipe_verdict``).
 """
 from __future__ import annotations
 
@@ -42,16 +44,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from resnet_nb.analysis import summarize
 from resnet_nb.config import check_run_id, config_from_dict
 from resnet_nb.data import normalize
 from resnet_nb.models import build_model, model_label, parse_model_name, sort_models
 from resnet_nb.probes import conv_layers
 from resnet_nb.runs import BEST_FILE, atomic_write_json, list_runs, read_json
+from resnet_nb.verdicts import recipe_verdict
 
 __all__ = [
     "RESPONSES_JSON", "RESPONSES_FIGURE", "STD_DEFINITION", "response_layers", "response_stds",
     "measure_run", "checkpoint_models", "skip_reason", "SAME_BAND", "CLEAR_MAJORITY", "family_verdict",
-    "depth_trend", "response_comparisons", "comparison_lines", "responses_label",
+    "depth_trend", "response_comparisons", "depth_sentence", "trend_sentence", "comparison_lines", "responses_label",
     "layer_responses", "read_layer_responses",
 ]
 
@@ -63,8 +67,9 @@ STD_DEFINITION = ("population std of all elements (test images x channels x posi
 EVAL_BATCH = 500  # test images per forward (memory, not results: the sums are exact)
 
 # When the data say "smaller" or "larger" (``family_verdict``, ``depth_trend``; the notebook and
-# both reports print these words and nothing else decides them). A ratio of stds within
-# +-SAME_BAND of 1 reads "about the same": 10 % is a chosen tolerance, not a statistical test.
+# both reports print the sentences of ``depth_sentence`` and ``trend_sentence``, and nothing else
+# decides them). A ratio of stds within +-SAME_BAND of 1 is "about the same", worded "within
+# ±10 % of": 10 % is a chosen tolerance, not a statistical test.
 # A run usually holds one seed per net (no seed-to-seed spread to test a difference against),
 # and a few per cent is what another seed, another best epoch or a smaller test subset can
 # move a trained net's pooled std by; the paper's effect (Fig. 7) is a visible gap between the
@@ -240,9 +245,11 @@ def depth_trend(median_std: Sequence[float]) -> str | None:
     return "mixed"
 
 
-def response_comparisons(models: dict[str, dict]) -> dict:
+def response_comparisons(models: dict[str, dict], summary: dict) -> dict:
     """What the data say about the paper's two observations, from ``models`` (model ->
-    ``{"std": [...], "n_seeds": ...}``, the per-layer stds, averaged over ``n_seeds`` seeds):
+    ``{"std": [...], "n_seeds": ...}``, the per-layer stds, averaged over ``n_seeds`` seeds)
+    and ``summary`` (the run id's summary.json record, ``analysis.summarize``: data provenance,
+    preset and every model's status):
 
     * ``by_depth``: per depth with both families, the median over layers of the ratio
       ResNet std / plain std, how many layers of the ResNet respond less, the medians, the
@@ -250,8 +257,14 @@ def response_comparisons(models: dict[str, dict]) -> dict:
     * ``resnet_depth``: the ResNets' median std by depth (ascending), the ``trend`` of
       ``depth_trend`` (None with fewer than two ResNet depths) and ``seeds`` ([fewest, most]).
 
+    Each comparison has a ``caveat``: None when the runs can carry a result, else
+    ``{"en", "zh"}`` of the claims table's "not assessable" (``verdicts.recipe_verdict``:
+    synthetic or unknown data, the smoke preset, a run unfinished or paused). A caveated
+    comparison keeps its numbers, and the sentences (``depth_sentence``, ``trend_sentence``)
+    lead with the caveat and give no verdict.
+
     The report recomputes this from a stored ``layer_responses.json``'s ``models``, so the
-    words always follow the rule above."""
+    words always follow the rules above."""
     by_depth = []
     for name in sort_models(models):
         fam, depth = parse_model_name(name)
@@ -266,21 +279,22 @@ def response_comparisons(models: dict[str, dict]) -> dict:
                          "layers": int(r.size), "plain_median": float(np.median(p)),
                          "resnet_median": float(np.median(r)),
                          "verdict": family_verdict(median_ratio, smaller, int(r.size)),
-                         "seeds": _seed_range([models[name], plain])})
+                         "seeds": _seed_range([models[name], plain]),
+                         "caveat": _caveat(summary, [name, f"plain{depth}"])})
     resnets = [n for n in models if parse_model_name(n)[0] == "resnet"]
     res = sorted((parse_model_name(n)[1], float(np.median(models[n]["std"]))) for n in resnets)
     median_std = [m for _, m in res]
     return {"by_depth": by_depth,
             "resnet_depth": {"depths": [d for d, _ in res], "median_std": median_std,
                              "trend": depth_trend(median_std),
-                             "seeds": _seed_range([models[n] for n in resnets])}}
+                             "seeds": _seed_range([models[n] for n in resnets]),
+                             "caveat": _caveat(summary, sort_models(resnets)) if len(res) > 1 else None}}
 
 
-# the words of the verdicts in comparison_lines (the reports word them in their templates)
-_VS_PLAIN = {"smaller": "smaller than", "larger": "larger than", "about the same": "about the same as",
-             "mixed": "neither clearly smaller nor clearly larger than"}
-_WITH_DEPTH = {"smaller": "respond less", "larger": "respond more",
-               "about the same": "respond about the same", "mixed": "show no consistent trend"}
+def _caveat(summary: dict, names: list[str]) -> dict | None:
+    """The claims table's "not assessable" for a comparison among ``names``, or None."""
+    verdict = recipe_verdict(summary, names)
+    return None if verdict is None else {"en": verdict.en, "zh": verdict.zh}
 
 
 def _seed_range(nets: list[dict]) -> list[int]:
@@ -289,33 +303,114 @@ def _seed_range(nets: list[dict]) -> list[int]:
     return [min(n), max(n)]
 
 
-def _seeds_note(seeds: list[int]) -> str:
+def _seeds_note(seeds: list[int], lang: str) -> str:
     lo, hi = seeds
+    if lang == "zh":
+        if hi == 1:
+            return "每个网络只有一个种子，没有种子间的波动可供判断差异"
+        return f"标准差为每个网络 {lo} 个种子的平均" if lo == hi else \
+            f"标准差为每个网络 {lo} 至 {hi} 个种子的平均" + ("；只有一个种子的网络没有波动可言" if lo == 1 else "")
     if hi == 1:
-        return "one seed per net: no seed-to-seed spread to judge the difference against"
+        return "one seed per net, so there is no seed-to-seed spread to judge the difference against"
     return f"stds averaged over {lo} seeds per net" if lo == hi else \
         f"stds averaged over {lo} to {hi} seeds per net" + ("; one seed gives no spread" if lo == 1 else "")
 
 
+def _g(x: float) -> str:
+    return f"{x:.3g}"
+
+
+# The words of the verdicts, decided here once: the notebook (comparison_lines) and both
+# reports (report_facts puts these sentences into the templates) print nothing else.
+_VS_PLAIN = {"en": {"smaller": "are smaller than those of", "larger": "are larger than those of",
+                    "about the same": "are within {band} of those of",
+                    "mixed": "are neither clearly smaller nor clearly larger than those of"},
+             "zh": {"smaller": "小于", "larger": "大于"}}  # zh: "about the same" and "mixed" have their own order
+_WITH_DEPTH = {"en": {"smaller": "respond less", "larger": "respond more",
+                      "about the same": "stay within {band} of each other", "mixed": "show no consistent trend"},
+               "zh": {"smaller": "响应更小", "larger": "响应更大", "about the same": "彼此相差在 {band} 以内",
+                      "mixed": "没有一致的趋势"}}
+
+
+def depth_sentence(c: dict, lang: str = "en") -> str:
+    """One ``by_depth`` comparison of ``response_comparisons`` as a sentence in ``lang``
+    (``en`` | ``zh``): its caveat first when it has one (then the numbers, "in this run",
+    without a verdict), else the verdict with the numbers that decided it, worded so that
+    they agree ("within ±10 % of ..., though smaller in 18 of 19 layers")."""
+    band = f"±{SAME_BAND * 100:.0f} %"
+    k, n = c["smaller_layers"], c["layers"]
+    ratio, plain, resnet, verdict = _g(c["median_ratio"]), c["plain"], c["resnet"], c["verdict"]
+    seeds = _seeds_note(c["seeds"], lang)
+    need = CLEAR_MAJORITY * n
+    if lang == "zh":
+        nums = f"各层 ResNet/plain 比值的中位数为 {ratio}"
+        if c.get("caveat"):
+            return (f"{c['depth']} 层：{c['caveat']['zh']}。仅就本次运行而言，{resnet} 与 {plain} 的层响应：{nums}，"
+                    f"{n} 层中有 {k} 层更小（不作判定；{seeds}；论文：ResNet 的响应更小）。")
+        rule = f"（中位数偏离 1 超过 {band} 且至少三分之二的层一致，才算“更小”或“更大”；{seeds}；论文：ResNet 的响应更小）。"
+        if verdict == "about the same":
+            tail = (f"，但 {n} 层中有 {k} 层更小" if k >= need else f"，但 {n} 层中有 {n - k} 层更大"
+                    if n - k >= need else f"；{n} 层中有 {k} 层更小")
+            return f"{c['depth']} 层：{resnet} 的层响应与 {plain} 相差在 {band} 以内（{nums}）{tail}{rule}"
+        if verdict == "mixed":
+            agree = f"只有 {k} 层更小" if c["median_ratio"] < 1 else f"只有 {n - k} 层更大"
+            return (f"{c['depth']} 层：{resnet} 的层响应既不明显小于也不明显大于 {plain}：{nums}，超出 {band}，"
+                    f"但 {n} 层中{agree}{rule}")
+        count = f"{n} 层中有 {k} 层更小" if verdict == "smaller" else f"{n} 层中有 {n - k} 层更大"
+        return f"{c['depth']} 层：{resnet} 的层响应{_VS_PLAIN['zh'][verdict]} {plain}：{nums}，{count}{rule}"
+    nums = f"median ratio ResNet/plain over the layers {ratio}"
+    if c.get("caveat"):
+        return (f"{c['depth']} layers: {c['caveat']['en']}. In this run only, the layer responses of {resnet} "
+                f"against those of {plain}: {nums}, smaller in {k} of {n} layers (no verdict; {seeds}; the paper: "
+                f"ResNets respond less).")
+    rule = (f' ("smaller" or "larger" needs the median ratio beyond {band} and two thirds of the layers agreeing; '
+            f"{seeds}; the paper: ResNets respond less).")
+    head = f"{c['depth']} layers: the layer responses of {resnet} {_VS_PLAIN['en'][verdict].format(band=band)} {plain}"
+    if verdict == "about the same":
+        tail = (f", though smaller in {k} of {n} layers" if k >= need else f", though larger in {n - k} of {n} layers"
+                if n - k >= need else f"; smaller in {k} of {n} layers")
+        return f"{head} ({nums}){tail}{rule}"
+    if verdict == "mixed":
+        agree = f"only {k} of {n} layers are smaller" if c["median_ratio"] < 1 else \
+            f"only {n - k} of {n} layers are larger"
+        return f"{head}: {nums}, beyond {band}, but {agree}{rule}"
+    count = f"smaller in {k} of {n} layers" if verdict == "smaller" else f"larger in {n - k} of {n} layers"
+    return f"{head}: {nums}, {count}{rule}"
+
+
+def trend_sentence(rd: dict, lang: str = "en") -> str | None:
+    """The ``resnet_depth`` comparison of ``response_comparisons`` as a sentence in ``lang``
+    (None with fewer than two ResNet depths): caveat first when it has one, as
+    ``depth_sentence``."""
+    if rd["trend"] is None:
+        return None
+    band = f"±{SAME_BAND * 100:.0f} %"
+    seeds = _seeds_note(rd["seeds"], lang)
+    labels = [model_label(f"resnet{d}") for d in rd["depths"]]
+    if lang == "zh":
+        values = "，".join(f"{lb} {_g(m)}" for lb, m in zip(labels, rd["median_std"]))
+        if rd.get("caveat"):
+            return (f"ResNet 响应标准差的中位数：{rd['caveat']['zh']}。仅就本次运行而言：{values}"
+                    f"（不作判定；{seeds}；论文：ResNet 越深，响应越小）。")
+        return (f"ResNet 响应标准差的中位数：{values}：更深的 ResNet {_WITH_DEPTH['zh'][rd['trend']].format(band=band)}"
+                f"（{band} 以内的变化视为相同；{seeds}；论文：ResNet 越深，响应越小）。")
+    values = ", ".join(f"{lb} {_g(m)}" for lb, m in zip(labels, rd["median_std"]))
+    if rd.get("caveat"):
+        return (f"Median response std of the ResNets: {rd['caveat']['en']}. In this run only: {values} "
+                f"(no verdict; {seeds}; the paper: the deeper the ResNet, the smaller its responses).")
+    return (f"Median response std of the ResNets: {values}: deeper ResNets "
+            f"{_WITH_DEPTH['en'][rd['trend']].format(band=band)} (changes within {band} count as the same; "
+            f"{seeds}; the paper: the deeper the ResNet, the smaller its responses).")
+
+
 def comparison_lines(record: dict) -> list[str]:
-    """What ``layer_responses`` found, as sentences (English; the report phrases the same
-    numbers in zh/en): the data first, then the comparisons of ``response_comparisons``
-    with their verdicts (``family_verdict``, ``depth_trend``)."""
+    """What ``layer_responses`` found, as the English sentences of the report (``depth_sentence``,
+    ``trend_sentence``): the data first, then the comparisons of ``response_comparisons``,
+    each led by its caveat when the runs cannot carry a result."""
     comparisons = record["comparisons"]
-    band = f"±{SAME_BAND:.0%}"
-    lines = [f"data: {record['label']}"]
-    for c in comparisons["by_depth"]:
-        lines.append(f"depth {c['depth']}: {c['resnet']}'s layer responses are {_VS_PLAIN[c['verdict']]} "
-                     f"{c['plain']}'s (median ratio ResNet/plain over layers {c['median_ratio']:.3g}; smaller in "
-                     f"{c['smaller_layers']} of {c['layers']} layers; 'about the same' within {band}; "
-                     f"{_seeds_note(c['seeds'])}; the paper: ResNets respond less)")
-    rd = comparisons["resnet_depth"]
-    if rd["trend"] is not None:
-        values = ", ".join(f"{model_label(f'resnet{d}')} {m:.3g}" for d, m in zip(rd["depths"], rd["median_std"]))
-        lines.append(f"median response std of the ResNets: {values}: deeper ResNets {_WITH_DEPTH[rd['trend']]} "
-                     f"(steps within {band} count as the same; {_seeds_note(rd['seeds'])}; the paper: "
-                     f"the deeper the ResNet, the smaller its responses)")
-    return lines
+    lines = [f"data: {record['label']}"] + [depth_sentence(c) for c in comparisons["by_depth"]]
+    trend = trend_sentence(comparisons["resnet_depth"])
+    return lines + ([trend] if trend else [])
 
 
 def responses_label(dataset: dict, preset: str | None, n_images: int) -> str:
@@ -361,7 +456,8 @@ def layer_responses(runs_dir: str | os.PathLike = "experiments", run_id: str = "
            "definition": STD_DEFINITION, "n_images": n_images,
            "label": responses_label(dataset, presets[0] if len(presets) == 1 else None, n_images),
            "not_measured": [Path(r["path"]).name for r in runs if not _checkpoint(r).is_file()],
-           "models": models, "comparisons": response_comparisons(models), "figure": RESPONSES_FIGURE}
+           "models": models, "comparisons": response_comparisons(models, summarize(runs, run_id, expected=())),
+           "figure": RESPONSES_FIGURE}
     plots.save(plots.layer_responses_figure(models, out["label"]), fig_dir / RESPONSES_FIGURE)
     atomic_write_json(fig_dir / RESPONSES_JSON, out)
     return out

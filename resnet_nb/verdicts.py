@@ -22,7 +22,7 @@ from resnet_nb.models import model_label, parse_model_name
 
 __all__ = [
     "SIGMA_PUB_PP", "ONE_SEED_MARGIN_PP", "ALPHA", "STATUSES", "UNITS", "PROVENANCES", "RULES",
-    "Rule", "Progress", "Verdict", "compare", "compare_models", "not_assessable", "rule_table",
+    "Rule", "Progress", "Verdict", "compare", "compare_models", "not_assessable", "recipe_verdict", "rule_table",
     "seed_values", "CLAIMS", "CLAIM_WORDS", "paper_claims", "claims_table", "paired_depths",
 ]
 
@@ -264,15 +264,36 @@ def compare_models(summary: dict, a: str, b: str, metric: str, *, higher_is_bett
     gone = [label(m) for m in (a, b) if m not in models]
     if gone:
         return not_assessable(f"{' and '.join(gone)} missing", f"缺少 {'、'.join(gone)}", unit=unit)
-    sa, sb = models[a], models[b]
+    return compare(seed_values(models[a], metric), seed_values(models[b], metric), higher_is_better=higher_is_better,
+                   unit=unit, **_recipe(summary, (a, b), label))
+
+
+def _recipe(summary: dict, names: Sequence[str], label=model_label) -> dict:
+    """:func:`compare`'s ``data_provenance``, ``preset``, ``unfinished`` and ``epochs`` for
+    the models ``names`` (all in the summary's ``models``)."""
+    ms = [(m, summary["models"][m]) for m in names]
     unfinished = [Progress(label(m), int(s.get("last_epoch") or 0), int(s.get("epochs_planned") or 0))
-                  for m, s in ((a, sa), (b, sb))
+                  for m, s in ms
                   if s.get("status") != "finished" or (s.get("last_epoch") or 0) < (s.get("epochs_planned") or 0)]
-    epochs = max(int(s.get("epochs_planned") or 0) for s in (sa, sb)) or None
     provenance = (summary.get("dataset") or {}).get("provenance")
-    return compare(seed_values(sa, metric), seed_values(sb, metric), higher_is_better=higher_is_better,
-                   data_provenance=provenance if provenance in PROVENANCES else "unknown",
-                   preset=str(summary.get("preset")), unfinished=unfinished, epochs=epochs, unit=unit)
+    return {"data_provenance": provenance if provenance in PROVENANCES else "unknown",
+            "preset": str(summary.get("preset")), "unfinished": unfinished,
+            "epochs": max(int(s.get("epochs_planned") or 0) for _, s in ms) or None}
+
+
+def recipe_verdict(summary: dict, names: Sequence[str], label=model_label) -> Verdict | None:
+    """Can a comparison among the models ``names`` of a summary.json record carry a result
+    at all, whatever its numbers? The "not assessable" verdict of :func:`compare_models` that
+    does not depend on the values (a model missing; rows 1-2 of :data:`RULES`: synthetic or
+    unknown data, the smoke preset, a run unfinished, paused included), or None when the data
+    and the recipe allow one. For comparisons the claims table does not make (Fig. 7's layer
+    responses), so that they are caveated by the same rule."""
+    models = summary.get("models") or {}
+    gone = [label(m) for m in dict.fromkeys(names) if m not in models]
+    if gone:
+        return not_assessable(f"{' and '.join(gone)} missing", f"缺少 {'、'.join(gone)}")
+    verdict = compare([], [], higher_is_better=True, **_recipe(summary, list(dict.fromkeys(names)), label))
+    return verdict if verdict.rule in (1, 2) else None  # rule 0 here: only the values are missing
 
 
 # The comparisons of He et al. 2016 at a shallow depth s and a deep depth d (sec. 4.2, Fig. 6,
