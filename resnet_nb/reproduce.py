@@ -25,7 +25,9 @@ whole budget, and an execution that would start after the deadline is not starte
 running (``cluster.task_deadline``): time in the queue does not count, a requeued task gets
 it again, and the task's wall limit is ``--slurm-time``'s. Either way the training pauses at
 the epoch boundary where the next epoch would not fit (``packing.Budget``). Paused runs keep
-a resumable last.pth; 01_theory and 03_analysis wait for the rerun that finishes every run;
+a resumable last.pth; 01_theory and 03_analysis wait for the rerun that finishes every run
+(a run left paused by an earlier invocation too: ``analysis_waits_for``; failed runs are not
+waited for);
 the exit status is 75 (``train.EXIT_PAUSED``): rerun the same command to resume.
 
 The notebooks' own helpers (setup, parameters -> configs) live in ``resnet_nb.notebook``,
@@ -52,9 +54,9 @@ from resnet_nb.models import MODEL_SETS, SEED_MODELS, expand_models, parse_model
 from resnet_nb.notebook import check_run_dirs, project_root, split_list
 from resnet_nb.probes import FULL_PROBE, SMOKE_PROBE, THEORY_JSON
 from resnet_nb.runs import CONFIG_FILE, load_run, read_json, run_dir_of
-from resnet_nb.train import EXIT_PAUSED, resolve_run_ids
+from resnet_nb.train import EXIT_PAUSED, paused_runs, resolve_run_ids
 
-__all__ = ["Unit", "plan_units", "theory_parameters", "add_arguments", "run_cli"]
+__all__ = ["Unit", "plan_units", "theory_parameters", "analysis_waits_for", "add_arguments", "run_cli"]
 
 # TrainConfig fields with a reproduce flag of their own: one value for every run
 _FIELD_FLAGS = ("dataset", "data_root", "allow_noncanonical", "device", "out_dir", "run_id", "pack_mode")
@@ -362,6 +364,16 @@ def _mark_paused(units: list[Unit]) -> list[Unit]:
     return out
 
 
+def analysis_waits_for(units: list[Unit]) -> list[str]:
+    """The planned runs that 01_theory and 03_analysis wait for (run names): every run whose
+    run dir says ``paused`` (``train.paused_runs``), whichever invocation's time budget paused
+    it (a resume that failed before its first epoch leaves the run paused), and the runs of
+    units the budget kept from starting. Failed runs are not waited for: the analysis shows
+    what exists, and the exit status is 1."""
+    paused = set(paused_runs([d for u in units for d in u.run_dirs]))
+    return [c.run_name for u in units for c, d in zip(u.cfgs, u.run_dirs) if u.status == "paused" or d in paused]
+
+
 def run_cli(args: argparse.Namespace) -> int:
     started = time.monotonic()         # --time-budget counts from here
     root = project_root()
@@ -383,8 +395,8 @@ def run_cli(args: argparse.Namespace) -> int:
         if u.finished:
             u.status = "skipped"
     todo = [u for u in units if u.status != "skipped"]
-    print(f"reproduce: run id {run_id}, preset {args.preset}, {len(cfgs)} runs in {len(units)} "
-          f"executions ({len(units) - len(todo)} finished, skipped); data: {ds.provenance} "
+    print(f"reproduce: run id {run_id}, preset {args.preset}, {_count(len(cfgs), 'run')} in "
+          f"{_count(len(units), 'execution')} ({len(units) - len(todo)} finished, skipped); data: {ds.provenance} "
           f"({ds.train_y.numel()} train / {ds.test_y.numel()} test, fingerprint {ds.fingerprint[:12]}); "
           f"{'CUDA, ' + str(len(gpus)) + ' GPU(s), one execution per depth' if pack else 'CPU, one execution per model'}; "
           f"--parallel {args.parallel}", flush=True)
@@ -407,8 +419,10 @@ def run_cli(args: argparse.Namespace) -> int:
             _execute_units(args, runner, [(u, nb_dir / "02_train.ipynb", [d / "02_train.ipynb" for d in u.run_dirs],
                                            {**u.parameters(several), **budget}) for u in todo], base)
             paused = _mark_paused(units)
-            if paused:
-                print("reproduce: 01_theory and 03_analysis wait for the rerun that finishes every run", flush=True)
+            waiting = analysis_waits_for(units)
+            if waiting:
+                print(f"reproduce: 01_theory and 03_analysis wait for the rerun that finishes every run "
+                      f"(paused: {', '.join(waiting)})", flush=True)
             else:
                 finals = _final_jobs(args, cfgs, units, models, ds.fingerprint, nb_dir, figures_root)
             runner.parallel = 1
@@ -416,12 +430,17 @@ def run_cli(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             return _interrupt(runner, run_id)
     failed = [u for u in units + [j[0] for j in finals] if u.status == "failed"]
+    wait = f"01_theory and 03_analysis wait for {_count(len(waiting), 'paused run')}; " if waiting else ""
     print(f"reproduce: {sum(u.status == 'ok' for u in units)} executed, "
           f"{sum(u.status == 'skipped' for u in units)} skipped, {f'{len(paused)} paused, ' if paused else ''}"
-          f"{len(failed)} failed; "
+          f"{len(failed)} failed; {wait}"
           f"runs in {base}, figures in {figures_root / run_id}", flush=True)
     for u in paused:
         print(f"reproduce: {u.name}: {describe(u)}", flush=True)
     for u in failed:
         print(f"reproduce: {u.name}: {describe(u)}", file=sys.stderr, flush=True)
-    return 1 if failed else EXIT_PAUSED if paused else 0
+    return 1 if failed else EXIT_PAUSED if waiting else 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
