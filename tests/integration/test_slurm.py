@@ -1,9 +1,12 @@
 """``reproduce --executor slurm`` against a real single-node SLURM (slurm_cluster.py: munged,
 slurmctld and slurmd started for this module, stopped by PID afterwards), not a mock.
 
-The reproductions use test_reproduce's tiny smoke settings on the synthetic data, on CPU
-(``--slurm-gpus-per-task 0``, one CPU per task, ``OMP_NUM_THREADS=1``), and are compared
-with the local executor's run of the same settings. Where SLURM cannot start (packages
+The reproduction uses test_reproduce's tiny smoke settings on the synthetic data, on CPU
+(``--slurm-gpus-per-task 0``, one CPU per task, ``OMP_NUM_THREADS=1``), and is compared with
+the local executor's run of the same settings (reproduce_e2e.py, the session's
+``local_reproduction``). One SLURM reproduction (the ``slurm_reproduction`` fixture) serves
+both end-to-end tests: its first command is preempted in one task and stopped, its second
+attaches to that task and resubmits only the failed one. Where SLURM cannot start (packages
 missing: ``make slurmdeps``; not root) the tests that need it skip with the reason.
 """
 from __future__ import annotations
@@ -16,20 +19,19 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
-from resnet_nb.config import coerce_field, make_config
-from resnet_nb.runs import atomic_write_json
+from resnet_nb.analysis import THEORY_FIGURE_FILES
+from resnet_nb.train import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reproduce_e2e import MODELS, REPO, break_plain26, env, reproduce_cmd, small_config  # noqa: E402
 from slurm_cluster import SlurmCluster, unavailable  # noqa: E402
-from test_reproduce import REPO, SMALL  # noqa: E402  (the same tiny overrides)
 
-MODELS = "plain20,plain26,resnet20"   # plain26: a run dir whose last.pth cannot be read (code failure)
 SLURM = ["--executor", "slurm", "--slurm-gpus-per-task", "0", "--slurm-cpus-per-task", "1",
          "--slurm-time", "30", "--slurm-extra", "comment=resnet-nb-test"]
 
@@ -61,41 +63,134 @@ def slurm(tmp_path_factory):
     cluster.stop()
 
 
-def _env(root: Path, cluster: SlurmCluster | None = None) -> dict:
-    """test_reproduce's environment (one thread; no real data, no download) for a subprocess."""
-    env = dict(cluster.env if cluster else os.environ, OMP_NUM_THREADS="1",
-               RESNET_NB_DATA=str(root / "no-data"), RESNET_NB_SYNTHETIC=str(root / "synthetic"),
-               RESNET_NB_CIFAR_URL="http://127.0.0.1:9/cifar-10-python.tar.gz")
-    (root / "no-data").mkdir(parents=True, exist_ok=True)
-    return env
-
-
 def _cmd(root: Path, models: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "resnet_nb.cli", "reproduce", "--preset", "smoke", "--dataset", "synthetic",
-            "--run-id", "e2e", "--out-dir", str(root / "exp"), "--figures-root", str(root / "figs"),
-            "--models", models, "--skip-theory", *SMALL, *extra]
+    return reproduce_cmd(root, "--models", models, "--skip-theory", *extra)
 
 
-def _break_plain26(root: Path) -> None:
-    """test_reproduce's failing unit: an interrupted run whose last.pth cannot be read."""
-    small = {k: coerce_field(k, v) for k, v in (item.split("=", 1) for item in SMALL[1::2])}  # SMALL's --set values
-    cfg = make_config("smoke", model="plain26", dataset="synthetic", **small,
-                      out_dir=str(root / "exp"), run_id="e2e", run_name="plain26")
-    d = root / "exp" / "e2e" / "plain26"
-    d.mkdir(parents=True)
-    atomic_write_json(d / "config.json", {"config": asdict(cfg), "status": "interrupted"})
-    (d / "last.pth").write_bytes(b"not a checkpoint")
+# --------------------------------------------------------------------------- the SLURM reproduction
+
+class _Reproduce:
+    """``resnet-nb reproduce`` in the background, its output lines collected as they come."""
+
+    def __init__(self, argv: list[str], env_: dict) -> None:
+        self.proc = subprocess.Popen(argv, cwd=REPO, env=env_, text=True, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self._reader.start()
+
+    def wait_for(self, done, deadline: float, what: str) -> None:
+        """Poll ``done()`` until it holds; fail (with the output) if the command ends or time runs out."""
+        while time.time() < deadline and self.proc.poll() is None and not done():
+            time.sleep(0.1)
+        assert done(), f"reproduce {'ended' if self.proc.poll() is not None else 'timed out'} before {what}:\n" \
+                       + self.out
+
+    def has_line(self, pattern: str) -> bool:
+        return any(re.match(pattern, ln) for ln in list(self.lines))
+
+    def finish(self, timeout: float) -> tuple[int, str]:
+        self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        return self.proc.returncode, self.out
+
+    @property
+    def out(self) -> str:
+        return "".join(self.lines)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+
+@dataclass
+class SlurmReproduction:
+    root: Path                 # runs in root/exp/e2e, figures in root/figs/e2e, SLURM files in .../_slurm
+    first_rc: int              # the first command, stopped (Ctrl-C) after the preemption
+    first_out: str
+    first_jobs: dict           # _slurm/jobs.json after it
+    preempted: str             # resnet20's task (job id), sent USR2
+    rerun_rc: int              # the second command: attaches, resubmits, analyses
+    rerun_out: str
+    rerun_jobs: dict
+
+
+def _jobs(root: Path) -> dict:
+    return json.loads((root / "exp" / "e2e" / "_slurm" / "jobs.json").read_text())["units"]
+
+
+def _epochs(run: Path) -> int:
+    try:
+        return len(json.loads((run / "metrics.json").read_text()))
+    except (OSError, ValueError):
+        return 0
+
+
+def _hold_when_requeued(cluster: SlurmCluster, job: str, deadline: float) -> None:
+    """Hold ``job`` as soon as submitit has requeued it (pending again): it stays queued until
+    released, so that the second reproduce surely finds it unfinished (a test without races)."""
+    info = ""
+    while time.time() < deadline:
+        info = cluster.scontrol("show", "job", job)
+        if "Restarts=1" in info and "JobState=PENDING" in info:
+            if subprocess.run(["scontrol", "hold", job], env=cluster.env, capture_output=True).returncode == 0:
+                return
+        assert "JobState=COMPLETED" not in info, f"job {job} completed without being requeued:\n{info}"
+        time.sleep(0.2)
+    raise AssertionError(f"job {job} was not requeued in time:\n{info}")
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
-    """The local executor's reproduction of the same settings: the reference."""
-    root = tmp_path_factory.mktemp("local")
-    _break_plain26(root)
-    res = subprocess.run(_cmd(root, MODELS, "--parallel", "3"), cwd=REPO, env=_env(root),
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 1 and "2 executed, 0 skipped, 1 failed" in res.stdout, res.stdout + res.stderr
-    return root, res.stdout + res.stderr
+def slurm_reproduction(slurm, tmp_path_factory) -> SlurmReproduction:
+    """The SLURM reproduction of reproduce_e2e's models (plain26 broken as there), in two commands:
+
+    1. submits the three tasks; once resnet20's task has the checkpoint of an epoch it gets USR2
+       (``scancel --signal=USR2``, as a preemption or the time-limit warning sends it); when
+       submitit has requeued it (held here until step 2 has attached) and plain20's task is done,
+       the command is stopped with Ctrl-C (the jobs stay);
+    2. the same command again: plain20 skipped (finished), resnet20 attached (released then),
+       plain26 (failed) resubmitted; then 03_analysis."""
+    root = tmp_path_factory.mktemp("slurm-reproduction")
+    break_plain26(root)
+    env_ = env(root, slurm.env)
+    run = root / "exp" / "e2e" / "resnet20"
+    started: list[_Reproduce] = []
+    try:
+        t0 = time.time()
+        deadline = t0 + 400
+        first = _Reproduce(_cmd(root, MODELS, *SLURM), env_)
+        started.append(first)
+        first.wait_for(lambda: (run / "last.pth").is_file() and _epochs(run) >= 1, deadline,
+                       "resnet20 had a checkpoint")   # last.pth: written after an epoch's metrics
+        assert first.proc.poll() is None and _epochs(run) < 4, "the task ended before it could be preempted"
+        job = _jobs(root)["resnet20"]["job_id"]
+        t_signal = time.time()
+        subprocess.run(["scancel", "--signal=USR2", job], env=env_, check=True)
+        _hold_when_requeued(slurm, job, deadline)
+        first.wait_for(lambda: first.has_line(rf"\[resnet20\] job {job}: requeued \(restart 1\)")
+                       and first.has_line(r"\[plain20\] job \S+: done in \d+ s"), deadline,
+                       "it saw resnet20 requeued and plain20 done")
+        t_requeued = time.time()
+        os.killpg(first.proc.pid, signal.SIGINT)              # the submitter goes away; the jobs stay
+        first_rc, first_out = first.finish(timeout=60)
+        first_jobs = _jobs(root)
+
+        second = _Reproduce(_cmd(root, MODELS, *SLURM), env_)
+        started.append(second)
+        try:
+            second.wait_for(lambda: second.has_line(rf"\[resnet20\] job {job}: attached"), deadline,
+                            f"it attached to resnet20's job {job}")
+        finally:
+            slurm.scontrol("release", job)
+        rerun_rc, rerun_out = second.finish(timeout=max(60.0, deadline - time.time()))
+        print(first_out, rerun_out, sep="\n--- reproduce again (attaches, resubmits)\n")   # shown with -s
+        print(f"signal at +{t_signal - t0:.0f} s, requeue seen at +{t_requeued - t0:.0f} s, "
+              f"finished at +{time.time() - t0:.0f} s")
+    finally:                                              # a failed wait leaves none running
+        for proc in started:
+            proc.kill()
+    return SlurmReproduction(root, first_rc, first_out, first_jobs, job, rerun_rc, rerun_out, _jobs(root))
 
 
 # --------------------------------------------------------------------------- comparison helpers
@@ -149,10 +244,6 @@ def assert_same_run(a: Path, b: Path, root_a: Path, root_b: Path) -> None:
         assert _notebook(a / "02_train.ipynb", root_a) == _notebook(b / "02_train.ipynb", root_b)
 
 
-def _jobs(root: Path) -> dict:
-    return json.loads((root / "exp" / "e2e" / "_slurm" / "jobs.json").read_text())["units"]
-
-
 def _failure_line(out: str, root: Path) -> str:
     line = next(ln for ln in out.splitlines() if ln.startswith("reproduce: plain26: FAILED"))
     return line.replace(str(root), "<root>")
@@ -161,117 +252,74 @@ def _failure_line(out: str, root: Path) -> str:
 # --------------------------------------------------------------------------- tests
 
 @pytest.mark.slow
-def test_slurm_reproduction_equals_the_local_one(slurm, local_run, tmp_path):
-    local_root, local_out = local_run
-    _break_plain26(tmp_path)
-    t0 = time.time()
-    res = subprocess.run(_cmd(tmp_path, MODELS, *SLURM), cwd=REPO, env=_env(tmp_path, slurm),
-                         capture_output=True, text=True, timeout=600)
-    out = res.stdout + res.stderr
-    print(out)                                           # job ids, states, timings: shown with -s
-    print(f"slurm reproduction: {time.time() - t0:.0f} s")
-    assert res.returncode == 1, out
-    jobs = _jobs(tmp_path)
+def test_slurm_reproduction_equals_the_local_one(slurm, slurm_reproduction, local_reproduction):
+    r, local = slurm_reproduction, local_reproduction
+    local_out = local.rerun.stdout + local.rerun.stderr
+    out = r.first_out
+    jobs = r.first_jobs
     array = jobs["plain20"]["job_id"].split("_")[0]
     assert [jobs[m]["job_id"] for m in ("plain20", "plain26", "resnet20")] == [f"{array}_{i}" for i in range(3)]
     for m in ("plain20", "plain26", "resnet20"):            # one progress line per state, with job ids
         assert re.search(rf"^\[{m}\] job {array}_\d: (pending|running)", out, re.M), out
     assert re.search(rf"^\[plain20\] job {array}_0: done in \d+ s", out, re.M)
     assert "[plain20] plain20 epoch 4/4" in out             # the task's notebook output, as locally
-    # the same failure report as the local executor: notebook, cell, error
-    assert _failure_line(out, tmp_path) == _failure_line(local_out, local_root)
-    assert "cannot be read" in _failure_line(out, tmp_path) and "cell " in _failure_line(out, tmp_path)
-    assert "2 executed, 0 skipped, 1 failed" in out
     # the options became sbatch flags of one job array
-    script = (tmp_path / "exp" / "e2e" / "_slurm" / f"{array}_submission.sh").read_text()
+    script = (r.root / "exp" / "e2e" / "_slurm" / f"{array}_submission.sh").read_text()
     for flag in ("--array=0-2%3", "--cpus-per-task=1", "--time=30", "--comment=resnet-nb-test",
                  "--signal=USR2@90", f"--job-name=resnet-nb-e2e"):
         assert f"#SBATCH {flag}\n" in script, script
     assert "gpus" not in script and "gres" not in script
 
-    # run dirs and summary.json: equal to the local executor's but for EXCLUDED
-    for m in ("plain20", "plain26", "resnet20"):
-        assert_same_run(local_root / "exp" / "e2e" / m, tmp_path / "exp" / "e2e" / m, local_root, tmp_path)
-    sa, sb = (_load(r / "figs" / "e2e" / "summary.json", r) for r in (local_root, tmp_path))
-    assert _drop(sa, EXCLUDED["summary.json"]) == _drop(sb, EXCLUDED["summary.json"])
-    assert sb["models"]["resnet20"]["status"] == "finished" and sb["models"]["plain26"]["best_test_acc"] is None
-
     # the code failure ran once (submitit does not retry it) ...
     assert "Restarts=0" in slurm.scontrol("show", "job", jobs["plain26"]["job_id"])
-    # ... and a rerun resubmits only it: the finished runs are skipped
-    res = subprocess.run(_cmd(tmp_path, MODELS, *SLURM), cwd=REPO, env=_env(tmp_path, slurm),
-                         capture_output=True, text=True, timeout=600)
-    out = res.stdout + res.stderr
-    assert res.returncode == 1, out
-    assert "[plain20] skipped (finished)" in out and "[resnet20] skipped (finished)" in out
-    again = _jobs(tmp_path)
+    # ... and the rerun resubmits only it: the finished run is skipped, the running one attached
+    out = r.rerun_out
+    assert r.rerun_rc == 1, out
+    assert "[plain20] skipped (finished)" in out and f"[resnet20] job {r.preempted}: attached" in out
+    again = r.rerun_jobs
     assert "submitted 1 task(s)" in out and again["plain26"]["job_id"] != jobs["plain26"]["job_id"]
     assert again["plain26"]["previous"] == [jobs["plain26"]["job_id"]]
     assert again["plain20"] == jobs["plain20"] and again["resnet20"] == jobs["resnet20"]
+    assert "1 executed, 1 skipped, 1 failed" in out          # the statuses the tasks reported
+    # the same failure report as the local executor: notebook, cell, error
+    assert _failure_line(out, r.root) == _failure_line(local_out, local.root)
+    assert "cannot be read" in _failure_line(out, r.root) and "cell " in _failure_line(out, r.root)
+
+    # run dirs and summary.json: equal to the local executor's but for EXCLUDED (resnet20, which
+    # was preempted here and interrupted there, in test_preempted_task_is_requeued_and_resumes_exactly)
+    for m in ("plain20", "plain26"):
+        assert_same_run(local.base / m, r.root / "exp" / "e2e" / m, local.root, r.root)
+    sa, sb = (_load(x / "figs" / "e2e" / "summary.json", x) for x in (local.root, r.root))
+    sa["figures"] = {k: v for k, v in sa["figures"].items() if k not in THEORY_FIGURE_FILES}  # 01_theory ran there
+    assert _drop(sa, EXCLUDED["summary.json"]) == _drop(sb, EXCLUDED["summary.json"])
+    assert sb["models"]["resnet20"]["status"] == "finished" and sb["models"]["plain26"]["best_test_acc"] is None
 
 
 @pytest.mark.slow
-def test_preempted_task_is_requeued_and_resumes_exactly(slurm, local_run, tmp_path):
+def test_preempted_task_is_requeued_and_resumes_exactly(slurm, slurm_reproduction, tmp_path, one_thread):
     """USR2 (scancel --signal=USR2, as a preemption or the time-limit warning sends it) to a
     running task: the kernel is interrupted, submitit requeues the task, it resumes from
     last.pth; a second reproduce attaches to the job instead of submitting another; the
-    metrics equal the uninterrupted local run's."""
-    local_root, _ = local_run
-    env = _env(tmp_path, slurm)
-    run = tmp_path / "exp" / "e2e" / "resnet20"
-    t0 = time.time()
-    first = subprocess.Popen(_cmd(tmp_path, "resnet20", *SLURM), cwd=REPO, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(first.stdout), daemon=True)
-    reader.start()
+    metrics and weights equal an uninterrupted run's."""
+    r = slurm_reproduction
+    job, run = r.preempted, r.root / "exp" / "e2e" / "resnet20"
+    assert r.first_rc == 130 and "the SLURM jobs keep running" in r.first_out, r.first_out
+    assert f"[resnet20] job {job}: requeued (restart 1)" in r.first_out
 
-    def epochs() -> int:
-        try:
-            return len(json.loads((run / "metrics.json").read_text()))
-        except (OSError, ValueError):
-            return 0
-
-    deadline = time.time() + 300   # last.pth: written after an epoch's metrics (a checkpoint to resume)
-    while time.time() < deadline and first.poll() is None and not ((run / "last.pth").is_file() and epochs() >= 1):
-        time.sleep(0.1)
-    assert first.poll() is None and 1 <= epochs() < 4, "the task ended before it could be preempted"
-    job = _jobs(tmp_path)["resnet20"]["job_id"]
-    t_signal = time.time()
-    subprocess.run(["scancel", "--signal=USR2", job], env=env, check=True)
-    log = Path(tmp_path / "exp" / "e2e" / "_slurm" / f"{job}_0_log.out")
-    requeued = f"[resnet20] job {job}: requeued (restart 1)"
-    while time.time() < deadline and first.poll() is None and not any(ln.startswith(requeued) for ln in lines):
-        time.sleep(0.2)
-    t_requeued = time.time()
-    if first.poll() is None:
-        os.killpg(first.pid, signal.SIGINT)              # the submitter goes away; the job stays
-    first.wait(timeout=60)
-    reader.join(timeout=10)
-    out1 = "".join(lines)
-    assert first.returncode == 130 and "the SLURM jobs keep running" in out1, out1
-    assert requeued in out1
-
-    # reproduce again: attaches to the requeued job, submits nothing
-    res = subprocess.run(_cmd(tmp_path, "resnet20", *SLURM), cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=600)
-    out2 = res.stdout + res.stderr
-    print(out1, out2, sep="\n--- reproduce again (attaches)\n")
-    print(f"signal at +{t_signal - t0:.0f} s, requeue seen by reproduce at +{t_requeued - t0:.0f} s, "
-          f"finished at +{time.time() - t0:.0f} s")
-    assert res.returncode == 0, out2
-    assert f"[resnet20] job {job}: attached" in out2 and "reproduce: submitted" not in out2
-    assert _jobs(tmp_path)["resnet20"]["job_id"] == job
+    # reproduce again: attaches to the requeued job, submits nothing for it (only plain26's task)
+    assert r.rerun_rc == 1, r.rerun_out                      # (plain26 fails again)
+    assert f"[resnet20] job {job}: attached" in r.rerun_out and "submitted 1 task(s)" in r.rerun_out
+    assert r.rerun_jobs["resnet20"] == r.first_jobs["resnet20"]
     info = slurm.scontrol("show", "job", job)
     print(info)
     assert "Restarts=1" in info and "JobState=COMPLETED" in info
-    task_log = log.read_text()
+    task_log = (r.root / "exp" / "e2e" / "_slurm" / f"{job}_0_log.out").read_text()
     assert "SIGUSR2 (preemption or time limit): interrupting the notebook" in task_log
     assert "[resnet20] resnet20: resuming after epoch" in task_log
     meta = json.loads((run / "config.json").read_text())
     assert meta["status"] == "finished" and meta["resumed"]
-    # identical to the uninterrupted local run but for EXCLUDED (times, resumed, ...)
-    ref = local_root / "exp" / "e2e" / "resnet20"
+    # identical to an uninterrupted run but for EXCLUDED (times, resumed, ...)
+    ref = train(small_config(tmp_path, "resnet20"))
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (ref, run))
     assert _drop(ma, EXCLUDED["metrics.json"]) == _drop(mb, EXCLUDED["metrics.json"])
     for ckpt in ("best.pth", "last.pth"):
