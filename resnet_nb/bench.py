@@ -283,7 +283,7 @@ SYNC_TEST_IMAGES = 2000     # two full evaluation batches: evaluation is capture
 SYNC_PACK_MODES = ("grouped", "branches")
 SYNC_WARNING = "synchronizing CUDA operation"   # torch's text under set_sync_debug_mode("warn")
 SYNC_NEEDS_CUDA = ("resnet-nb bench --sync-check needs CUDA: it counts host syncs with "
-                   "torch.cuda.set_sync_debug_mode, which watches CUDA streams only; this machine has {device}. "
+                   "torch.cuda.set_sync_debug_mode, which watches CUDA streams only; the device here is {device}. "
                    "Run it on the GPU machine (scripts/device_check.sh step 2b runs it)")
 
 

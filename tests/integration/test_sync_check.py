@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_sync_check_says_it_needs_cuda(capsys):
     assert main(["bench", "--sync-check", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "--sync-check needs CUDA" in err and "this machine has cpu" in err
+    assert "--sync-check needs CUDA" in err and "the device here is cpu" in err
 
 
 @pytest.mark.filterwarnings("ignore:called a synchronizing CUDA operation")   # the uncounted warm-up run's
