@@ -38,6 +38,14 @@ Host syncs: nothing here reads a device value on the host (no ``.item()``, ``.to
 device tensors, and the training loop reads them once per epoch. ``resnet-nb bench
 --sync-check`` counts the syncs per step of the real loop on a GPU.
 
+``TrainStep(..., compile=True)`` (a measured lever, not yet the training default; ``resnet-nb
+bench --compile`` measures it): the forward pass and loss go through ``torch.compile`` (its
+backward through AOTAutograd), so inductor fuses BN/ReLU/add and their backward into fewer
+kernels; on CUDA the compiled kernels are then captured in the step's own CUDA graph (compile
+first, at the first warm-up step; capture after). Training adopts it only after a GPU
+measurement says so, as ``pack_mode``'s default was chosen. A compile failure warns, is
+recorded (``counts()["compile_fallback"]``) and the step continues uncompiled.
+
 On the CPU the step runs eagerly. Where capture fails, a warning says so and the run
 continues eagerly. ``RESNET_NB_CUDA_GRAPHS=0`` turns capture off (eager reference runs on
 a GPU, e.g. ``scripts/device_check.sh``). What really ran is counted, not assumed:
@@ -51,6 +59,7 @@ import contextlib
 import copy
 import math
 import os
+import time
 import warnings
 from typing import Callable, Sequence
 
@@ -136,6 +145,37 @@ def graph_default(device: torch.device | str) -> bool:
     return torch.device(device).type == "cuda" and os.environ.get("RESNET_NB_CUDA_GRAPHS", "1") != "0"
 
 
+COMPILE_BACKEND_ENV = "RESNET_NB_COMPILE_BACKEND"   # default inductor; the CPU tests use aot_eager
+COMPILE_MODE_ENV = "RESNET_NB_COMPILE_MODE"         # inductor's mode; default: inductor's default mode
+
+
+def _compile(fn: Callable, what: str) -> tuple[Callable | None, str, str | None]:
+    """(``torch.compile(fn)`` or None, the backend in words, why it failed or None).
+
+    The backend is ``$RESNET_NB_COMPILE_BACKEND`` (default ``inductor``). Inductor's mode is
+    its default unless ``$RESNET_NB_COMPILE_MODE`` says otherwise: the default mode fuses the
+    pointwise ops (BN, ReLU, the shortcut add, their backward) into Triton kernels and leaves
+    the convolutions to cuDNN, and it does NOT capture CUDA graphs itself. "reduce-overhead"
+    and "max-autotune" would (inductor's cudagraph trees), and those cannot run inside the
+    CUDA graph this module captures around the whole step; "max-autotune-no-cudagraphs" is
+    allowed but benchmarks conv/GEMM templates for minutes. ``dynamic=False``: one static
+    shape (the full batch); other shapes run the uncompiled forward (``TrainStep``)."""
+    backend = os.environ.get(COMPILE_BACKEND_ENV, "") or "inductor"
+    mode = os.environ.get(COMPILE_MODE_ENV, "") or None
+    if mode in ("reduce-overhead", "max-autotune"):
+        raise ValueError(f"{COMPILE_MODE_ENV}={mode} makes inductor capture its own CUDA graphs, which cannot "
+                         f"nest in the step's capture; use default or max-autotune-no-cudagraphs")
+    kw = {"mode": mode} if mode and backend == "inductor" else {}
+    words = backend + (f" ({mode})" if kw else "")
+    try:
+        return torch.compile(fn, backend=backend, dynamic=False, **kw), words, None
+    except Exception as e:  # noqa: BLE001 - an unknown backend, a torch without dynamo: warn, run uncompiled
+        reason = _reason(e)
+        warnings.warn(f"torch.compile of {what} ({words}) failed ({reason}); it runs uncompiled "
+                      f"(same mathematics)", RuntimeWarning)
+        return None, words, reason
+
+
 def _reason(e: BaseException) -> str:
     """A capture failure in one line (config.json's ``runtime.fallbacks`` keeps it)."""
     return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
@@ -200,10 +240,21 @@ class TrainStep:
     ``eager_steps``, and ``fallback``, the reason capture failed (None when it did not).
     ``announce``, when set, is called once with a line saying how the first capture
     attempt ended (the start of a run prints what was requested, this line the truth).
+
+    ``compile=True`` (default False; the bench measures it, training does not use it yet):
+    the forward pass and loss of full batches (the shape of the first batch) run through
+    ``torch.compile`` (``_compile``: backend ``$RESNET_NB_COMPILE_BACKEND``, default inductor,
+    without inductor's own CUDA graphs); batches of another shape run uncompiled. The first
+    compiled call compiles (on CUDA: the first warm-up step, so the capture records the
+    compiled kernels). If compiling fails (any exception there), a warning says so, the
+    state that call touched is restored and the step continues uncompiled. ``counts()`` then
+    also has ``compile_requested``, ``compiled`` (True once a compiled step really ran),
+    ``compile_backend``, ``compile_s`` (host seconds of the first compiled forward+backward:
+    the compilation) and ``compile_fallback`` (why it failed, else None).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, precision: str = "fp32",
-                 graph: bool | None = None) -> None:
+                 graph: bool | None = None, compile: bool = False) -> None:
         self.model, self.optimizer, self.precision = model, optimizer, precision
         self.device = next(model.parameters()).device
         check_precision(precision, self.device)
@@ -222,18 +273,77 @@ class TrainStep:
         self.fallback: str | None = None   # why capture failed, when it did
         self.announce: Callable[[str], None] | None = None
         self.lr_tensor: torch.Tensor | None = None
+        model_, precision_, device_ = model, precision, self.device
+
+        def losses(x: torch.Tensor, y: torch.Tensor):
+            """Forward pass and ``member_losses``: what ``compile`` compiles."""
+            with autocast(precision_, device_):
+                logits = model_(x)
+            return member_losses(logits, y)
+
+        self._losses = losses
+        self.compile_requested = bool(compile)
+        self.compiled = False                  # True once a compiled step ran
+        self.compile_s: float | None = None    # host seconds of the first compiled call
+        self.compile_fallback: str | None = None
+        self._compiled_losses, self._compile_shape = None, None
+        if compile:
+            self._compiled_losses, self.compile_backend, self.compile_fallback = _compile(losses, "the training step")
 
     def counts(self) -> dict:
         """What ran so far, as config.json's ``runtime`` records it (plain data)."""
-        return {"graph_requested": self.graph_requested, "captures": self.captures,
-                "graph_steps": self.graph_steps, "eager_steps": self.eager_steps, "fallback": self.fallback}
+        out = {"graph_requested": self.graph_requested, "captures": self.captures,
+               "graph_steps": self.graph_steps, "eager_steps": self.eager_steps, "fallback": self.fallback}
+        if self.compile_requested:
+            out.update(compile_requested=True, compiled=self.compiled, compile_backend=self.compile_backend,
+                       compile_s=self.compile_s, compile_fallback=self.compile_fallback)
+        return out
 
     # ------------------------------------------------------------------ eager
     def _forward_backward(self, x: torch.Tensor, y: torch.Tensor):
-        with autocast(self.precision, self.device):
-            logits = self.model(x)
-        loss, loss_sum, correct = member_losses(logits, y)
+        """Forward, loss and backward (gradients are None on entry: every caller zeroes them
+        with set_to_none); compiled for the compiled shape when ``compile`` is on."""
+        fn = self._losses
+        if self._compiled_losses is not None:
+            if self._compile_shape is None:
+                return self._first_compiled(x, y)
+            if tuple(x.shape) == self._compile_shape:
+                fn = self._compiled_losses
+        loss, loss_sum, correct = fn(x, y)
         loss.backward()
+        return loss_sum, correct
+
+    def _first_compiled(self, x: torch.Tensor, y: torch.Tensor):
+        """The first compiled forward+backward (the compilation): timed; on any failure the
+        parameters and buffers it may have touched are restored, gradients cleared (as on
+        entry), warned and recorded, and the call reruns uncompiled."""
+        tensors = [p.data for p in self.model.parameters()] + list(self.model.buffers())
+        saved = [t.detach().clone() for t in tensors]
+        # every TrainStep compiles the same code object (``losses``), one cache entry per model:
+        # past dynamo's recompile limit it would run the function uncompiled and only log it;
+        # raise instead, so that the fallback below is warned and recorded, never silent
+        cfg = torch._dynamo.config
+        strict = (cfg.patch(fail_on_recompile_limit_hit=True) if hasattr(cfg, "fail_on_recompile_limit_hit")
+                  else contextlib.nullcontext())
+        t0 = time.perf_counter()
+        try:
+            with strict:
+                loss, loss_sum, correct = self._compiled_losses(x, y)
+            loss.backward()
+        except Exception as e:  # noqa: BLE001 - any compile failure: warn, record, continue uncompiled
+            with torch.no_grad():
+                for t, s in zip(tensors, saved):
+                    t.copy_(s)
+            for p in self.model.parameters():
+                p.grad = None
+            self._compiled_losses = None
+            self.compile_fallback = _reason(e)
+            warnings.warn(f"torch.compile of the training step ({self.compile_backend}) failed "
+                          f"({self.compile_fallback}); the step runs uncompiled (same mathematics)", RuntimeWarning)
+            return self._forward_backward(x, y)
+        self.compile_s = time.perf_counter() - t0
+        self._compile_shape = tuple(x.shape)
+        self.compiled = True
         return loss_sum, correct
 
     def eager(self, x: torch.Tensor, y: torch.Tensor):
@@ -397,7 +507,9 @@ class ConcurrentSteps:
     one after another eagerly: the same mathematics.
 
     ``counts()`` has ``TrainStep.counts()``'s keys, counted per call (one graph step steps
-    every branch once), so a run's config.json records it the same way.
+    every branch once), so a run's config.json records it the same way. Steps built with
+    ``compile=True`` compile at their warm-up before the one capture, as alone; ``counts()``
+    then says whether every branch ran compiled (``compiled``) and the first failure's reason.
     """
 
     def __init__(self, steps: Sequence[TrainStep], graph: bool | None = None) -> None:
@@ -421,8 +533,15 @@ class ConcurrentSteps:
 
     def counts(self) -> dict:
         """What ran so far, as config.json's ``runtime`` records it (``TrainStep.counts``'s keys)."""
-        return {"graph_requested": self.graph_requested, "captures": self.captures,
-                "graph_steps": self.graph_steps, "eager_steps": self.eager_steps, "fallback": self.fallback}
+        out = {"graph_requested": self.graph_requested, "captures": self.captures,
+               "graph_steps": self.graph_steps, "eager_steps": self.eager_steps, "fallback": self.fallback}
+        comp = [st for st in self.steps if st.compile_requested]
+        if comp:
+            out.update(compile_requested=True, compiled=all(st.compiled for st in comp),
+                       compile_backend=comp[0].compile_backend,
+                       compile_s=sum(st.compile_s or 0.0 for st in comp),
+                       compile_fallback=next((st.compile_fallback for st in comp if st.compile_fallback), None))
+        return out
 
     def _capture(self, batches) -> None:
         for st, (x, y) in zip(self.steps, batches, strict=True):

@@ -469,3 +469,76 @@ def test_eval_capture_failure_warns_records_and_evaluates_eagerly(monkeypatch):
     assert forward.counts() == {"eval_graph_requested": True, "eval_captures": 0, "eval_graph_batches": 0,
                                 "eval_eager_batches": 6,
                                 "eval_fallback": "RuntimeError: operation not permitted when stream is capturing"}
+
+
+# ------------------------------------------------------------------ compile=True (bench --compile's lever)
+
+def _compile_pair(monkeypatch, backend="aot_eager"):
+    """Two resnet8 steps from the same weights, fp32: uncompiled and compiled (``backend``)."""
+    monkeypatch.setenv(S.COMPILE_BACKEND_ENV, backend)
+    monkeypatch.delenv(S.COMPILE_MODE_ENV, raising=False)
+    torch.manual_seed(0)
+    a = build_model("resnet8")
+    b = copy.deepcopy(a)
+    oa = S.make_optimizer(a.parameters(), 0.1, 0.9, 1e-4, "cpu")
+    ob = S.make_optimizer(b.parameters(), 0.1, 0.9, 1e-4, "cpu")
+    return (a, S.TrainStep(a, oa)), (b, S.TrainStep(b, ob, compile=True))
+
+
+def _steps_agree(plain, compiled, sizes, exact):
+    g = torch.Generator().manual_seed(4)
+    for n in sizes:
+        x, y = torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
+        (la, ca), (lb, cb) = plain[1](x, y), compiled[1](x, y)
+        if exact:
+            assert torch.equal(la, lb) and torch.equal(ca, cb)
+        else:
+            torch.testing.assert_close(lb, la, rtol=1e-5, atol=1e-5)
+    for (k, va), vb in zip(plain[0].state_dict().items(), compiled[0].state_dict().values()):
+        if exact:
+            assert torch.equal(va, vb), k
+        else:
+            torch.testing.assert_close(vb, va, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_compiled_step_equals_the_uncompiled_step(monkeypatch):
+    """compile=True (aot_eager on the CPU: dynamo + AOTAutograd's forward and backward graphs)
+    gives the uncompiled step's losses and weights over 3 full batches and a partial one (which
+    runs uncompiled: one static shape), and records that the compiled step ran."""
+    plain, compiled = _compile_pair(monkeypatch)
+    assert compiled[1].counts()["compiled"] is False                 # requested, not yet run
+    _steps_agree(plain, compiled, [8, 8, 8, 5], exact=False)
+    c = compiled[1].counts()
+    assert c["compile_requested"] and c["compiled"] is True and c["compile_fallback"] is None
+    assert c["compile_backend"] == "aot_eager" and c["compile_s"] > 0 and c["eager_steps"] == 4
+    assert compiled[1]._compile_shape == (8, 3, 32, 32)
+    assert "compiled" not in plain[1].counts()                       # the default step's record is unchanged
+
+
+def test_compile_failure_warns_records_and_runs_uncompiled(monkeypatch):
+    """A backend that raises at the first call (compilation): warned, recorded, the state it
+    touched restored, and the step is exactly the uncompiled one from then on."""
+    def broken(gm, example_inputs):
+        raise RuntimeError("no C++ compiler")
+
+    plain, compiled = _compile_pair(monkeypatch, backend="aot_eager")
+    torch._dynamo.reset()
+    compiled[1]._compiled_losses = torch.compile(compiled[1]._losses, backend=broken, dynamic=False)
+    with pytest.warns(RuntimeWarning, match="torch.compile of the training step .*failed.*uncompiled"):
+        _steps_agree(plain, compiled, [8, 8], exact=True)
+    c = compiled[1].counts()
+    assert c["compiled"] is False and c["compile_s"] is None and "no C++ compiler" in c["compile_fallback"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _steps_agree(plain, compiled, [8], exact=True)                # no second attempt, no warning
+
+
+def test_an_unknown_compile_backend_warns_and_runs_uncompiled(monkeypatch):
+    with pytest.warns(RuntimeWarning, match="torch.compile of the training step \\(no-such-backend\\) failed"):
+        plain, compiled = _compile_pair(monkeypatch, backend="no-such-backend")
+    _steps_agree(plain, compiled, [8], exact=True)
+    c = compiled[1].counts()
+    assert c["compiled"] is False and c["compile_fallback"] and c["compile_backend"] == "no-such-backend"
+    monkeypatch.setenv(S.COMPILE_MODE_ENV, "reduce-overhead")        # inductor's own graphs: refused
+    with pytest.raises(ValueError, match="cannot nest in the step's capture"):
+        S.TrainStep(plain[0], plain[1].optimizer, compile=True)
