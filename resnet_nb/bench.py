@@ -18,6 +18,15 @@ pixel values do not change the work):
   all depths together: what ``--pack-mode branches`` trains; (d) the grouped pairs of all
   depths in one graph, a stream per pack (no training mode does this yet). On the CPU they
   run one after another, eagerly (a check that they run, not a speed);
+* with ``--compile``: (g) the fast path with the step's forward and loss through
+  ``torch.compile`` (``TrainStep(compile=True)``: inductor fuses BN/ReLU/add and their
+  backward, then the step's own CUDA graph captures the compiled kernels), one row next to
+  every (b) and (c) row: training img/s, the first call's seconds (compile + warm-up +
+  capture, reported apart, never in the median), whether the graph captured, and the max
+  |mean loss difference| of the compiled step against the uncompiled one over the first
+  ``COMPILE_CHECK_STEPS`` batches from the same initial weights (bf16 on a GPU: noise, reported,
+  not asserted). Evaluation is not compiled (its rate is the uncompiled network's). A
+  measurement of a lever: training does not compile (yet);
 * with ``--sync-check`` (CUDA only; nothing else is measured): host syncs per training step
   of the real loop (``train.train_many``: ``packing._train_epoch``, its step and batcher, the
   evaluation and checkpoints of an epoch), counted with ``torch.cuda.set_sync_debug_mode``:
@@ -37,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import json
 import os
@@ -57,14 +67,16 @@ from resnet_nb.models import build_model, parse_model_name
 from resnet_nb.packed import PackedCifarResNet
 from resnet_nb.packing import PackBatcher, evaluate_pack
 from resnet_nb.prepare import resolve_device
-from resnet_nb.step import (PRECISIONS, ConcurrentSteps, EvalForward, TrainStep, check_precision, make_optimizer,
-                            prepare_model, set_lr)
+from resnet_nb.step import (COMPILE_BACKEND_ENV, COMPILE_MODE_ENV, PRECISIONS, ConcurrentSteps, EvalForward,
+                            TrainStep, check_precision, make_optimizer, prepare_model, set_lr)
 
-__all__ = ["run_bench", "add_arguments", "run_cli", "SEED_RECIPE", "sync_check", "SYNC_STEPS"]
+__all__ = ["run_bench", "add_arguments", "run_cli", "SEED_RECIPE", "sync_check", "SYNC_STEPS", "merge_results",
+           "COMPILE_CHECK_STEPS"]
 
 # the seed report's reproduction (DESIGN.md): epochs, training images, test images per epoch
 SEED_RECIPE = {"epochs": 200, "n_train": 50_000, "n_test": 10_000, "models": 4}
 SEEDS_PER_PACK = 5
+COMPILE_CHECK_STEPS = 3     # (g): first steps compared with the uncompiled step (same weights, same batches)
 
 
 def _sync(device: torch.device):
@@ -157,29 +169,54 @@ def bench_common(name, data, device, args) -> dict:
 # --------------------------------------------------------------------------- (b), (c) fast paths
 
 def bench_fast(depth: int, residual: list[bool], data, device, args, label: str, variant: str,
-               single_name: str | None = None) -> dict:
-    """One model (``single_name``) or a pack (``residual`` flags) on the fast path."""
+               single_name: str | None = None, compile: bool = False) -> dict:
+    """One model (``single_name``) or a pack (``residual`` flags) on the fast path; with
+    ``compile`` (the (g) rows) its step compiled, checked against the uncompiled step on the
+    first ``COMPILE_CHECK_STEPS`` batches from the same initial weights."""
     n = len(residual)
     torch.manual_seed(0)
     model = build_model(single_name) if single_name else PackedCifarResNet(depth, residual)
     model = prepare_model(model, device)
+    reference = copy.deepcopy(model) if compile else None       # same initial weights, uncompiled
     opt = make_optimizer(model.parameters(), 0.1, 0.9, 1e-4, device)
-    step = TrainStep(model, opt, precision=args.precision)
+    step = TrainStep(model, opt, precision=args.precision, compile=compile)
     x_dev, y_dev = data["x_dev"], data["y_dev"]
     gens = [torch.Generator(device=device).manual_seed(1000 + i) for i in range(n)]
     batches = _cycle(PackBatcher(x_dev, y_dev, args.batch_size, gens).batches)
     mean, std = data["mean"].to(device), data["std"].to(device)
 
-    def train_step():
+    def draw():
         xb, yb = next(batches)
         if single_name:
             xb, yb = xb[0], yb[0]
-        set_lr(opt, 0.1)                            # as the training loop does every step
-        step(D.normalize(xb, mean, std), yb)
+        return D.normalize(xb, mean, std), yb
+
+    def run(st, o, x, y):
+        set_lr(o, 0.1)                              # as the training loop does every step
+        return st(x, y)
+
+    def train_step():
+        run(step, opt, *draw())
 
     model.train()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    first = [draw() for _ in range(COMPILE_CHECK_STEPS)]
+    t0 = time.perf_counter()
+    losses = [run(step, opt, *first[0])[0]]          # the first call: (compile,) warm-up, capture
+    _sync(device)
+    first_s = time.perf_counter() - t0
+    losses += [run(step, opt, x, y)[0] for x, y in first[1:]]
+    extra = {}
+    if compile:
+        ref_opt = make_optimizer(reference.parameters(), 0.1, 0.9, 1e-4, device)
+        ref_step = TrainStep(reference.train(), ref_opt, precision=args.precision)
+        ref = [run(ref_step, ref_opt, x, y)[0] for x, y in first]
+        diffs = [((a - b).abs().max() / args.batch_size).item() for a, b in zip(losses, ref)]   # mean loss
+        extra = {**{k: v for k, v in step.counts().items() if k.startswith("compile")},
+                 "compiled": step.compiled, "loss_diff_max": max(diffs), "loss_diff_steps": diffs,
+                 "reference_graph": ref_step.graph is not None}
+        del reference, ref_opt, ref_step
     t = _median_time(train_step, device, args.warmup, args.steps, args.repeats)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     n_eval = min(x_dev.shape[0], args.eval_images)
@@ -194,7 +231,7 @@ def bench_fast(depth: int, residual: list[bool], data, device, args, label: str,
             "train_img_s": args.steps * args.batch_size / t,           # per member
             "eval_img_s": n_eval / te,                                  # per member
             "precision": args.precision, "graph": step.graph is not None,
-            "eval_graph": forward.graph is not None, "peak_mem_bytes": peak}
+            "eval_graph": forward.graph is not None, "peak_mem_bytes": peak, "first_step_s": first_s, **extra}
 
 
 def _bench_steps(steps, opts, draw, data, device, args):
@@ -415,6 +452,12 @@ def run_bench(args: argparse.Namespace) -> dict:
         torch.backends.cudnn.benchmark = True
     data = _synthetic(args.n_train, device)
     rows = []
+    compiled = getattr(args, "compile", False)
+    if compiled:
+        print(f"--compile: (g) rows, the step through torch.compile ({os.environ.get(COMPILE_BACKEND_ENV) or 'inductor'}"
+              f"{', mode ' + os.environ[COMPILE_MODE_ENV] if os.environ.get(COMPILE_MODE_ENV) else ''}); the first call "
+              f"of each compiles" + (" (CPU: slow, a check that it runs, not a speed)" if device.type != "cuda" else ""),
+              flush=True)
     for name in models:
         if not args.skip_common:
             rows.append(bench_common(name, data, device, args))
@@ -422,13 +465,20 @@ def run_bench(args: argparse.Namespace) -> dict:
         rows.append(bench_fast(parse_model_name(name)[1], [True], data, device, args,
                                f"(b) fast {name}", "b", single_name=name))
         print(_row_line(rows[-1]), flush=True)
+        if compiled:
+            rows.append(bench_fast(parse_model_name(name)[1], [True], data, device, args,
+                                   f"(g) compiled {name}", "g", single_name=name, compile=True))
+            print(_row_line(rows[-1]), flush=True)
     for d in depths:
         for n in args.packs:
             residual = [False, True] * (n // 2) + [True] * (n % 2)
-            label = (f"(c) grouped plain{d}+resnet{d}" if n == 2
-                     else f"(c) grouped {n}: plain{d}+resnet{d} x {n // 2} seeds")
-            rows.append(bench_fast(d, residual, data, device, args, label, "c"))
+            label = (f"grouped plain{d}+resnet{d}" if n == 2
+                     else f"grouped {n}: plain{d}+resnet{d} x {n // 2} seeds")
+            rows.append(bench_fast(d, residual, data, device, args, f"(c) {label}", "c"))
             print(_row_line(rows[-1]), flush=True)
+            if compiled:
+                rows.append(bench_fast(d, residual, data, device, args, f"(g) compiled {label}", "g", compile=True))
+                print(_row_line(rows[-1]), flush=True)
     if getattr(args, "concurrent", False):
         if device.type != "cuda":
             print("--concurrent on the CPU: (d), (e), (f) step one after another, eagerly (no graph): "
@@ -467,20 +517,22 @@ def _base(rows, row):
 def _implied(rows: list[dict], depths: list[int]) -> dict:
     """Implied wall times (s) of the seed's four runs (plain+resnet at depths 20 and 56) and
     of 5 seeds of them, per variant; None where a depth or variant was not measured. For
-    (a) and (b) a model that was not measured is taken at the rate of the other family of
-    its depth (plain and resnet differ only in the shortcut adds)."""
+    (a), (b) and (g) a model that was not measured is taken at the rate of the other family
+    of its depth (plain and resnet differ only in the shortcut adds). (g): the compiled step,
+    one model at a time (``g_compiled_single``) and as grouped pairs (``g_compiled_pairs``)."""
     def find(variant, **kw):
         c = [r for r in rows if r["variant"] == variant and all(r.get(k) == v for k, v in kw.items())]
         return c[0] if c else None
 
     out = {}
-    for key, variant in (("a_common", "a"), ("b_fast_single", "b")):
-        rs = [find(variant, model=f"{fam}{d}") or find(variant, depth=d)
+    for key, variant in (("a_common", "a"), ("b_fast_single", "b"), ("g_compiled_single", "g")):
+        rs = [find(variant, model=f"{fam}{d}", members=1) or find(variant, depth=d, members=1)
               for d in (20, 56) for fam in ("plain", "resnet")]
         out[key] = sum(_seconds(r["train_img_s"], r["eval_img_s"]) for r in rs) if all(rs) else None
-    for key, members in (("c_pairs", 2), ("c_5_seeds", 2 * SEEDS_PER_PACK)):
+    for key, variant, members in (("c_pairs", "c", 2), ("c_5_seeds", "c", 2 * SEEDS_PER_PACK),
+                                  ("g_compiled_pairs", "g", 2)):
         # one pack per depth trains its members together, each at the per-member rate
-        rs = [find("c", depth=d, members=members) for d in (20, 56)]
+        rs = [find(variant, depth=d, members=members) for d in (20, 56)]
         out[key] = sum(_seconds(r["train_img_s"], r["eval_img_s"]) for r in rs) if all(rs) else None
     seed_depths = [20, 56]
     conc = find("d", depths=seed_depths)
@@ -497,10 +549,43 @@ def _implied(rows: list[dict], depths: list[int]) -> dict:
     return out
 
 
+def merge_results(parts: list[dict]) -> dict:
+    """One result from several ``run_bench`` results of one machine (``scripts/device_check.sh``
+    step 3c runs ``--compile`` in a process per depth): rows in order, implied times
+    recomputed over all of them; device and settings those of the first part."""
+    if not parts:
+        raise ValueError("merge_results needs at least one bench result")
+    rows = [r for p in parts for r in p["rows"]]
+    depths = sorted({r["depth"] for r in rows if r["depth"]})
+    return {**parts[0], "rows": rows, "implied": _implied(rows, depths), "merged_from": len(parts)}
+
+
 def _row_line(r: dict) -> str:
     ratio = f"{r['ratio_to_a']:6.2f}x" if r.get("ratio_to_a") else "   -   "
     ev = f"{r['eval_img_s']:>12,.0f}" if r.get("eval_img_s") else f"{'-':>12s}"
     return f"{r['label']:<44s} {r['members']:>3d} {r['train_img_s']:>12,.0f} {ratio} {ev}"
+
+
+def _compiled_line(g: dict, rows: list[dict]) -> str:
+    """A (g) row against its uncompiled twin ((b) same model, (c) same depth and pack size)."""
+    twin = [r for r in rows if r["variant"] in ("b", "c") and r["depth"] == g["depth"]
+            and r["members"] == g["members"] and r.get("model") == g.get("model")]
+    what = g["label"].removeprefix("(g) compiled ")
+    line = f"  compiled {what}: training img/s per member {g['train_img_s']:,.0f}"
+    if twin:
+        t = twin[0]
+        line += (f" vs uncompiled ({t['variant']}) {t['train_img_s']:,.0f}: {g['train_img_s'] / t['train_img_s']:.2f}x;"
+                 f" first call (compile{', warm-up, capture' if g.get('graph') else ''}) {g['first_step_s']:.1f} s"
+                 f" vs {t['first_step_s']:.1f} s")
+    else:
+        line += f"; first call {g['first_step_s']:.1f} s"
+    if not g.get("compiled"):
+        line += f"; NOT compiled ({g.get('compile_fallback') or 'no compiled step ran'})"
+    line += (f"; compile {g['compile_s']:.1f} s" if g.get("compile_s") is not None else "")
+    line += f"; graph {'captured' if g.get('graph') else 'not captured'}"
+    line += (f"; max |mean loss, compiled - uncompiled| over the first {len(g['loss_diff_steps'])} steps "
+             f"{g['loss_diff_max']:.2e} ({g['precision']})")
+    return line
 
 
 def _fmt_s(s):
@@ -522,6 +607,11 @@ def format_table(res: dict) -> str:
               f"  four runs (plain/resnet 20/56), common recipe (a):          {_fmt_s(imp['a_common'])}",
               f"  four runs, fast path one model at a time (b):             {_fmt_s(imp['b_fast_single'])}",
               f"  four runs, grouped pairs by depth (c; --pack-mode grouped): {_fmt_s(imp['c_pairs'])}",
+              *([f"  four runs, compiled, one model at a time (g; no training mode yet): "
+                 f"{_fmt_s(imp.get('g_compiled_single'))}",
+                 f"  four runs, compiled grouped pairs (g; no training mode yet):        "
+                 f"{_fmt_s(imp.get('g_compiled_pairs'))}"]
+                if any(r["variant"] == "g" for r in res["rows"]) else []),
               *([f"  four runs as four branches of one graph (f; --pack-mode branches): {_fmt_s(imp['f_branches'])}"]
                 if imp.get("f_branches") else []),
               *([f"  four runs, grouped pairs 20 and 56 in one graph (d; no training mode): "
@@ -540,6 +630,8 @@ def format_table(res: dict) -> str:
             lines.append(f"  depth-{e['depth']} pair, training img/s per member: branches (e) {e['train_img_s']:,.0f} "
                          f"vs grouped (c) {c[0]['train_img_s']:,.0f}: branches {ratio:.2f}x"
                          + ("" if e.get("graph") else " (no graph: eager, one branch after another)"))
+    for g in [r for r in res["rows"] if r["variant"] == "g"]:
+        lines.append(_compiled_line(g, res["rows"]))
     pair56 = [r for r in res["rows"] if r["variant"] == "c" and r["depth"] == 56 and r["members"] == 2]
     if pair56 and pair56[0].get("peak_mem_bytes"):
         lines.append(f"  peak GPU memory, packed plain56+resnet56 pair at batch "
@@ -595,6 +687,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(d) the grouped pairs of all depths in one graph, a stream per pack (no training "
                         "mode). Run it in its own process (a crash in a capture costs only its rows); on "
                         "the CPU they run eagerly, one after another")
+    p.add_argument("--compile", action="store_true",
+                   help="also measure (g): each (b) and (c) row's step with its forward and loss through "
+                        "torch.compile (backend $RESNET_NB_COMPILE_BACKEND, default inductor, without inductor's "
+                        "own CUDA graphs; the step's graph then captures the compiled kernels): img/s, the first "
+                        "call's seconds (compilation) apart, and the loss difference to the uncompiled step over "
+                        f"the first {COMPILE_CHECK_STEPS} steps. Training does not compile yet. Run it in its "
+                        "own process (compiling a ResNet-56 step can take minutes)")
     p.add_argument("--sync-check", action="store_true",
                    help="CUDA only, instead of the measurement: count the host syncs per training step of the "
                         "real loop (torch.cuda.set_sync_debug_mode), in both pack modes, on one-epoch runs of "

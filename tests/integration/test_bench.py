@@ -73,3 +73,56 @@ def test_bench_concurrent_on_the_cpu_runs_every_pack_mode_row(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "eagerly (no graph)" in text
     assert "depth-14 pair, training img/s per member: branches (e)" in text and "(no graph: eager" in text
+
+
+def test_bench_compile_on_the_cpu_adds_a_compiled_row_next_to_b_and_c(tmp_path, capsys, monkeypatch):
+    """--compile (aot_eager here: the CPU check that it runs, not a speed): a (g) row after the
+    (b) row and after the (c) row, each with its first call apart, compiled, and its loss
+    difference to the uncompiled step over the first steps (fp32 CPU: tiny)."""
+    monkeypatch.setenv("RESNET_NB_COMPILE_BACKEND", "aot_eager")
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--device", "cpu", "--models", "resnet8", "--packs", "2", "--steps", "1", "--warmup", "0",
+               "--repeats", "1", "--batch-size", "4", "--n-train", "16", "--eval-images", "8", "--skip-common",
+               "--compile", "--out", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["variant"], r["members"], r["label"]) for r in rows] == [
+        ("b", 1, "(b) fast resnet8"), ("g", 1, "(g) compiled resnet8"),
+        ("c", 2, "(c) grouped plain8+resnet8"), ("g", 2, "(g) compiled grouped plain8+resnet8")]
+    assert all(r["first_step_s"] > 0 and r["train_img_s"] > 0 for r in rows)
+    for g in rows[1::2]:
+        assert g["compiled"] is True and g["compile_fallback"] is None and g["compile_backend"] == "aot_eager"
+        assert g["compile_s"] > 0 and g["graph"] is False and len(g["loss_diff_steps"]) == bench.COMPILE_CHECK_STEPS
+        assert 0 <= g["loss_diff_max"] < 1e-4
+    assert "compiled" not in rows[0]                          # the (b), (c) rows are what they were
+    text = capsys.readouterr().out
+    assert "compiled resnet8: training img/s per member" in text and "vs uncompiled (b)" in text
+    assert "compiled grouped plain8+resnet8: training img/s per member" in text and "vs uncompiled (c)" in text
+    assert "four runs, compiled grouped pairs (g; no training mode yet):        not measured" in text
+
+
+def test_implied_times_of_the_compiled_rows_and_merged_results():
+    """(g) rows give the four runs' wall time as (b) and (c) do; step 3c's two processes (a
+    depth each) merge into one result whose implied times cover both depths."""
+    def part(d):
+        rows = [{"variant": "b", "model": f"resnet{d}", "depth": d, "members": 1, "train_img_s": 10_000.0,
+                 "eval_img_s": 20_000.0},
+                {"variant": "g", "model": f"resnet{d}", "depth": d, "members": 1, "train_img_s": 20_000.0,
+                 "eval_img_s": 20_000.0},
+                {"variant": "c", "model": None, "depth": d, "members": 2, "train_img_s": 25_000.0,
+                 "eval_img_s": 100_000.0},
+                {"variant": "g", "model": None, "depth": d, "members": 2, "train_img_s": 50_000.0,
+                 "eval_img_s": 100_000.0}]
+        return {"device": "GPU", "rows": rows, "implied": bench._implied(rows, [d])}
+
+    p56, p20 = part(56), part(20)
+    assert p56["implied"]["g_compiled_pairs"] is None                  # one depth: not the four runs
+    merged = bench.merge_results([p56, p20])
+    imp = merged["implied"]
+    assert merged["merged_from"] == 2 and len(merged["rows"]) == 8
+    assert imp["g_compiled_single"] == pytest.approx(4 * 200 * (50_000 / 20_000 + 10_000 / 20_000))
+    assert imp["b_fast_single"] == pytest.approx(4 * 200 * (50_000 / 10_000 + 10_000 / 20_000))
+    assert imp["g_compiled_pairs"] == pytest.approx(2 * 200 * (1 + 0.1))
+    assert imp["c_pairs"] == pytest.approx(2 * 200 * (2 + 0.1))
+    with pytest.raises(ValueError, match="at least one"):
+        bench.merge_results([])
