@@ -124,3 +124,46 @@ def test_summary_shows_the_sync_check_and_the_graphed_evaluation(tmp_path):
     assert "sync check branches: 1 host syncs per training step" in r.stdout
     assert "per step at packing.py:321 (set_lr)" in r.stdout
     assert "evaluation: max |graph - eager| summed loss 1.50e-05, correct count 0 (of 1000)" in r.stdout
+
+
+def _compile_bench(d: int, graph: bool = True) -> dict:
+    """What step 3c's ``bench --compile`` of one depth writes (the fields the summary reads)."""
+    def row(variant, members, label, rate, **kw):
+        return {"variant": variant, "label": label, "model": f"resnet{d}" if members == 1 else None, "depth": d,
+                "members": members, "train_img_s": rate, "eval_img_s": 90_000.0, "precision": "bf16",
+                "graph": graph, "first_step_s": 1.5, **kw}
+    g = {"compiled": True, "compile_s": 70.0, "compile_fallback": None, "loss_diff_steps": [1e-3, 2e-3, 4e-3],
+         "loss_diff_max": 4e-3}
+    return {"device": "NVIDIA H200", "torch": "2.11", "data": "synthetic uint8: timing only",
+            "settings": {"batch_size": 128, "steps": 100, "repeats": 3, "warmup": 20, "precision": "bf16", "workers": 4},
+            "rows": [row("b", 1, f"(b) fast resnet{d}", 20_000.0),
+                     row("g", 1, f"(g) compiled resnet{d}", 26_000.0, **{**g, "first_step_s": 80.0}),
+                     row("c", 2, f"(c) grouped plain{d}+resnet{d}", 16_000.0),
+                     row("g", 2, f"(g) compiled grouped plain{d}+resnet{d}", 21_000.0, **g)], "implied": {}}
+
+
+def test_summary_merges_the_compile_steps_of_both_depths(tmp_path):
+    """Step 3c: a bench --compile JSON per depth (own processes) reach the summary as one table
+    with the compiled rows' comparison lines and the implied times of both depths."""
+    w = tmp_path / "w"
+    w.mkdir()
+    (w / "bench_compile56.json").write_text(json.dumps(_compile_bench(56)))
+    (w / "bench_compile20.json").write_text(json.dumps(_compile_bench(20)))
+    (w / "steps.tsv").write_text("bench_compile56\t0\t140\tfinished\nbench_compile20\t124\t100\tfailed\n")
+    r = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "MODE": "summary", "W": str(w), "PY": sys.executable})
+    assert r.returncode == 0 and "Traceback" not in r.stdout, r.stdout + r.stderr
+    assert "--- bench_compile20.json + bench_compile56.json (bench --compile, a process per depth, merged)" in r.stdout
+    assert ("compiled resnet56: training img/s per member 26,000 vs uncompiled (b) 20,000: 1.30x; first call "
+            "(compile, warm-up, capture) 80.0 s vs 1.5 s; compile 70.0 s; graph captured") in r.stdout
+    assert "max |mean loss, compiled - uncompiled| over the first 3 steps 4.00e-03 (bf16)" in r.stdout
+    assert "four runs, compiled grouped pairs (g; no training mode yet):             997 s" in r.stdout
+    assert "bench_compile56  finished (exit 0, 140 s)" in r.stdout
+
+
+def test_the_compile_step_runs_in_its_own_processes_outside_mode_repro():
+    """Step 3c sits with steps 2-4 (MODE=repro skips them), a run_step per depth with the 150 s cap."""
+    text = SCRIPT.read_text()
+    only_all = text[text.index('if [ "$MODE" != repro ]; then\nbanner "2 graph'):text.index("fi  # MODE != repro")]
+    assert 'run_step "bench_compile$d" 150 $PY -m resnet_nb.cli bench' in only_all and "--compile" in only_all
+    assert "3c. compile, then capture" in text[:text.index("set -u")]     # the header's step list
