@@ -473,22 +473,24 @@ def test_eval_capture_failure_warns_records_and_evaluates_eagerly(monkeypatch):
 
 # ------------------------------------------------------------------ compile=True (bench --compile's lever)
 
-def _compile_pair(monkeypatch, backend="aot_eager"):
-    """Two resnet8 steps from the same weights, fp32: uncompiled and compiled (``backend``)."""
+def _compile_pair(monkeypatch, backend="aot_eager", dtype=torch.float32):
+    """Two resnet8 steps from the same weights (lr 0.125: exact in the graph's float32 lr
+    tensor): uncompiled and compiled (``backend``)."""
     monkeypatch.setenv(S.COMPILE_BACKEND_ENV, backend)
     monkeypatch.delenv(S.COMPILE_MODE_ENV, raising=False)
     torch.manual_seed(0)
-    a = build_model("resnet8")
+    a = build_model("resnet8").to(dtype)
     b = copy.deepcopy(a)
-    oa = S.make_optimizer(a.parameters(), 0.1, 0.9, 1e-4, "cpu")
-    ob = S.make_optimizer(b.parameters(), 0.1, 0.9, 1e-4, "cpu")
+    oa = S.make_optimizer(a.parameters(), 0.125, 0.9, 1e-4, "cpu")
+    ob = S.make_optimizer(b.parameters(), 0.125, 0.9, 1e-4, "cpu")
     return (a, S.TrainStep(a, oa)), (b, S.TrainStep(b, ob, compile=True))
 
 
 def _steps_agree(plain, compiled, sizes, exact):
     g = torch.Generator().manual_seed(4)
+    dtype = next(plain[0].parameters()).dtype
     for n in sizes:
-        x, y = torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
+        x, y = torch.randn(n, 3, 32, 32, generator=g, dtype=dtype), torch.randint(0, 10, (n,), generator=g)
         (la, ca), (lb, cb) = plain[1](x, y), compiled[1](x, y)
         if exact:
             assert torch.equal(la, lb) and torch.equal(ca, cb)
@@ -542,3 +544,21 @@ def test_an_unknown_compile_backend_warns_and_runs_uncompiled(monkeypatch):
     monkeypatch.setenv(S.COMPILE_MODE_ENV, "reduce-overhead")        # inductor's own graphs: refused
     with pytest.raises(ValueError, match="cannot nest in the step's capture"):
         S.TrainStep(plain[0], plain[1].optimizer, compile=True)
+
+
+def test_compiled_step_compiles_at_warm_up_and_its_capture_replays_it(monkeypatch):
+    """Graph logic (faked on the CPU) with compile=True: the first warm-up step compiles, the
+    capture and the replays run the compiled forward, and the run equals the eager one
+    (float64: the graphed and eager fp32 runs drift apart by rounding over a few steps)."""
+    plain, compiled = _compile_pair(monkeypatch, dtype=torch.float64)
+    step = compiled[1]
+    step.graph_wanted = step.graph_requested = True
+    fake = _FakeCuda(monkeypatch, step)
+    calls = []
+    inner = step._compiled_losses
+    monkeypatch.setattr(step, "_compiled_losses", lambda x, y: calls.append(step.captures) or inner(x, y))
+    _steps_agree(plain, compiled, [8, 8, 8, 5], exact=False)
+    assert step.captures == 1 and fake.replays == 3 and step.eager_steps == 1
+    # WARMUP_STEPS warm-up calls and the capture's, all before the capture counted; then the replays'
+    assert calls == [0] * (S.WARMUP_STEPS + 1) + [1] * 3
+    assert step.counts()["compiled"] is True and step._compile_shape == (8, 3, 32, 32)
