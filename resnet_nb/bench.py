@@ -551,7 +551,7 @@ def _implied(rows: list[dict], depths: list[int]) -> dict:
 
 def merge_results(parts: list[dict]) -> dict:
     """One result from several ``run_bench`` results of one machine (``scripts/device_check.sh``
-    step 3c runs ``--compile`` in a process per depth): rows in order, implied times
+    step 4c runs ``--compile`` in a process per depth): rows in order, implied times
     recomputed over all of them; device and settings those of the first part."""
     if not parts:
         raise ValueError("merge_results needs at least one bench result")

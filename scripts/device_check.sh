@@ -57,7 +57,7 @@
 #             dataset (cifar10) and further TrainConfig values as JSON ({}), for the CPU smoke
 #             test (tests/integration/test_device_script.py); PY python3; DATA /root/cifar10;
 #             CARRIED .device/runs (the carried run tars); PACK_EVERY 60 (s between packs in step 5)
-#   COMPILE_DEPTHS "56 20": step 3c's depths, a process each, in this order ("" skips step 3c); a depth
+#   COMPILE_DEPTHS "56 20": step 4c's depths, a process each, in this order ("" skips step 4c); a depth
 #             starts only with 60 s or more left. RESNET_NB_COMPILE_BACKEND / RESNET_NB_COMPILE_MODE
 #             (resnet_nb.step) reach it through the environment
 #
@@ -74,14 +74,14 @@
 #      3b. in its own process (a crash there cannot cost step 3's results): bench --concurrent: the
 #          pack modes, (c) grouped pairs vs (e) branch pairs per depth, (f) all four as branches of one
 #          graph (--pack-mode branches), (d) the grouped pairs of 20 and 56 in one graph
-#      3c. compile, then capture (issue 10): bench --compile, a process per depth of COMPILE_DEPTHS (56, then
+#   4. accuracy: 15 epochs of resnet20, seeds 0 and 1, fast path (bf16 + graphs, seeds packed) vs
+#      fp32 eager (RESNET_NB_CUDA_GRAPHS=0, one run at a time); the seed difference is the noise
+#      4c. (after 4, so the precision comparison is never starved by it) compile, then capture (issue 10): bench --compile, a process per depth of COMPILE_DEPTHS (56, then
 #          20), each capped at 150 s: (b) one resnet<d> and (c) the grouped pair against (g) the same steps with
 #          forward+loss through torch.compile (inductor, no inductor CUDA graphs) captured in the step's graph:
 #          img/s, compile seconds apart, loss difference to the uncompiled step. Compiling a ResNet-56 forward
 #          and backward with inductor may take 1-3 min on a cold machine: a depth that runs out of its 150 s
 #          fails alone (its rows lost, the other depth's kept). Training does not compile yet
-#   4. accuracy: 15 epochs of resnet20, seeds 0 and 1, fast path (bf16 + graphs, seeds packed) vs
-#      fp32 eager (RESNET_NB_CUDA_GRAPHS=0, one run at a time); the seed difference is the noise
 #   5. the seed reproduction (plain/resnet 20/56, 200 epochs, packed as PACK_MODE says) until it finishes
 #      or pauses for the budget; its run dirs are packed into $OUT/runs every 60 s and at the end
 # After every step: $OUT/device_check.tar.gz (this command's logs and JSON, the run dirs'
@@ -249,7 +249,7 @@ for name in ("bench.json", "bench_concurrent.json"):
         from resnet_nb.bench import format_table
         print(f"\n--- {name}")
         print(format_table(b))
-compiled = [(p.name, read(p)) for p in sorted(w.glob("bench_compile*.json"))]     # step 3c, a file per depth
+compiled = [(p.name, read(p)) for p in sorted(w.glob("bench_compile*.json"))]     # step 4c, a file per depth
 compiled = [(n, b) for n, b in compiled if b is not None]
 if compiled:
     from resnet_nb.bench import format_table, merge_results
@@ -414,16 +414,6 @@ banner "3b pack modes: grouped vs branches, depth-20 and depth-56 pairs, all fou
 TAIL=16 run_step bench_concurrent 150 $PY -m resnet_nb.cli bench --skip-common --models resnet20,resnet56 --packs 2 \
   --concurrent --out "$W/bench_concurrent.json"
 
-for d in $COMPILE_DEPTHS; do
-  banner "3c compile, then capture: depth $d, (b)/(c) vs compiled (g) (own process, cap 150 s: compiling takes minutes)"
-  if [ "$(left)" -lt 60 ]; then
-    skip_step "bench_compile$d" "$(left) s left, under 60"
-  else
-    TAIL=8 run_step "bench_compile$d" 150 $PY -m resnet_nb.cli bench --skip-common --models "resnet$d" --packs 2 \
-      --compile --out "$W/bench_compile$d.json"
-  fi
-done
-
 banner "4 accuracy: fast path vs fp32 eager, resnet20, 15 epochs, seeds 0 and 1"
 for mode in fast eager; do
   l=$(cap $([ $mode = fast ] && echo 90 || echo 200))
@@ -436,6 +426,16 @@ for mode in fast eager; do
     run_step acc_$mode "$l" $PY "$W/train_runs.py" "$spec"
   fi
 done
+for d in $COMPILE_DEPTHS; do
+  banner "4c compile, then capture: depth $d, (b)/(c) vs compiled (g) (own process, cap 150 s: compiling takes minutes)"
+  if [ "$(left)" -lt 60 ]; then
+    skip_step "bench_compile$d" "$(left) s left, under 60"
+  else
+    TAIL=8 run_step "bench_compile$d" 150 $PY -m resnet_nb.cli bench --skip-common --models "resnet$d" --packs 2 \
+      --compile --out "$W/bench_compile$d.json"
+  fi
+done
+
 fi  # MODE != repro
 
 if [ "$restored" != ok ]; then

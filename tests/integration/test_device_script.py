@@ -127,7 +127,7 @@ def test_summary_shows_the_sync_check_and_the_graphed_evaluation(tmp_path):
 
 
 def _compile_bench(d: int, graph: bool = True) -> dict:
-    """What step 3c's ``bench --compile`` of one depth writes (the fields the summary reads)."""
+    """What step 4c's ``bench --compile`` of one depth writes (the fields the summary reads)."""
     def row(variant, members, label, rate, **kw):
         return {"variant": variant, "label": label, "model": f"resnet{d}" if members == 1 else None, "depth": d,
                 "members": members, "train_img_s": rate, "eval_img_s": 90_000.0, "precision": "bf16",
@@ -143,7 +143,7 @@ def _compile_bench(d: int, graph: bool = True) -> dict:
 
 
 def test_summary_merges_the_compile_steps_of_both_depths(tmp_path):
-    """Step 3c: a bench --compile JSON per depth (own processes) reach the summary as one table
+    """Step 4c: a bench --compile JSON per depth (own processes) reach the summary as one table
     with the compiled rows' comparison lines and the implied times of both depths."""
     w = tmp_path / "w"
     w.mkdir()
@@ -162,8 +162,11 @@ def test_summary_merges_the_compile_steps_of_both_depths(tmp_path):
 
 
 def test_the_compile_step_runs_in_its_own_processes_outside_mode_repro():
-    """Step 3c sits with steps 2-4 (MODE=repro skips them), a run_step per depth with the 150 s cap."""
+    """Step 4c sits with steps 2-4 (MODE=repro skips them), after step 4 (the precision comparison,
+    which the issue's done-when needs, is never starved by the speculative compile lever), a run_step
+    per depth with the 150 s cap."""
     text = SCRIPT.read_text()
     only_all = text[text.index('if [ "$MODE" != repro ]; then\nbanner "2 graph'):text.index("fi  # MODE != repro")]
     assert 'run_step "bench_compile$d" 150 $PY -m resnet_nb.cli bench' in only_all and "--compile" in only_all
-    assert "3c. compile, then capture" in text[:text.index("set -u")]     # the header's step list
+    assert "4c. (after 4" in text[:text.index("set -u")]                  # the header's step list
+    assert only_all.index('banner "4 accuracy') < only_all.index('run_step "bench_compile$d"')
