@@ -3,7 +3,8 @@ into ``report/published/<run id>/``, the report rebuilds from that copy, ``resne
 re-computes a published ``best.pth``'s test accuracy, and the README table comes from the copy.
 
 One tiny synthetic reproduction (Plain/ResNet-8 and -14, 64 images, 2 epochs, CPU, trained one
-by one) is trained, analysed and published once for the module; the report PDFs are stand-in
+by one: conftest's ``tiny_reproduction``, shared with test_report_build.py) is published once
+for the module; the report PDFs are stand-in
 files (building real ones takes a minute: tests/integration/test_report_build.py does that).
 """
 from __future__ import annotations
@@ -18,12 +19,10 @@ import torch
 
 from resnet_nb import publish as P
 from resnet_nb import report
-from resnet_nb.analysis import analyze
 from resnet_nb.cli import main
-from resnet_nb.config import config_from_dict, make_config
+from resnet_nb.config import config_from_dict
 from resnet_nb.data import write_fake_cifar10
 from resnet_nb.prepare import prepare_data
-from resnet_nb.train import train_many
 
 pytestmark = pytest.mark.slow
 
@@ -32,26 +31,19 @@ RUN_ID = "t"
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, fake_cifar):
-    """``{"runs", "figures", "build", "published", "bench"}`` of one published tiny reproduction."""
+def site(tmp_path_factory, tiny_reproduction):
+    """``{"runs", "figures", "build", "published", "bench"}`` of one published tiny reproduction
+    (conftest's ``tiny_reproduction``: its run dirs and figures, read-only here)."""
+    assert (tiny_reproduction["run_id"], tiny_reproduction["models"]) == (RUN_ID, MODELS)
     root = tmp_path_factory.mktemp("publish")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        cfgs = [make_config("smoke", model=m, dataset="synthetic", data_root=str(fake_cifar), epochs=2, lr=0.1,
-                            batch_size=32, train_subset=64, test_subset=50, milestones=(1,), device="cpu",
-                            out_dir=str(root / "experiments"), run_id=RUN_ID) for m in MODELS]
-        train_many(cfgs, pack=False)
-    finally:
-        torch.set_num_threads(threads)
-    analyze(root / "experiments", RUN_ID, root / "figures", expected=MODELS)
     (root / "build" / RUN_ID).mkdir(parents=True)
     for name in P.REPORT_PDFS:  # stand-ins for resnet-nb report's PDFs, written after summary.json
         (root / "build" / RUN_ID / name).write_bytes(b"%PDF-1.5 stand-in\n")
     (root / "bench.json").write_text(json.dumps({"device": "cpu", "results": []}))
-    P.publish(RUN_ID, root / "experiments", root / "figures", root / "build", root / "published",
-              bench=root / "bench.json")
-    return {k: root / k for k in ("experiments", "figures", "build", "published")} | {"bench": root / "bench.json"}
+    runs_dir, figures = tiny_reproduction["experiments"], tiny_reproduction["figures"]
+    P.publish(RUN_ID, runs_dir, figures, root / "build", root / "published", bench=root / "bench.json")
+    return {"experiments": runs_dir, "figures": figures} | {
+        k: root / k for k in ("build", "published")} | {"bench": root / "bench.json"}
 
 
 def test_the_copy_holds_what_a_reader_needs(site):
