@@ -1,5 +1,6 @@
-"""End to end: a real (tiny) training run on the synthetic fixture, the real analysis, then
-the report in both languages and all three formats; pdftotext checks that the PDFs carry
+"""End to end: a real (tiny) reproduction on the synthetic fixture with the real analysis
+(conftest's ``tiny_reproduction``, shared with test_publish.py), then the report in both
+languages (built side by side) and all three formats; pdftotext checks that the PDFs carry
 the numbers of summary.json, the computed verdict and the synthetic-data notice on page 1.
 
 CI installs xelatex (``make sysdeps`` in .ci/run), so the PDF part runs there; it is skipped,
@@ -8,22 +9,18 @@ with the reason, only on a machine without xelatex.
 from __future__ import annotations
 
 import html as html_lib
+import json
 import re
 import shutil
 import subprocess
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import torch
 
 from resnet_nb import report
-from resnet_nb.analysis import analyze
-from resnet_nb.config import make_config
-from resnet_nb.train import train_many
 
-# depth 8 and 14 (6n+2, n = 1 and 2): the 2x2 design of the seed report at a CPU-test size
-MODELS = ("plain8", "plain14", "resnet8", "resnet14")
-RUN_ID = "smoke-report"
+RUN_ID = "t"  # conftest's tiny_reproduction: Plain/ResNet-8 and -14, the 2x2 design at a CPU-test size
 
 
 def _pdftext(path, first=None, last=None) -> str:
@@ -48,29 +45,29 @@ def _no_claims(en: str, zh: str) -> None:
     assert "not assessable: synthetic data" in en_v and "无法判断：合成数据" in zh_v
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("report-run")
-    runs, figs = root / "experiments", root / "figures"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        cfgs = [make_config("smoke", model=m, dataset="synthetic", epochs=2, milestones=(1,),
-                            train_subset=128, test_subset=64, batch_size=64, out_dir=str(runs),
-                            run_id=RUN_ID) for m in MODELS]
-        train_many(cfgs)
-    finally:
-        torch.set_num_threads(threads)
-    summary = analyze(runs, RUN_ID, figs, expected=MODELS)
-    return root, runs, figs, summary
+def _build_each_language_at_once(runs, figs, out) -> report.BuildResult:
+    """``report.build_report`` of every format, one call per language, the calls in two threads
+    (pandoc and xelatex are subprocesses: the two languages build side by side on 2 cores, not
+    one after the other); their outputs, errors and warnings merged."""
+    with ThreadPoolExecutor(len(report.LANGS)) as pool:
+        parts = list(pool.map(lambda lang: report.build_report(RUN_ID, [lang], report.FORMATS, str(runs),
+                                                               str(figs), str(out)), report.LANGS))
+    merged = report.BuildResult()
+    for part in parts:
+        merged.outputs += part.outputs
+        merged.errors += part.errors
+        merged.warnings += part.warnings
+        merged.markdown += part.markdown
+    return merged
 
 
 @pytest.mark.slow
-def test_report_of_a_real_smoke_run_in_all_formats(smoke_run):
-    root, runs, figs, summary = smoke_run
-    result = report.build_report(RUN_ID, report.LANGS, report.FORMATS, str(runs), str(figs),
-                                 str(root / "build"))
-    build = root / "build" / RUN_ID
+def test_report_of_a_real_smoke_run_in_all_formats(tiny_reproduction, tmp_path):
+    assert tiny_reproduction["run_id"] == RUN_ID
+    runs, figs = tiny_reproduction["experiments"], tiny_reproduction["figures"]
+    summary = json.loads((figs / RUN_ID / "summary.json").read_text())
+    result = _build_each_language_at_once(runs, figs, tmp_path / "build")
+    build = tmp_path / "build" / RUN_ID
     numbers = [f"{s[k]:.4f}" for s in summary["models"].values()
                for k in ("best_test_acc", "last_test_acc", "final_train_loss")]
     facts = report.collect_facts(report.load_inputs(RUN_ID, runs, figs), str(runs), str(figs))
