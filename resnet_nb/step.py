@@ -145,6 +145,16 @@ def graph_default(device: torch.device | str) -> bool:
     return torch.device(device).type == "cuda" and os.environ.get("RESNET_NB_CUDA_GRAPHS", "1") != "0"
 
 
+def _graph_request(graph: bool | None, device: torch.device) -> bool:
+    """Whether a step or forward on ``device`` captures a CUDA graph: ``graph``, or
+    ``graph_default`` when None; a request on a non-CUDA device is refused (ValueError)."""
+    if graph is None:
+        graph = graph_default(device)
+    if graph and device.type != "cuda":
+        raise ValueError("CUDA-graph capture needs a CUDA device; use graph=False on the CPU")
+    return bool(graph)
+
+
 COMPILE_BACKEND_ENV = "RESNET_NB_COMPILE_BACKEND"   # default inductor; the CPU tests use aot_eager
 COMPILE_MODE_ENV = "RESNET_NB_COMPILE_MODE"         # inductor's mode; default: inductor's default mode
 
@@ -258,14 +268,10 @@ class TrainStep:
         self.model, self.optimizer, self.precision = model, optimizer, precision
         self.device = next(model.parameters()).device
         check_precision(precision, self.device)
-        if graph is None:  # default: graphs on CUDA, unless RESNET_NB_CUDA_GRAPHS=0 (eager reference runs)
-            graph = graph_default(self.device)
-        self.graph_wanted = bool(graph)   # turned off when capture fails
-        self.graph_requested = bool(graph)
+        # default: graphs on CUDA, unless RESNET_NB_CUDA_GRAPHS=0 (eager reference runs)
+        self.graph_requested = self.graph_wanted = _graph_request(graph, self.device)  # wanted: off after a failed capture
         if self.device.type == "cuda":  # let cuDNN time its kernels for these shapes once (warm-up)
             torch.backends.cudnn.benchmark = True
-        if self.graph_wanted and self.device.type != "cuda":
-            raise ValueError("CUDA-graph capture needs a CUDA device; use graph=False on the CPU")
         self.graph: torch.cuda.CUDAGraph | None = None
         self.captures = 0            # successful captures (tests and the bench read it)
         self.graph_steps = 0         # steps run by replaying the graph
@@ -520,11 +526,7 @@ class ConcurrentSteps:
         if any(st.device != self.device for st in self.steps):
             raise ValueError(f"ConcurrentSteps steps models on one device; got "
                              f"{sorted({str(st.device) for st in self.steps})}")
-        if graph is None:
-            graph = graph_default(self.device)
-        if graph and self.device.type != "cuda":
-            raise ValueError("CUDA-graph capture needs a CUDA device; use graph=False on the CPU")
-        self.graph_requested = self.graph_wanted = bool(graph)
+        self.graph_requested = self.graph_wanted = _graph_request(graph, self.device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.captures = self.graph_steps = self.eager_steps = 0
         self.fallback: str | None = None
@@ -647,11 +649,7 @@ class EvalForward:
         self.model, self.precision, self.batch_size = model, precision, batch_size
         self.device = next(model.parameters()).device
         check_precision(precision, self.device)
-        if graph is None:
-            graph = graph_default(self.device)
-        if graph and self.device.type != "cuda":
-            raise ValueError("CUDA-graph capture needs a CUDA device; use graph=False on the CPU")
-        self.graph_requested = self.graph_wanted = bool(graph)
+        self.graph_requested = self.graph_wanted = _graph_request(graph, self.device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.captures = self.graph_batches = self.eager_batches = 0
         self.fallback: str | None = None
