@@ -4,6 +4,7 @@ Covers: determinism, the run-directory contract (metrics schema, config.json, be
 selection), exact resume after an exception, Ctrl-C and a real SIGKILL, NaN handling,
 refusal of a mismatched config, an unwritable out_dir, and a smoke run that learns.
 """
+import functools
 import json
 import os
 import re
@@ -297,6 +298,11 @@ def test_progress_bar_on_a_terminal_only(fake_cifar, tmp_path, monkeypatch, caps
             return True
     term = Terminal()
     monkeypatch.setattr(sys, "stderr", term)
+    # tqdm redraws at most every `mininterval` (0.1 s): on a fast machine the four tiny iterations
+    # fit inside it and only "0/4" would be drawn. Redraw on every update so the bar's content is
+    # the same on any machine; the bar itself (desc, postfix, terminal-only) is the product's.
+    import tqdm.auto
+    monkeypatch.setattr(tqdm.auto, "tqdm", functools.partial(tqdm.auto.tqdm, mininterval=0, miniters=1))
     train(tiny(fake_cifar, tmp_path, epochs=1, run_id="tty"))
     bar = term.getvalue()
     assert "resnet8 1/1" in bar and "4/4" in bar and "loss=" in bar and "acc=" in bar and "lr=0.1" in bar
