@@ -12,14 +12,17 @@ Presets (``make_config(preset, **overrides)``; any field can be overridden):
 * ``paper``: He et al. 2016, sec. 4.2: a 45k/5k train/val split, lr divided by 10 at 32k
   and 48k iterations, stop at 64k iterations (182 epochs of 352 iterations), per-pixel
   mean subtraction, option A shortcuts.
+* ``short``: the seed recipe compressed ten times, for a CPU: 20 epochs, lr divided by 10
+  at epochs 10 and 15, everything else the seed's. About an hour per model pair on a
+  2-core CPU; its claims are judged "at 20 epochs", never as the paper's 200-epoch result.
 * ``smoke``: CPU-sized: 640 train / 200 test images, batch 32, lr 0.01, 3 epochs (lr /10
   for the last): 60 SGD steps per model, so that ``reproduce`` of the four default models
   (theory probes and analysis included) takes under 3 minutes on 2 cores (171-187 s
   measured with the cores lightly shared, against 515 s for the former 2000-image,
   5-epoch preset). lr 0.1 makes ResNet-56 diverge in its first steps at this size (the
   paper warms ResNet-110 up at 0.01 for the same reason); at 0.01 every default model ends
-  clearly above chance on the synthetic fixture. A check that everything runs and learns,
-  not a result.
+  clearly above chance on the synthetic fixture. fp32, so that its numbers are the same on
+  every machine. A check that everything runs and learns, not a result.
 
 Every value is checked when the config is built; errors are one line that says what to do.
 """
@@ -39,13 +42,16 @@ __all__ = [
     "TrainConfig", "PRESETS", "make_config", "config_from_dict", "config_diff",
     "NON_MATH_FIELDS", "SCHEDULES", "NORMALIZATIONS", "DATASETS", "PRECISIONS",
     "field_help", "coerce_field", "check_run_id", "SEED_LIMIT", "add_field_arguments", "cli_value",
-    "PAPER_WARMUP", "paper_warmup", "PACK_MODES",
+    "PAPER_WARMUP", "paper_warmup", "PACK_MODES", "LEGACY_PRECISION",
 ]
 
 SCHEDULES = ("epochs", "iterations")
 NORMALIZATIONS = ("channel", "pixel")
 DATASETS = ("cifar10", "synthetic")
-PRECISIONS = ("fp32", "bf16")  # bf16: autocast with fp32 master weights (resnet_nb.step)
+# bf16: autocast with fp32 master weights (resnet_nb.step); auto: what the run already uses, else
+# bf16 on a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX), fp32 elsewhere (step.default_precision)
+PRECISIONS = ("auto", "fp32", "bf16")
+LEGACY_PRECISION = "fp32"  # what a stored config without a precision field trained in
 PACK_MODES = ("grouped", "branches")  # how a pack's members step together (resnet_nb.packing)
 DEVICES_HINT = "auto, cpu, cuda or cuda:<index>"
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -71,7 +77,7 @@ def _f(default: Any, help: str):  # noqa: A002 - "help" is the natural name here
 class TrainConfig:
     """Everything that defines one training run (defaults: the ``seed`` preset)."""
 
-    preset: str = _f("seed", "preset the other values started from (seed, paper, smoke)")
+    preset: str = _f("seed", "preset the other values started from (seed, paper, short, smoke)")
     # --- model (sec. 4.2)
     model: str = _f("resnet20", "plain<depth> or resnet<depth>, depth = 6n+2 (20, 32, 44, 56, 110, 1202)")
     shortcut: str = _f("A", "shortcut for shape-changing blocks: A (zero-pad, paper) or B (1x1 projection)")
@@ -101,8 +107,10 @@ class TrainConfig:
     # --- run
     seed: int = _f(0, "seed of the weight init and of the data order/augmentation stream")
     device: str = _f("auto", f"training device: {DEVICES_HINT} (auto = cuda if available)")
-    precision: str = _f("fp32", "arithmetic of the training step: fp32, or bf16 (bfloat16 autocast with "
-                                "fp32 master weights: GPUs of compute capability 8.0+; slow on a CPU)")
+    precision: str = _f("auto", "arithmetic of the training step: fp32; bf16 (bfloat16 autocast, fp32 master "
+                                "weights: GPUs of compute capability 8.0+, CPUs with AVX512-BF16 or AMX); "
+                                "auto: a resumed run keeps its precision, a new one gets bf16 on a CPU with "
+                                "native bf16, else fp32 (config.json records the choice)")
     out_dir: str = _f("experiments", "root folder of run directories")
     run_id: str = _f("", "run id: the folder grouping the runs of one reproduction "
                          "(empty: resume the newest unfinished matching run, else repro-YYYYmmdd-HHMMSS)")
@@ -271,7 +279,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "seed": {},
     "paper": dict(schedule="iterations", milestones=(32000, 48000), max_iters=64000, epochs=182,
                   val_split=5000, normalization="pixel", shortcut="A"),
-    "smoke": dict(epochs=3, milestones=(2,), train_subset=640, test_subset=200, batch_size=32, lr=0.01),
+    "short": dict(epochs=20, milestones=(10, 15)),
+    "smoke": dict(epochs=3, milestones=(2,), train_subset=640, test_subset=200, batch_size=32, lr=0.01,
+                  precision="fp32"),
 }
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -340,7 +350,7 @@ def config_from_dict(d: dict) -> TrainConfig:
     unknown = [k for k in d if k not in _FIELDS]
     if unknown:
         raise ValueError(_unknown_field_message(unknown[0]))
-    return TrainConfig(**d)
+    return TrainConfig(**{"precision": LEGACY_PRECISION, **d})
 
 
 def config_diff(stored: dict | TrainConfig, new: dict | TrainConfig,
@@ -350,12 +360,14 @@ def config_diff(stored: dict | TrainConfig, new: dict | TrainConfig,
     b = new if isinstance(new, dict) else asdict(new)
     a = {k: coerce_field(k, v) for k, v in a.items() if k in _FIELDS}
     b = {k: coerce_field(k, v) for k, v in b.items() if k in _FIELDS}
-    defaults = asdict(TrainConfig())
+    defaults = {**asdict(TrainConfig()), "precision": LEGACY_PRECISION}
     out = {}
     for k in _FIELDS:
         if k in ignore:
             continue
         va, vb = a.get(k, defaults[k]), b.get(k, defaults[k])
+        if k == "precision" and "auto" in (va, vb):
+            continue          # auto takes the stored run's precision (packing.train_pack settles it)
         if va != vb:
             out[k] = (va, vb)
     return out

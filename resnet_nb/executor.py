@@ -152,6 +152,17 @@ def _worker(spec_path: str) -> int:
 _NOISE = ("Kernel is running over TCP without encryption", "KeyboardInterrupt caught in kernel")
 
 
+def cpu_threads_env(gpus: list[str], parallel: int) -> dict:
+    """On the CPU, the cores shared out among ``parallel`` executions at once (``OMP_NUM_THREADS``,
+    which torch reads at start-up): on 2 cores two 1-thread trainings do 1.1-1.25x the images of
+    one 2-thread training (``resnet-nb bench --device cpu``), while two 2-thread ones slow each
+    other several-fold. Nothing when a GPU trains, one execution runs, or the user set it."""
+    if gpus or parallel <= 1 or "OMP_NUM_THREADS" in os.environ:
+        return {}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {"OMP_NUM_THREADS": str(max(1, cores // parallel))}
+
+
 class Runner:
     """Runs notebook executions in child processes, at most ``parallel`` at once, and
     prints their output prefixed with the unit's name."""
@@ -193,6 +204,7 @@ class Runner:
         env = dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
         if len(self.gpus) > 1:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
+        env.update(cpu_threads_env(self.gpus, self.parallel))
         proc = subprocess.Popen([sys.executable, "-m", "resnet_nb.executor", "--worker", str(spec)],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 bufsize=1, env=env, cwd=str(self.cwd))

@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from resnet_nb import data as D
+from resnet_nb.config import LEGACY_PRECISION
 from resnet_nb.environment import collect
 from resnet_nb.models import CifarResNet, build_model, count_parameters, parse_model_name
 from resnet_nb.packed import (PackedCifarResNet, member_optimizer_state, member_state_dict, pack_models,
@@ -62,7 +63,8 @@ from resnet_nb.prepare import DATA_SEED_OFFSET, PreparedData, prepare_data, reso
 from resnet_nb.run_writer import RunWriter, check_fingerprint, inspect_run
 from resnet_nb.runs import NoSpaceError, is_no_space
 from resnet_nb.step import (EVAL_BATCH, ConcurrentSteps, EvalForward, TrainStep, check_precision, eval_sums,
-                            iters_per_epoch, lr_at, make_optimizer, planned_epochs, prepare_model, set_lr)
+                            iters_per_epoch, lr_at, make_optimizer, planned_epochs, prepare_model, set_lr,
+                            settle_precision)
 
 __all__ = ["PACK_FREE_FIELDS", "plan_packs", "PackBatcher", "evaluate_pack", "evaluate",
            "train_pack", "Trained", "EVAL_BATCH", "Budget"]
@@ -232,10 +234,12 @@ def train_pack(cfgs: Sequence, restart: bool = False, budget: Budget | None = No
     """
     budget = budget if budget is not None else Budget(cfgs[0].time_budget)
     device = resolve_device(cfgs[0].device)
-    check_precision(cfgs[0].precision, device)
     data = None
     while True:
         seen = [inspect_run(c, device.type, restart) for c in cfgs]
+        cfgs = [_settle_precision(c, s, device) for c, s in zip(cfgs, seen)]
+        for c in cfgs:
+            check_precision(c.precision, device)
         out = [Trained(s.run_dir) for s in seen]
         todo = [i for i, s in enumerate(seen) if not s.finished]
         starts = {(seen[i].ckpt or {}).get("epoch", 0) for i in todo}
@@ -263,6 +267,15 @@ def train_pack(cfgs: Sequence, restart: bool = False, budget: Budget | None = No
         for k, i in enumerate(todo):
             out[i] = Trained(out[i].run_dir, diverged.get(k), paused.get(k))
         return out
+
+
+def _settle_precision(cfg, seen, device: torch.device):
+    """``cfg`` with a concrete precision (``step.settle_precision``): a resumed run keeps the one
+    its checkpoint trained in, a new run with ``auto`` gets this device's default."""
+    stored = None
+    if seen.ckpt is not None:
+        stored = seen.ckpt.get("config", {}).get("precision", LEGACY_PRECISION)
+    return replace(cfg, precision=settle_precision(cfg.precision, device, stored))
 
 
 class _Branch(NamedTuple):

@@ -187,7 +187,7 @@ def _theory_done(params: dict, fingerprint: str) -> bool:
 # --------------------------------------------------------------------------- CLI
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="seed", help="recipe: seed, paper or smoke")
+    p.add_argument("--preset", default="seed", help="recipe: seed, paper, short (the seed recipe at 20 epochs, for a CPU) or smoke")
     p.add_argument("--models", default=",".join(SEED_MODELS), help="comma list of plain<depth>/resnet<depth>, "
                    f"or a set: {'; '.join(k + ' = ' + ','.join(v) for k, v in MODEL_SETS.items())} "
                    f"(nets of >= {PAPER_WARMUP['min_depth']} layers get the paper's warm-up unless --set warmup_iters=...)")
@@ -277,7 +277,7 @@ def _configs(args: argparse.Namespace) -> tuple[list, list[str], bool]:
                          f"drop it, or use --run-id to name the folder that groups them")
     cfgs = [make_config(args.preset, **{**common, "model": m, "seed": s,
                                         "run_name": run_name or (f"{m}-seed{s}" if several else m)})
-            for m in models for s in seed_list]
+            for s in seed_list for m in models]   # seed-major: a paused CPU run has whole seeds done
     _say_warmups(cfgs, overrides)
     return resolve_run_ids(cfgs), models, several
 

@@ -12,7 +12,7 @@ SEED_DEFAULTS = dict(
     preset="seed", model="resnet20", shortcut="A", epochs=200, batch_size=128, lr=0.1,
     momentum=0.9, weight_decay=1e-4, schedule="epochs", milestones=(100, 150), gamma=0.1,
     max_iters=0, warmup_iters=0, warmup_lr=0.01, normalization="channel", val_split=0, seed=0,
-    device="auto", precision="fp32", data_root=None, allow_noncanonical=False, dataset="cifar10",
+    device="auto", precision="auto", data_root=None, allow_noncanonical=False, dataset="cifar10",
     out_dir="experiments", run_id="", run_name="", train_subset=0, test_subset=0, eval_every=1,
     time_budget=0.0, pack_mode="grouped")
 
@@ -43,7 +43,7 @@ def test_smoke_preset_is_small_and_overridable():
     c = make_config("smoke", model="plain20", dataset="synthetic", epochs=4)
     assert c.preset == "smoke" and c.train_subset and c.test_subset
     assert (c.model, c.dataset, c.epochs) == ("plain20", "synthetic", 4)
-    assert set(PRESETS) == {"seed", "paper", "smoke"}
+    assert set(PRESETS) == {"seed", "paper", "short", "smoke"}
 
 
 @pytest.mark.parametrize("value,expected", [
@@ -115,7 +115,7 @@ def test_bad_values_give_one_line_errors(overrides, message):
 
 
 def test_unknown_preset_and_field():
-    with pytest.raises(ValueError, match=r"unknown preset 'fast': use one of seed, paper, smoke"):
+    with pytest.raises(ValueError, match=r"unknown preset 'fast': use one of seed, paper, short, smoke"):
         make_config("fast")
     with pytest.raises(ValueError, match=r"unknown TrainConfig field 'learning_rate'") as e:
         make_config("seed", learning_rate=0.1)
@@ -138,3 +138,22 @@ def test_config_diff_lists_math_fields_only():
     assert config_diff(a, dataclasses.replace(a, pack_mode="branches")) == {}   # resumes in the other mode
     assert make_config("seed", time_budget="540").time_budget == 540.0   # CLI/papermill text and ints
     assert config_diff(dataclasses.asdict(a), a) == {}
+
+
+def test_short_preset_is_the_seed_recipe_compressed_ten_times():
+    seed, short = make_config("seed"), make_config("short")
+    assert (short.epochs, short.milestones) == (seed.epochs // 10, tuple(m // 10 for m in seed.milestones))
+    same = {k for k, v in dataclasses.asdict(short).items() if dataclasses.asdict(seed)[k] == v}
+    assert set(dataclasses.asdict(seed)) - same == {"preset", "epochs", "milestones"}
+
+
+def test_precision_auto_matches_any_stored_precision_and_old_configs_were_fp32():
+    from resnet_nb.config import LEGACY_PRECISION, config_diff, config_from_dict
+    assert make_config("seed").precision == "auto" and make_config("smoke").precision == "fp32"
+    assert config_diff({"precision": "bf16"}, make_config("seed")) == {}          # auto: the stored one
+    assert config_diff({"precision": "bf16"}, make_config("seed", precision="fp32")) == {
+        "precision": ("bf16", "fp32")}
+    old = dataclasses.asdict(make_config("seed"))
+    del old["precision"]                                   # a config.json written before the field existed
+    assert config_from_dict(old).precision == LEGACY_PRECISION == "fp32"
+    assert config_diff(old, make_config("seed", precision="bf16")) == {"precision": ("fp32", "bf16")}

@@ -4,6 +4,7 @@ when it starts running, so time in the queue costs none (cluster.task_deadline).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from types import SimpleNamespace
 
@@ -82,3 +83,14 @@ def test_reproduce_hands_slurm_tasks_the_whole_budget(clock, monkeypatch, tmp_pa
                          "--executor", "slurm", "--slurm-gpus-per-task", "0", "--figures-root", str(tmp_path / "fig")])
     assert reproduce.run_cli(args) == 1
     assert handed == [120.0, 120.0]
+
+
+def test_cpu_executions_share_the_cores(monkeypatch):
+    from resnet_nb.executor import cpu_threads_env
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert cpu_threads_env([], 2) == {"OMP_NUM_THREADS": "2"}
+    assert cpu_threads_env([], 8) == {"OMP_NUM_THREADS": "1"}
+    assert cpu_threads_env([], 1) == {} and cpu_threads_env(["0"], 2) == {}   # one execution; a GPU
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cpu_threads_env([], 2) == {}                                        # the user's setting wins

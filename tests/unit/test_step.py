@@ -562,3 +562,23 @@ def test_compiled_step_compiles_at_warm_up_and_its_capture_replays_it(monkeypatc
     # WARMUP_STEPS warm-up calls and the capture's, all before the capture counted; then the replays'
     assert calls == [0] * (S.WARMUP_STEPS + 1) + [1] * 3
     assert step.counts()["compiled"] is True and step._compile_shape == (8, 3, 32, 32)
+
+
+def test_precision_auto_is_settled_by_the_stored_run_then_the_device(monkeypatch):
+    monkeypatch.setattr(S, "cpu_has_native_bf16", lambda: True)
+    assert S.default_precision("cpu") == "bf16" and S.settle_precision("auto", "cpu") == "bf16"
+    assert S.settle_precision("auto", "cpu", stored="fp32") == "fp32"          # a resumed run keeps its own
+    assert S.settle_precision("fp32", "cpu", stored="bf16") == "fp32"          # an explicit choice stays
+    monkeypatch.setattr(S, "cpu_has_native_bf16", lambda: False)
+    assert S.default_precision("cpu") == "fp32"
+    with pytest.warns(RuntimeWarning, match="emulated"):                   # asked for, but not native
+        S.check_precision("bf16", "cpu")
+    with pytest.raises(ValueError, match="settle 'auto'"):
+        S.check_precision("auto", "cpu")
+
+
+def test_models_train_in_channels_last_on_the_cpu():
+    from resnet_nb.models import build_model
+    m = S.prepare_model(build_model("resnet8"), "cpu")
+    conv = next(p for p in m.parameters() if p.dim() == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()

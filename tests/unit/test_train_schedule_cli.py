@@ -96,7 +96,7 @@ def test_cli_help_lists_every_field_with_default(capsys):
     assert "--preset" in out and "--restart" in out and "(default: 0.1)" in out
     assert "(default: 100,150)" in out and "paper" in out and "smoke" in out
     assert "--no-allow-noncanonical" in out
-    assert "--precision {fp32,bf16}" in out and "--shortcut {A,B}" in out and ",..}" not in out
+    assert "--precision {auto,fp32,bf16}" in out and "--shortcut {A,B}" in out and ",..}" not in out
 
 
 def test_top_level_help_is_for_users(capsys):
