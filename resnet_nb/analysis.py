@@ -17,6 +17,7 @@ the one rule table of ``resnet_nb.verdicts``.
 from __future__ import annotations
 
 import math
+import re
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +32,7 @@ from resnet_nb.runs import CONFIG_FILE, atomic_write_json, effective_status, lis
 __all__ = [
     "FIGURE_FILES", "THEORY_FIGURE_FILES", "latest_run_id", "choose_run_id", "load_runs",
     "group_by_model", "model_curves", "summarize", "results_tables", "write_figures",
-    "analyze", "figures_dir_of", "dataset_overview", "degradation_checks",
+    "analyze", "figures_dir_of", "dataset_overview", "degradation_checks", "per_seed_table",
     "resolve_run_dir", "SWEEP_MIN_DEPTHS", "depth_sweep", "sweep_ready", "depth_table",
 ]
 
@@ -169,13 +170,21 @@ def _epochs_planned(run: dict) -> int:
     return int(cfg["epochs"])
 
 
+def _diverged(error) -> bool:
+    """Does a failed run's error say its loss became NaN or infinite (``train.TrainingDiverged``)?"""
+    return bool(error) and re.search(r"\b(nan|inf|infinite)\b", str(error), re.IGNORECASE) is not None
+
+
 def _model_summary(runs: Sequence[dict]) -> dict:
     per_seed = []
     for r in runs:
         ms = [m for m in r["metrics"] if m.get("test_acc") is not None]  # evaluated epochs
         rec = {"seed": int(r["config"]["seed"]), "run_dir": Path(r["path"]).name,
                "status": effective_status(r),  # a killed run (lock free): interrupted
-               "params": r.get("params"), "epochs_planned": _epochs_planned(r)}
+               "params": r.get("params"), "epochs_planned": _epochs_planned(r),
+               # training stopped on a NaN/inf loss (packing's divergence rule): a result, not a
+               # run to wait for; the verdicts name it and leave its numbers out
+               "diverged": effective_status(r) == "failed" and _diverged(r.get("error"))}
         if ms:
             best = max(ms, key=lambda m: (m["test_acc"], -m["epoch"]))  # earliest epoch of the max
             rec.update(best_test_acc=float(best["test_acc"]), best_epoch=int(best["epoch"]),
@@ -184,8 +193,8 @@ def _model_summary(runs: Sequence[dict]) -> dict:
                        min_train_loss=float(min(m["train_loss"] for m in r["metrics"])),
                        wall_time_s=float(r["metrics"][-1].get("elapsed", 0.0)))
         per_seed.append(rec)
-    done = [p for p in per_seed if "best_test_acc" in p]
-    statuses = [p["status"] or "running" for p in per_seed]
+    done = [p for p in per_seed if "best_test_acc" in p and not p["diverged"]]
+    statuses = [p["status"] or "running" for p in per_seed if not p["diverged"]] or ["failed"]
     bests = [p["best_test_acc"] for p in done]
     return {
         "best_test_acc": _mean(bests),
@@ -199,6 +208,7 @@ def _model_summary(runs: Sequence[dict]) -> dict:
         "wall_time_s": _mean([p["wall_time_s"] for p in done]),
         "status": min(statuses, key=lambda s: _STATUS_RANK.index(s) if s in _STATUS_RANK else -1),
         "n_seeds": len(per_seed),
+        "n_diverged": sum(p["diverged"] for p in per_seed),
         "seeds": [p["seed"] for p in per_seed],
         "best_test_acc_std": float(np.std(bests, ddof=1)) if len(bests) > 1 else None,
         "last_test_acc_std": (float(np.std([p["last_test_acc"] for p in done], ddof=1))
@@ -274,6 +284,32 @@ def results_tables(summary: dict) -> tuple[str, str]:
     return "\n".join(best), "\n".join(last)
 
 
+_PER_SEED_HEAD = {
+    "en": ("Model", "Seed", "Final test acc", "Best test acc (epoch)", "Final train loss", "Epochs", "Status"),
+    "zh": ("模型", "种子", "最后一轮测试精度", "最佳测试精度（轮）", "最终训练 loss", "轮数", "状态"),
+}
+_DIVERGED = {"en": "diverged (NaN/inf loss): excluded from means and verdicts",
+             "zh": "发散（loss 为 NaN/inf）：不计入均值与结论"}
+
+
+def per_seed_table(summary: dict, lang: str = "en") -> str:
+    """Every run of a summary.json record as a Markdown table, one row per model and seed: the
+    final-epoch test accuracy (what the verdicts compare), the best test accuracy and its epoch
+    (chosen on the test set: for comparison with the seed report), the final training loss, the
+    epochs done of those planned and the status; a diverged seed is named, never dropped."""
+    head = _PER_SEED_HEAD[lang]
+    lines = ["| " + " | ".join(head) + " |", "|:---|---:|---:|---:|---:|---:|:---|"]
+    f4 = (lambda v: "n/a" if v is None or not math.isfinite(v) else f"{v:.4f}")
+    for m in sort_models(summary.get("models") or {}):
+        for p in summary["models"][m].get("per_seed") or []:
+            best = f"{f4(p.get('best_test_acc'))} ({p['best_epoch']})" if p.get("best_epoch") else "n/a"
+            status = _DIVERGED[lang] if p.get("diverged") else (p.get("status") or "running")
+            lines.append(f"| {model_label(m)} | {p['seed']} | {f4(p.get('last_test_acc'))} | {best} | "
+                         f"{f4(p.get('final_train_loss'))} | {p.get('last_epoch', 0)}/{p.get('epochs_planned')} | "
+                         f"{status} |")
+    return "\n".join(lines)
+
+
 def runs_label(runs: Sequence[dict]) -> str:
     """The data line of a figure of ``runs``, read from their run files (``plots.provenance_label``):
     the dataset's provenance, the preset and the epochs shown (of those planned), e.g.
@@ -325,8 +361,9 @@ def _depths(models: dict) -> list[int]:
 
 
 def depth_sweep(models: dict) -> list[dict]:
-    """Test error (%) per depth and family from summary.json's ``models`` (each seed's best
-    test accuracy, as Table 4-1): ``[{"depth": 20, "plain": {"err_pct", "std_pct", "n",
+    """Test error (%) per depth and family from summary.json's ``models`` (each seed's
+    final-epoch test accuracy, as the paper's Table 6 reports the net at the end of training;
+    diverged seeds left out): ``[{"depth": 20, "plain": {"err_pct", "std_pct", "n",
     "seeds_pct"} | None, "resnet": ...}, ...]``; ``std_pct`` is the sample std over seeds
     (None with one seed)."""
     from resnet_nb.verdicts import seed_values
@@ -336,7 +373,8 @@ def depth_sweep(models: dict) -> list[dict]:
         row: dict = {"depth": depth}
         for family in ("plain", "resnet"):
             s = models.get(f"{family}{depth}")
-            errs = [100 * (1 - v) for v in (seed_values(s, "best_test_acc") if s else []) if v is not None]
+            errs = [100 * (1 - v) for v in (seed_values(s, "last_test_acc") if s else [])
+                    if v is not None and math.isfinite(v)]
             row[family] = None if not errs else {
                 "err_pct": float(np.mean(errs)), "n": len(errs), "seeds_pct": errs,
                 "std_pct": float(np.std(errs, ddof=1)) if len(errs) > 1 else None}
@@ -428,10 +466,10 @@ def degradation_checks(summary: dict) -> list[str]:
     ("not assessable: synthetic data" on the smoke fixture)."""
     from resnet_nb.verdicts import CLAIMS, paper_claims
 
-    shown = {"degradation_acc": "degradation: {a} tests worse than {b} (best test acc)",
+    shown = {"degradation_acc": "degradation: {a} tests worse than {b} (final-epoch test acc)",
              "degradation_loss": "degradation: {a} trains worse than {b} (final training loss)",
-             "residual_fix_acc": "residual fix: {a} beats {b} (best test acc)",
-             "depth_gain_acc": "depth gain: {a} beats {b} (best test acc)"}
+             "residual_fix_acc": "residual fix: {a} beats {b} (final-epoch test acc)",
+             "depth_gain_acc": "depth gain: {a} beats {b} (final-epoch test acc)"}
     depths = sorted({parse_model_name(m)[1] for m in summary["models"]})
     lines = []
     for i, d1 in enumerate(depths):

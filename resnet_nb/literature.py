@@ -15,6 +15,7 @@ naming the place and what to do, and returns every result in one shape::
 A result gives either ``error_pct`` (test error in %; ``std_pct`` and ``n`` when it is a mean
 over runs) or ``best_test_acc`` (a fraction, as the seed report states it); the other is
 derived (``error_pct = 100 (1 - acc)``), and ``given`` says which one the source printed.
+``last_test_acc``: the final epoch's accuracy, where the source gives it too.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ LITERATURE_FILE = _REPORT / "literature.json"
 REFERENCES_BIB = _REPORT / "references.bib"
 
 _SOURCE_FIELDS = {"key", "cite", "name", "protocol", "results", "params_m"}
-_RESULT_FIELDS = {"error_pct", "std_pct", "n", "best_test_acc", "best_of", "mean_error_pct", "mean_std_pct"}
+_RESULT_FIELDS = {"error_pct", "std_pct", "n", "best_test_acc", "last_test_acc", "best_of", "mean_error_pct",
+                  "mean_std_pct"}
 
 
 class LiteratureError(ValueError):
@@ -77,6 +79,8 @@ def _result(raw, where: str) -> dict:
     else:
         acc = _number(raw["best_test_acc"], f"{where}.best_test_acc", 0, 1)
         out.update(best_test_acc=acc, error_pct=round(100 * (1 - acc), 2), given="best_test_acc")
+    if "last_test_acc" in raw:   # a source that also states the final epoch's accuracy (the seed report)
+        out["last_test_acc"] = _number(raw["last_test_acc"], f"{where}.last_test_acc", 0, 1)
     for name, lo, hi, integer in (("std_pct", 0, 100, False), ("n", 1, 10**6, True), ("best_of", 1, 10**6, True),
                                   ("mean_error_pct", 0, 100, False), ("mean_std_pct", 0, 100, False)):
         if name in raw:

@@ -203,13 +203,16 @@ def _model_rows(summary: dict, runs: list[dict]) -> list[dict]:
 def _compare(rows: dict[str, dict], verdict, a: str, b: str, metric: str) -> dict:
     """The numbers of ``a`` vs ``b`` on ``metric`` as the tables print them (4 decimals) and the
     verdict of the rule table (``resnet_nb.verdicts``: ``status``, ``en``, ``zh``, ``p``, ``gap``
-    ...). ``va``/``vb`` are None when a model has no result (``missing`` names it)."""
+    ...; ``ci_en``/``ci_zh`` its 95 % interval as text). ``va``/``vb`` are None when a model has no
+    result (``missing`` names it)."""
+    from resnet_nb.verdicts import ci_text
+
     ra, rb = rows.get(a), rows.get(b)
     out = {"a": a, "b": b, "a_label": model_label(a), "b_label": model_label(b), "metric": metric,
            "va": None, "vb": None, "diff": None, "op": "?",
            "missing": [model_label(k) for k, r in ((a, ra), (b, rb)) if r is None or r.get(metric) is None],
            "incomplete": [r["label"] for r in (ra, rb) if r is not None and r["incomplete"]],
-           **verdict.as_dict()}
+           **verdict.as_dict(), "ci_en": ci_text(verdict, "en"), "ci_zh": ci_text(verdict, "zh")}
     if not out["missing"]:
         va, vb = ra[metric], rb[metric]
         diff = round(va - vb, DECIMALS)
@@ -399,14 +402,15 @@ def _sweep(summary: dict, literature: dict, cmp_of) -> dict:
     paper = literature["sources"]["paper"]["results"]
     rows = [{**r, "paper": paper.get(f"resnet{r['depth']}")} for r in depth_sweep(models)]
     ends = {}
-    for family, a_higher in (("plain", False), ("resnet", True)):  # plain: deeper worse; ResNet: better
+    # claimed direction of the deeper net's accuracy: plain lower (degradation), ResNet higher (depth gain)
+    for family, deep_higher in (("plain", False), ("resnet", True)):
         ds = [r["depth"] for r in rows if r[family]]
         if len(ds) >= 2:
             a, b = f"{family}{ds[-1]}", f"{family}{ds[0]}"
             ends[family] = {"shallow": ds[0], "deep": ds[-1], "shallow_label": model_label(b), "deep_label": model_label(a),
                             "err_shallow": rows[[r["depth"] for r in rows].index(ds[0])][family]["err_pct"],
                             "err_deep": rows[[r["depth"] for r in rows].index(ds[-1])][family]["err_pct"],
-                            "rises": None, "verdict": cmp_of(a, b, "best_test_acc", not a_higher)}
+                            "rises": None, "verdict": cmp_of(a, b, "last_test_acc", deep_higher)}
             ends[family]["rises"] = ends[family]["err_deep"] > ends[family]["err_shallow"]
     return {"ready": ready, "min_depths": SWEEP_MIN_DEPTHS, "counts": counts,
             "why": {"en": why, "zh": (f"深度扫描需要某一族至少 {SWEEP_MIN_DEPTHS} 个深度的结果；本运行 ID 有 "
@@ -548,8 +552,9 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
                   out_dir: str = "report/build", now: dt.datetime | None = None) -> dict:
     """Everything the templates say, computed from the run files (no prose here but the
     verdicts' wording, which comes from the rule table of ``resnet_nb.verdicts``)."""
+    from resnet_nb.analysis import per_seed_table
     from resnet_nb.literature import load_literature
-    from resnet_nb.verdicts import claims_table, compare_models, rule_table
+    from resnet_nb.verdicts import ALPHA, SIGMA_POOLED_PP, SIGMA_PUB_PP, claims_table, compare_models, rule_table
 
     literature = load_literature()  # LiteratureError naming the place in report/literature.json
     summary, runs = inputs["summary"], inputs["runs"]
@@ -597,6 +602,8 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
             summary, a, b, metric, higher_is_better=higher).as_dict()),
         "warmups": _warmups(runs),
         "claims_tables": {lang: claims_table(summary, shallow, deep, lang) for lang in ("en", "zh")},
+        "per_seed_tables": {lang: per_seed_table(summary, lang) for lang in ("en", "zh")},
+        "sigma": {"pub": SIGMA_PUB_PP, "pooled": SIGMA_POOLED_PP, "alpha": f"{ALPHA:g}"},
         "figures": figs, "result_figures": [n for n in RESULT_FIGURES if figs.get(n)],
         "theory_figures": [n for n in THEORY_FIGURES if figs.get(n)], "extra_figures": extra_figs,
         "theory": theory,

@@ -26,8 +26,9 @@ FINGERPRINT = "ab" * 32
 def write_run(root: Path, run_id: str, model: str, best: float, final_loss: float, *,
               epochs: int = 4, done: int | None = None, preset: str = "seed",
               provenance: str = "canonical", status: str | None = None, seed: int | None = None) -> Path:
-    """A run dir whose test accuracy peaks at ``best`` (epoch ``done - 1``) and whose training
-    loss ends at ``final_loss``."""
+    """A run dir whose test accuracy peaks at ``best`` at epoch ``done - 1`` and stays there at the
+    last epoch (the verdicts compare the final epoch, Table 4-1 shows the best), and whose
+    training loss ends at ``final_loss``."""
     done = epochs if done is None else done
     name = model if seed is None else f"{model}-seed{seed}"
     cfg = make_config(preset, model=model, epochs=epochs, milestones=(max(1, epochs - 1),),
@@ -36,7 +37,7 @@ def write_run(root: Path, run_id: str, model: str, best: float, final_loss: floa
     run_dir.mkdir(parents=True)
     metrics = []
     for e in range(1, done + 1):
-        acc = best if e == max(1, done - 1) else round(best - 0.01 * (done - e + 1), 4)
+        acc = best if e >= max(1, done - 1) else round(best - 0.01 * (done - e + 1), 4)
         metrics.append({"epoch": e, "iteration": 10 * e, "train_loss": final_loss + 0.3 * (done - e),
                         "train_acc": 0.5, "test_loss": 1.0, "test_acc": acc, "lr": 0.1,
                         "time": 60.0, "elapsed": 60.0 * e})
@@ -91,14 +92,17 @@ def test_degradation_verdict_and_sentences_are_computed(tmp_path):
     assert c["degradation_loss"]["status"] == "not_resolved" and not facts["verdict"]["optimisation"]
     assert facts["verdict"]["overall"] == "reproduced" and facts["missing"] == []
     en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
-    assert "Plain-56 best test accuracy 0.8769 < Plain-20 0.9127 (-3.58 percentage points); verdict: " \
-           "**shown (one seed): +3.58 points, beyond the published seed noise of 0.76**" in en
+    assert "Plain-56 final-epoch test accuracy 0.8769 < Plain-20 0.9127 (-3.58 percentage points; 95 % CI " \
+           "[+2.83, +4.33], on the published noise); verdict: **shown (one seed, Holm p<0.001): +3.58 points, " \
+           "beyond the published seed noise of 0.63**" in en
+    assert "Best of epochs (secondary): 0.8769 < 0.9127 (shown (one seed)" in en
     assert "Plain-56 final training loss 0.0900 > Plain-20 0.0100; verdict: **direction only (one seed)" in en
-    assert "ResNet-56 best test accuracy 0.9358 > ResNet-20 0.9144" in en
+    assert "ResNet-56 final-epoch test accuracy 0.9358 > ResNet-20 0.9144" in en
     assert "the deeper residual network gains from its depth" in en
     assert "not overfitting, as in the paper" not in en and "优化困难而不是过拟合" not in zh  # needs the loss shown too
-    assert "| Deeper plain net tests worse (Plain-56 vs Plain-20) | shown (one seed): +3.58 points" in en
-    assert "Plain-56 的最佳测试精度 0.8769 < Plain-20 的 0.9127" in zh and "判定：**成立（单个种子）：+3.58 个百分点" in zh
+    assert ("| Deeper plain net tests worse (Plain-56 vs Plain-20, final-epoch test acc; primary) | shown (one seed, "
+            "Holm p<0.001): +3.58 points") in en
+    assert "Plain-56 的最后一轮测试精度 0.8769 < Plain-20 的 0.9127" in zh and "判定：**成立（单个种子，Holm 校正 p<0.001）：+3.58" in zh
     assert "Data: the canonical CIFAR-10" in en and "Synthetic" not in en.split("---")[1]
     # tables, environment, hyperparameters and references come from the files
     assert "| ResNet-56 | 0.9358 | 3 | 6.42 |" in en and "NVIDIA H200" in en and "| `lr` | 0.1 |" in en
@@ -134,11 +138,11 @@ def test_no_effect_is_said_when_the_data_do_not_show_it(tmp_path):
     assert (v["degradation"], v["residual_fix"], v["depth_gain"], v["overall"]) == (
         "not_shown", "within_noise", "within_noise", "not_reproduced")
     en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
-    assert ("Plain-56 best test accuracy 0.9050 > Plain-20 0.9000 (+0.50 percentage points); verdict: "
-            "**not shown (one seed): -0.50 points, against the claim**") in en
+    assert ("Plain-56 final-epoch test accuracy 0.9050 > Plain-20 0.9000 (+0.50 percentage points; 95 % CI "
+            "[-1.25, +0.25], on the published noise); verdict: **not shown (one seed): -0.50 points, against the claim**") in en
     assert "This run does not show degradation (not shown (one seed)" in en
-    assert "ResNet-56 best test accuracy 0.9100 = ResNet-20 0.9100" in en
-    assert "**within the published seed noise (one seed): +0.00 points, not beyond 0.76**" in en
+    assert "ResNet-56 final-epoch test accuracy 0.9100 = ResNet-20 0.9100" in en
+    assert "**within the published seed noise (one seed): +0.00 points, not beyond 0.63**" in en
     assert "gains from its depth" not in en and "this run does not show the paper's claims" in en
     assert "本次运行没有体现 degradation（未体现（单个种子）" in zh and "在公开的种子噪声之内（单个种子）" in zh
 
@@ -232,17 +236,20 @@ def test_several_seeds_give_means_std_and_say_when_a_difference_is_not_resolved(
     deg = c["degradation_acc"]
     assert (deg["va"], deg["vb"], deg["status"], deg["n_a"], deg["n_b"]) == (0.91, 0.911, "not_resolved", 2, 2)
     assert 0.4 < deg["p"] < 0.5  # Welch, one-sided: a 0.1-point gap over 2 seeds each
-    # a 2.2-point gap is not resolved with 2 seeds (p = 0.053), a tighter 1.6-point one is
+    # a 2.2-point gap is not resolved with 2 seeds (p = 0.053; Holm over the three primary claims 0.106),
+    # a tighter 1.6-point one is (p = 0.014, Holm 3 x 0.014 = 0.043 < 0.05)
     assert c["residual_fix_acc"]["status"] == "not_resolved" and c["residual_fix_acc"]["p"] == pytest.approx(0.053, abs=1e-3)
-    assert c["depth_gain_acc"]["status"] == "shown" and c["depth_gain_acc"]["p"] < 0.05
+    assert c["residual_fix_acc"]["p_holm"] == pytest.approx(2 * c["residual_fix_acc"]["p"])
+    assert c["depth_gain_acc"]["status"] == "shown" and c["depth_gain_acc"]["p_holm"] == pytest.approx(
+        3 * c["depth_gain_acc"]["p"]) and c["depth_gain_acc"]["p_holm"] < 0.05
     en = report.render_markdown(facts, "en")
     assert "| Plain-56 | 0.9100 ± 0.0071 |" in en and "(mean ± std over seeds)" in en
-    assert f"**not resolved (p={deg['p']:.3f}, Welch, 2 vs 2 seeds): +0.10 points**" in en
-    assert "| shown (p=0.020, Welch, 2 vs 2 seeds): +1.60 points |" in en
+    assert f"**not resolved (p={deg['p']:.3f}, Holm p={deg['p']:.3f}, Welch, 2 vs 2 seeds): +0.10 points**" in en
+    assert "| +1.60 pp [+0.41, +2.79] | 0.014 (0.043) | shown (p=0.014, Holm p=0.043, Welch, 2 vs 2 seeds): +1.60 points |" in en
     assert facts["verdict"]["overall"] == "partial"
     # the training losses are equal across seeds: no spread, so those have no p, and the report says why
-    assert ("5 of 8 comparisons have a p value; no p value is computed for 3 of them, because the seeds of each "
-            "model gave identical values, so there is no seed-to-seed spread to test a gap against. 2 of 8 are "
+    assert ("7 of 10 comparisons have a p value; no p value is computed for 3 of them, because the seeds of each "
+            "model gave identical values, so there is no seed-to-seed spread to test a gap against. 2 of 10 are "
             "shown.\n\n| Claim |") in en
     assert "The 8 runs differ only in the model and the seed" in en
     assert "--seeds 0,1" in en
@@ -305,12 +312,12 @@ def test_a_smoke_run_on_synthetic_data_never_claims_a_result(tmp_path):
     assert "shown" not in verdicts_en.replace("not shown", "") and "not overfitting" not in verdicts_en
     assert "成立" not in verdicts_zh and "过拟合" not in verdicts_zh
     assert "the paper's claims cannot be assessed from this run (not assessable: synthetic data)" in en
-    assert "Degradation (Plain-56 vs Plain-20): not assessable: synthetic data (best test accuracy 0.8769 < 0.9127)" in en
+    assert "Degradation (Plain-56 vs Plain-20): not assessable: synthetic data (final-epoch test accuracy 0.8769 < 0.9127)" in en
     assert "Degradation（Plain-56 对 Plain-20）：无法判断：合成数据" in zh
     # the rule table is printed in the method section, in both languages, from one constant
     assert verdicts.rule_table("en", math=True) in en and verdicts.rule_table("zh", math=True) in zh
     method_en, method_zh = en.split("## 3.6")[1].split("# 4 ")[0], zh.split("## 3.6")[1].split("# 第四章")[0]
-    assert r"$2\sqrt{2}\,\sigma_\mathrm{pub}$ = 0.76" in method_en and "σ" not in method_en and "α" not in method_zh
+    assert r"$z\,\sigma\sqrt{1/n_A+1/n_B}$ (0.63 points for one run each" in method_en and "σ" not in method_en and "α" not in method_zh
     assert en.index("## 3.6 How a comparison is judged") < en.index("# 4 Testing")
 
 
@@ -322,7 +329,7 @@ def test_a_smoke_run_on_synthetic_data_never_claims_a_result(tmp_path):
      "Table 3-4 does not assess (rule 2).", "因为这些运行使用 smoke 预设（4 个 epoch）"),
 ])
 def test_section_4_6_says_why_no_comparison_has_a_p_value(tmp_path, provenance, preset, en_why, zh_why):
-    """Issue 12 follow-up: "0 of 8 comparisons have a p value" said no reason."""
+    """"0 of 10 comparisons have a p value" must say why."""
     runs, figs = tmp_path / "exp", tmp_path / "fig"
     for seed in (0, 1):
         for model, best in zip(("plain20", "plain56", "resnet20", "resnet56"), (0.91, 0.90, 0.915, 0.93)):
@@ -330,23 +337,24 @@ def test_section_4_6_says_why_no_comparison_has_a_p_value(tmp_path, provenance, 
     write_summary(runs, figs, "r1")
     facts = facts_of(runs, figs)
     reason = "synthetic" if provenance == "synthetic" else "smoke"
-    assert facts["p_values"]["without"] == [{"reason": reason, "n": 8}] and facts["p_values"]["with_p"] == 0
+    assert facts["p_values"]["without"] == [{"reason": reason, "n": 10}] and facts["p_values"]["with_p"] == 0
     en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
     sec_en, sec_zh = en[en.index("## 4.6"):en.index("## 4.7")], zh[zh.index("## 4.6"):zh.index("## 4.7")]
-    assert "None of the 8 comparisons has a p value; " in sec_en and en_why in sec_en
+    assert "None of the 10 comparisons has a p value; " in sec_en and en_why in sec_en
     assert "are shown" not in sec_en                     # nothing is assessable: no count of verdicts
-    assert "8 项比较都没有 p 值；" in sec_zh and zh_why in sec_zh
+    assert "10 项比较都没有 p 值；" in sec_zh and zh_why in sec_zh
 
 
 def test_one_seed_says_why_more_seeds_would_not_help_on_synthetic_data(tmp_path):
     runs, figs = seed_like(tmp_path, preset="smoke", provenance="synthetic")
     en, zh = (report.render_markdown(facts_of(runs, figs), lang) for lang in ("en", "zh"))
-    assert ("so no comparison has a p value (Welch's test needs at least 2 seeds of each model); more seeds "
-            "would not give one here either: the data are synthetic") in en
-    assert "即使有更多种子这里也不会计算：数据是合成数据" in zh
+    assert ("so no comparison can be tested against its own seed-to-seed spread: an accuracy gap is tested against "
+            "the published seed noise (a z-test, rule 3), a loss gap gives its direction only; more seeds would not "
+            "help here: the data are synthetic") in en
+    assert "即使有更多种子这里也无济于事：数据是合成数据" in zh
     runs, figs = seed_like(tmp_path / "real")
     en = report.render_markdown(facts_of(runs, figs), "en")
-    assert "at least 2 seeds of each model). Table 4-5" in en                 # real data: one seed is the reason
+    assert "a loss gap gives its direction only. Table 4-5" in en             # real data: one seed is the reason
 
 
 def test_smoke_preset_on_real_data_is_not_assessable_either(tmp_path):
