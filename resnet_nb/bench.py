@@ -699,6 +699,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "real loop (torch.cuda.set_sync_debug_mode), in both pack modes, on one-epoch runs of "
                         f"{SYNC_STEPS[0]} and {SYNC_STEPS[1]} steps of --models (default here: plain20,resnet20) on a "
                         "synthetic fixture; exit 1 when a step syncs")
+    p.add_argument("--parallel", type=int, default=2,
+                   help="CPU table: also the training default in this many processes at once, cores/N threads "
+                        "each, as reproduce --parallel N runs them (1: skip that row; default: 2)")
     p.add_argument("--out", default="", help="write the results as JSON to this file")
 
 
@@ -729,9 +732,45 @@ def _run_sync_check(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _cpu_table_wanted(args: argparse.Namespace) -> bool:
+    """``--device cpu`` (or auto without a GPU) and none of the GPU path's options: the CPU
+    table of ``resnet_nb.bench_cpu`` (precision x memory layout x threads)."""
+    gpu_options = (getattr(args, "packs", None) is not None or getattr(args, "concurrent", False)
+                   or getattr(args, "compile", False))
+    return resolve_device(args.device).type == "cpu" and not gpu_options
+
+
+def _run_cpu_table(args: argparse.Namespace) -> int:
+    from resnet_nb.bench_cpu import format_cpu_table, run_cpu_bench
+
+    for name, value in dict(models="resnet20,plain56", steps=10, warmup=2, n_train=2_048, eval_images=1_000).items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
+    for name in ("steps", "batch_size", "eval_images", "parallel"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}")
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0; got {args.warmup}")
+    for m in args.models.split(","):
+        parse_model_name(m)
+    if args.workers < 0:
+        args.workers = min(4, os.cpu_count() or 1)
+    args.repeats = getattr(args, "repeats", None) or 1
+    res = run_cpu_bench(args)
+    print()
+    print(format_cpu_table(res))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+        print(f"results: {args.out}")
+    return 0
+
+
 def run_cli(args: argparse.Namespace) -> int:
     if getattr(args, "sync_check", False):
         return _run_sync_check(args)
+    if _cpu_table_wanted(args):
+        return _run_cpu_table(args)
     defaults = DEFAULTS["cuda" if resolve_device(args.device).type == "cuda" else "cpu"]
     for name, value in defaults.items():
         if getattr(args, name, None) is None:

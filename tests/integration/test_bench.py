@@ -126,3 +126,36 @@ def test_implied_times_of_the_compiled_rows_and_merged_results():
     assert imp["c_pairs"] == pytest.approx(2 * 200 * (2 + 0.1))
     with pytest.raises(ValueError, match="at least one"):
         bench.merge_results([])
+
+
+def test_bench_cpu_table_precision_layout_threads(tmp_path, capsys, monkeypatch):
+    """``resnet-nb bench --device cpu`` alone: the CPU table (tiny sizes)."""
+    from resnet_nb import bench_cpu
+    monkeypatch.setattr(bench_cpu, "default_precision", lambda device: "bf16")
+    out = tmp_path / "cpu.json"
+    rc = main(["bench", "--device", "cpu", "--models", "resnet8", "--steps", "2", "--warmup", "1",
+               "--batch-size", "8", "--n-train", "64", "--eval-images", "16", "--workers", "0",
+               "--parallel", "2", "--out", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["device"].startswith("CPU: ") and isinstance(res["native_bf16"], bool)
+    got = [(r["variant"], r["precision"], r["layout"]) for r in res["rows"]]
+    assert got[0][0] == "a" and got[1:5] == [("layout", p, l) for p, l in bench_cpu.LAYOUTS]
+    par = res["rows"][5]
+    assert par["variant"] == "parallel" and par["processes"] == 2 and len(par["per_process_img_s"]) == 2
+    assert par["precision"] == "bf16" and all(r["train_img_s"] > 0 for r in res["rows"])
+    # resnet8 stands in for every model of its depth only: the short recipe's depths are not measured
+    assert set(res["implied_short_s"].values()) == {None}
+    text = capsys.readouterr().out
+    assert "implied wall time of the short reproduction" in text and "x fp32 NCHW" in text
+
+
+def test_short_wall_time_schedules_the_four_runs_in_slots():
+    from resnet_nb.bench_cpu import short_wall_time
+    one = {"plain20": 1000.0, "resnet20": 1000.0, "plain56": 500.0, "resnet56": 500.0}
+    ev = {m: 1e12 for m in one}                               # evaluation free: training time only
+    t20, t56 = 20 * 50_000 / 1000, 20 * 50_000 / 500
+    assert short_wall_time(one, ev) == pytest.approx(2 * t20 + 2 * t56)
+    # two slots, seed-major order plain20, plain56, resnet20, resnet56: plain20 || plain56, then
+    # resnet20 after plain20 (slot 1), resnet56 after resnet20 (slot 1 frees at 2 t20 < t56)
+    assert short_wall_time(one, ev, slots=2) == pytest.approx(max(2 * t20 + t56, t56))
