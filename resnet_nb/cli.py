@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("resnet_nb.reproduce", "run the training notebook for each model with papermill, then the analysis"),
     "report": ("resnet_nb.report", "build the pandoc report (pdf, docx, html) of a run id"),
     "bench": ("resnet_nb.bench", "measure training images/s: common recipe vs this project's fast paths"),
+    "parity": ("resnet_nb.parity", "train the short recipe's first epochs in fp32 and bf16: does bf16 train as fp32 does?"),
     "publish": ("resnet_nb.publish", "copy a finished reproduction into report/published/<run id>/; the README table"),
     "evaluate": ("resnet_nb.evaluate", "re-compute a run's test accuracy from its best.pth and check it against metrics.json"),
     "carry": ("resnet_nb.carry", "pack, restore or size the run dirs a GPU machine's command carries"),

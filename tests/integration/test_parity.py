@@ -1,0 +1,56 @@
+"""``resnet-nb parity`` on the synthetic fixture with tiny sizes: fp32 and bf16 runs of the short
+recipe's first epochs, the comparison against the seed-to-seed difference, and --reuse."""
+import json
+
+import pytest
+
+from resnet_nb import parity
+from resnet_nb.cli import main
+from resnet_nb.config import make_config
+from resnet_nb.train import train
+
+pytestmark = pytest.mark.slow
+TINY = ["--set", "train_subset=64", "--set", "test_subset=32", "--set", "batch_size=32"]
+
+
+def test_parity_trains_both_precisions_and_compares_with_two_seeds(fake_cifar, tmp_path, capsys):
+    out = tmp_path / "parity.json"
+    rc = main(["parity", "--dataset", "synthetic", "--data-root", str(fake_cifar), "--models", "resnet8",
+               "--seeds", "0,1", "--epochs", "2", "--out-dir", str(tmp_path / "runs"), "--out", str(out),
+               "--parallel", "2", *TINY])
+    assert rc in (0, 3)                                   # 3: parity does not hold (tiny runs: either)
+    res = json.loads(out.read_text())
+    assert [r["epoch"] for r in res["models"]["resnet8"]["epochs"]] == [1, 2]
+    e = res["models"]["resnet8"]["epochs"][1]["test_acc"]
+    assert len(e["fp32"]) == len(e["bf16"]) == 2 and e["seed_vs_seed"] == pytest.approx(abs(e["fp32"][0] - e["fp32"][1]))
+    assert res["models"]["resnet8"]["holds"] == (rc == 0)
+    runs = sorted(p.name for p in (tmp_path / "runs" / "parity").iterdir())
+    assert runs == ["resnet8-bf16-seed0", "resnet8-bf16-seed1", "resnet8-fp32-seed0", "resnet8-fp32-seed1"]
+    cfg = json.loads((tmp_path / "runs" / "parity" / "resnet8-bf16-seed0" / "config.json").read_text())["config"]
+    assert (cfg["preset"], cfg["precision"], cfg["milestones"]) == ("short", "bf16", [10, 15])
+    assert "| ResNet-8 | 2 |" in capsys.readouterr().out
+
+
+def test_parity_reuses_a_short_reproductions_bf16_runs(fake_cifar, tmp_path, capsys):
+    common = dict(dataset="synthetic", data_root=str(fake_cifar), train_subset=64, test_subset=32, batch_size=32,
+                  device="cpu", out_dir=str(tmp_path / "repro"), run_id="short")
+    for seed in (0, 1):     # a longer short-recipe run in bf16: its first 2 epochs are the parity run's
+        train(make_config("short", model="resnet8", seed=seed, precision="bf16", epochs=3,
+                          run_name=f"resnet8-seed{seed}", **common))
+    rc = main(["parity", "--dataset", "synthetic", "--data-root", str(fake_cifar), "--models", "resnet8",
+               "--epochs", "2", "--out-dir", str(tmp_path / "runs"), "--reuse", str(tmp_path / "repro" / "short"),
+               *TINY])
+    assert rc in (0, 3)
+    out = capsys.readouterr().out
+    assert out.count("(bf16, same recipe)") == 2
+    assert sorted(p.name for p in (tmp_path / "runs" / "parity").iterdir()) == ["resnet8-fp32-seed0", "resnet8-fp32-seed1"]
+    # the reused epochs are exactly a fresh bf16 run's: train one and compare
+    fresh = train(make_config("short", model="resnet8", seed=0, precision="bf16", epochs=2, run_name="x",
+                              **{**common, "out_dir": str(tmp_path / "fresh")}))
+    a = json.loads((fresh / "metrics.json").read_text())
+    b = json.loads((tmp_path / "repro" / "short" / "resnet8-seed0" / "metrics.json").read_text())[:2]
+    assert [(r["train_loss"], r["test_acc"]) for r in a] == [(r["train_loss"], r["test_acc"]) for r in b]
+
+
+def test_parity_needs_two_seeds():
+    assert main(["parity", "--seeds", "0"]) == 2
