@@ -30,6 +30,7 @@ from argparse import Namespace
 import torch
 
 from resnet_nb import data as D
+from resnet_nb.environment import cpu_model
 from resnet_nb.models import build_model, parse_model_name
 from resnet_nb.step import EVAL_BATCH, TrainStep, cpu_has_native_bf16, default_precision, eval_sums, make_optimizer
 
@@ -38,18 +39,6 @@ __all__ = ["LAYOUTS", "SHORT_RECIPE", "measure_step", "run_cpu_bench", "format_c
 LAYOUTS = (("fp32", "nchw"), ("bf16", "nchw"), ("fp32", "channels_last"), ("bf16", "channels_last"))
 SHORT_RECIPE = {"epochs": 20, "n_train": 50_000, "n_test": 10_000,
                 "models": ("plain20", "plain56", "resnet20", "resnet56")}
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux ``/proc/cpuinfo``; elsewhere ``platform.processor()``)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _cores() -> int:
@@ -180,7 +169,7 @@ def run_cpu_bench(args: Namespace) -> dict:
         per = {m: par[m]["train_img_s"] / par[m]["processes"] for m in par}
         ev = {m: same[m]["eval_img_s"] * per[m] / same[m]["train_img_s"] for m in par}
         implied[f"{default}_channels_last_parallel{args.parallel}"] = short_wall_time(per, ev, slots=args.parallel)
-    return {"device": f"CPU: {cpu_name()}, {_cores()} cores", "native_bf16": cpu_has_native_bf16(),
+    return {"device": f"CPU: {cpu_model() or platform.machine()}, {_cores()} cores", "native_bf16": cpu_has_native_bf16(),
             "default_precision": default, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "data": "synthetic uint8 images: timing only", "batch_size": args.batch_size, "steps": args.steps,
             "warmup": args.warmup, "parallel": args.parallel, "rows": rows, "implied_short_s": implied}

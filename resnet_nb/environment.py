@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["collect", "git_commit", "cpu_model", "ram_gb", "device_name", "COMMIT_ENV", "COMMIT_DIRTY_ENV"]
+__all__ = ["collect", "git_commit", "cpu_model", "cpu_has_native_bf16", "ram_gb", "device_name", "COMMIT_ENV", "COMMIT_DIRTY_ENV"]
 
 REPO = Path(__file__).resolve().parent.parent
 COMMIT_ENV, COMMIT_DIRTY_ENV = "RESNET_NB_COMMIT", "RESNET_NB_COMMIT_DIRTY"
@@ -63,6 +63,19 @@ def _same_dir(a: str, b: Path) -> bool:
         return Path(a).resolve() == b.resolve()
     except OSError:
         return False
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX-BF16; Linux flags).
+    Elsewhere torch's CPU autocast emulates bf16, which is slower than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return bool(set(line.split(":", 1)[1].split()) & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
 
 
 def cpu_model() -> str | None:
@@ -127,6 +140,7 @@ def collect(device: torch.device | str = "cpu") -> dict:
         "device_name": device_name(device),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
         "torch_threads": torch.get_num_threads(),
         "ram_gb": ram_gb(),
         "os": platform.platform(),

@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 _ENV_ROWS = (  # (row label, environment keys tried in order)
     ("OS", ("os", "platform")), ("CPU", ("cpu_model", "cpu")), ("CPU cores", ("cpu_count",)),
+    ("CPU bf16", ()), ("Threads per training", ("torch_threads",)),
     ("RAM", ("ram_gb",)), ("GPU", ("gpu",)), ("Device", ("device",)), ("CUDA graphs", ()), ("Python", ("python",)),
     ("PyTorch", ("torch",)), ("CUDA (torch.version.cuda)", ("cuda",)), ("cuDNN", ("cudnn",)),
     ("torchvision", ("torchvision",)), ("NumPy", ("numpy",)), ("resnet-nb", ("resnet_nb",)),
@@ -135,6 +136,16 @@ def graphs_value(run: dict) -> str | None:
     return f"{step}; {_eval_graphs(rt)}"
 
 
+def _bf16_value(env: dict) -> tuple[str, str] | None:
+    """Whether the CPU computes bf16 in hardware (``environment.cpu_has_native_bf16``): the
+    default precision of a CPU run follows it; None in an older record."""
+    native = env.get("cpu_native_bf16")
+    if native is None:
+        return None
+    return (("native (AVX512-BF16 or AMX)", "硬件原生支持（AVX512-BF16 或 AMX）") if native else
+            ("emulated (no AVX512-BF16 or AMX)", "软件仿真（无 AVX512-BF16 或 AMX）"))
+
+
 def _environment(runs: list[dict]) -> list[dict]:
     """Table 3-1's rows ``{label, value, value_zh, differs}``: each value once, joined by " / "
     where runs differ; "Executed by" names the runs of each value (whether papermill ran each)."""
@@ -144,7 +155,8 @@ def _environment(runs: list[dict]) -> list[dict]:
         for run in runs:
             env = run.get("environment") or {}
             v = (executed_value(run) if label == "Executed by" else commit_value(env) if label == "git commit"
-                 else graphs_value(run) if label == "CUDA graphs" else _env_value(env, label, keys))
+                 else graphs_value(run) if label == "CUDA graphs" else _bf16_value(env) if label == "CPU bf16"
+                 else _env_value(env, label, keys))
             pair = v if isinstance(v, tuple) or v is None else (v, v)
             if pair not in values:
                 values.append(pair)

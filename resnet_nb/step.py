@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_nb.config import PRECISIONS, TrainConfig
+from resnet_nb.environment import cpu_has_native_bf16
 
 __all__ = [
     "PRECISIONS", "CONCRETE_PRECISIONS", "cpu_has_native_bf16", "default_precision", "settle_precision",
@@ -80,20 +81,6 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16}
 CONCRETE_PRECISIONS = ("fp32", "bf16")   # what a step runs in (config's "auto" settled first)
 WARMUP_STEPS = 3  # eager steps before capture (cuDNN autotuning, lazy init), then undone
 EVAL_BATCH = 1000        # images per evaluation forward pass (packing.evaluate_pack)
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX-BF16; Linux flags).
-    Elsewhere torch's CPU autocast emulates bf16, which is slower than fp32."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
 
 
 def default_precision(device: torch.device | str) -> str:
