@@ -13,6 +13,8 @@ DATASET ?= cifar10
 RUN_ID  ?=
 MODELS  ?=
 SEEDS   ?=
+# PARALLEL: executions at once (default auto: 1 with a GPU, 2 on a multi-core CPU)
+PARALLEL ?=
 PYTEST_ARGS ?=
 
 .PHONY: help install test reproduce lab report publish readme sysdeps browserdeps golden bench clean
@@ -40,7 +42,7 @@ test: $(STAMP)
 
 reproduce: $(STAMP)
 	$(BIN)/resnet-nb reproduce --preset $(PRESET) --dataset $(DATASET) $(if $(RUN_ID),--run-id $(RUN_ID)) \
-	    $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS))
+	    $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(PARALLEL),--parallel $(PARALLEL))
 
 # re-execute the four notebooks with smoke parameters on the synthetic fixture into the
 # nbval golden copies tests/notebooks/*.ipynb (after changing a notebook's .py source)

@@ -62,6 +62,22 @@ run_id = ""                   # figures go to <figures_root>/<run_id>/ ("" -> <f
 figures_root = "report/figures"
 
 # %% [markdown]
+# ## The block, in code
+#
+# `resnet_nb.models.BasicBlock` is the equation above: `residual_branch` is $F(x)$, two 3x3
+# conv-BN layers, and `forward` adds the shortcut before the last ReLU. The plain control is the
+# same block built with `shortcut=None`; where the shape changes, option A (`ShortcutA`)
+# subsamples and zero-pads the identity (sec. 3.3).
+
+# %%
+import inspect
+
+from resnet_nb.models import BasicBlock
+
+print(inspect.getsource(BasicBlock.residual_branch))
+print(inspect.getsource(BasicBlock.forward))
+
+# %% [markdown]
 # ## Load: one batch of training images
 #
 # The batch's provenance (CIFAR-10, a non-canonical copy, or the synthetic fixture) goes

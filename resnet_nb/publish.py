@@ -291,19 +291,19 @@ def publish(run_id: str, runs_dir: str | os.PathLike = "experiments",
 _PROVENANCE_NOTE = {
     "noncanonical": ("**Every number here comes from a non-canonical CIFAR-10 copy**, not from CIFAR-10 "
                      "itself: its md5 sums differ from the published archive ({mismatches}; fingerprint "
-                     "`{fp}`). The GPU machine has no other copy than the JPEG-q75 re-encoding of CIFAR-10 "
-                     "(`scripts/device_check.sh`), whose pixels are close to, not equal to, the originals: "
+                     "`{fp}`), e.g. a re-encoded copy whose pixels are close to, not equal to, the originals: "
                      "compare with the paper with care."),
     "synthetic": ("**Synthetic data, not CIFAR-10** (fingerprint `{fp}`): these numbers show that the code "
                   "runs, not the paper's result."),
     "canonical": "Data: the canonical CIFAR-10 (md5 sums match the published archive; fingerprint `{fp}`).",
 }
 _CLAIM_ROWS = (  # verdicts.CLAIMS key -> what the paper claims (He et al. 2016, sec. 4.2, Fig. 6, Table 6)
-    ("degradation_acc", "degradation: the deeper plain net tests worse"),
-    ("degradation_loss", "degradation: the deeper plain net trains worse"),
-    ("residual_fix_acc", "residual learning: the deep ResNet beats the deep plain net"),
-    ("depth_gain_acc", "the deeper ResNet gains from its depth"),
+    ("degradation_acc", "Degradation: the deeper plain net tests worse"),
+    ("degradation_loss", "Degradation: the deeper plain net trains worse"),
+    ("residual_fix_acc", "Residual learning: the deep ResNet beats the deep plain net"),
+    ("depth_gain_acc", "Depth helps ResNets: the deeper ResNet beats the shallower one"),
 )
+_HEADLINE_FIGURE = "resnet_error_fig6.png"   # the paper's Fig. 6 layout: training and test error per epoch
 
 
 def _duration(seconds: float | None) -> str:
@@ -356,30 +356,36 @@ def _run_id_section(root: Path, run_id: str, folder: str) -> list[str]:
     by_model: dict[str, list[dict]] = {}
     for run in runs:
         by_model.setdefault(str(run["config"]["model"]), []).append(run)
-    lines += [f"| model | best test acc ({short}) | last test acc ({short}) | epochs | wall time | card, precision |",
-              "|---|---:|---:|---:|---:|---|"]
+    lines += [f"| model | final-epoch test acc ({short}) | best test acc ({short}) | seeds | epochs | wall time "
+              f"| card, precision |", "|---|---:|---:|---:|---:|---:|---|"]
     models = summary.get("models") or {}
     for key, s in models.items():
         cards = sorted({_card(r) for r in by_model.get(key, [])})
         epochs = f"{s.get('last_epoch')}/{s.get('epochs_planned')}"
         if s.get("status") != "finished":
             epochs += f" ({s.get('status')})"
-        lines.append(f"| {model_label(key)} | {_acc(s.get('best_test_acc'), s.get('best_test_acc_std'), s['n_seeds'])} "
-                     f"| {_acc(s.get('last_test_acc'), s.get('last_test_acc_std'), s['n_seeds'])} | {epochs} "
+        seeds = ", ".join(str(x) for x in s.get("seeds") or []) or "?"
+        lines.append(f"| {model_label(key)} | {_acc(s.get('last_test_acc'), s.get('last_test_acc_std'), s['n_seeds'])} "
+                     f"| {_acc(s.get('best_test_acc'), s.get('best_test_acc_std'), s['n_seeds'])} | {seeds} | {epochs} "
                      f"| {_duration(s.get('wall_time_s'))} | {' / '.join(cards) or 'not recorded'} |")
     depths = sorted({parse_model_name(k)[1] for k in models})
     shallow, deep = (depths[0], depths[-1]) if len(depths) > 1 else (20, 56)
     judged = paper_claims(summary, shallow, deep)
-    lines += ["", f"| claim of He et al. 2016 (depth {shallow} vs {deep}) | numbers ({short}) "
-                  f"| verdict (rule table: `resnet_nb/verdicts.py`) |", "|---|---|---|"]
-    from resnet_nb.verdicts import CLAIMS
+    from resnet_nb.verdicts import CLAIMS, ci_text
 
+    if (root / run_id / _HEADLINE_FIGURE).is_file():
+        lines += ["", f"![Training error (dashed) and test error (solid) per epoch, plain nets left, ResNets right, "
+                      f"as the paper's Fig. 6; data: {data}]({folder}/{_HEADLINE_FIGURE})"]
+    lines += ["", f"The paper's claims at depths {shallow} and {deep}, judged by the rule table "
+                  f"(`resnet_nb/verdicts.py`; data: {data}):", ""]
     for name, claim in _CLAIM_ROWS:
         v, (a, b, metric, _) = judged[name], CLAIMS[name]
         a, b = a.format(s=shallow, d=deep), b.format(s=shallow, d=deep)
-        nums = (f"{model_label(a)} {v.mean_a:.4f} vs {model_label(b)} {v.mean_b:.4f} ({metric})"
+        what = {"last_test_acc": "final-epoch test acc", "best_test_acc": "best test acc"}.get(metric, metric.replace("_", " "))
+        nums = (f"{model_label(a)} {v.mean_a:.4f} vs {model_label(b)} {v.mean_b:.4f} ({what}"
+                f"{'; ' + ci_text(v) if v.ci is not None else ''})"
                 if v.mean_a is not None and v.mean_b is not None else f"{model_label(a)} vs {model_label(b)}: n/a")
-        lines.append(f"| {claim} | {nums} | {v.en} |")
+        lines.append(f"- {claim}: **{v.en}**; {nums}.")
     figs = summary.get("figures") or {}  # key -> file, as the analysis listed them
     shown = [_link(folder, f, k.replace("_", " ")) for k, f in figs.items() if (root / run_id / f).is_file()]
     docs = [_link(folder, p, f"report ({p.split('.')[1]}, PDF)") for p in REPORT_PDFS if (root / run_id / p).is_file()]

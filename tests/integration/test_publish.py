@@ -173,7 +173,7 @@ def test_readme_table_from_the_published_copy(site, tmp_path):
     text = readme.read_text()
     assert text.startswith("# x\n\n<!-- published-results:begin -->") and text.endswith("\n\nrest\n")
     assert "old" not in text and f"### `{RUN_ID}`: synthetic data, smoke preset, 2 epochs" in text
-    assert "best test acc (synthetic data)" in text and "CPU (" in text
+    assert "final-epoch test acc (synthetic data)" in text and "CPU (" in text and "resnet_error_fig6.png)" in text
     assert text.count("| not assessable: synthetic data |") == 4  # every claim, by the rule table
     rel = Path(os.path.relpath(site["published"], tmp_path)).as_posix()
     assert f"]({rel}/{RUN_ID}/report.en.pdf)" in text and f"]({rel}/{RUN_ID}/bench.json)" in text

@@ -93,5 +93,5 @@ def test_bad_options_are_one_line_errors(capsys):
     assert "model 'plain21': depth must be 6n+2" in capsys.readouterr().err
     assert main(["reproduce", "--set", "epochz=3", "--dataset", "synthetic"]) == 2
     assert "unknown TrainConfig field 'epochz' (did you mean epochs?)" in capsys.readouterr().err
-    assert main(["reproduce", "--parallel", "0"]) == 2
-    assert "--parallel must be >= 1" in capsys.readouterr().err
+    assert main(["reproduce", "--parallel", "-1"]) == 2
+    assert "--parallel must be >= 1, or 0 for auto" in capsys.readouterr().err

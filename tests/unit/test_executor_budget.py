@@ -94,3 +94,10 @@ def test_cpu_executions_share_the_cores(monkeypatch):
     assert cpu_threads_env([], 1) == {} and cpu_threads_env(["0"], 2) == {}   # one execution; a GPU
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert cpu_threads_env([], 2) == {}                                        # the user's setting wins
+
+
+def test_auto_parallel_is_one_on_a_gpu_two_on_a_multicore_cpu(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert reproduce.auto_parallel(cuda=True) == 1 and reproduce.auto_parallel(cuda=False) == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert reproduce.auto_parallel(cuda=False) == 1
