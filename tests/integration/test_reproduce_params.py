@@ -43,7 +43,7 @@ def test_models_and_seeds_cross_product(tmp_path):
 
 def test_unknown_preset_is_reported_first_with_the_presets(tmp_path):
     for kw in (dict(), dict(seeds="0,1"), dict(seed=None)):
-        with pytest.raises(ValueError, match=r"^unknown preset 'bogus': use one of seed, paper, smoke$"):
+        with pytest.raises(ValueError, match=r"^unknown preset 'bogus': use one of seed, paper, short, smoke$"):
             configs_from_parameters(params(tmp_path, preset="bogus", **kw))
 
 
