@@ -288,6 +288,7 @@ _PER_SEED_HEAD = {
     "en": ("Model", "Seed", "Final test acc", "Best test acc (epoch)", "Final train loss", "Epochs", "Status"),
     "zh": ("模型", "种子", "最后一轮测试精度", "最佳测试精度（轮）", "最终训练 loss", "轮数", "状态"),
 }
+_STATUS_ZH = {"finished": "已完成", "running": "运行中", "paused": "已暂停", "interrupted": "已中断", "failed": "失败"}
 _DIVERGED = {"en": "diverged (NaN/inf loss): excluded from means and verdicts",
              "zh": "发散（loss 为 NaN/inf）：不计入均值与结论"}
 
@@ -303,7 +304,8 @@ def per_seed_table(summary: dict, lang: str = "en") -> str:
     for m in sort_models(summary.get("models") or {}):
         for p in summary["models"][m].get("per_seed") or []:
             best = f"{f4(p.get('best_test_acc'))} ({p['best_epoch']})" if p.get("best_epoch") else "n/a"
-            status = _DIVERGED[lang] if p.get("diverged") else (p.get("status") or "running")
+            status = p.get("status") or "running"
+            status = _DIVERGED[lang] if p.get("diverged") else (_STATUS_ZH.get(status, status) if lang == "zh" else status)
             lines.append(f"| {model_label(m)} | {p['seed']} | {f4(p.get('last_test_acc'))} | {best} | "
                          f"{f4(p.get('final_train_loss'))} | {p.get('last_epoch', 0)}/{p.get('epochs_planned')} | "
                          f"{status} |")

@@ -202,3 +202,15 @@ def test_no_depth_sweep_below_three_depths_says_why(tmp_path):
     assert not ready and "2 plain and 2 residual" in why and "--models sweep" in why
     assert "error_vs_depth" not in summary["figures"]
     assert not (tmp_path / "figs" / "s" / "resnet_error_vs_depth.png").exists()
+
+
+def test_per_seed_table_names_every_seed_and_a_diverged_one(tmp_path):
+    make_run(tmp_path, "p", "plain20", seed=0, run_name="plain20-seed0", accs=(0.1, 0.5, 0.45))
+    make_run(tmp_path, "p", "plain20", seed=1, run_name="plain20-seed1", accs=(0.1, 0.6, 0.55))
+    summary = analysis.summarize(analysis.list_runs(tmp_path, "p"), "p", expected=[])
+    summary["models"]["plain20"]["per_seed"][1].update(diverged=True, status="failed")
+    en, zh = analysis.per_seed_table(summary, "en"), analysis.per_seed_table(summary, "zh")
+    rows = en.splitlines()[2:]
+    assert rows[0].startswith("| Plain-20 | 0 | 0.4500 | 0.5000 (2) |") and rows[0].endswith("| 3/3 | finished |")
+    assert "diverged (NaN/inf loss): excluded from means and verdicts" in rows[1]
+    assert "已完成" in zh and "发散" in zh
