@@ -1,7 +1,7 @@
 """From run directories to the reproduction's evidence: curves, summary.json, tables, figures.
 
 The analysis reads only files (``resnet_nb.runs``), never live objects, so a report can
-be rebuilt anywhere from run directories trained elsewhere (DESIGN.md). It answers the
+be rebuilt anywhere from run directories trained elsewhere. It answers the
 questions of He et al. 2016, sec. 4.2 on CIFAR-10: does the deeper plain net train and
 test worse than the shallower one (degradation, Fig. 6 left), and does the residual net
 of the same depth remove that (Fig. 6 right, Table 6)?
@@ -244,7 +244,7 @@ def _preset_of(runs: Sequence[dict]) -> str:
 
 def summarize(runs: Sequence[dict], run_id: str, expected: Sequence[str] = SEED_MODELS,
               figures: dict[str, str] | None = None) -> dict:
-    """The ``summary.json`` record (schema in TEAM.md / DESIGN.md) of the runs of ``run_id``.
+    """The ``summary.json`` record (its fields are the keys written below) of the runs of ``run_id``.
 
     ``expected``: the models the comparison needs; those without a run dir are listed
     under ``missing``. ``figures``: key -> file name of the figures written next to it.

@@ -73,7 +73,7 @@ from resnet_nb.step import (COMPILE_BACKEND_ENV, COMPILE_MODE_ENV, PRECISIONS, C
 __all__ = ["run_bench", "add_arguments", "run_cli", "SEED_RECIPE", "sync_check", "SYNC_STEPS", "merge_results",
            "COMPILE_CHECK_STEPS"]
 
-# the seed report's reproduction (DESIGN.md): epochs, training images, test images per epoch
+# the seed report's reproduction: epochs, training images, test images per epoch
 SEED_RECIPE = {"epochs": 200, "n_train": 50_000, "n_test": 10_000, "models": 4}
 SEEDS_PER_PACK = 5
 COMPILE_CHECK_STEPS = 3     # (g): first steps compared with the uncompiled step (same weights, same batches)
@@ -321,7 +321,7 @@ SYNC_PACK_MODES = ("grouped", "branches")
 SYNC_WARNING = "synchronizing CUDA operation"   # torch's text under set_sync_debug_mode("warn")
 SYNC_NEEDS_CUDA = ("resnet-nb bench --sync-check needs CUDA: it counts host syncs with "
                    "torch.cuda.set_sync_debug_mode, which watches CUDA streams only; the device here is {device}. "
-                   "Run it on the GPU machine (scripts/device_check.sh step 2b runs it)")
+                   "Run it on a machine with a CUDA GPU (resnet-nb gpu-check runs it)")
 
 
 class _SyncLog:
@@ -550,8 +550,8 @@ def _implied(rows: list[dict], depths: list[int]) -> dict:
 
 
 def merge_results(parts: list[dict]) -> dict:
-    """One result from several ``run_bench`` results of one machine (``scripts/device_check.sh``
-    step 4c runs ``--compile`` in a process per depth): rows in order, implied times
+    """One result from several ``run_bench`` results of one machine (e.g. ``--compile`` run in a
+    process per depth): rows in order, implied times
     recomputed over all of them; device and settings those of the first part."""
     if not parts:
         raise ValueError("merge_results needs at least one bench result")

@@ -1,4 +1,4 @@
-"""One frozen ``TrainConfig`` describes a training run completely (STYLE.md, convention 1).
+"""One frozen ``TrainConfig`` describes a training run completely.
 
 Every field is flat and typed; its help text carries the unit. The CLI flags of
 ``resnet-nb train`` and the papermill parameters of ``02_train`` map 1:1 onto the field

@@ -1,7 +1,7 @@
 """N same-depth CIFAR networks trained as one: grouped convolutions, one backward.
 
 Why: a ResNet-56 step at batch 128 is ~600 small kernels, so on a GPU its speed is set by
-launch latency, not arithmetic (DESIGN.md, "Speed facts"). Packing N networks of the same
+launch latency, not arithmetic (docs/speed.md). Packing N networks of the same
 depth into one network whose every layer is *block-diagonal* over the members runs the N
 networks with the kernel count of one.
 

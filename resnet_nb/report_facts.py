@@ -1,6 +1,6 @@
 """What the reproduction report says: run files -> facts (plain data).
 
-Reads only files (DESIGN.md, one-directional flow): the run directories
+Reads only files (the data flow is one-directional): the run directories
 ``<runs_dir>/<run_id>/<run_name>/{config.json,metrics.json}`` and the analysis outputs
 ``<figures_dir>/<run_id>/{summary.json,*.png}``. :func:`collect_facts` turns them into
 plain data: every number, every comparison and every provenance flag. The comparisons are

@@ -1,6 +1,6 @@
 """Run directories: atomic writers and the readers analysis, report and notebooks use.
 
-A run directory ``<out_dir>/<run_id>/<run_name>/`` holds (DESIGN.md contract):
+A run directory ``<out_dir>/<run_id>/<run_name>/`` holds (docs/run-directory.md):
 
 * ``config.json``: ``{"format_version", "config": asdict(cfg), "preset", "environment",
   "dataset", "status", "start_time", "end_time", "params", "runtime", ...}``; status is

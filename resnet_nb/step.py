@@ -6,7 +6,7 @@ serves a single ``CifarResNet`` on (B, 3, H, W) and a ``PackedCifarResNet`` on
 (``lr_at``, ``set_lr``) and the arithmetic (``autocast``).
 
 These nets are small: at batch 128 a ResNet-56 step is ~600 tiny kernels, so an eager GPU
-step is bound by kernel-launch latency, not arithmetic (DESIGN.md, "Speed facts"). The
+step is bound by kernel-launch latency, not arithmetic (docs/speed.md). The
 levers, none of which changes the mathematics of the recipe:
 
 * ``precision="bf16"``: autocast to bfloat16 for convolutions and matmuls, fp32 master
@@ -48,7 +48,7 @@ recorded (``counts()["compile_fallback"]``) and the step continues uncompiled.
 
 On the CPU the step runs eagerly. Where capture fails, a warning says so and the run
 continues eagerly. ``RESNET_NB_CUDA_GRAPHS=0`` turns capture off (eager reference runs on
-a GPU, e.g. ``scripts/device_check.sh``). What really ran is counted, not assumed:
+a GPU, e.g. ``resnet-nb gpu-check``). What really ran is counted, not assumed:
 ``TrainStep.counts()`` (captures, graph replays, eager steps, the fallback reason) goes
 into each run's config.json (``runtime``), and ``announce`` hears once how the first
 capture attempt ended.

@@ -1,7 +1,7 @@
 """Training entry points: one recipe for every model (He et al. 2016, sec. 4.2).
 
 ``train(cfg)`` trains one ``TrainConfig`` into its run directory
-``<out_dir>/<run_id>/<run_name>/`` (the contract of DESIGN.md, see ``resnet_nb.runs``);
+``<out_dir>/<run_id>/<run_name>/`` (the contract of ``resnet_nb.runs``, docs/run-directory.md);
 ``train_many(cfgs)`` trains several into one run id, same-depth configs packed into one
 network on CUDA. The data flow, one module per step:
 

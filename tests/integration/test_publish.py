@@ -1,4 +1,4 @@
-"""Publishing a reproduction (issue 10, item 9): ``resnet-nb publish`` copies what a reader needs
+"""Publishing a reproduction: ``resnet-nb publish`` copies what a reader needs
 into ``report/published/<run id>/``, the report rebuilds from that copy, ``resnet-nb evaluate``
 re-computes a published ``best.pth``'s test accuracy, and the README table comes from the copy.
 
@@ -88,7 +88,7 @@ def test_refusals_name_what_to_do(site, tmp_path, capsys):
 
 
 def test_the_executed_notebook_is_expected_exactly_where_papermill_ran(site, tmp_path, capsys):
-    """Issue 10 item 8: config.json's executed_by says which processes papermill ran; publish
+    """config.json's executed_by says which processes papermill ran; publish
     refuses a run whose executed notebook is missing (naming it), copies it where it exists,
     and leaves out a notebook that no recorded papermill process wrote."""
     runs, figs, build = tmp_path / "runs", tmp_path / "figs", tmp_path / "build"

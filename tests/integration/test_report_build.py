@@ -84,7 +84,7 @@ def test_report_of_a_real_smoke_run_in_all_formats(tiny_reproduction, tmp_path):
     en_html = html_lib.unescape(" ".join((build / "report.en.html").read_text().split()))
     zh_html = html_lib.unescape(" ".join((build / "report.zh.html").read_text(encoding="utf-8").split()))
     assert verdict in en_html
-    # issue 9: a synthetic smoke run claims nothing: every verdict is "not assessable"
+    # a synthetic smoke run claims nothing: every verdict is "not assessable"
     assert all(x["en"] == "not assessable: synthetic data" for x in facts["cmp"].values())
     _no_claims(en_html, zh_html)
     # zh DOCX/HTML captions carry no English "Figure"/"Table" (only the paper's "Fig. 6"/"Table 6")

@@ -1,5 +1,5 @@
 """No lost work: races on a run dir, lost or corrupt config.json, a full disk, crash debris,
-killed runs and the run dir's lock (issue 9, items 7, 8, 10, 11, 14).
+killed runs and the run dir's lock.
 
 Every run is a ResNet-8 on 128 synthetic images (4 iterations per epoch, 2 epochs, CPU).
 """
@@ -56,7 +56,7 @@ def interrupt_after_epoch_1(monkeypatch, cfg):
 
 def another_process_trains_while_data_loads(monkeypatch, other_cfgs, then=None):
     """Between this command's look at the run dir and its lock, ``other_cfgs`` really train
-    (to the end) into the same run dirs: the interleaving of issue 9, item 7."""
+    (to the end) into the same run dirs: two commands interleaved."""
     real = packing.prepare_data
 
     def interleaved(cfg, device="cpu"):

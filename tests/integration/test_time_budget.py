@@ -1,4 +1,4 @@
-"""The time budget (issue 10, item 2) and the record of what the step ran (item 4).
+"""The time budget and the record of what the step ran.
 
 ``--time-budget`` stops training at an epoch boundary when the next epoch would not fit;
 the run is ``paused`` (resumable, exit status 75) and its rerun ends exactly where an

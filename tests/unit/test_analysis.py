@@ -1,4 +1,4 @@
-"""resnet_nb.analysis on hand-built run directories (the DESIGN.md / TEAM.md contract)."""
+"""resnet_nb.analysis on hand-built run directories (the run-directory contract)."""
 import json
 from dataclasses import asdict
 
@@ -153,7 +153,7 @@ def test_run_ids_must_be_plain_folder_names(tmp_path):
     assert not (tmp_path / "figs").exists()
 
 
-# ---- issue 12: per-epoch std, the seeds column, the depth sweep (Table 6)
+# ---- per-epoch std, the seeds column, the depth sweep (Table 6)
 
 def test_curve_std_and_table_seeds_against_hand_values(tmp_path):
     make_run(tmp_path, "r", "plain20", seed=0, run_name="plain20-seed0", accs=(0.2, 0.5, 0.4))

@@ -7,7 +7,7 @@ import pytest
 from resnet_nb.config import (NON_MATH_FIELDS, PRESETS, TrainConfig, coerce_field, config_diff,
                               config_from_dict, field_help, make_config)
 
-# The field names are a fixed interface (TEAM.md); defaults are the seed recipe.
+# The field names are a fixed interface (CLI flags, papermill parameters, config.json); defaults are the seed recipe.
 SEED_DEFAULTS = dict(
     preset="seed", model="resnet20", shortcut="A", epochs=200, batch_size=128, lr=0.1,
     momentum=0.9, weight_decay=1e-4, schedule="epochs", milestones=(100, 150), gamma=0.1,

@@ -1,4 +1,4 @@
-"""Issue 9 item 6: a data file must never run code. The md5 verdict is acted on before any
+"""A data file must never run code. The md5 verdict is acted on before any
 pickle is read, every batch goes through the restricted unpickler, and "synthetic" is
 decided by the fixture's sidecar, never by the pickle's contents."""
 import builtins

@@ -1,4 +1,4 @@
-"""Figure titles name the data they show (issue 9, item 1): CIFAR-10, the non-canonical copy
+"""Figure titles name the data they show: CIFAR-10, the non-canonical copy
 or the synthetic fixture, read from the run files; never "CIFAR-10" or "real" for synthetic data."""
 from dataclasses import asdict
 
@@ -148,7 +148,7 @@ def test_probe_scope_says_what_a_smaller_probe_left_out():
 
 
 def test_fig6_bands_colours_per_depth_and_an_extended_axis_said_in_the_title():
-    """Issue 12: one colour per depth, train dashed / test solid in %, a +-std band per curve
+    """One colour per depth, train dashed / test solid in %, a +-std band per curve
     with several seeds, the paper's 0-20 % axis unless errors lie above it (then said)."""
     from matplotlib.collections import PolyCollection
 

@@ -1,7 +1,7 @@
 """The report's facts and sentences come from the run files: verdicts, missing and running
 runs, provenance, refusals; and a missing PDF engine still leaves DOCX and HTML.
 
-Run dirs are written by hand in the DESIGN.md contract (no training), summaries by the real
+Run dirs are written by hand in the run-directory contract (no training), summaries by the real
 ``resnet_nb.analysis.summarize``, so these tests take a few seconds.
 """
 from __future__ import annotations
@@ -299,7 +299,7 @@ def test_relative_directories_as_given_on_the_command_line(tmp_path, monkeypatch
 
 
 def test_a_smoke_run_on_synthetic_data_never_claims_a_result(tmp_path):
-    """Issue 9: a 1-seed, 5-epoch synthetic smoke run once printed "shown"/「成立」 (Table 4-4,
+    """A 1-seed, 5-epoch synthetic smoke run once printed "shown"/「成立」 (Table 4-4,
     4.5.1's Fig. 6 sentence, conclusion 2) even where Plain-20 reached 100 % test accuracy."""
     runs, figs = seed_like(tmp_path, preset="smoke", provenance="synthetic")
     facts = facts_of(runs, figs)
@@ -400,7 +400,7 @@ def test_run_ids_outside_the_roots_are_refused(tmp_path, capsys, bad):
 
 
 def test_report_without_run_id_prefers_the_newest_complete_reproduction(tmp_path, capsys, monkeypatch):
-    """Issue 9 item 13: make report (no RUN_ID) once picked a newer single-model papermill run."""
+    """make report (no RUN_ID) once picked a newer single-model papermill run."""
     import os
 
     from resnet_nb.cli import main
@@ -463,7 +463,7 @@ def test_make_commands_are_code_blocks_not_inline_code(tmp_path, monkeypatch):
     ("canonical", "CIFAR-10, ", "CIFAR-10，"),
 ])
 def test_figure_captions_name_the_data(tmp_path, provenance, en_word, zh_word):
-    """Issue 9 item 1: every result figure's caption names the data's provenance, from the run files."""
+    """Every result figure's caption names the data's provenance, from the run files."""
     runs, figs = seed_like(tmp_path, preset="smoke" if provenance == "synthetic" else "seed", provenance=provenance)
     from resnet_nb.report_facts import RESULT_FIGURES
     for name in RESULT_FIGURES:                       # the figures exist (their content does not matter here)
@@ -481,7 +481,7 @@ def test_figure_captions_name_the_data(tmp_path, provenance, en_word, zh_word):
         assert not any("synthetic" in c for c in captions_en)
 
 
-# ---- issue 12: the published numbers come from report/literature.json; the sweep's sections
+# ---- the published numbers come from report/literature.json; the sweep's sections
 
 def test_the_comparison_table_reads_the_literature_file(tmp_path, monkeypatch):
     import resnet_nb.literature as lit_mod
@@ -531,7 +531,7 @@ def test_sweep_sections_and_the_scaled_warmup_are_reported(tmp_path):
 
 
 def test_environment_table_says_how_each_run_was_trained_and_where_the_commit_came_from(tmp_path):
-    """Issue 10 items 3 and 8: the commit's source (git, $RESNET_NB_COMMIT, none) and, per run,
+    """The commit's source (git, $RESNET_NB_COMMIT, none) and, per run,
     whether papermill executed it (config.json executed_by)."""
     runs, figs = seed_like(tmp_path)
     papermill = {"by": "papermill", "notebook": "02_train.ipynb", "source": "02_train.ipynb", "epoch": 0}

@@ -1,4 +1,4 @@
-"""Issue 12: the depth sweep's model set and ResNet-110's warm-up rule, and the published
+"""The depth sweep's model set and ResNet-110's warm-up rule, and the published
 numbers file (report/literature.json) with its checks."""
 from __future__ import annotations
 

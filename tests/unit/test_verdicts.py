@@ -252,7 +252,7 @@ def test_degradation_checks_use_the_rule_table(tmp_path):
     assert all("not assessable: synthetic data" in line for line in lines)
 
 
-# ---- issue 12: the verdicts of several seeds as a table, on constructed runs
+# ---- the verdicts of several seeds as a table, on constructed runs
 
 def test_claims_table_clear_gap_no_gap_and_one_seed(tmp_path):
     """A clear gap over 3 seeds is shown with its p, interval and Holm p; equal means are not
