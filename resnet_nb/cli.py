@@ -39,7 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "parity": ("resnet_nb.parity", "train the short recipe's first epochs in fp32 and bf16: does bf16 train as fp32 does?"),
     "publish": ("resnet_nb.publish", "copy a finished reproduction into report/published/<run id>/; the README table"),
     "evaluate": ("resnet_nb.evaluate", "re-compute a run's test accuracy from its best.pth and check it against metrics.json"),
-    "carry": ("resnet_nb.carry", "pack, restore or size the run dirs a GPU machine's command carries"),
+    "gpu-check": ("resnet_nb.gpu_check", "check and measure the GPU fast path on this machine's card, in one go"),
+    "transfer": ("resnet_nb.transfer", "export run dirs as checked tars, or import them on another machine"),
 }
 
 

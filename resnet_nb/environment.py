@@ -6,7 +6,8 @@ not stop a training run.
 
 The commit comes from git when the checkout holding resnet_nb is a git work tree, else from
 ``RESNET_NB_COMMIT`` (and ``RESNET_NB_COMMIT_DIRTY``, 1/0), which a copy without ``.git``
-(the GPU machine's copy of the checkout) is given by the command that starts it;
+(e.g. a checkout copied to a rented GPU) is given by the command that starts it
+(``resnet-nb transfer commit`` prints them);
 ``git_commit_source`` records which it was.
 """
 from __future__ import annotations

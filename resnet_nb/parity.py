@@ -117,7 +117,7 @@ def _train_all(cfgs: list, parallel: int, deadline: float | None) -> int:
     """Train ``cfgs`` with ``resnet-nb train``, ``parallel`` at once (cores shared out); returns
     the worst exit status (75: paused by the budget)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, cores // parallel)))
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, cores // parallel))) if parallel > 1 else dict(os.environ)
     pending, running, worst = list(cfgs), [], 0
     while pending or running:
         while pending and len(running) < parallel:
@@ -145,7 +145,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-noncanonical", action="store_true", help="accept a CIFAR-10 copy with other md5 sums")
     p.add_argument("--out-dir", default="experiments", help="runs go to <out-dir>/parity/")
     p.add_argument("--reuse", default="", help="a short reproduction's run-id folder: its bf16 runs give the bf16 side")
-    p.add_argument("--parallel", type=int, default=2, help="trainings at once (the cores shared out)")
+    p.add_argument("--parallel", type=int, default=2, help="trainings at once (on a CPU the cores are shared out)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<index> (default: cpu)")
     p.add_argument("--time-budget", type=float, default=0.0, help="seconds for all the training (0: no limit)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a TrainConfig field of every run (tests: train_subset=...)")
@@ -161,7 +162,7 @@ def run_cli(args: argparse.Namespace) -> int:
         raise ValueError("--epochs and --parallel must be at least 1")
     extra = dict(kv.split("=", 1) for kv in args.overrides)
     common = dict(dataset=args.dataset, data_root=args.data_root, allow_noncanonical=args.allow_noncanonical,
-                  out_dir=str(Path(args.out_dir).expanduser().resolve()), device="cpu", **extra)
+                  out_dir=str(Path(args.out_dir).expanduser().resolve()), device=args.device, **extra)
     cfgs = parity_runs(models, seeds, args.epochs, common)
     reuse = Path(args.reuse).expanduser() if args.reuse else None
     series: dict[str, dict] = {m: {} for m in models}

@@ -1,6 +1,6 @@
 """Publish a finished reproduction: ``report/published/<run id>/``, committed with the repository.
 
-A GPU window produces run dirs in ``experiments/<run id>/`` (git-ignored), the analysis writes
+A reproduction trains run dirs in ``experiments/<run id>/`` (git-ignored), the analysis writes
 ``report/figures/<run id>/`` and ``resnet-nb report`` builds ``report/build/<run id>/`` (both
 git-ignored). ``publish(run_id)`` copies what a reader needs into one committed folder, keeping
 the design card's top level (it lives under ``report/``)::
@@ -18,8 +18,7 @@ The run dirs and the figures share the folder, so ``report/published`` is both t
 and the figures root of the report (``locate``): ``make report RUN_ID=<id>`` rebuilds the same
 report from it on a machine that never trained. ``readme_block`` turns every published run id
 into the README's headline table (verdicts by ``resnet_nb.verdicts``); ``update_readme`` writes
-it between the README's markers. Published weights travel with every GPU command (the checkout
-is carried: 64 MiB in all, DEVICE.md), so the command prints their size.
+it between the README's markers. Published weights are committed, so the command prints their size.
 """
 from __future__ import annotations
 
@@ -32,13 +31,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from resnet_nb.carry import MAX_CARRY_BYTES, tree_bytes
+from resnet_nb.transfer import tree_bytes
 from resnet_nb.config import check_run_id
 from resnet_nb.data import file_digest
 from resnet_nb.runs import BEST_FILE, CONFIG_FILE, METRICS_FILE, effective_status, list_runs, read_json
 
 __all__ = ["PUBLISHED_DIR", "MANIFEST_FILE", "RUN_FILES", "RUN_ID_NOTEBOOKS", "REPORT_PDFS", "BENCH_FILE",
-           "CARRY_LIMIT", "README_BEGIN", "README_END", "Located", "locate", "is_published",
+           "README_BEGIN", "README_END", "Located", "locate", "is_published",
            "published_ids", "newest_published", "Published", "publish", "readme_block", "update_readme",
            "add_arguments", "run_cli"]
 
@@ -49,8 +48,6 @@ RUN_FILES = (CONFIG_FILE, METRICS_FILE, BEST_FILE, TRAIN_NOTEBOOK)  # last.pth i
 RUN_ID_NOTEBOOKS = ("01_theory.ipynb", "03_analysis.ipynb")
 REPORT_PDFS = ("report.zh.pdf", "report.en.pdf")        # resnet_nb.report.build_report, languages zh, en
 BENCH_FILE = "bench.json"
-CARRY_LIMIT = MAX_CARRY_BYTES  # bytes: what travels to the GPU machine in all, checkout included
-DATA_BUNDLE = 37_000_000   # bytes: the CIFAR-10 stand-in carried in every GPU command (DEVICE.md)
 README_BEGIN = "<!-- published-results:begin -->"  # update_readme rewrites everything in between
 README_END = "<!-- published-results:end -->"
 
@@ -173,8 +170,9 @@ def _executed_notebooks(runs: list[dict]) -> dict[str, Path | None]:
             out[name] = run_dir / TRAIN_NOTEBOOK if (run_dir / TRAIN_NOTEBOOK).is_file() else None
     if missing:
         raise FileNotFoundError(f"executed notebook missing: {'; '.join(missing)}: config.json (executed_by) says "
-                                f"papermill trained the run there. Restore it (a GPU command's run tar holds "
-                                f"it: resnet-nb carry restore), or retrain the run; nothing was published")
+                                f"papermill trained the run there. Restore it (the run's tar from the machine "
+                                f"that trained it holds it: resnet-nb transfer import), or retrain the run; "
+                                f"nothing was published")
     return out
 
 
@@ -477,10 +475,7 @@ def run_cli(args: argparse.Namespace) -> int:
         for u in res.unfinished:
             print(f"  published unfinished: {u}")
         total = res.all_published_bytes
-        note = (f"{Path(args.published_dir)}/ holds {_size(total)} in all; it travels with every GPU command "
-                f"(the checkout is carried: {_size(CARRY_LIMIT)} in all, the data bundle ~{_size(DATA_BUNDLE)} "
-                f"of it: README, GPU windows)")
-        print(note)
+        print(f"{Path(args.published_dir)}/ holds {_size(total)} in all (committed with the repository)")
         summary = read_json(res.path / "summary.json")
         trial = [w for w, bad in (("synthetic data", (summary.get("dataset") or {}).get("provenance") == "synthetic"),
                                   ("the smoke preset", summary.get("preset") == "smoke")) if bad]
@@ -488,9 +483,6 @@ def run_cli(args: argparse.Namespace) -> int:
             print(f"resnet-nb publish: warning: {res.path.name} is a run of {' and '.join(trial)}: it shows the "
                   f"code runs, not a result; commit it only on purpose (git rm -r {res.path} to take it back)",
                   file=sys.stderr)
-        if total + DATA_BUNDLE > CARRY_LIMIT * 0.8:
-            print(f"resnet-nb publish: warning: published files and the data bundle leave under 20 % of the "
-                  f"{_size(CARRY_LIMIT)} carry for the rest of the checkout", file=sys.stderr)
     if args.readme:
         changed = update_readme(args.readme_file, args.published_dir)
         n = len(published_ids(args.published_dir))

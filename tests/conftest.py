@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def _no_real_data(monkeypatch, tmp_path_factory):
-    """Tests never read ../shared or a user's data: point the default root at an empty dir
+    """Tests read only their own fixtures, never a user's data: point the default root at an empty dir
     and any download at a closed loopback port."""
     monkeypatch.setenv("RESNET_NB_DATA", str(tmp_path_factory.mktemp("no-data")))
     monkeypatch.setenv("RESNET_NB_CIFAR_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")

@@ -69,7 +69,7 @@ def test_refusals_name_what_to_do(site, tmp_path, capsys):
     assert "already exists; pass --force" in capsys.readouterr().err
     assert main([*args, "--force"]) == 0
     out, err = capsys.readouterr()
-    assert "left out: last.pth" in out and "travels with every GPU command" in out and "MiB" in out
+    assert "left out: last.pth" in out and "committed with the repository" in out and "MiB" in out
     assert "warning: " in err and "synthetic data" in err and "shows the code runs, not a result" in err
     assert P.published_ids(site["published"]) == [RUN_ID] and not list(site["published"].glob(".*"))
 
@@ -107,7 +107,7 @@ def test_the_executed_notebook_is_expected_exactly_where_papermill_ran(site, tmp
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"executed notebook missing: {runs / RUN_ID / 'plain8' / '02_train.ipynb'} (run plain8)" in err
-    assert "resnet-nb carry restore" in err and not (tmp_path / "pub").exists()
+    assert "resnet-nb transfer import" in err and not (tmp_path / "pub").exists()
     (runs / RUN_ID / "plain8" / "02_train.ipynb").write_text('{"cells": []}')
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -174,7 +174,7 @@ def test_readme_table_from_the_published_copy(site, tmp_path):
     assert text.startswith("# x\n\n<!-- published-results:begin -->") and text.endswith("\n\nrest\n")
     assert "old" not in text and f"### `{RUN_ID}`: synthetic data, smoke preset, 2 epochs" in text
     assert "final-epoch test acc (synthetic data)" in text and "CPU (" in text and "resnet_error_fig6.png)" in text
-    assert text.count("| not assessable: synthetic data |") == 4  # every claim, by the rule table
+    assert text.count(": **not assessable: synthetic data**;") == 4  # every claim, by the rule table
     rel = Path(os.path.relpath(site["published"], tmp_path)).as_posix()
     assert f"]({rel}/{RUN_ID}/report.en.pdf)" in text and f"]({rel}/{RUN_ID}/bench.json)" in text
     assert not P.update_readme(readme, site["published"])  # generated: a second run changes nothing

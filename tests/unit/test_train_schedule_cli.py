@@ -144,3 +144,13 @@ def test_cli_parse_errors(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--learning-rate", "0.1"])
     assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_gpu_check_without_cuda_says_where_to_run_it(capsys, monkeypatch):
+    import torch
+
+    from resnet_nb.cli import main
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["gpu-check", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA GPU here" in err and "resnet-nb bench --device cpu" in err

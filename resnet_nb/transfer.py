@@ -1,34 +1,27 @@
-"""``resnet-nb carry``: run dirs to and from the GPU machine, one tar per run dir.
+"""``resnet-nb transfer``: move run dirs between machines, one checked tar per run dir.
 
-A GPU window (../shared/DEVICE.md) returns at most 8 files of 16 MiB from a command and
-carries at most 64 MiB into one (the checkout plus the carried paths). A reproduction
-longer than one command therefore goes back and forth as tarballs:
+Train on a rented GPU or a cluster, analyse on a laptop; or resume there a run paused elsewhere
+(``--time-budget``): the run dirs travel as tarballs.
 
-* ``pack``: ``<out_dir>/<run_id>/<run>/`` -> ``<to>/<run_id>__<run>.tar`` (uncompressed:
+* ``export``: ``<out_dir>/<run_id>/<run>/`` -> ``<to>/<run_id>__<run>.tar`` (uncompressed:
   checkpoints do not compress), every regular file of the run dir except hidden ones (the
   ``.lock``, a killed writer's ``.*.tmp``): config.json, metrics.json, last.pth, best.pth,
-  the executed notebook. A tar over 16 MiB is refused; each tar is written to a temporary
-  name and renamed, so a killed command leaves the previous tar or the new one, never half.
-  A damaged metrics.json in any of the run dirs is refused before anything is written, by
-  restore's own check (``_epochs``): restore would refuse its tar.
-* ``restore``: the tars back into ``<out_dir>/<run_id>/<run>/``. A tarball is untrusted
+  the executed notebook. Each tar is written to a temporary name and renamed, so a killed
+  command leaves the previous tar or the new one, never half. A damaged metrics.json in any
+  of the run dirs is refused before anything is written: import would refuse its tar.
+* ``import``: the tars back into ``<out_dir>/<run_id>/<run>/``. A tarball is untrusted
   input: only regular files named ``<run_id>/<run>/<file>`` (plain names) are taken, and
-  they are extracted with tarfile's ``data`` filter, as ``resnet_nb.data`` does. A tar of
-  another run id is refused, naming both. A run dir already there that is as far along
-  (epochs in metrics.json) or further is kept; a run dir holding another config
-  is refused (it would be lost). A damaged metrics.json (not a JSON list), in a tar or in a
-  run dir already there, is refused before anything is written, naming the file: it
-  cannot say which copy is further along, and counting it as 0 epochs could overwrite
-  the intact copy. Training's own resume check refuses a restored run whose
-  config differs from the one it is asked to train (``run_writer.inspect_run``).
-* ``size``: what a device command carries: the checkout's files that travel (tracked and
-  untracked-not-ignored: ``git ls-files -co --exclude-standard``) plus the carried paths,
-  against the 64 MiB limit; exit status 1 when over. It also prints the environment
-  variables that give the commit to the copy on the device, which has no ``.git``
-  (``resnet_nb.environment.git_commit``).
+  they are extracted with tarfile's ``data`` filter, as ``resnet_nb.data`` does; a tar that
+  unpacks to more than ``MAX_TAR_BYTES`` is refused. A tar of another run id is refused,
+  naming both. A run dir already there that is as far along (epochs in metrics.json) or
+  further is kept; a run dir holding another config is refused (it would be lost). A damaged
+  metrics.json (not a JSON list), in a tar or in a run dir already there, is refused before
+  anything is written, naming the file. Training's own resume check refuses an imported run
+  whose config differs from the one it is asked to train (``run_writer.inspect_run``).
+* ``commit``: the environment variables that give a copy of the checkout without ``.git`` its
+  commit (``resnet_nb.environment.git_commit``), for the machine the runs train on.
 
-``python -m resnet_nb.carry`` runs the same command without importing torch (the device
-script packs after every step); only ``restore`` imports it, to compare configs.
+``python -m resnet_nb.transfer`` runs the same command without importing torch for export.
 """
 from __future__ import annotations
 
@@ -44,11 +37,12 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["MAX_TAR_BYTES", "MAX_CARRY_BYTES", "tar_name", "pack", "restore", "carry_size", "tree_bytes",
-           "commit_env", "add_arguments", "run_cli", "main"]
+__all__ = ["MAX_TAR_BYTES", "tar_name", "pack", "restore", "tree_bytes", "commit_env", "add_arguments", "run_cli",
+           "main"]
 
-MAX_TAR_BYTES = 16 * 2**20     # one file returned from a device command (DEVICE.md)
-MAX_CARRY_BYTES = 64 * 2**20   # the checkout plus the carried paths of one command
+# what a tar may unpack to: far above any run dir of these nets (a ResNet-1202's two checkpoints are
+# ~0.3 GB), a guard against a decompression bomb in a tar from elsewhere
+MAX_TAR_BYTES = 2 * 2**30
 SEP = "__"                     # <run_id>__<run>.tar, a label: restore reads the members' names
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")   # a run id, run name or run file name
 REPO = Path(__file__).resolve().parent.parent
@@ -87,22 +81,23 @@ def _run_files(run_dir: Path) -> list[Path]:
 
 
 def _check_packable(run_dir: Path) -> None:
-    """Refuse a run dir whose metrics.json restore would refuse (its ``_epochs``): a tar of
-    it would fail on the device, after the window's start-up was spent."""
+    """Refuse a run dir whose metrics.json import would refuse (its ``_epochs``): its tar would
+    fail on the other machine."""
     try:
         _epochs(run_dir)
     except ValueError as e:
-        raise ValueError(f"{e}: carry restore would refuse its tar, so nothing was packed. Restore "
+        raise ValueError(f"{e}: transfer import would refuse its tar, so nothing was exported. Restore "
                          f"it from a copy, or rerun the command that trains {run_dir.name} (resuming an "
-                         f"unfinished run rewrites metrics.json from last.pth), then pack again") from None
+                         f"unfinished run rewrites metrics.json from last.pth), then export again") from None
 
 
 def pack(out_dir: str | os.PathLike, run_id: str, to: str | os.PathLike,
-         max_bytes: int = MAX_TAR_BYTES) -> list[Path]:
+         max_bytes: int | None = None) -> list[Path]:
     """One tar per run dir of ``<out_dir>/<run_id>/`` into ``to``; returns the tars' paths.
 
-    Members are ``<run_id>/<run>/<file>``. Raises ValueError (naming the run and its files'
-    sizes) for a run dir whose tar would exceed ``max_bytes``; the tars written before stay.
+    Members are ``<run_id>/<run>/<file>``. ``max_bytes`` (None: no limit): a ValueError
+    (naming the run and its files' sizes) for a run dir whose tar would exceed it, e.g. for a
+    transfer service with a size limit; the tars written before stay.
     A run dir whose metrics.json restore would refuse (``_epochs``) is refused before anything
     is written (``to`` is not even created).
     """
@@ -118,10 +113,10 @@ def pack(out_dir: str | os.PathLike, run_id: str, to: str | os.PathLike,
         # to tarfile's 10 KiB record
         estimate = sum(512 + -(-f.stat().st_size // 512) * 512 for f in files) + 10240
         final = to / tar_name(run_id, run_dir.name)
-        if estimate > max_bytes:
+        if max_bytes is not None and estimate > max_bytes:
             sizes = ", ".join(f"{f.name} {_mib(f.stat().st_size)}" for f in files)
             raise ValueError(f"{run_dir} would make a tar of {_mib(estimate)}, over the {_mib(max_bytes)} "
-                             f"a device command returns per file ({sizes}); nothing written for it")
+                             f"asked for ({sizes}); nothing written for it")
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=to)
         try:
             os.chmod(tmp, 0o644)             # mkstemp makes 0600
@@ -132,7 +127,7 @@ def pack(out_dir: str | os.PathLike, run_id: str, to: str | os.PathLike,
                 f.flush()
                 os.fsync(f.fileno())
             size = os.path.getsize(tmp)
-            if size > max_bytes:  # a file grew while it was read
+            if max_bytes is not None and size > max_bytes:  # a file grew while it was read
                 raise ValueError(f"{final.name} came to {_mib(size)}, over {_mib(max_bytes)}; not written")
             os.replace(tmp, final)
         except BaseException:
@@ -195,7 +190,7 @@ def _stored_config(run_dir: Path) -> dict | None:
 
 
 def _check_members(tar: tarfile.TarFile, path: Path, run_id: str) -> dict[str, list[tarfile.TarInfo]]:
-    """``{run: [file members]}`` of a carried tar, or a ValueError saying what is wrong."""
+    """``{run: [file members]}`` of a tar to import, or a ValueError saying what is wrong."""
     runs: dict[str, list[tarfile.TarInfo]] = {}
     total = 0
     for m in tar.getmembers():
@@ -204,8 +199,8 @@ def _check_members(tar: tarfile.TarFile, path: Path, run_id: str) -> dict[str, l
             continue                                   # <run_id>/ or <run_id>/<run>/: created anyway
         if parts[0] != run_id and _NAME.match(parts[0]):
             raise ValueError(f"{path} holds run id {parts[0]!r} ({m.name}), not {run_id!r}: it is the "
-                             f"tar of another reproduction; restore it with --run-id {parts[0]}, or "
-                             f"carry the tars of {run_id}")
+                             f"tar of another reproduction; import it with --run-id {parts[0]}, or "
+                             f"import the tars of {run_id}")
         if not (len(parts) == 3 and parts[0] == run_id and all(_NAME.match(p) for p in parts[1:])):
             raise ValueError(f"{path}: member {m.name!r} is not a file of a run dir "
                              f"({run_id}/<run>/<file>); refusing the whole tar")
@@ -215,7 +210,7 @@ def _check_members(tar: tarfile.TarFile, path: Path, run_id: str) -> dict[str, l
         total += m.size
         runs.setdefault(parts[1], []).append(m)
     if total > MAX_TAR_BYTES:
-        raise ValueError(f"{path} unpacks to {_mib(total)}, more than a carried run dir holds "
+        raise ValueError(f"{path} unpacks to {_mib(total)}, more than any run dir of these nets holds "
                          f"({_mib(MAX_TAR_BYTES)}); refusing it")
     for run, members in runs.items():
         if not any(m.name.endswith("/config.json") for m in members):
@@ -225,8 +220,8 @@ def _check_members(tar: tarfile.TarFile, path: Path, run_id: str) -> dict[str, l
                 try:
                     _count_epochs(tar.extractfile(m).read(), f"{path}: {m.name}")
                 except ValueError as e:
-                    raise ValueError(f"{e}; refusing the whole tar (nothing restored): pack {run_id}/{run} "
-                                     f"again where it was trained (resnet-nb carry pack)") from None
+                    raise ValueError(f"{e}; refusing the whole tar (nothing imported): export {run_id}/{run} "
+                                     f"again where it was trained (resnet-nb transfer export)") from None
     if not runs:
         raise ValueError(f"{path} holds no run dir files ({run_id}/<run>/<file>)")
     return runs
@@ -241,7 +236,7 @@ def _extract(tar: tarfile.TarFile, members: list[tarfile.TarInfo], dest: Path) -
 
 def _restore_run(tar: tarfile.TarFile, path: Path, run_id: str, run: str,
                  members: list[tarfile.TarInfo], base: Path) -> str:
-    """Restore one run dir of a carried tar into ``base/run``; returns what was done."""
+    """Import one run dir of a tar into ``base/run``; returns what was done."""
     from resnet_nb.config import config_diff   # imports torch: only here
     from resnet_nb.runs import is_locked
 
@@ -276,7 +271,7 @@ def _restore_run(tar: tarfile.TarFile, path: Path, run_id: str, run: str,
 
 
 def restore(tars: Sequence[str | os.PathLike], run_id: str, out_dir: str | os.PathLike = "experiments") -> list[str]:
-    """Restore carried run-dir tars into ``<out_dir>/<run_id>/``; returns one line per run dir.
+    """Import run-dir tars into ``<out_dir>/<run_id>/``; returns one line per run dir.
 
     Every tar is checked before anything is written (see the module docstring); an error is
     a one-line ValueError (a tar of another run id names it; so does a damaged metrics.json,
@@ -291,7 +286,7 @@ def restore(tars: Sequence[str | os.PathLike], run_id: str, out_dir: str | os.Pa
     try:
         for t in map(Path, tars):
             if not t.is_file():
-                raise FileNotFoundError(f"no tar {t} to restore")
+                raise FileNotFoundError(f"no tar {t} to import")
             try:
                 tar = tarfile.open(t, "r:*")
                 handles.append(tar)
@@ -315,7 +310,7 @@ def restore(tars: Sequence[str | os.PathLike], run_id: str, out_dir: str | os.Pa
             tar.close()
 
 
-# --------------------------------------------------------------------------- size
+# --------------------------------------------------------------------------- sizes, commit
 
 def tree_bytes(path: Path) -> int:
     """Bytes of a file or of every file below a folder (links counted as links)."""
@@ -336,52 +331,15 @@ def _git(repo: Path, *args: str) -> str:
         return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
                               timeout=60, check=True).stdout
     except FileNotFoundError:
-        raise ValueError("git is not installed: the checkout's size cannot be listed") from None
+        raise ValueError("git is not installed: no commit to record") from None
     except subprocess.CalledProcessError as e:
-        raise ValueError(f"{repo} is not a git checkout ({e.stderr.strip()}); run carry size in "
-                         f"the checkout the device command copies") from None
-
-
-def carry_size(paths: Sequence[str | os.PathLike], repo: str | os.PathLike | None = None) -> dict:
-    """Bytes a device command carries from the checkout ``repo`` (default: the one holding
-    resnet_nb): ``{"checkout", "checkout_files", "carried": {path: bytes}, "total", "limit"}``.
-    The checkout's files under a carried path are counted once (carry replaces them). A path
-    outside the checkout is refused: a device command carries only paths inside it."""
-    repo = Path(repo or REPO).resolve()
-    carried = {}
-    for p in paths:
-        named = repo / Path(p).expanduser()
-        spots = {Path(os.path.normpath(named)), named.resolve()}     # as named, and with links followed
-        if not any(repo in w.parents for w in spots) and repo not in spots:
-            raise ValueError(f"carried path {p} is outside the checkout {repo}: a device command carries "
-                             f"only paths inside it (relative to its root); move or copy it into the "
-                             f"checkout (an ignored folder such as .device) and name it from there")
-        if repo in spots:
-            raise ValueError(f"carried path {p} is the checkout {repo} itself, which always travels; "
-                             f"name a path inside it (e.g. .device)")
-        full = (repo / p).resolve() if not Path(p).is_absolute() else Path(p)
-        if not full.exists():
-            raise FileNotFoundError(f"carried path {p} does not exist (relative to {repo})")
-        carried[str(p)] = full
-    names = [n for n in _git(repo, "ls-files", "-co", "--exclude-standard", "-z").split("\0") if n]
-    checkout, count = 0, 0
-    for n in names:
-        f = repo / n
-        if any(f == c or c in f.parents for c in carried.values()):
-            continue
-        try:
-            checkout += f.lstat().st_size     # a tracked file deleted here does not travel
-            count += 1
-        except OSError:
-            pass
-    sizes = {p: tree_bytes(full) for p, full in carried.items()}
-    return {"checkout": checkout, "checkout_files": count, "carried": sizes,
-            "total": checkout + sum(sizes.values()), "limit": MAX_CARRY_BYTES}
+        raise ValueError(f"{repo} is not a git checkout ({e.stderr.strip()}): no commit to "
+                         f"record") from None
 
 
 def commit_env(repo: str | os.PathLike | None = None) -> str:
-    """``RESNET_NB_COMMIT=<sha> RESNET_NB_COMMIT_DIRTY=<0|1>`` of the checkout: the prefix of a
-    device command, whose copy of the checkout has no ``.git``."""
+    """``RESNET_NB_COMMIT=<sha> RESNET_NB_COMMIT_DIRTY=<0|1>`` of the checkout: set them where a
+    copy of it without ``.git`` trains, and its run dirs record the commit."""
     from resnet_nb.environment import COMMIT_DIRTY_ENV, COMMIT_ENV
 
     repo = Path(repo or REPO)
@@ -394,65 +352,52 @@ def commit_env(repo: str | os.PathLike | None = None) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    a = sub.add_parser("pack", help="one tar per run dir of a run id (<run id>__<run>.tar, <= 16 MiB each)",
+    a = sub.add_parser("export", help="one tar per run dir of a run id (<run id>__<run>.tar)",
                        description="Write one tar per run dir of RUN_ID (config.json, metrics.json, last.pth, "
-                                   "best.pth, the executed notebook), each <= 16 MiB, written atomically: what "
-                                   "a GPU command returns so that the next one can resume. A damaged "
-                                   "metrics.json (which restore would refuse) is refused before anything is "
-                                   "written.")
-    a.add_argument("--run-id", required=True, help="run id whose run dirs to pack")
+                                   "best.pth, the executed notebook), each written atomically, to move the "
+                                   "runs to another machine (to analyse them there, or to resume them). A "
+                                   "damaged metrics.json (which import would refuse) is refused before "
+                                   "anything is written.")
+    a.add_argument("--run-id", required=True, help="run id whose run dirs to export")
     a.add_argument("--out-dir", default="experiments", help="root folder of run directories (default: experiments)")
-    a.add_argument("--to", required=True, help="folder the tars go to (e.g. $OUT/runs on the device)")
-    r = sub.add_parser("restore", help="untar carried run dirs into <out-dir>/<run id>/ (checked, newer kept)",
-                       description="Untar run dirs written by 'carry pack' into OUT_DIR/RUN_ID/. Tars are "
+    a.add_argument("--to", required=True, help="folder the tars go to")
+    r = sub.add_parser("import", help="untar run dirs into <out-dir>/<run id>/ (checked, newer kept)",
+                       description="Untar run dirs written by 'transfer export' into OUT_DIR/RUN_ID/. Tars are "
                                    "untrusted: only regular files RUN_ID/<run>/<file> are taken (tarfile's data "
                                    "filter); a tar of another run id or config is refused; a run dir already "
                                    "as far along (epochs in metrics.json) is kept; a damaged metrics.json, in "
                                    "a tar or here, is refused before anything is written.")
-    r.add_argument("tars", nargs="+", metavar="TAR", help="tars written by carry pack")
+    r.add_argument("tars", nargs="+", metavar="TAR", help="tars written by transfer export")
     r.add_argument("--run-id", required=True, help="run id the tars must hold")
     r.add_argument("--out-dir", default="experiments", help="root folder of run directories (default: experiments)")
-    s = sub.add_parser("size", help="bytes a device command carries (checkout + PATHs) against 64 MiB",
-                       description="Sum what a GPU command carries: the checkout's tracked and untracked-not-"
-                                   "ignored files plus each PATH (inside the checkout), against the 64 MiB "
-                                   "limit; exits 1 when over, and prints the RESNET_NB_COMMIT=... prefix for "
-                                   "the command.")
-    s.add_argument("paths", nargs="*", metavar="PATH", help="carried paths (e.g. .device)")
+    sub.add_parser("commit", help="the RESNET_NB_COMMIT=... variables for a copy of this checkout without .git",
+                   description="Print RESNET_NB_COMMIT=<sha> RESNET_NB_COMMIT_DIRTY=<0|1> of this checkout: set "
+                               "them where a copy without .git trains, and its run dirs record the commit.")
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    if args.action == "pack":
+    if args.action == "export":
         for t in pack(args.out_dir, args.run_id, args.to):
             print(f"{t} ({_mib(t.stat().st_size)})")
         return 0
-    if args.action == "restore":
+    if args.action == "import":
         for line in restore(args.tars, args.run_id, args.out_dir):
             print(line)
         return 0
-    s = carry_size(args.paths)
-    print(f"checkout (git ls-files -co --exclude-standard, {s['checkout_files']} files): {_mib(s['checkout'])}")
-    for p, n in s["carried"].items():
-        print(f"carried {p}: {_mib(n)}")
-    over = s["total"] > s["limit"]
-    print(f"total {_mib(s['total'])} ({s['total']} bytes) of {_mib(s['limit'])}: "
-          + (f"OVER by {_mib(s['total'] - s['limit'])}" if over else f"{_mib(s['limit'] - s['total'])} to spare"))
-    try:
-        print(f"device command prefix: {commit_env()}")
-    except ValueError as e:
-        print(f"device command prefix: unknown ({e})")
-    return 1 if over else 0
+    print(commit_env())
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m resnet_nb.carry ...``: as ``resnet-nb carry ...``, without importing torch
-    for pack and size (``resnet_nb.cli`` imports the data layer for its error types)."""
-    p = argparse.ArgumentParser(prog="resnet-nb carry", description=__doc__.splitlines()[0])
+    """``python -m resnet_nb.transfer ...``: as ``resnet-nb transfer ...``, without importing torch
+    for export (``resnet_nb.cli`` imports the data layer for its error types)."""
+    p = argparse.ArgumentParser(prog="resnet-nb transfer", description=__doc__.splitlines()[0])
     add_arguments(p)
     args = p.parse_args(argv)
     try:
         return run_cli(args)
     except (ValueError, OSError) as e:
-        print(f"resnet-nb carry: error: {e}", file=sys.stderr)
+        print(f"resnet-nb transfer: error: {e}", file=sys.stderr)
         return 2
 
 

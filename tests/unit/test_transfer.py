@@ -1,5 +1,5 @@
-"""resnet_nb.carry: run-dir tars to and from the GPU machine, and the commit of a copy
-without .git (resnet_nb.environment.git_commit)."""
+"""resnet_nb.transfer: run-dir tars exported on one machine and imported on another, and the
+commit of a copy without .git (resnet_nb.environment.git_commit)."""
 from __future__ import annotations
 
 import io
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from resnet_nb import carry, environment
+from resnet_nb import environment, transfer
 from resnet_nb.config import make_config
 
-RID = "gpu-seed"
+RID = "rented-gpu"
 
 
 def _cfg(run, out, **kw):
@@ -52,27 +52,28 @@ def _tar(path: Path, members: list[tuple[str, bytes | None, bytes]]) -> Path:
 def test_pack_one_tar_per_run_dir_with_the_run_files_only(tmp_path):
     _run_dir(tmp_path / "exp", "plain20")
     _run_dir(tmp_path / "exp", "resnet20")
-    tars = carry.pack(tmp_path / "exp", RID, tmp_path / "out")
-    assert [t.name for t in tars] == ["gpu-seed__plain20.tar", "gpu-seed__resnet20.tar"]
+    tars = transfer.pack(tmp_path / "exp", RID, tmp_path / "out")
+    assert [t.name for t in tars] == ["rented-gpu__plain20.tar", "rented-gpu__resnet20.tar"]
     with tarfile.open(tars[0]) as t:
         assert sorted(t.getnames()) == [f"{RID}/plain20/{n}" for n in
                                         ("02_train.ipynb", "best.pth", "config.json", "last.pth", "metrics.json")]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [t.name for t in tars]   # no tmp left
 
 
-def test_pack_refuses_a_tar_over_the_limit_and_keeps_the_previous_one(tmp_path):
+def test_pack_refuses_a_tar_over_a_given_limit_and_keeps_the_previous_one(tmp_path):
     d = _run_dir(tmp_path / "exp")
-    old = carry.pack(tmp_path / "exp", RID, tmp_path / "out")[0]
+    old = transfer.pack(tmp_path / "exp", RID, tmp_path / "out")[0]
     before = old.read_bytes()
     (d / "last.pth").write_bytes(b"L" * 20000)
-    with pytest.raises(ValueError, match=r"over the 0.0 MiB.*last.pth"):
-        carry.pack(tmp_path / "exp", RID, tmp_path / "out", max_bytes=16000)
+    assert len(transfer.pack(tmp_path / "exp", RID, tmp_path / "other")) == 1      # no limit of ours
+    with pytest.raises(ValueError, match=r"over the 0.0 MiB asked for.*last.pth"):
+        transfer.pack(tmp_path / "exp", RID, tmp_path / "out", max_bytes=16000)
     assert old.read_bytes() == before and len(list((tmp_path / "out").iterdir())) == 1
 
 
 def test_pack_killed_mid_write_leaves_the_previous_tar_whole(tmp_path, monkeypatch):
     _run_dir(tmp_path / "exp")
-    old = carry.pack(tmp_path / "exp", RID, tmp_path / "out")[0]
+    old = transfer.pack(tmp_path / "exp", RID, tmp_path / "out")[0]
     before = old.read_bytes()
     real_add = tarfile.TarFile.add
     calls = []
@@ -84,13 +85,13 @@ def test_pack_killed_mid_write_leaves_the_previous_tar_whole(tmp_path, monkeypat
         return real_add(self, *a, **kw)
     monkeypatch.setattr(tarfile.TarFile, "add", add_then_die)
     with pytest.raises(KeyboardInterrupt):
-        carry.pack(tmp_path / "exp", RID, tmp_path / "out")
+        transfer.pack(tmp_path / "exp", RID, tmp_path / "out")
     assert old.read_bytes() == before and [p.name for p in (tmp_path / "out").iterdir()] == [old.name]
 
 
 @pytest.mark.parametrize("damaged", [b"[{\"epoch\": 1}, {\"ep", b'{"epoch": 7}'])
 def test_pack_refuses_a_damaged_metrics_json_before_writing_anything(tmp_path, damaged):
-    """restore's own check (a tar of it would be refused on the device): nothing is written,
+    """import's own check (a tar of it would be refused on the other machine): nothing is written,
     not even the --to folder; a tar packed before stays as it was."""
     _run_dir(tmp_path / "exp", "plain20")
     bad = _run_dir(tmp_path / "exp", "resnet20")
@@ -98,35 +99,35 @@ def test_pack_refuses_a_damaged_metrics_json_before_writing_anything(tmp_path, d
     for to in (tmp_path / "fresh", tmp_path / "old"):
         if to.name == "old":
             (bad / "metrics.json").write_text("[]")
-            before = {t.name: t.read_bytes() for t in carry.pack(tmp_path / "exp", RID, to)}
+            before = {t.name: t.read_bytes() for t in transfer.pack(tmp_path / "exp", RID, to)}
             (bad / "metrics.json").write_bytes(damaged)
         with pytest.raises(ValueError, match=rf"{bad / 'metrics.json'} (is not readable JSON|holds a JSON dict)"
-                                             r".*carry restore would refuse its tar, so nothing was packed"):
-            carry.pack(tmp_path / "exp", RID, to)
+                                             r".*transfer import would refuse its tar, so nothing was exported"):
+            transfer.pack(tmp_path / "exp", RID, to)
     assert not (tmp_path / "fresh").exists()
     assert {t.name: t.read_bytes() for t in (tmp_path / "old").iterdir()} == before
-    assert carry.main(["pack", "--run-id", RID, "--out-dir", str(tmp_path / "exp"), "--to",
+    assert transfer.main(["export", "--run-id", RID, "--out-dir", str(tmp_path / "exp"), "--to",
                        str(tmp_path / "fresh")]) == 2 and not (tmp_path / "fresh").exists()
 
 
 def test_restore_round_trip_into_a_fresh_out_dir(tmp_path):
     src = _run_dir(tmp_path / "exp")
-    tars = carry.pack(tmp_path / "exp", RID, tmp_path / "out")
-    lines = carry.restore(tars, RID, tmp_path / "device")
-    dst = tmp_path / "device" / RID / "plain20"
-    assert lines == [f"restored {dst} from gpu-seed__plain20.tar: 2 epochs"]
+    tars = transfer.pack(tmp_path / "exp", RID, tmp_path / "out")
+    lines = transfer.restore(tars, RID, tmp_path / "laptop")
+    dst = tmp_path / "laptop" / RID / "plain20"
+    assert lines == [f"restored {dst} from rented-gpu__plain20.tar: 2 epochs"]
     assert sorted(p.name for p in dst.iterdir()) == ["02_train.ipynb", "best.pth", "config.json", "last.pth",
                                                      "metrics.json"]
     assert (dst / "last.pth").read_bytes() == (src / "last.pth").read_bytes()
-    assert [p.name for p in (tmp_path / "device" / RID).iterdir()] == ["plain20"]   # no temp folder left
+    assert [p.name for p in (tmp_path / "laptop" / RID).iterdir()] == ["plain20"]   # no temp folder left
 
 
 def test_restore_refuses_a_tar_of_another_run_id_naming_both(tmp_path):
     _run_dir(tmp_path / "exp")
-    tar = carry.pack(tmp_path / "exp", RID, tmp_path / "out")[0]
-    with pytest.raises(ValueError, match=r"holds run id 'gpu-seed'.*not 'other-run'.*--run-id gpu-seed"):
-        carry.restore([tar], "other-run", tmp_path / "device")
-    assert not (tmp_path / "device" / "other-run").exists()
+    tar = transfer.pack(tmp_path / "exp", RID, tmp_path / "out")[0]
+    with pytest.raises(ValueError, match=r"holds run id 'rented-gpu'.*not 'other-run'.*--run-id rented-gpu"):
+        transfer.restore([tar], "other-run", tmp_path / "laptop")
+    assert not (tmp_path / "laptop" / "other-run").exists()
 
 
 @pytest.mark.parametrize("members, why", [
@@ -142,23 +143,23 @@ def test_restore_refuses_a_tar_of_another_run_id_naming_both(tmp_path):
 def test_restore_refuses_untrusted_members_and_writes_nothing(tmp_path, members, why):
     tar = _tar(tmp_path / "bad.tar", members)
     with pytest.raises(ValueError, match=why):
-        carry.restore([tar], RID, tmp_path / "device")
-    assert not (tmp_path / "device").exists() and not (tmp_path / "evil").exists()
+        transfer.restore([tar], RID, tmp_path / "laptop")
+    assert not (tmp_path / "laptop").exists() and not (tmp_path / "evil").exists()
 
 
 def test_restore_keeps_a_run_dir_further_along_and_replaces_one_behind(tmp_path):
     _run_dir(tmp_path / "a", epochs=5)
     _run_dir(tmp_path / "b", epochs=3)
-    ahead = carry.pack(tmp_path / "a", RID, tmp_path / "ta")
-    behind = carry.pack(tmp_path / "b", RID, tmp_path / "tb")
-    dev = tmp_path / "device"
-    carry.restore(ahead, RID, dev)                      # 5 epochs on the device
-    [line] = carry.restore(behind, RID, dev)            # an older carried tar: kept, and said
+    ahead = transfer.pack(tmp_path / "a", RID, tmp_path / "ta")
+    behind = transfer.pack(tmp_path / "b", RID, tmp_path / "tb")
+    dev = tmp_path / "laptop"
+    transfer.restore(ahead, RID, dev)                      # 5 epochs imported here
+    [line] = transfer.restore(behind, RID, dev)            # an older tar: kept, and said
     assert line.startswith(f"kept {dev / RID / 'plain20'} (5 epochs)") and "(3 epochs)" in line
     assert len(json.loads((dev / RID / "plain20" / "metrics.json").read_text())) == 5
-    dev2 = tmp_path / "device2"
-    carry.restore(behind, RID, dev2)
-    [line] = carry.restore(ahead, RID, dev2)            # a newer tar replaces the older run dir
+    dev2 = tmp_path / "laptop2"
+    transfer.restore(behind, RID, dev2)
+    [line] = transfer.restore(ahead, RID, dev2)            # a newer tar replaces the older run dir
     assert line.endswith("5 epochs (it held 3)")
     assert len(json.loads((dev2 / RID / "plain20" / "metrics.json").read_text())) == 5
     assert [p.name for p in (dev2 / RID).iterdir()] == ["plain20"]
@@ -169,40 +170,40 @@ def test_restore_never_counts_a_damaged_metrics_json_as_0_epochs(tmp_path, damag
     """Neither a damaged tar nor a damaged run dir here decides 'further along': refused,
     naming the file, before anything is written; the intact copy is untouched."""
     _run_dir(tmp_path / "a", epochs=5)
-    good_tar = carry.pack(tmp_path / "a", RID, tmp_path / "good")
-    # a damaged carried tar over an intact run dir here (2 epochs): refused whole, nothing written
-    here = _run_dir(tmp_path / "device", epochs=2)
+    good_tar = transfer.pack(tmp_path / "a", RID, tmp_path / "good")
+    # a damaged tar over an intact run dir here (2 epochs): refused whole, nothing written
+    here = _run_dir(tmp_path / "laptop", epochs=2)
     (tmp_path / "bad").mkdir()            # pack refuses a damaged metrics.json: a tar from elsewhere
     with tarfile.open(good_tar[0]) as t:
         members = [(m.name, None, damaged if m.name.endswith("/metrics.json") else t.extractfile(m).read())
                    for m in t.getmembers()]
     bad_tar = _tar(tmp_path / "bad" / good_tar[0].name, members)
-    with pytest.raises(ValueError, match=r"bad/gpu-seed__plain20.tar: gpu-seed/plain20/metrics.json (is not "
+    with pytest.raises(ValueError, match=r"bad/rented-gpu__plain20.tar: rented-gpu/plain20/metrics.json (is not "
                                          r"readable JSON|holds a JSON dict).*refusing the whole tar"):
-        carry.restore([bad_tar], RID, tmp_path / "device")
+        transfer.restore([bad_tar], RID, tmp_path / "laptop")
     assert len(json.loads((here / "metrics.json").read_text())) == 2
-    assert sorted(p.name for p in (tmp_path / "device" / RID).iterdir()) == ["plain20"]
+    assert sorted(p.name for p in (tmp_path / "laptop" / RID).iterdir()) == ["plain20"]
     # a damaged run dir here and an intact tar of 5 epochs: refused, the run dir here untouched
     (here / "metrics.json").write_bytes(damaged)
     with pytest.raises(ValueError, match=r"plain20/metrics.json .*cannot be told, so nothing was restored"):
-        carry.restore(good_tar, RID, tmp_path / "device")
+        transfer.restore(good_tar, RID, tmp_path / "laptop")
     assert (here / "metrics.json").read_bytes() == damaged and (here / "last.pth").read_bytes() == b"L" * 3000
     # a run dir with no metrics.json yet (no epoch finished): 0 epochs, replaced by the tar
     (here / "metrics.json").unlink()
-    [line] = carry.restore(good_tar, RID, tmp_path / "device")
+    [line] = transfer.restore(good_tar, RID, tmp_path / "laptop")
     assert line.endswith("5 epochs (it held 0)")
 
 
 def test_restore_refuses_to_replace_a_run_dir_of_another_config(tmp_path):
     _run_dir(tmp_path / "a", epochs=5)
-    d = _run_dir(tmp_path / "device", epochs=1, lr=0.05)  # the same run dir name, another recipe
-    tar = carry.pack(tmp_path / "a", RID, tmp_path / "t")
+    d = _run_dir(tmp_path / "laptop", epochs=1, lr=0.05)  # the same run dir name, another recipe
+    tar = transfer.pack(tmp_path / "a", RID, tmp_path / "t")
     with pytest.raises(ValueError, match=r"another config: lr \(here 0.05, in the tar 0.01\)"):
-        carry.restore(tar, RID, tmp_path / "device")
+        transfer.restore(tar, RID, tmp_path / "laptop")
     assert len(json.loads((d / "metrics.json").read_text())) == 1
 
 
-def test_training_refuses_a_carried_run_of_another_config_naming_the_field(tmp_path):
+def test_training_refuses_an_imported_run_of_another_config_naming_the_field(tmp_path):
     from resnet_nb.train import train
 
     import torch
@@ -210,48 +211,31 @@ def test_training_refuses_a_carried_run_of_another_config_naming_the_field(tmp_p
     d = _run_dir(tmp_path / "exp", epochs=1)                             # smoke: 3 epochs
     torch.save({"config": asdict(_cfg("plain20", tmp_path / "exp")), "epoch": 1, "device_type": "cpu"},
                d / "last.pth")                                         # what the resume check reads
-    carry.restore(carry.pack(tmp_path / "exp", RID, tmp_path / "t"), RID, tmp_path / "device")
+    transfer.restore(transfer.pack(tmp_path / "exp", RID, tmp_path / "t"), RID, tmp_path / "laptop")
     with pytest.raises(ValueError, match=r"another config: epochs \(stored 3, now 4\)"):
-        train(_cfg("plain20", tmp_path / "device", epochs=4))
+        train(_cfg("plain20", tmp_path / "laptop", epochs=4))
 
 
 def _git(repo: Path, *args: str) -> None:
     subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
 
 
-def test_size_counts_tracked_and_untracked_files_plus_carried_paths(tmp_path, capsys, monkeypatch):
+def test_commit_prints_the_variables_for_a_copy_without_git(tmp_path, capsys, monkeypatch):
     repo = tmp_path / "repo"
     repo.mkdir()
     _git(repo, "init", "-q")
-    (repo / ".gitignore").write_text("/.device/\n/big\n")           # 15 bytes
-    (repo / "tracked.py").write_bytes(b"t" * 1000)
-    (repo / "untracked.txt").write_bytes(b"u" * 500)
-    (repo / "big").write_bytes(b"i" * 10**6)                      # ignored: does not travel
-    (repo / ".device").mkdir()
-    (repo / ".device" / "data.npz").write_bytes(b"d" * 7000)
-    _git(repo, "add", "tracked.py", ".gitignore")
-    s = carry.carry_size([".device"], repo)
-    assert (s["checkout"], s["checkout_files"], s["carried"], s["total"]) == (1515, 3, {".device": 7000}, 8515)
-    monkeypatch.setattr(carry, "REPO", repo)
-    monkeypatch.setattr(carry, "MAX_CARRY_BYTES", 8000)
-    assert carry.main(["size", ".device"]) == 1                  # 8515 bytes > 8000
-    out = capsys.readouterr().out
-    assert "carried .device: 0.0 MiB" in out and "OVER by" in out and "device command prefix: unknown" in out
-
-
-def test_size_refuses_a_path_outside_the_checkout(tmp_path, capsys, monkeypatch):
-    repo = tmp_path / "repo"
-    (repo / ".device").mkdir(parents=True)
-    _git(repo, "init", "-q")
-    (tmp_path / "data").mkdir()
-    for p in ("../data", str(tmp_path / "data"), ".device/../../data"):
-        with pytest.raises(ValueError, match=r"carried path .* is outside the checkout .*move or copy it into"):
-            carry.carry_size([p], repo)
-    with pytest.raises(ValueError, match=r"is the checkout .* itself"):
-        carry.carry_size(["."], repo)
-    assert carry.carry_size([str(repo / ".device")], repo)["carried"] == {str(repo / ".device"): 0}
-    monkeypatch.setattr(carry, "REPO", repo)
-    assert carry.main(["size", "../data"]) == 2 and "outside the checkout" in capsys.readouterr().err
+    (repo / "a.py").write_text("x")
+    _git(repo, "add", "a.py")
+    _git(repo, "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "one")
+    monkeypatch.setattr(transfer, "REPO", repo)
+    assert transfer.main(["commit"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{environment.COMMIT_ENV}=") and line.endswith(f"{environment.COMMIT_DIRTY_ENV}=0")
+    (repo / "a.py").write_text("y")                                 # a change not committed
+    assert transfer.commit_env(repo).endswith("=1")
+    monkeypatch.setattr(transfer, "REPO", tmp_path / "nogit")
+    (tmp_path / "nogit").mkdir()
+    assert transfer.main(["commit"]) == 2 and "no commit to record" in capsys.readouterr().err
 
 
 def test_git_commit_from_the_environment_when_the_copy_has_no_git(tmp_path, monkeypatch):
