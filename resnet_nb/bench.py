@@ -756,13 +756,17 @@ def _run_cpu_table(args: argparse.Namespace) -> int:
     if args.workers < 0:
         args.workers = min(4, os.cpu_count() or 1)
     args.repeats = getattr(args, "repeats", None) or 1
-    res = run_cpu_bench(args)
+    return _report(run_cpu_bench(args), format_cpu_table, args.out)
+
+
+def _report(res: dict, table, out: str) -> int:
+    """Print a bench result as its table, and write it as JSON to ``out`` when given."""
     print()
-    print(format_cpu_table(res))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
-        print(f"results: {args.out}")
+    print(table(res))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(res, indent=2) + "\n")
+        print(f"results: {out}")
     return 0
 
 
@@ -786,11 +790,4 @@ def run_cli(args: argparse.Namespace) -> int:
         parse_model_name(m)
     if args.n_train < args.batch_size:
         raise ValueError(f"--n-train ({args.n_train}) must hold at least one batch ({args.batch_size})")
-    res = run_bench(args)
-    print()
-    print(format_table(res))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
-        print(f"results: {args.out}")
-    return 0
+    return _report(run_bench(args), format_table, args.out)
