@@ -36,7 +36,6 @@ import socket
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -47,7 +46,7 @@ __all__ = [
     "verify_cifar10", "load_cifar10", "fingerprint", "file_digest", "write_fake_cifar10",
     "crop_flip", "random_crop_flip", "augment_epoch", "AUGMENT_SCHEME", "channel_stats",
     "pixel_mean", "normalize",
-    "iterate_batches", "train_val_split", "synthetic_root", "load_dataset",
+    "train_val_split", "synthetic_root", "load_dataset",
     "SYNTHETIC_SIZE", "SYNTHETIC_SIDECAR", "ALLOWED_PICKLE_GLOBALS", "DOWNLOAD_TIMEOUT_S",
 ]
 
@@ -596,19 +595,3 @@ def train_val_split(n: int, val_size: int, seed: int = 0) -> tuple[torch.Tensor,
         raise ValueError(f"val_size must be in [0, {n}); got {val_size}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[val_size:].sort().values, perm[:val_size].sort().values
-
-
-def iterate_batches(n: int, batch_size: int, shuffle: bool = True,
-                    generator: torch.Generator | None = None, drop_last: bool = False,
-                    device: torch.device | str | None = None) -> Iterator[torch.Tensor]:
-    """Yield index tensors covering range(n) in batches (a seeded permutation if shuffle)."""
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive; got {batch_size}")
-    if shuffle:
-        dev = generator.device if generator is not None else device
-        order = torch.randperm(n, generator=generator, device=dev)
-    else:
-        order = torch.arange(n, device=device)
-    stop = n - n % batch_size if drop_last else n
-    for i in range(0, stop, batch_size):
-        yield order[i:i + batch_size]

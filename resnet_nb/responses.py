@@ -49,14 +49,14 @@ from resnet_nb.config import check_run_id, config_from_dict
 from resnet_nb.data import normalize
 from resnet_nb.models import build_model, model_label, parse_model_name, sort_models
 from resnet_nb.probes import conv_layers
-from resnet_nb.runs import BEST_FILE, atomic_write_json, list_runs, read_json
+from resnet_nb.runs import BEST_FILE, atomic_write_json, list_runs
 from resnet_nb.verdicts import recipe_verdict
 
 __all__ = [
     "RESPONSES_JSON", "RESPONSES_FIGURE", "STD_DEFINITION", "response_layers", "response_stds",
     "measure_run", "checkpoint_models", "skip_reason", "SAME_BAND", "CLEAR_MAJORITY", "family_verdict",
     "depth_trend", "response_comparisons", "depth_sentence", "trend_sentence", "comparison_lines", "responses_label",
-    "layer_responses", "read_layer_responses",
+    "layer_responses",
 ]
 
 RESPONSES_JSON = "layer_responses.json"
@@ -461,9 +461,3 @@ def layer_responses(runs_dir: str | os.PathLike = "experiments", run_id: str = "
     plots.save(plots.layer_responses_figure(models, out["label"]), fig_dir / RESPONSES_FIGURE)
     atomic_write_json(fig_dir / RESPONSES_JSON, out)
     return out
-
-
-def read_layer_responses(fig_dir: str | os.PathLike) -> dict | None:
-    """``layer_responses.json`` of a figures folder, or None when it was not written."""
-    path = Path(fig_dir) / RESPONSES_JSON
-    return read_json(path) if path.is_file() else None

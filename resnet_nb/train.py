@@ -53,11 +53,10 @@ from resnet_nb import runs
 from resnet_nb.config import (NON_MATH_FIELDS, PRESETS, TrainConfig, add_field_arguments, cli_value,
                               config_diff, make_config)
 from resnet_nb.packing import Budget, plan_packs, train_pack
-from resnet_nb.prepare import resolve_device  # noqa: F401 - the notebooks' device choice
 from resnet_nb.runs import CONFIG_FILE, read_json
 
 __all__ = ["TrainingDiverged", "train", "train_many", "resolve_run_ids", "add_arguments", "run_cli",
-           "resolve_device", "EXIT_PAUSED", "paused_runs"]
+           "EXIT_PAUSED", "paused_runs"]
 
 UNFINISHED = runs.UNFINISHED        # running, interrupted, paused: a rerun resumes them
 EXIT_PAUSED = 75                    # EX_TEMPFAIL (sysexits.h): paused by the time budget, rerun to resume

@@ -15,7 +15,7 @@ models out of a ``summary.json`` record (``resnet_nb.analysis.summarize``) and c
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import NamedTuple, Sequence
 

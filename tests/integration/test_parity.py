@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from resnet_nb import parity
 from resnet_nb.cli import main
 from resnet_nb.config import make_config
 from resnet_nb.train import train

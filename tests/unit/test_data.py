@@ -309,19 +309,10 @@ def test_channel_stats_and_normalize():
     assert torch.allclose(zp.mean(dim=0), torch.zeros(3, 32, 32), atol=1e-5)
 
 
-def test_iterate_batches_and_split():
-    g = torch.Generator().manual_seed(0)
-    batches = list(data.iterate_batches(10, 4, generator=g))
-    assert [len(b) for b in batches] == [4, 4, 2]
-    assert sorted(torch.cat(batches).tolist()) == list(range(10))
-    assert [len(b) for b in data.iterate_batches(10, 4, drop_last=True)] == [4, 4]
-    again = list(data.iterate_batches(10, 4, generator=torch.Generator().manual_seed(0)))
-    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+def test_train_val_split():
     tr, va = data.train_val_split(50_000, 5_000, seed=0)
     assert len(tr) == 45_000 and len(va) == 5_000
     assert len(set(tr.tolist()) | set(va.tolist())) == 50_000
-    with pytest.raises(ValueError, match="batch_size must be positive"):
-        next(data.iterate_batches(10, 0))
 
 
 def test_load_dataset_synthetic_writes_and_labels(tmp_path, monkeypatch):

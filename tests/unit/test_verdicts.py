@@ -14,7 +14,7 @@ from resnet_nb import verdicts
 from resnet_nb.analysis import degradation_checks, summarize
 from resnet_nb.config import make_config
 from resnet_nb.runs import atomic_write_json, list_runs
-from resnet_nb.verdicts import ONE_SEED_MARGIN_PP, Progress, compare, compare_models
+from resnet_nb.verdicts import ONE_SEED_MARGIN_PP, compare, compare_models
 
 REAL = dict(data_provenance="canonical", preset="seed")
 
