@@ -36,10 +36,12 @@ MODELS = "plain20,plain26,resnet20"   # plain26: a run dir whose last.pth cannot
 
 def reproduce_cmd(root: Path, *extra: str) -> list[str]:
     """``resnet-nb reproduce`` of the smoke preset on the synthetic data, run id e2e, with SMALL,
-    writing runs to ``root/exp`` and figures to ``root/figs``."""
+    writing runs to ``root/exp`` and figures to ``root/figs``; one execution at a time (the
+    interrupt lands in the second run while the first has finished) unless ``extra`` says
+    otherwise (``--parallel 2``: the last flag wins)."""
     return [sys.executable, "-m", "resnet_nb.cli", "reproduce", "--preset", "smoke",
             "--dataset", "synthetic", "--run-id", RUN_ID, "--out-dir", str(root / "exp"),
-            "--figures-root", str(root / "figs"), *SMALL, *extra]
+            "--figures-root", str(root / "figs"), *SMALL, "--parallel", "1", *extra]
 
 
 def env(root: Path, base: dict | None = None) -> dict:
