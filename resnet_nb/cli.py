@@ -21,6 +21,7 @@ typical commands:
   resnet-nb reproduce --preset smoke --dataset synthetic   a quick check, no data or GPU needed
   resnet-nb data download                                   fetch and md5-verify CIFAR-10
   resnet-nb reproduce                                       the reproduction: 4 models, seed recipe
+  resnet-nb reproduce --preset short --seeds 0,1,2          the same at 20 epochs, for a CPU
   resnet-nb train --preset smoke --model resnet20 --dataset synthetic
                                                             train one model into experiments/<run id>/
   resnet-nb report --run-id <run id>                        the report of a reproduction
