@@ -32,7 +32,8 @@ from resnet_nb.runs import CONFIG_FILE, atomic_write_json, effective_status, lis
 __all__ = [
     "FIGURE_FILES", "THEORY_FIGURE_FILES", "latest_run_id", "choose_run_id", "load_runs",
     "group_by_model", "model_curves", "summarize", "results_tables", "write_figures",
-    "analyze", "figures_dir_of", "dataset_overview", "degradation_checks", "per_seed_table",
+    "analyze", "figures_dir_of", "dataset_overview", "degradation_checks", "per_seed_table", "dataset_of",
+    "stale_runs",
     "resolve_run_dir", "SWEEP_MIN_DEPTHS", "depth_sweep", "sweep_ready", "depth_table",
 ]
 
@@ -218,8 +219,9 @@ def _model_summary(runs: Sequence[dict]) -> dict:
     }
 
 
-def _dataset_of(runs: Sequence[dict]) -> dict:
-    """The one dataset all runs used; refuses a mix (accuracies would not be comparable)."""
+def dataset_of(runs: Sequence[dict], action: str = "analyse runs") -> dict:
+    """The one dataset all runs used (provenance, fingerprint, canonical); refuses a mix, whose
+    accuracies would not be comparable, saying what to ``action`` together instead."""
     seen: dict[str, list[str]] = {}
     runs = [r for r in runs if r.get("dataset")] or list(runs)  # a run that never started has none
     for r in runs:
@@ -228,10 +230,27 @@ def _dataset_of(runs: Sequence[dict]) -> dict:
     if len(seen) > 1:
         detail = "; ".join(f"{fp[:12]}: {', '.join(names)}" for fp, names in seen.items())
         raise ValueError(f"the runs of this run id used different datasets ({detail}); "
-                         f"analyse runs trained on one dataset together (give them their own run id)")
+                         f"{action} trained on one dataset together (give them their own run id)")
     d = runs[0].get("dataset") or {}
     return {"provenance": d.get("provenance", "unknown"), "fingerprint": d.get("fingerprint", ""),
             "canonical": bool(d.get("canonical", False))}
+
+
+def stale_runs(summary: dict, runs: Sequence[dict]) -> list[str]:
+    """The run dirs (names) whose files say more than, or other than, summary.json holds: no
+    entry in a model's ``per_seed``, another status (a run killed since: ``runs.effective_status``),
+    or another last evaluated epoch. The one rule for "is the summary stale?" (the report
+    refreshes it, publish refuses it)."""
+    held = {p.get("run_dir"): p for m in (summary.get("models") or {}).values() for p in m.get("per_seed", [])}
+    stale = []
+    for run in runs:
+        name = Path(run["path"]).name
+        entry = held.get(name)
+        evaluated = [int(m["epoch"]) for m in run.get("metrics") or [] if m.get("test_acc") is not None]
+        if entry is None or entry.get("status") != effective_status(run) \
+                or (entry.get("last_epoch") or 0) != (evaluated[-1] if evaluated else 0):
+            stale.append(name)
+    return stale
 
 
 def _preset_of(runs: Sequence[dict]) -> str:
@@ -256,7 +275,7 @@ def summarize(runs: Sequence[dict], run_id: str, expected: Sequence[str] = SEED_
         "run_id": run_id,
         "preset": _preset_of(runs),
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "dataset": _dataset_of(runs),
+        "dataset": dataset_of(runs),
         "models": {m: _model_summary(rs) for m, rs in groups.items()},
         "missing": [m for m in sort_models(expected) if m not in groups],
         "figures": dict(figures or {}),
@@ -320,7 +339,7 @@ def runs_label(runs: Sequence[dict]) -> str:
 
     shown = max((len(r["metrics"]) and int(r["metrics"][-1]["epoch"]) for r in runs), default=0)
     planned = max((_epochs_planned(r) for r in runs), default=0)
-    return provenance_label(_dataset_of(runs), _preset_of(runs), shown, planned)
+    return provenance_label(dataset_of(runs), _preset_of(runs), shown, planned)
 
 
 def write_figures(runs: Sequence[dict], out_dir: str | os.PathLike) -> dict[str, str]:

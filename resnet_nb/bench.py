@@ -50,7 +50,6 @@ import copy
 import io
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -60,11 +59,11 @@ from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 import torch
-import torch.nn.functional as F
 
 from resnet_nb import data as D
 from resnet_nb.models import build_model, parse_model_name
 from resnet_nb.packed import PackedCifarResNet
+from resnet_nb.bench_cpu import _cycle, _median_time, _sync, _synthetic, bench_common
 from resnet_nb.packing import PackBatcher, evaluate_pack
 from resnet_nb.prepare import resolve_device
 from resnet_nb.step import (COMPILE_BACKEND_ENV, COMPILE_MODE_ENV, PRECISIONS, ConcurrentSteps, EvalForward,
@@ -77,93 +76,6 @@ __all__ = ["run_bench", "add_arguments", "run_cli", "SEED_RECIPE", "sync_check",
 SEED_RECIPE = {"epochs": 200, "n_train": 50_000, "n_test": 10_000, "models": 4}
 SEEDS_PER_PACK = 5
 COMPILE_CHECK_STEPS = 3     # (g): first steps compared with the uncompiled step (same weights, same batches)
-
-
-def _sync(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _median_time(fn, device, warmup: int, steps: int, repeats: int) -> float:
-    """Median seconds of ``steps`` calls of ``fn`` over ``repeats`` (after ``warmup`` calls)."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def _cycle(make_iter):
-    """An endless iterator over epochs of ``make_iter()``."""
-    while True:
-        yield from make_iter()
-
-
-# --------------------------------------------------------------------------- (a) common recipe
-
-class _UInt8Cifar(torch.utils.data.Dataset):
-    """What torchvision.datasets.CIFAR10 does per item: uint8 HWC array -> PIL -> transform."""
-
-    def __init__(self, x_hwc, y, transform):
-        self.x, self.y, self.transform = x_hwc, y, transform
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        from PIL import Image
-        return self.transform(Image.fromarray(self.x[i])), int(self.y[i])
-
-
-def _common_loader(x_hwc, y, mean, std, batch_size, workers, train: bool, device):
-    import torchvision.transforms as T
-    tfs = ([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if train else []) + \
-          [T.ToTensor(), T.Normalize(mean.tolist(), std.tolist())]
-    return torch.utils.data.DataLoader(
-        _UInt8Cifar(x_hwc, y, T.Compose(tfs)), batch_size=batch_size, shuffle=train,
-        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-        drop_last=train)
-
-
-def bench_common(name, data, device, args) -> dict:
-    x_hwc = data["x"].permute(0, 2, 3, 1).contiguous().numpy()
-    y = data["y"].numpy()
-    torch.manual_seed(0)
-    model = build_model(name).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    loader = _common_loader(x_hwc, y, data["mean"], data["std"], args.batch_size, args.workers, True, device)
-    batches = _cycle(lambda: iter(loader))
-
-    def step():
-        xb, yb = next(batches)
-        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(xb), yb).backward()
-        opt.step()
-
-    model.train()
-    t = _median_time(step, device, args.warmup, args.steps, args.repeats)
-    n_eval = min(len(y), args.eval_images)
-    test_loader = _common_loader(x_hwc[:n_eval], y[:n_eval], data["mean"], data["std"], args.batch_size,
-                                 args.workers, False, device)
-
-    @torch.no_grad()
-    def evaluate():
-        model.eval()
-        for xb, yb in test_loader:
-            (model(xb.to(device, non_blocking=True)).argmax(1) == yb.to(device)).sum()
-
-    te = _median_time(evaluate, device, 1, 1, args.repeats)
-    return {"variant": "a", "label": f"(a) common recipe {name}", "model": name,
-            "depth": parse_model_name(name)[1],
-            "members": 1, "train_img_s": args.steps * args.batch_size / t, "eval_img_s": n_eval / te,
-            "precision": "fp32", "workers": args.workers}
 
 
 # --------------------------------------------------------------------------- (b), (c) fast paths
@@ -417,14 +329,6 @@ def _sync_line(m: dict) -> str:
 
 
 # --------------------------------------------------------------------------- driver
-
-def _synthetic(n: int, device) -> dict:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
-    y = torch.randint(0, 10, (n,), generator=g)
-    mean, std = D.channel_stats(x[:5000])
-    return {"x": x, "y": y, "mean": mean, "std": std, "x_dev": x.to(device), "y_dev": y.to(device)}
-
 
 def _seconds(img_s_train: float, img_s_eval: float) -> float:
     """Wall time of one run of the seed recipe (or of a pack, at per-member rates)."""

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from resnet_nb.analysis import stale_runs
 from resnet_nb.transfer import tree_bytes
 from resnet_nb.config import check_run_id
 from resnet_nb.data import file_digest
@@ -133,21 +134,6 @@ def _progress(run: dict) -> str:
     return f"{Path(run['path']).name}: {effective_status(run)} at epoch {done} of {planned}"
 
 
-def _stale(summary: dict, runs: list[dict]) -> list[str]:
-    """Runs whose files say more than summary.json holds: a publish copies the analysis as it
-    was written, so it must describe the run files it is published with."""
-    held = {p.get("run_dir"): p for m in (summary.get("models") or {}).values() for p in m.get("per_seed", [])}
-    stale = []
-    for run in runs:
-        name = Path(run["path"]).name
-        entry = held.get(name)
-        evaluated = [int(m["epoch"]) for m in run.get("metrics") or [] if m.get("test_acc") is not None]
-        if entry is None or entry.get("status") != effective_status(run) \
-                or (entry.get("last_epoch") or 0) != (evaluated[-1] if evaluated else 0):
-            stale.append(name)
-    return stale
-
-
 def _executed_notebooks(runs: list[dict]) -> dict[str, Path | None]:
     """Run name -> the executed training notebook to publish, or None. config.json's
     ``executed_by`` (``run_writer.how_trained``) says which processes papermill ran: each left
@@ -215,7 +201,7 @@ def publish(run_id: str, runs_dir: str | os.PathLike = "experiments",
     summary = read_json(summary_path)
     if summary.get("run_id") not in (None, run_id):
         raise ValueError(f"{summary_path} belongs to run id {summary.get('run_id')!r}; re-run {remake}")
-    stale = _stale(summary, runs)
+    stale = stale_runs(summary, runs)
     if stale:
         raise ValueError(f"{summary_path} is older than the run files of {', '.join(stale)}: rebuild the "
                          f"figures and the report first: {remake}")

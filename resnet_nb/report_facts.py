@@ -71,7 +71,10 @@ def load_inputs(run_id: str, runs_dir: str | os.PathLike = "experiments",
     if summary.get("run_id") not in (None, run_id):
         raise ValueError(f"{summary_path} belongs to run id {summary.get('run_id')!r}, not {run_id!r}; "
                          f"re-export the analysis of {run_id}")
-    stale = _stale(summary, runs)
+    from resnet_nb.analysis import stale_runs
+
+    by_name = {Path(r["path"]).name: _model_key(r) for r in runs}
+    stale = sorted({by_name[name] for name in stale_runs(summary, runs)})   # the models to refresh
     if stale and not exported:  # runs went on (or were added) after the export: refresh it
         from resnet_nb.analysis import analyze
 
@@ -84,25 +87,6 @@ def load_inputs(run_id: str, runs_dir: str | os.PathLike = "experiments",
     return {"summary": summary, "runs": runs, "figures_dir": fig_dir,
             "run_dir": Path(runs_dir) / run_id, "exported": exported, "refreshed": stale if not exported else [],
             "published": is_published(Path(runs_dir) / run_id)}  # report/published/<id>/ (resnet-nb publish)
-
-
-def _stale(summary: dict, runs: list[dict]) -> list[str]:
-    """Models whose run files are newer than summary.json: more finished epochs, a status
-    that changed (a run killed since: ``runs.effective_status``), or no entry (or an entry
-    written before summaries kept every seed's numbers, ``per_seed``)."""
-    epochs: dict[str, int] = {}
-    moved: set[str] = set()  # models with a run whose status is not the one summary.json holds
-    models = summary.get("models", {})
-    for run in runs:
-        key = _model_key(run)
-        n = len(run.get("metrics", []))
-        epochs[key] = min(epochs.get(key, n), n)  # the summary counts epochs all seeds finished
-        held = {p.get("run_dir"): p.get("status") for p in models.get(key, {}).get("per_seed", [])}
-        if held.get(Path(run["path"]).name, "") != effective_status(run):
-            moved.add(key)
-    return sorted(k for k, n in epochs.items()
-                  if k not in models or "per_seed" not in models[k] or k in moved
-                  or (n and (models[k].get("last_epoch") or 0) < n))
 
 
 # --------------------------------------------------------------------------- facts

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnet_nb.analysis import summarize
+from resnet_nb.analysis import dataset_of, summarize
 from resnet_nb.config import check_run_id, config_from_dict
 from resnet_nb.data import normalize
 from resnet_nb.models import build_model, model_label, parse_model_name, sort_models
@@ -153,16 +153,6 @@ def skip_reason(runs: Sequence[dict]) -> str | None:
         return None
     found = f"best.pth found for {', '.join(model_label(m) for m in have)}" if have else "no best.pth found"
     return f"Fig. 7 needs best.pth of both families (plain and ResNet); {found}"
-
-
-def _dataset_of(runs: Sequence[dict]) -> dict:
-    prints = {(r.get("dataset") or {}).get("fingerprint") for r in runs}
-    if len(prints) > 1:
-        raise ValueError("the runs of this run id used different datasets; measure the layer responses "
-                         "of runs trained on one dataset together (give them their own run id)")
-    d = runs[0].get("dataset") or {}
-    return {"provenance": d.get("provenance", "unknown"), "fingerprint": d.get("fingerprint", ""),
-            "canonical": bool(d.get("canonical", False))}
 
 
 def measure_run(run: dict, device: torch.device | str = "cpu", data_root: str | None = None,
@@ -449,7 +439,7 @@ def layer_responses(runs_dir: str | os.PathLike = "experiments", run_id: str = "
                         "std_over_seeds": stds.std(axis=0, ddof=1).tolist() if len(rows) > 1 else None,
                         "runs": rows}
     presets = sorted({str(r.get("preset") or r["config"].get("preset")) for r in measured})
-    dataset = _dataset_of(measured)
+    dataset = dataset_of(measured, "measure the layer responses of runs")
     n_images = per_run[0]["n_images"]
     out = {"run_id": run_id, "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "preset": presets[0] if len(presets) == 1 else ",".join(presets), "dataset": dataset,

@@ -70,3 +70,32 @@ def test_data_cli_missing_data_is_one_clear_error(tmp_path, capsys):
     assert main(["data", "download", "--data-root", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert "cifar-10-python.tar.gz" in err and "Traceback" not in err
+
+
+def test_no_import_cycles_between_the_package_modules():
+    """Data flows one way: no module imports (even lazily) a module that imports it back."""
+    import ast
+
+    pkg = REPO / "resnet_nb"
+    mods = {p.stem for p in pkg.glob("*.py")}
+    edges: dict[str, set[str]] = {}
+    for m in mods:
+        deps = set()
+        for n in ast.walk(ast.parse((pkg / f"{m}.py").read_text(encoding="utf-8"))):
+            if isinstance(n, ast.ImportFrom) and n.module and n.module.split(".")[0] == "resnet_nb":
+                parts = n.module.split(".")
+                deps |= {parts[1]} if len(parts) > 1 else {a.name for a in n.names if a.name in mods}
+            elif isinstance(n, ast.Import):
+                deps |= {a.name.split(".")[1] for a in n.names if a.name.startswith("resnet_nb.")}
+        edges[m] = deps & mods - {m}
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for v in edges[todo.pop()]:
+                if v not in seen:
+                    seen.add(v)
+                    todo.append(v)
+        return seen
+    cycles = sorted(m for m in mods if m in reach(m))
+    assert not cycles, f"modules on an import cycle: {cycles}"
