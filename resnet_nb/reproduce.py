@@ -53,7 +53,7 @@ from resnet_nb.executor import KERNEL, Runner, check_kernel, describe
 from resnet_nb.models import MODEL_SETS, SEED_MODELS, expand_models, parse_model_name
 from resnet_nb.notebook import check_run_dirs, project_root, split_list
 from resnet_nb.probes import FULL_PROBE, SMOKE_PROBE, THEORY_JSON
-from resnet_nb.runs import CONFIG_FILE, load_run, read_json, run_dir_of
+from resnet_nb.runs import load_run, run_dir_of, stored_status
 from resnet_nb.train import EXIT_PAUSED, paused_runs, resolve_run_ids
 
 __all__ = ["Unit", "plan_units", "theory_parameters", "analysis_waits_for", "add_arguments", "run_cli"]
@@ -66,11 +66,7 @@ _OWN_FLAGS = {"preset": "--preset", "model": "--models", "seed": "--seeds", "tim
 
 
 def _status(cfg) -> str | None:
-    p = run_dir_of(cfg.out_dir, cfg.run_id, cfg.run_name) / CONFIG_FILE
-    try:
-        return read_json(p).get("status") if p.is_file() else None
-    except ValueError:
-        return None
+    return stored_status(run_dir_of(cfg.out_dir, cfg.run_id, cfg.run_name))
 
 
 # --------------------------------------------------------------------------- planning

@@ -43,7 +43,7 @@ import torch
 
 __all__ = ["atomic_write_json", "atomic_save", "read_json", "load_run", "list_runs",
            "list_run_ids", "run_dir_of", "NoSpaceError", "is_no_space", "RunLock", "lock_run_dir", "is_locked",
-           "lock_holder", "process_info", "effective_status", "remove_stale_tmp_files",
+           "lock_holder", "process_info", "effective_status", "stored_status", "remove_stale_tmp_files",
            "dir_state", "CONFIG_FILE", "METRICS_FILE", "BEST_FILE", "LAST_FILE", "LOCK_FILE",
            "RUN_FILES", "FORMAT_VERSION", "STATUSES", "UNFINISHED"]
 
@@ -402,6 +402,17 @@ def _pid_alive(pid) -> bool | None:
     except OSError:
         return None
     return True
+
+
+def stored_status(run_dir: str | os.PathLike) -> str | None:
+    """The status config.json records for ``run_dir`` (running, finished, paused, failed,
+    interrupted), or None when there is no readable config.json: a quick look without loading
+    the run; :func:`effective_status` also tells a killed ``running`` run."""
+    try:
+        meta = read_json(Path(run_dir) / CONFIG_FILE)
+    except (OSError, ValueError):
+        return None
+    return meta.get("status") if isinstance(meta, dict) else None
 
 
 def effective_status(run: dict | str | os.PathLike) -> str | None:

@@ -115,17 +115,10 @@ def _stored_config(run_dir: Path) -> dict | None:
         return None
 
 
-def _stored_status(run_dir: Path) -> str | None:
-    try:
-        return read_json(run_dir / CONFIG_FILE).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def paused_runs(run_dirs) -> list[Path]:
     """The run dirs among ``run_dirs`` whose config.json says ``paused`` (the time budget
     stopped them; rerunning the same command resumes them)."""
-    return [Path(d) for d in run_dirs if _stored_status(Path(d)) == "paused"]
+    return [Path(d) for d in run_dirs if runs.stored_status(Path(d)) == "paused"]
 
 
 def _new_run_id() -> str:
@@ -151,7 +144,7 @@ def _pending_run_id(cfgs: list[TrainConfig]) -> str | None:
             continue
         if any(runs.is_locked(d) for _, d in dirs):
             continue
-        if any(_stored_status(d) in UNFINISHED for _, d in dirs):
+        if any(runs.stored_status(d) in UNFINISHED for _, d in dirs):
             candidates.append((max((d / CONFIG_FILE).stat().st_mtime for _, d in dirs), rid_dir.name))
     return max(candidates)[1] if candidates else None
 
