@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["collect", "git_commit", "cpu_model", "cpu_has_native_bf16", "ram_gb", "device_name", "COMMIT_ENV", "COMMIT_DIRTY_ENV"]
+__all__ = ["collect", "git", "git_commit", "cpu_model", "cpu_has_native_bf16", "ram_gb", "device_name", "COMMIT_ENV", "COMMIT_DIRTY_ENV"]
 
 REPO = Path(__file__).resolve().parent.parent
 COMMIT_ENV, COMMIT_DIRTY_ENV = "RESNET_NB_COMMIT", "RESNET_NB_COMMIT_DIRTY"
@@ -29,30 +29,34 @@ _SHA = re.compile(r"^[0-9a-f]{7,64}$")  # abbreviated to full (sha1: 40, sha256:
 _BOOL = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
-def _git(*args: str) -> str | None:
+def git(*args: str, repo: str | os.PathLike | None = None, timeout: float = 10) -> str | None:
+    """The stripped output of ``git -C <repo> <args>`` (default repo: the checkout holding
+    resnet_nb), or None when git is missing, fails or times out: the one way the package asks git."""
     try:
-        out = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
-                             timeout=10, check=True)
+        out = subprocess.run(["git", "-C", str(repo or REPO), *args], capture_output=True, text=True,
+                             timeout=timeout, check=True)
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
 
 
-def git_commit() -> dict:
-    """``{"commit", "dirty", "source"}`` of the checkout holding resnet_nb.
+def git_commit(repo: str | os.PathLike | None = None, environ: bool = True) -> dict:
+    """``{"commit", "dirty", "source"}`` of the checkout ``repo`` (default: the one holding resnet_nb).
 
-    From git (``source`` "git") when ``REPO`` is the top of a git work tree; otherwise from
+    From git (``source`` "git") when ``repo`` is the top of a git work tree; otherwise (with
+    ``environ``) from
     ``$RESNET_NB_COMMIT`` (a hex commit id; ``source`` "RESNET_NB_COMMIT") and
     ``$RESNET_NB_COMMIT_DIRTY`` (1/0, true/false; unset: dirty unknown, None); otherwise all
     None. An environment value that is not a hex id is ignored (a typo must not pass for a commit).
     """
-    top = _git("rev-parse", "--show-toplevel")
-    if top and _same_dir(top, REPO):
-        sha = _git("rev-parse", "HEAD")
+    repo = Path(repo or REPO)
+    top = git("rev-parse", "--show-toplevel", repo=repo)
+    if top and _same_dir(top, repo):
+        sha = git("rev-parse", "HEAD", repo=repo)
         if sha:
-            status = _git("status", "--porcelain", "--untracked-files=no")
+            status = git("status", "--porcelain", "--untracked-files=no", repo=repo)
             return {"commit": sha, "dirty": (bool(status) if status is not None else None), "source": "git"}
-    sha = os.environ.get(COMMIT_ENV, "").strip().lower()
+    sha = os.environ.get(COMMIT_ENV, "").strip().lower() if environ else ""
     if _SHA.match(sha):
         dirty = _BOOL.get(os.environ.get(COMMIT_DIRTY_ENV, "").strip().lower())
         return {"commit": sha, "dirty": dirty, "source": COMMIT_ENV}

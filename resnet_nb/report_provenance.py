@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -215,11 +214,10 @@ def _hyperparameters(runs: list[dict]) -> tuple[list[dict], list[str]]:
 
 
 def _git_log(limit: int = 60) -> dict:
-    try:
-        out = subprocess.run(["git", "-C", str(REPO), "log", "--reverse", "--date=iso-strict",
-                              "--format=%h%x09%ad%x09%s"], capture_output=True, text=True,
-                             timeout=20, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
+    from resnet_nb.environment import git
+
+    out = git("log", "--reverse", "--date=iso-strict", "--format=%h%x09%ad%x09%s", repo=REPO, timeout=20)
+    if out is None:
         return {"commits": [], "omitted": 0, "available": False}
     commits = []
     for line in out.splitlines():

@@ -30,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -326,26 +325,15 @@ def tree_bytes(path: Path) -> int:
     return total
 
 
-def _git(repo: Path, *args: str) -> str:
-    try:
-        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                              timeout=60, check=True).stdout
-    except FileNotFoundError:
-        raise ValueError("git is not installed: no commit to record") from None
-    except subprocess.CalledProcessError as e:
-        raise ValueError(f"{repo} is not a git checkout ({e.stderr.strip()}): no commit to "
-                         f"record") from None
-
-
 def commit_env(repo: str | os.PathLike | None = None) -> str:
     """``RESNET_NB_COMMIT=<sha> RESNET_NB_COMMIT_DIRTY=<0|1>`` of the checkout: set them where a
     copy of it without ``.git`` trains, and its run dirs record the commit."""
-    from resnet_nb.environment import COMMIT_DIRTY_ENV, COMMIT_ENV
+    from resnet_nb.environment import COMMIT_DIRTY_ENV, COMMIT_ENV, git_commit
 
-    repo = Path(repo or REPO)
-    sha = _git(repo, "rev-parse", "HEAD").strip()
-    dirty = bool(_git(repo, "status", "--porcelain", "--untracked-files=no").strip())
-    return f"{COMMIT_ENV}={sha} {COMMIT_DIRTY_ENV}={int(dirty)}"
+    g = git_commit(repo or REPO, environ=False)
+    if g["commit"] is None:
+        raise ValueError(f"{Path(repo or REPO)} is not a git checkout (or git is missing): no commit to record")
+    return f"{COMMIT_ENV}={g['commit']} {COMMIT_DIRTY_ENV}={int(bool(g['dirty']))}"
 
 
 # --------------------------------------------------------------------------- CLI
