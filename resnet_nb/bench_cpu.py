@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from resnet_nb import data as D
 from resnet_nb.environment import cpu_model
+from resnet_nb.executor import usable_cores
 from resnet_nb.models import build_model, parse_model_name
 from resnet_nb.step import EVAL_BATCH, TrainStep, cpu_has_native_bf16, default_precision, eval_sums, make_optimizer
 
@@ -139,10 +140,6 @@ def _synthetic(n: int, device) -> dict:
     return {"x": x, "y": y, "mean": mean, "std": std, "x_dev": x.to(device), "y_dev": y.to(device)}
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def measure_step(model_name: str, precision: str, layout: str, steps: int, warmup: int, batch_size: int,
                  eval_images: int = 0) -> dict:
     """img/s of ``steps`` training steps (after ``warmup``) of one net on the CPU, in this process
@@ -184,7 +181,7 @@ def measure_step(model_name: str, precision: str, layout: str, steps: int, warmu
 def _parallel_rows(models: list[str], precision: str, parallel: int, args: Namespace) -> list[dict]:
     """The training default in ``parallel`` processes at once, each with cores/parallel threads:
     for every model, ``parallel`` copies of its step measured together (their img/s summed)."""
-    threads = max(1, _cores() // parallel)
+    threads = max(1, usable_cores() // parallel)
     rows = []
     for m in models:
         spec = json.dumps({"model": m, "precision": precision, "layout": "channels_last", "steps": args.steps,
@@ -265,7 +262,7 @@ def run_cpu_bench(args: Namespace) -> dict:
         per = {m: par[m]["train_img_s"] / par[m]["processes"] for m in par}
         ev = {m: same[m]["eval_img_s"] * per[m] / same[m]["train_img_s"] for m in par}
         implied[f"{default}_channels_last_parallel{args.parallel}"] = short_wall_time(per, ev, slots=args.parallel)
-    return {"device": f"CPU: {cpu_model() or platform.machine()}, {_cores()} cores", "native_bf16": cpu_has_native_bf16(),
+    return {"device": f"CPU: {cpu_model() or platform.machine()}, {usable_cores()} cores", "native_bf16": cpu_has_native_bf16(),
             "default_precision": default, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "data": "synthetic uint8 images: timing only", "batch_size": args.batch_size, "steps": args.steps,
             "warmup": args.warmup, "parallel": args.parallel, "rows": rows, "implied_short_s": implied}

@@ -152,6 +152,11 @@ def _worker(spec_path: str) -> int:
 _NOISE = ("Kernel is running over TCP without encryption", "KeyboardInterrupt caught in kernel")
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS tells, else all)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def cpu_threads_env(gpus: list[str], parallel: int) -> dict:
     """On the CPU, the cores shared out among ``parallel`` executions at once (``OMP_NUM_THREADS``,
     which torch reads at start-up): on 2 cores two 1-thread trainings do 1.1-1.25x the images of
@@ -159,8 +164,7 @@ def cpu_threads_env(gpus: list[str], parallel: int) -> dict:
     other several-fold. Nothing when a GPU trains, one execution runs, or the user set it."""
     if gpus or parallel <= 1 or "OMP_NUM_THREADS" in os.environ:
         return {}
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return {"OMP_NUM_THREADS": str(max(1, cores // parallel))}
+    return {"OMP_NUM_THREADS": str(max(1, usable_cores() // parallel))}
 
 
 class Runner:

@@ -116,7 +116,9 @@ def _train_argv(cfg) -> list[str]:
 def _train_all(cfgs: list, parallel: int, deadline: float | None) -> int:
     """Train ``cfgs`` with ``resnet-nb train``, ``parallel`` at once (cores shared out); returns
     the worst exit status (75: paused by the budget)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from resnet_nb.executor import usable_cores
+
+    cores = usable_cores()
     env = dict(os.environ, OMP_NUM_THREADS=str(max(1, cores // parallel))) if parallel > 1 else dict(os.environ)
     pending, running, worst = list(cfgs), [], 0
     while pending or running:

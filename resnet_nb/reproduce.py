@@ -139,8 +139,9 @@ def auto_parallel(cuda: bool) -> int:
     (each gets cores/2 threads: ``executor.cpu_threads_env``)."""
     if cuda:
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 2 if cores >= 2 else 1
+    from resnet_nb.executor import usable_cores
+
+    return 2 if usable_cores() >= 2 else 1
 
 
 def _uses_cuda(cfg) -> bool:
