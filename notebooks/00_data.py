@@ -27,8 +27,9 @@
 # %%
 import torch
 
-from resnet_nb import analysis, data, plots
-from resnet_nb.notebook import notebook_setup
+from resnet_nb.analysis import aggregate, plots
+from resnet_nb.data import cifar10
+from resnet_nb.pipeline.notebook import notebook_setup
 
 notebook_setup(globals())  # relative paths below are relative to the project root
 
@@ -50,7 +51,7 @@ export_dir = None           # folder for data_samples.png, data_augmentation.png
 # says where to put the archive.
 
 # %%
-ds = data.load_dataset(dataset, data_root, allow_noncanonical)
+ds = cifar10.load_dataset(dataset, data_root, allow_noncanonical)
 data_label = plots.provenance_label(ds.info())  # every figure title names the data: CIFAR-10, copy or synthetic
 
 # %% [markdown]
@@ -62,17 +63,17 @@ data_label = plots.provenance_label(ds.info())  # every figure title names the d
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(analysis.dataset_overview(ds))
+print(aggregate.dataset_overview(ds))
 
 # %%
 plots.show(plots.class_balance_figure(ds.train_y.bincount(minlength=10).tolist(),
-                                      ds.test_y.bincount(minlength=10).tolist(), data.CLASSES, data_label))
+                                      ds.test_y.bincount(minlength=10).tolist(), cifar10.CLASSES, data_label))
 
 # %% [markdown]
 # ## Samples per class
 
 # %%
-samples_fig = plots.sample_grid_figure(ds.train_x, ds.train_y, data.CLASSES, samples_per_class, seed, data_label)
+samples_fig = plots.sample_grid_figure(ds.train_x, ds.train_y, cifar10.CLASSES, samples_per_class, seed, data_label)
 plots.show(samples_fig)
 
 # %% [markdown]
@@ -89,7 +90,7 @@ plots.show(samples_fig)
 # NBVAL_CHECK_OUTPUT
 generator = torch.Generator().manual_seed(seed)
 originals = ds.train_x[:preview_images]                         # (K, 3, 32, 32) uint8
-draws = [data.random_crop_flip(originals, generator) for _ in range(3)]
+draws = [cifar10.random_crop_flip(originals, generator) for _ in range(3)]
 print("augmented batch:", tuple(draws[0].shape), draws[0].dtype)
 
 # %%

@@ -22,7 +22,7 @@
 # so the stacked layers only have to learn the *residual* $F(x) = H(x) - x$ of the mapping
 # $H$ they should represent. If the identity is close to optimal, driving $F$ towards zero is
 # easier than fitting an identity with a stack of non-linear layers. The plain network used
-# as the control is the same stack without the `+ x` (`resnet_nb.models`).
+# as the control is the same stack without the `+ x` (`resnet_nb.models.resnet`).
 #
 # The shortcut also changes how signals travel. Backwards, a residual block passes
 # $\partial L/\partial x = \partial L/\partial y\,(I + \partial F/\partial x)$: an identity
@@ -37,15 +37,16 @@
 # depths and seeds the parameters name. The full probe (`probes.FULL_PROBE`, this
 # notebook's defaults) is depth 20, 56 and 110 with three seeds; a smaller one, such as the
 # smoke preset's, prints what it left out below and says so in every figure title, as every
-# title also says which data the batch came from. The functions live in `resnet_nb.probes`.
+# title also says which data the batch came from. The functions live in `resnet_nb.analysis.probes`.
 
 # %%
 from IPython.display import Markdown, display
 
-from resnet_nb import data, plots, probes
-from resnet_nb.analysis import figures_dir_of
-from resnet_nb.notebook import notebook_setup
-from resnet_nb.prepare import resolve_device
+from resnet_nb.analysis import plots, probes
+from resnet_nb.analysis.aggregate import figures_dir_of
+from resnet_nb.data import cifar10
+from resnet_nb.pipeline.notebook import notebook_setup
+from resnet_nb.training.prepare import resolve_device
 
 notebook_setup(globals())  # relative paths below are relative to the project root
 
@@ -64,7 +65,7 @@ figures_root = "report/figures"
 # %% [markdown]
 # ## The block, in code
 #
-# `resnet_nb.models.BasicBlock` is the equation above: `residual_branch` is $F(x)$, two 3x3
+# `resnet_nb.models.resnet.BasicBlock` is the equation above: `residual_branch` is $F(x)$, two 3x3
 # conv-BN layers, and `forward` adds the shortcut before the last ReLU. The plain control is the
 # same block built with `shortcut=None`; where the shape changes, option A (`ShortcutA`)
 # subsamples and zero-pads the identity (sec. 3.3).
@@ -72,7 +73,7 @@ figures_root = "report/figures"
 # %%
 import inspect
 
-from resnet_nb.models import BasicBlock
+from resnet_nb.models.resnet import BasicBlock
 
 print(inspect.getsource(BasicBlock.residual_branch))
 print(inspect.getsource(BasicBlock.forward))
@@ -84,7 +85,7 @@ print(inspect.getsource(BasicBlock.forward))
 # with the probe's parameters into `theory_probes.json` and into every figure title.
 
 # %%
-ds = data.load_dataset(dataset, data_root, allow_noncanonical)
+ds = cifar10.load_dataset(dataset, data_root, allow_noncanonical)
 x, y = probes.probe_batch(ds, batch_size, seed=0, normalization=normalization,
                           device=resolve_device(device))
 probe_parameters = dict(dataset=dataset, provenance=ds.provenance, fingerprint=ds.fingerprint, depths=depths,

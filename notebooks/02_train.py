@@ -21,7 +21,7 @@
 # `<out_dir>/<run_id>/<run_name>/` (config.json, metrics.json, best.pth, last.pth) and
 # ends with their loss and accuracy curves.
 #
-# **Parameters.** The names map 1:1 onto the fields of `resnet_nb.config.TrainConfig`;
+# **Parameters.** The names map 1:1 onto the fields of `resnet_nb.training.config.TrainConfig`;
 # a value left at `None` comes from the `preset` (`seed`: the seed report's recipe,
 # `paper`: sec. 4.2 with 64k iterations and a 45k/5k split, `smoke`: a CPU-sized check).
 # Two extras, `models` and `seeds` (comma lists), train the cross product, named `<model>`
@@ -36,10 +36,10 @@
 # Rerunning resumes an unfinished run from `last.pth`; a finished run is not trained again.
 
 # %%
-from resnet_nb import analysis, plots
-from resnet_nb.notebook import check_run_dirs, configs_from_parameters, notebook_setup
-from resnet_nb.runs import effective_status, load_run
-from resnet_nb.train import train, train_many
+from resnet_nb.analysis import aggregate, plots
+from resnet_nb.pipeline.notebook import check_run_dirs, configs_from_parameters, notebook_setup
+from resnet_nb.runs.rundir import effective_status, load_run
+from resnet_nb.training.train import train, train_many
 
 notebook_setup(globals())  # relative paths below are relative to the project root
 
@@ -107,8 +107,8 @@ run_dirs = train_many(cfgs) if len(cfgs) > 1 else [train(cfgs[0])]
 
 # %%
 runs = [load_run(d) for d in run_dirs]
-curves = {r["config"]["run_name"]: analysis.model_curves([r]) for r in runs if r["metrics"]}
-plots.show(plots.run_curves_figure(curves, analysis.runs_label(runs)))
+curves = {r["config"]["run_name"]: aggregate.model_curves([r]) for r in runs if r["metrics"]}
+plots.show(plots.run_curves_figure(curves, aggregate.runs_label(runs)))
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -30,15 +30,15 @@
 #   accuracy, final and minimal training loss, parameters, wall time, and the dataset's
 #   provenance; means over seeds (with the std) when a model has several.
 #
-# Every number shown is computed from the run directories (`resnet_nb.analysis`).
+# Every number shown is computed from the run directories (`resnet_nb.analysis.aggregate`).
 
 # %%
 from IPython.display import Image, Markdown, display
 
-from resnet_nb import analysis, responses, verdicts
-from resnet_nb.models import SEED_MODELS
-from resnet_nb.notebook import notebook_setup
-from resnet_nb.runs import effective_status
+from resnet_nb.analysis import aggregate, responses, verdicts
+from resnet_nb.models.resnet import SEED_MODELS
+from resnet_nb.pipeline.notebook import notebook_setup
+from resnet_nb.runs.rundir import effective_status
 
 notebook_setup(globals())  # relative paths below are relative to the project root
 
@@ -52,7 +52,7 @@ expected_models = ""                                 # comma list to compare (""
 # ## Load the run directories
 
 # %%
-run_id, runs = analysis.load_runs(runs_dir, run_id)
+run_id, runs = aggregate.load_runs(runs_dir, run_id)
 expected = [m.strip() for m in expected_models.split(",") if m.strip()] or SEED_MODELS
 
 # %%
@@ -69,12 +69,12 @@ for r in runs:
 # `01_theory`, when present in the same folder, are listed in the summary too.
 
 # %%
-summary = analysis.analyze(runs_dir, run_id, figures_root, expected)
-fig_dir = analysis.figures_dir_of(figures_root, run_id)
+summary = aggregate.analyze(runs_dir, run_id, figures_root, expected)
+fig_dir = aggregate.figures_dir_of(figures_root, run_id)
 print(f"run id {summary['run_id']} ({summary['preset']} preset), data: {summary['dataset']['provenance']} "
       f"(canonical: {summary['dataset']['canonical']}, fingerprint {summary['dataset']['fingerprint'][:12]})")
 print(f"missing models: {', '.join(summary['missing']) or 'none'}")
-print(f"the figure titles name the data: {analysis.runs_label(runs)}")
+print(f"the figure titles name the data: {aggregate.runs_label(runs)}")
 print(f"written to {fig_dir}: summary.json, {', '.join(summary['figures'].values())}")
 
 # %% [markdown]
@@ -103,9 +103,9 @@ display(Image(filename=str(fig_dir / summary["figures"]["error_fig6"])))
 # more in a family (`resnet-nb reproduce --models sweep`).
 
 # %%
-ready, why = analysis.sweep_ready(summary["models"])
+ready, why = aggregate.sweep_ready(summary["models"])
 if ready:
-    display(Markdown(analysis.depth_table(summary)))
+    display(Markdown(aggregate.depth_table(summary)))
     display(Image(filename=str(fig_dir / summary["figures"]["error_vs_depth"])))
 else:
     print(f"no depth sweep: {why}")
@@ -117,7 +117,7 @@ else:
 # column is the number of seeds (n) each row averages.
 
 # %%
-best_table, last_table = analysis.results_tables(summary)
+best_table, last_table = aggregate.results_tables(summary)
 display(Markdown(best_table))
 display(Markdown(last_table))
 
@@ -128,14 +128,14 @@ display(Markdown(last_table))
 # shallower one, and does the residual net of the deeper depth beat the plain net of that depth
 # and the shallower residual net? The accuracy compared is the final epoch's (the paper reports
 # the net at the end of training; the best epoch is chosen on the test set). Every verdict comes
-# from the rule table of `resnet_nb.verdicts` (the report prints the same table): synthetic
+# from the rule table of `resnet_nb.analysis.verdicts` (the report prints the same table): synthetic
 # data, the smoke preset or an unfinished run are not assessable; one seed counts only beyond
 # the published seed noise; several seeds are tested with Welch's t-test; the three primary
 # claims are corrected for multiplicity (Holm).
 
 # %%
 display(Markdown(verdicts.rule_table("en")))
-for line in analysis.degradation_checks(summary):
+for line in aggregate.degradation_checks(summary):
     print(line)
 
 # %% [markdown]
@@ -156,7 +156,7 @@ else:
 # diverged is named here and left out of the means and verdicts above.
 
 # %%
-display(Markdown(analysis.per_seed_table(summary)))
+display(Markdown(aggregate.per_seed_table(summary)))
 
 # %% [markdown]
 # ## Paper Fig. 7: the layer responses of the trained nets

@@ -32,16 +32,16 @@ when it is run again; runs live in experiments/<run id>/<model>/."""
 
 # sub-command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("resnet_nb.data_cli", "download, verify or describe CIFAR-10"),
-    "train": ("resnet_nb.train", "train one model into its run dir (several models, packed: reproduce --models)"),
-    "reproduce": ("resnet_nb.reproduce", "run the training notebook for each model with papermill, then the analysis"),
-    "report": ("resnet_nb.report", "build the pandoc report (pdf, docx, html) of a run id"),
-    "bench": ("resnet_nb.bench", "measure training images/s: common recipe vs this project's fast paths"),
-    "parity": ("resnet_nb.parity", "train the short recipe's first epochs in fp32 and bf16: does bf16 train as fp32 does?"),
-    "publish": ("resnet_nb.publish", "copy a finished reproduction into report/published/<run id>/; the README table"),
-    "evaluate": ("resnet_nb.evaluate", "re-compute a run's test accuracy from its best.pth and check it against metrics.json"),
-    "gpu-check": ("resnet_nb.gpu_check", "check and measure the GPU fast path on this machine's card, in one go"),
-    "transfer": ("resnet_nb.transfer", "export run dirs as checked tars, or import them on another machine"),
+    "data": ("resnet_nb.data.cli", "download, verify or describe CIFAR-10"),
+    "train": ("resnet_nb.training.train", "train one model into its run dir (several models, packed: reproduce --models)"),
+    "reproduce": ("resnet_nb.pipeline.reproduce", "run the training notebook for each model with papermill, then the analysis"),
+    "report": ("resnet_nb.report.render", "build the pandoc report (pdf, docx, html) of a run id"),
+    "bench": ("resnet_nb.bench.throughput", "measure training images/s: common recipe vs this project's fast paths"),
+    "parity": ("resnet_nb.bench.parity", "train the short recipe's first epochs in fp32 and bf16: does bf16 train as fp32 does?"),
+    "publish": ("resnet_nb.pipeline.publish", "copy a finished reproduction into report/published/<run id>/; the README table"),
+    "evaluate": ("resnet_nb.pipeline.evaluate", "re-compute a run's test accuracy from its best.pth and check it against metrics.json"),
+    "gpu-check": ("resnet_nb.bench.gpu_check", "check and measure the GPU fast path on this machine's card, in one go"),
+    "transfer": ("resnet_nb.pipeline.transfer", "export run dirs as checked tars, or import them on another machine"),
 }
 
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
     module = importlib.import_module(args._module)
-    from resnet_nb.data import DataError
+    from resnet_nb.data.cifar10 import DataError
 
     try:
         return int(module.run_cli(args) or 0)

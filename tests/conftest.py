@@ -1,13 +1,12 @@
 """Shared fixtures: small CIFAR-format datasets written by the real fixture writer."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from resnet_nb.data import write_fake_cifar10
+from resnet_nb.data.cifar10 import write_fake_cifar10
 
 REPO = Path(__file__).resolve().parent.parent
 

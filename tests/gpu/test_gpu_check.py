@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
+from resnet_nb.bench.gpu_check import graph_vs_eager
 from resnet_nb.cli import main
-from resnet_nb.gpu_check import graph_vs_eager
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -31,9 +31,9 @@ def tiny_reproduction(tmp_path_factory, fake_cifar) -> dict:
     in all languages and formats. Read-only: a test that changes a run copies it first."""
     import torch
 
-    from resnet_nb.analysis import analyze
-    from resnet_nb.config import make_config
-    from resnet_nb.train import train_many
+    from resnet_nb.analysis.aggregate import analyze
+    from resnet_nb.training.config import make_config
+    from resnet_nb.training.train import train_many
 
     root = tmp_path_factory.mktemp("tiny-reproduction")
     threads = torch.get_num_threads()

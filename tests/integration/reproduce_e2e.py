@@ -23,8 +23,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from resnet_nb.config import coerce_field, make_config
-from resnet_nb.runs import atomic_write_json
+from resnet_nb.runs.rundir import atomic_write_json
+from resnet_nb.training.config import coerce_field, make_config
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_ID = "e2e"

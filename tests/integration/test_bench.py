@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from resnet_nb import bench
+from resnet_nb.bench import throughput
 from resnet_nb.cli import main
 
 
@@ -34,10 +34,10 @@ def test_implied_times_follow_the_seed_recipe():
                      "train_img_s": 25_000.0, "eval_img_s": 100_000.0})
     rows.append({"variant": "d", "model": None, "depth": 0, "depths": [20, 56], "members": 4,
                  "train_img_s": 40_000.0, "eval_img_s": None})
-    assert bench._implied(rows, [20, 56])["f_branches"] is None
+    assert throughput._implied(rows, [20, 56])["f_branches"] is None
     rows.append({"variant": "f", "model": None, "depth": 0, "depths": [20, 56], "members": 4,
                  "train_img_s": 20_000.0, "eval_img_s": 50_000.0})
-    imp = bench._implied(rows, [20, 56])
+    imp = throughput._implied(rows, [20, 56])
     assert imp["d_concurrent_pairs"] == pytest.approx(200 * 50_000 / 40_000 + 2 * 200 * 0.1)
     assert imp["f_branches"] == pytest.approx(200 * (50_000 / 20_000 + 10_000 / 50_000))   # all four at once
     one_a = 200 * (50_000 / 10_000 + 10_000 / 20_000)                   # 1100 s per run
@@ -92,7 +92,7 @@ def test_bench_compile_on_the_cpu_adds_a_compiled_row_next_to_b_and_c(tmp_path, 
     assert all(r["first_step_s"] > 0 and r["train_img_s"] > 0 for r in rows)
     for g in rows[1::2]:
         assert g["compiled"] is True and g["compile_fallback"] is None and g["compile_backend"] == "aot_eager"
-        assert g["compile_s"] > 0 and g["graph"] is False and len(g["loss_diff_steps"]) == bench.COMPILE_CHECK_STEPS
+        assert g["compile_s"] > 0 and g["graph"] is False and len(g["loss_diff_steps"]) == throughput.COMPILE_CHECK_STEPS
         assert 0 <= g["loss_diff_max"] < 1e-4
     assert "compiled" not in rows[0]                          # the (b), (c) rows are what they were
     text = capsys.readouterr().out
@@ -113,11 +113,11 @@ def test_implied_times_of_the_compiled_rows_and_merged_results():
                  "eval_img_s": 100_000.0},
                 {"variant": "g", "model": None, "depth": d, "members": 2, "train_img_s": 50_000.0,
                  "eval_img_s": 100_000.0}]
-        return {"device": "GPU", "rows": rows, "implied": bench._implied(rows, [d])}
+        return {"device": "GPU", "rows": rows, "implied": throughput._implied(rows, [d])}
 
     p56, p20 = part(56), part(20)
     assert p56["implied"]["g_compiled_pairs"] is None                  # one depth: not the four runs
-    merged = bench.merge_results([p56, p20])
+    merged = throughput.merge_results([p56, p20])
     imp = merged["implied"]
     assert merged["merged_from"] == 2 and len(merged["rows"]) == 8
     assert imp["g_compiled_single"] == pytest.approx(4 * 200 * (50_000 / 20_000 + 10_000 / 20_000))
@@ -125,13 +125,13 @@ def test_implied_times_of_the_compiled_rows_and_merged_results():
     assert imp["g_compiled_pairs"] == pytest.approx(2 * 200 * (1 + 0.1))
     assert imp["c_pairs"] == pytest.approx(2 * 200 * (2 + 0.1))
     with pytest.raises(ValueError, match="at least one"):
-        bench.merge_results([])
+        throughput.merge_results([])
 
 
 def test_bench_cpu_table_precision_layout_threads(tmp_path, capsys, monkeypatch):
     """``resnet-nb bench --device cpu`` alone: the CPU table (tiny sizes)."""
-    from resnet_nb import bench_cpu
-    monkeypatch.setattr(bench_cpu, "default_precision", lambda device: "bf16")
+    from resnet_nb.bench import cpu
+    monkeypatch.setattr(cpu, "default_precision", lambda device: "bf16")
     out = tmp_path / "cpu.json"
     rc = main(["bench", "--device", "cpu", "--models", "resnet8", "--steps", "2", "--warmup", "1",
                "--batch-size", "8", "--n-train", "64", "--eval-images", "16", "--workers", "0",
@@ -140,7 +140,7 @@ def test_bench_cpu_table_precision_layout_threads(tmp_path, capsys, monkeypatch)
     res = json.loads(out.read_text())
     assert res["device"].startswith("CPU: ") and isinstance(res["native_bf16"], bool)
     got = [(r["variant"], r["precision"], r["layout"]) for r in res["rows"]]
-    assert got[0][0] == "a" and got[1:5] == [("layout", p, l) for p, l in bench_cpu.LAYOUTS]
+    assert got[0][0] == "a" and got[1:5] == [("layout", p, l) for p, l in cpu.LAYOUTS]
     par = res["rows"][5]
     assert par["variant"] == "parallel" and par["processes"] == 2 and len(par["per_process_img_s"]) == 2
     assert par["precision"] == "bf16" and all(r["train_img_s"] > 0 for r in res["rows"])
@@ -151,7 +151,7 @@ def test_bench_cpu_table_precision_layout_threads(tmp_path, capsys, monkeypatch)
 
 
 def test_short_wall_time_schedules_the_four_runs_in_slots():
-    from resnet_nb.bench_cpu import short_wall_time
+    from resnet_nb.bench.cpu import short_wall_time
     one = {"plain20": 1000.0, "resnet20": 1000.0, "plain56": 500.0, "resnet56": 500.0}
     ev = {m: 1e12 for m in one}                               # evaluation free: training time only
     t20, t56 = 20 * 50_000 / 1000, 20 * 50_000 / 500

@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
-from resnet_nb import runs
-from resnet_nb.config import make_config
-from resnet_nb.models import build_model
-from resnet_nb.train import train
+from resnet_nb.models.resnet import build_model
+from resnet_nb.runs import rundir
+from resnet_nb.training.config import make_config
+from resnet_nb.training.train import train
 
 pytestmark = pytest.mark.slow
 
@@ -17,7 +17,7 @@ def test_bf16_run_on_cpu(fake_cifar, tmp_path):
     cfg = make_config("smoke", model="resnet8", dataset="synthetic", data_root=str(fake_cifar), epochs=1,
                       batch_size=32, train_subset=64, test_subset=20, milestones=(1,), device="cpu",
                       precision="bf16", out_dir=str(tmp_path), run_id="b")
-    run = runs.load_run(train(cfg))
+    run = rundir.load_run(train(cfg))
     assert run["status"] == "finished" and run["config"]["precision"] == "bf16"
     assert all(math.isfinite(run["metrics"][0][k]) for k in ("train_loss", "test_loss"))
     ck = torch.load(tmp_path / "b" / "resnet8" / "last.pth", map_location="cpu", weights_only=True)

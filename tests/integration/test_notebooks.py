@@ -1,6 +1,5 @@
 """The notebooks: .py sources and .ipynb pairs in sync, golden copies current, parameters 1:1."""
 import ast
-import json
 import sys
 from pathlib import Path
 
@@ -8,8 +7,8 @@ import jupytext
 import nbformat
 import pytest
 
-from resnet_nb.executor import check_kernel
-from resnet_nb.notebook import train_parameter_names
+from resnet_nb.pipeline.executor import check_kernel
+from resnet_nb.pipeline.notebook import train_parameter_names
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"

@@ -12,11 +12,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from resnet_nb import packing, runs
-from resnet_nb.config import make_config
-from resnet_nb.models import build_model
-from resnet_nb.step import TrainStep
-from resnet_nb.train import train, train_many
+from resnet_nb.models.resnet import build_model
+from resnet_nb.runs import rundir
+from resnet_nb.training import loop
+from resnet_nb.training.config import make_config
+from resnet_nb.training.step import TrainStep
+from resnet_nb.training.train import train, train_many
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 TIMING = ("time", "elapsed")
@@ -72,21 +73,21 @@ def test_plan_packs_groups_by_depth_and_recipe(fake_cifar, tmp_path):
     others = [replace(cfgs[0], model="resnet20", run_name="resnet20"),
               replace(cfgs[0], lr=0.05, run_name="plain8-lr"),
               replace(cfgs[1], shortcut="B", run_name="resnet8-B")]
-    assert packing.plan_packs(cfgs + others, pack=True) == [[0, 1, 2], [3], [4], [5]]
-    assert packing.plan_packs(cfgs, pack=None) == [[0], [1], [2]]     # CPU: packing only on request
-    assert packing.plan_packs(cfgs, pack=False) == [[0], [1], [2]]
+    assert loop.plan_packs(cfgs + others, pack=True) == [[0, 1, 2], [3], [4], [5]]
+    assert loop.plan_packs(cfgs, pack=None) == [[0], [1], [2]]     # CPU: packing only on request
+    assert loop.plan_packs(cfgs, pack=False) == [[0], [1], [2]]
 
 
 def test_members_write_the_run_contract(packed_run):
     cfgs, paths = packed_run
     assert [p.name for p in paths] == ["plain8", "resnet8", "resnet8-seed1"]
     for c, p in zip(cfgs, paths):
-        run = runs.load_run(p)
+        run = rundir.load_run(p)
         assert run["status"] == "finished"
         assert [r["epoch"] for r in run["metrics"]] == [1, 2]
         assert set(run["metrics"][0]) >= {"epoch", "iteration", "train_loss", "train_acc", "test_loss",
                                           "test_acc", "lr", "time", "elapsed"}
-        meta = runs.read_json(p / "config.json")
+        meta = rundir.read_json(p / "config.json")
         assert meta["packed_with"] == ["plain8", "resnet8", "resnet8-seed1"]
         assert not (p / ".lock").exists() and meta["host"] and meta["pid"]
         for f in ("best.pth", "last.pth"):
@@ -101,7 +102,7 @@ def test_members_write_the_run_contract(packed_run):
 def test_members_match_their_standalone_runs(packed_run, alone_runs):
     cfgs, paths = packed_run
     for c, p in zip(cfgs, paths):
-        got, want = runs.load_run(p)["metrics"], runs.load_run(alone_runs[name(c)])["metrics"]
+        got, want = rundir.load_run(p)["metrics"], rundir.load_run(alone_runs[name(c)])["metrics"]
         for g, w in zip(got, want, strict=True):
             assert g["iteration"] == w["iteration"] and g["lr"] == w["lr"]
             for k in ("train_loss", "test_loss"):
@@ -112,7 +113,7 @@ def test_members_match_their_standalone_runs(packed_run, alone_runs):
 
 def interrupt_in_epoch_2(cfgs, monkeypatch):
     """Train ``cfgs`` as a pack and Ctrl-C it during the second epoch's evaluation."""
-    real, calls = packing.evaluate_pack, {"n": 0}
+    real, calls = loop.evaluate_pack, {"n": 0}
 
     def flaky(*a, **k):
         calls["n"] += 1
@@ -120,7 +121,7 @@ def interrupt_in_epoch_2(cfgs, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(packing, "evaluate_pack", flaky)
+    monkeypatch.setattr(loop, "evaluate_pack", flaky)
     with pytest.raises(KeyboardInterrupt):
         train_many(cfgs, pack=True)
 
@@ -129,18 +130,18 @@ def test_interrupted_pack_resumes_exactly(packed_run, fake_cifar, tmp_path, monk
     cfgs, ref_paths = packed_run
     cfgs = [replace(c, out_dir=str(tmp_path)) for c in cfgs]
     interrupt_in_epoch_2(cfgs, monkeypatch)
-    assert runs.load_run(tmp_path / "p" / "plain8")["status"] == "interrupted"
+    assert rundir.load_run(tmp_path / "p" / "plain8")["status"] == "interrupted"
     monkeypatch.undo()
     paths = train_many(cfgs, pack=True)
     for p, ref in zip(paths, ref_paths):
-        run = runs.load_run(p)
+        run = rundir.load_run(p)
         assert run["status"] == "finished" and [r["epoch"] for r in run["resumed"]] == [1]
-        assert math_fields(run["metrics"]) == math_fields(runs.load_run(ref)["metrics"])
+        assert math_fields(run["metrics"]) == math_fields(rundir.load_run(ref)["metrics"])
 
 
 def test_a_packed_member_resumes_alone(fake_cifar, tmp_path, monkeypatch):
     cfgs = pack_cfgs(fake_cifar, tmp_path)[:2]
-    real, calls = packing.evaluate_pack, {"n": 0}
+    real, calls = loop.evaluate_pack, {"n": 0}
 
     def flaky(*a, **k):
         calls["n"] += 1
@@ -148,11 +149,11 @@ def test_a_packed_member_resumes_alone(fake_cifar, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(packing, "evaluate_pack", flaky)
+    monkeypatch.setattr(loop, "evaluate_pack", flaky)
     with pytest.raises(KeyboardInterrupt):
         train_many(cfgs, pack=True)
     monkeypatch.undo()
-    run = runs.load_run(train(cfgs[1]))                       # the single model takes over
+    run = rundir.load_run(train(cfgs[1]))                       # the single model takes over
     assert run["status"] == "finished" and [r["epoch"] for r in run["metrics"]] == [1, 2]
 
 
@@ -164,10 +165,10 @@ def test_branches_equal_standalone_runs_exactly_and_grouped_closely(packed_run, 
     generator) are bitwise those of its standalone run, and close to its grouped run."""
     cfgs = pack_cfgs(fake_cifar, tmp_path, pack_mode="branches")
     cfgs.append(replace(cfgs[1], model="resnet14", run_name="resnet14"))
-    assert packing.plan_packs(cfgs, pack=True) == [[0, 1, 2, 3]]
+    assert loop.plan_packs(cfgs, pack=True) == [[0, 1, 2, 3]]
     paths = train_many(cfgs, pack=True)
     for c, p in zip(cfgs, paths):
-        run, alone = runs.load_run(p), runs.load_run(alone_runs[name(c)])
+        run, alone = rundir.load_run(p), rundir.load_run(alone_runs[name(c)])
         assert run["status"] == "finished" and run["packed_with"] == [name(c) for c in cfgs]
         assert run["params"] == alone["params"] and run["config"]["pack_mode"] == "branches"
         assert math_fields(run["metrics"]) == math_fields(alone["metrics"]), name(c)
@@ -178,7 +179,7 @@ def test_branches_equal_standalone_runs_exactly_and_grouped_closely(packed_run, 
         assert torch.equal(torch.load(p / "last.pth", weights_only=True)["rng"]["data"],
                            torch.load(alone_runs[name(c)] / "last.pth", weights_only=True)["rng"]["data"])
     for c, p, grouped in zip(cfgs, paths, packed_run[1]):      # the depth-8 members vs the grouped pack
-        for g, w in zip(runs.load_run(p)["metrics"], runs.load_run(grouped)["metrics"], strict=True):
+        for g, w in zip(rundir.load_run(p)["metrics"], rundir.load_run(grouped)["metrics"], strict=True):
             for k in ("train_loss", "test_loss"):
                 assert g[k] == pytest.approx(w[k], rel=1e-3), (name(c), k)
 
@@ -193,12 +194,12 @@ def test_a_grouped_pack_resumes_in_branches_mode(packed_run, alone_runs, fake_ci
     paths = train_many([replace(c, pack_mode="branches") for c in cfgs], pack=True)
     for c, p, grouped in zip(cfgs, paths, packed_run[1]):
         alone = train(replace(c, out_dir=str(tmp_path / "b")))            # the same last.pth, resumed alone
-        run = runs.load_run(p)
+        run = rundir.load_run(p)
         assert run["status"] == "finished" and [r["epoch"] for r in run["resumed"]] == [1]
-        assert math_fields(run["metrics"]) == math_fields(runs.load_run(alone)["metrics"]), name(c)
+        assert math_fields(run["metrics"]) == math_fields(rundir.load_run(alone)["metrics"]), name(c)
         assert same_state(torch.load(p / "last.pth", weights_only=True)["model"],
                           torch.load(alone / "last.pth", weights_only=True)["model"])
-        want = runs.load_run(grouped)["metrics"]                          # the grouped pack of three
+        want = rundir.load_run(grouped)["metrics"]                          # the grouped pack of three
         for g, w in zip(run["metrics"], want, strict=True):
             assert g["test_loss"] == pytest.approx(w["test_loss"], rel=1e-3)
 
@@ -218,20 +219,20 @@ def test_a_diverging_branch_fails_and_the_others_train_on(alone_runs, fake_cifar
     monkeypatch.setattr(TrainStep, "eager", nan_for_resnet8)
     cfgs = pack_cfgs(fake_cifar, tmp_path, pack_mode="branches")[:2]
     plain, resnet = train_many(cfgs, pack=True)
-    bad = runs.load_run(resnet)
+    bad = rundir.load_run(resnet)
     assert bad["status"] == "failed" and "nan at epoch 2, iteration 4" in bad["error"]
     assert "the rest of the pack trains on" in bad["error"] and [r["epoch"] for r in bad["metrics"]] == [1]
-    good = runs.load_run(plain)
+    good = rundir.load_run(plain)
     assert good["status"] == "finished"
-    assert math_fields(good["metrics"]) == math_fields(runs.load_run(alone_runs["plain8"])["metrics"])
+    assert math_fields(good["metrics"]) == math_fields(rundir.load_run(alone_runs["plain8"])["metrics"])
 
 
 def test_pack_mode_flags_and_reproduce_units(fake_cifar, tmp_path):
     """--pack-mode on train and reproduce; reproduce puts branches configs of every depth in one unit."""
     import argparse
 
-    from resnet_nb import reproduce
-    from resnet_nb import train as train_cli
+    from resnet_nb.pipeline import reproduce
+    from resnet_nb.training import train as train_cli
     for add in (train_cli.add_arguments, reproduce.add_arguments):
         p = argparse.ArgumentParser()
         add(p)

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from resnet_nb.cli import main
-from resnet_nb.config import make_config
-from resnet_nb.train import train
+from resnet_nb.training.config import make_config
+from resnet_nb.training.train import train
 
 pytestmark = pytest.mark.slow
 TINY = ["--set", "train_subset=64", "--set", "test_subset=32", "--set", "batch_size=32"]

@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_nb import publish as P
-from resnet_nb import report
 from resnet_nb.cli import main
-from resnet_nb.config import config_from_dict
-from resnet_nb.data import write_fake_cifar10
-from resnet_nb.prepare import prepare_data
+from resnet_nb.data.cifar10 import write_fake_cifar10
+from resnet_nb.pipeline import publish as P
+from resnet_nb.report import render
+from resnet_nb.runs import published
+from resnet_nb.training.config import config_from_dict
+from resnet_nb.training.prepare import prepare_data
 
 pytestmark = pytest.mark.slow
 
@@ -52,14 +53,14 @@ def test_the_copy_holds_what_a_reader_needs(site):
         assert sorted(p.name for p in (pub / m).iterdir()) == ["best.pth", "config.json", "metrics.json"]
         assert (site["experiments"] / RUN_ID / m / "last.pth").is_file()  # kept back, not copied
     assert {"summary.json", "resnet_error_fig6.png", "report.zh.pdf", "report.en.pdf", "bench.json",
-            P.MANIFEST_FILE} <= {p.name for p in pub.iterdir()}
-    manifest = json.loads((pub / P.MANIFEST_FILE).read_text())
+            published.MANIFEST_FILE} <= {p.name for p in pub.iterdir()}
+    manifest = json.loads((pub / published.MANIFEST_FILE).read_text())
     assert manifest["runs"]["resnet8"] == {"status": "finished", "epochs": 2, "executed_by": ["python"]}
     assert "last.pth" in manifest["left_out"]["resnet8"]
     best = manifest["files"]["resnet8/best.pth"]
     assert best["bytes"] == (pub / "resnet8" / "best.pth").stat().st_size
     assert best["sha256"] == P._sha256(pub / "resnet8" / "best.pth")
-    assert P.published_ids(site["published"]) == [RUN_ID]
+    assert published.published_ids(site["published"]) == [RUN_ID]
 
 
 def test_refusals_name_what_to_do(site, tmp_path, capsys):
@@ -71,7 +72,7 @@ def test_refusals_name_what_to_do(site, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "left out: last.pth" in out and "committed with the repository" in out and "MiB" in out
     assert "warning: " in err and "synthetic data" in err and "shows the code runs, not a result" in err
-    assert P.published_ids(site["published"]) == [RUN_ID] and not list(site["published"].glob(".*"))
+    assert published.published_ids(site["published"]) == [RUN_ID] and not list(site["published"].glob(".*"))
 
     # an unfinished run: refused unless --allow-unfinished, naming it
     shutil.copytree(site["experiments"] / RUN_ID, tmp_path / "runs" / "u")
@@ -114,29 +115,29 @@ def test_the_executed_notebook_is_expected_exactly_where_papermill_ran(site, tmp
     pub = tmp_path / "pub" / RUN_ID
     assert (pub / "plain8" / "02_train.ipynb").read_text() == '{"cells": []}'
     assert not (pub / "resnet8" / "02_train.ipynb").exists() and "02_train.ipynb last.pth" in out  # resnet8: left out
-    assert json.loads((pub / P.MANIFEST_FILE).read_text())["runs"]["plain8"]["executed_by"] == ["papermill", "cli"]
+    assert json.loads((pub / published.MANIFEST_FILE).read_text())["runs"]["plain8"]["executed_by"] == ["papermill", "cli"]
 
 
 def test_report_rebuilds_from_the_published_copy(site, tmp_path, monkeypatch):
-    where = P.locate(RUN_ID, tmp_path / "experiments", tmp_path / "figures", site["published"])
-    assert where == P.Located(site["published"], site["published"], True)
-    assert not P.locate(RUN_ID, site["experiments"], site["figures"], site["published"]).published
-    inputs = report.load_inputs(RUN_ID, where.runs_dir, where.figures_dir)
+    where = published.locate(RUN_ID, tmp_path / "experiments", tmp_path / "figures", site["published"])
+    assert where == published.Located(site["published"], site["published"], True)
+    assert not published.locate(RUN_ID, site["experiments"], site["figures"], site["published"]).published
+    inputs = render.load_inputs(RUN_ID, where.runs_dir, where.figures_dir)
     assert inputs["published"] and not inputs["exported"] and not inputs["refreshed"]  # nothing re-analysed
-    facts = report.collect_facts(inputs, str(where.runs_dir), str(where.figures_dir))
-    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    facts = render.collect_facts(inputs, str(where.runs_dir), str(where.figures_dir))
+    en, zh = render.render_markdown(facts, "en"), render.render_markdown(facts, "zh")
     assert "built from the published copy" in en and "已发布的副本" in zh
     assert "--out-dir" not in "\n".join(facts["commands"]["train"])  # retrain into experiments/, not the copy
     assert facts["commands"]["report"] == f"resnet-nb report --run-id {RUN_ID}"
 
     # the CLI (make report RUN_ID=t) finds report/published/t when experiments/t is absent
     monkeypatch.chdir(tmp_path)
-    shutil.copytree(site["published"], tmp_path / P.PUBLISHED_DIR)
+    shutil.copytree(site["published"], tmp_path / published.PUBLISHED_DIR)
     seen = {}
-    monkeypatch.setattr(report, "build_report", lambda run_id, langs, formats, runs_dir, figures_dir, out_dir:
-                        seen.update(runs=runs_dir, figures=figures_dir) or report.BuildResult())
+    monkeypatch.setattr(render, "build_report", lambda run_id, langs, formats, runs_dir, figures_dir, out_dir:
+                        seen.update(runs=runs_dir, figures=figures_dir) or render.BuildResult())
     assert main(["report", "--run-id", RUN_ID, "--formats", "html"]) == 0
-    assert seen == {"runs": P.PUBLISHED_DIR, "figures": P.PUBLISHED_DIR}
+    assert seen == {"runs": published.PUBLISHED_DIR, "figures": published.PUBLISHED_DIR}
 
 
 def test_evaluate_reproduces_the_record_and_detects_tampering(site, tmp_path, capsys):

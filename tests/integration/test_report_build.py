@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from resnet_nb import report
+from resnet_nb.report import render
 
 RUN_ID = "t"  # conftest's tiny_reproduction: Plain/ResNet-8 and -14, the 2x2 design at a CPU-test size
 
@@ -45,14 +45,14 @@ def _no_claims(en: str, zh: str) -> None:
     assert "not assessable: synthetic data" in en_v and "无法判断：合成数据" in zh_v
 
 
-def _build_each_language_at_once(runs, figs, out) -> report.BuildResult:
+def _build_each_language_at_once(runs, figs, out) -> render.BuildResult:
     """``report.build_report`` of every format, one call per language, the calls in two threads
     (pandoc and xelatex are subprocesses: the two languages build side by side on 2 cores, not
     one after the other); their outputs, errors and warnings merged."""
-    with ThreadPoolExecutor(len(report.LANGS)) as pool:
-        parts = list(pool.map(lambda lang: report.build_report(RUN_ID, [lang], report.FORMATS, str(runs),
-                                                               str(figs), str(out)), report.LANGS))
-    merged = report.BuildResult()
+    with ThreadPoolExecutor(len(render.LANGS)) as pool:
+        parts = list(pool.map(lambda lang: render.build_report(RUN_ID, [lang], render.FORMATS, str(runs),
+                                                               str(figs), str(out)), render.LANGS))
+    merged = render.BuildResult()
     for part in parts:
         merged.outputs += part.outputs
         merged.errors += part.errors
@@ -70,11 +70,11 @@ def test_report_of_a_real_smoke_run_in_all_formats(tiny_reproduction, tmp_path):
     build = tmp_path / "build" / RUN_ID
     numbers = [f"{s[k]:.4f}" for s in summary["models"].values()
                for k in ("best_test_acc", "last_test_acc", "final_train_loss")]
-    facts = report.collect_facts(report.load_inputs(RUN_ID, runs, figs), str(runs), str(figs))
+    facts = render.collect_facts(render.load_inputs(RUN_ID, runs, figs), str(runs), str(figs))
     deg = facts["cmp"]["degradation_acc"]
     verdict = f"Plain-14 final-epoch test accuracy {deg['va']:.4f} {deg['op']} Plain-8 {deg['vb']:.4f}"
 
-    for lang in report.LANGS:
+    for lang in render.LANGS:
         html = " ".join((build / f"report.{lang}.html").read_text(encoding="utf-8").split())
         assert all(n in html for n in numbers), lang
         assert html.count("data:image/png;base64") >= 3  # the figures are embedded
@@ -101,7 +101,7 @@ def test_report_of_a_real_smoke_run_in_all_formats(tiny_reproduction, tmp_path):
         pytest.skip("xelatex is not installed (run `make sysdeps`): DOCX/HTML checked, PDF not built")
     assert result.errors == [] and result.warnings == []  # no missing glyphs either
     assert sorted(p.name for p in result.outputs) == sorted(
-        f"report.{lang}.{fmt}" for lang in report.LANGS for fmt in report.FORMATS)
+        f"report.{lang}.{fmt}" for lang in render.LANGS for fmt in render.FORMATS)
     en, zh = _pdftext(build / "report.en.pdf"), _pdftext(build / "report.zh.pdf")
     for text in (en, zh):
         missing = [n for n in numbers if n not in text]
@@ -116,7 +116,7 @@ def test_report_of_a_real_smoke_run_in_all_formats(tiny_reproduction, tmp_path):
         assert len(at) == 1 and caption in pages[at[0]], f"{lang}: the first curve figure is not on the page of {heading}"
     assert "Table 3-4. Rules for every verdict" in en and "表 3-4 各项结论的判定规则" in zh
     assert "Welch" in en and "0.63" in zh and "Holm" in en
-    for lang in report.LANGS:  # shell line continuations only inside code blocks, never in inline code
+    for lang in render.LANGS:  # shell line continuations only inside code blocks, never in inline code
         md = re.sub(r"```.*?```", "", (build / f"report.{lang}.md").read_text(encoding="utf-8"), flags=re.S)
         assert "\\\n" not in md, lang
     assert "本报告使用合成数据" in _pdftext(build / "report.zh.pdf", 1, 1)

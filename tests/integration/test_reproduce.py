@@ -8,7 +8,6 @@ import json
 import subprocess
 
 import pytest
-
 from reproduce_e2e import REPO, env, reproduce_cmd
 
 

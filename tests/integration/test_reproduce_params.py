@@ -1,14 +1,14 @@
-"""02_train's parameters -> configs (resnet_nb.notebook), and bad input through papermill."""
+"""02_train's parameters -> configs (resnet_nb.pipeline.notebook), and bad input through papermill."""
 import json
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from resnet_nb.config import make_config
-from resnet_nb.notebook import _SNAPSHOT, check_run_dirs, configs_from_parameters, train_parameter_names
-from resnet_nb.reproduce import Unit, plan_units
-from resnet_nb.runs import atomic_write_json
+from resnet_nb.pipeline.notebook import _SNAPSHOT, check_run_dirs, configs_from_parameters, train_parameter_names
+from resnet_nb.pipeline.reproduce import Unit, plan_units
+from resnet_nb.runs.rundir import atomic_write_json
+from resnet_nb.training.config import make_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -129,12 +129,12 @@ def test_papermill_unknown_parameter_is_a_clear_error(tmp_path):
 
 
 def test_theory_is_skipped_only_for_the_same_settings_and_data(tmp_path):
-    from resnet_nb.analysis import THEORY_FIGURE_FILES
-    from resnet_nb.reproduce import _theory_done, theory_parameters
+    from resnet_nb.analysis.aggregate import THEORY_FIGURE_FILES
+    from resnet_nb.pipeline.reproduce import _theory_done, theory_parameters
 
     cfg = make_config("smoke", dataset="synthetic")
     params = theory_parameters("smoke", cfg, "r", tmp_path)
-    from resnet_nb.probes import SMOKE_PROBE
+    from resnet_nb.analysis.probes import SMOKE_PROBE
     assert (params["depths"], params["seeds"], params["batch_size"]) == tuple(SMOKE_PROBE.values())
     assert not _theory_done(params, "f" * 64)
     d = tmp_path / "r"

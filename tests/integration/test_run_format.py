@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_nb import runs
-from resnet_nb.config import config_from_dict
-from resnet_nb.data import AUGMENT_SCHEME
-from resnet_nb.models import build_model
-from resnet_nb.run_writer import inspect_run
-from resnet_nb.train import train
+from resnet_nb.data.cifar10 import AUGMENT_SCHEME
+from resnet_nb.models.resnet import build_model
+from resnet_nb.runs import rundir
+from resnet_nb.training.config import config_from_dict
+from resnet_nb.training.run_writer import inspect_run
+from resnet_nb.training.train import train
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "run-v0"
 MODELS = ("plain20", "resnet20")
@@ -47,8 +47,8 @@ def test_v0_checkpoints_load_into_todays_model(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_v0_run_dir_reads(name):
-    run = runs.load_run(FIXTURE / name)
-    assert "format_version" not in runs.read_json(FIXTURE / name / "config.json")
+    run = rundir.load_run(FIXTURE / name)
+    assert "format_version" not in rundir.read_json(FIXTURE / name / "config.json")
     assert run["format_version"] == 0           # an old run dir reads as version 0
     assert run["config"]["model"] == name and run["status"] == "interrupted"
     assert [r["epoch"] for r in run["metrics"]] == [1]
@@ -96,7 +96,7 @@ def test_a_run_of_another_augmentation_stream_is_refused_and_kept(tmp_path, augm
     assert "\n" not in msg and str(run_dir / "last.pth") in msg and "--restart" in msg
     assert ("per batch" if augment is None else "'batch'") in msg and "once per epoch ('epoch')" in msg
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
-    assert runs.load_run(run_dir)["metrics"][0]["epoch"] == 1          # it still reads
+    assert rundir.load_run(run_dir)["metrics"][0]["epoch"] == 1          # it still reads
     assert inspect_run(_v0_config(tmp_path, tmp_path), "cpu", restart=True).ckpt is None
 
 
@@ -108,10 +108,10 @@ def test_v0_run_resumes_and_finishes(fake_cifar, tmp_path, one_thread):
     stored = load(FIXTURE / "resnet20" / "last.pth")["config"]
     cfg = config_from_dict({**stored, "out_dir": str(tmp_path), "data_root": str(fake_cifar)})
     run_dir = train(cfg)
-    run = runs.load_run(run_dir)
+    run = rundir.load_run(run_dir)
     assert run["status"] == "finished"
     assert [r["epoch"] for r in run["metrics"]] == [1, 2]
-    assert run["metrics"][0] == runs.read_json(FIXTURE / "resnet20" / "metrics.json")[0]
+    assert run["metrics"][0] == rundir.read_json(FIXTURE / "resnet20" / "metrics.json")[0]
     assert run["resumed"] and run["resumed"][-1]["epoch"] == 1
     model = build_model("resnet20")
     model.load_state_dict(load(run_dir / "last.pth")["model"], strict=True)

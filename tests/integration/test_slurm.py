@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_nb.analysis import THEORY_FIGURE_FILES
-from resnet_nb.train import train
+from resnet_nb.analysis.aggregate import THEORY_FIGURE_FILES
+from resnet_nb.training.train import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_e2e import MODELS, REPO, break_plain26, env, reproduce_cmd, small_config  # noqa: E402
@@ -266,7 +266,7 @@ def test_slurm_reproduction_equals_the_local_one(slurm, slurm_reproduction, loca
     # the options became sbatch flags of one job array
     script = (r.root / "exp" / "e2e" / "_slurm" / f"{array}_submission.sh").read_text()
     for flag in ("--array=0-2%3", "--cpus-per-task=1", "--time=30", "--comment=resnet-nb-test",
-                 "--signal=USR2@90", f"--job-name=resnet-nb-e2e"):
+                 "--signal=USR2@90", "--job-name=resnet-nb-e2e"):
         assert f"#SBATCH {flag}\n" in script, script
     assert "gpus" not in script and "gres" not in script
 
@@ -361,7 +361,7 @@ def test_bad_slurm_options_are_one_line(tmp_path, capsys):
 
 
 def test_slurm_time_formats():
-    from resnet_nb.cluster import parse_time_minutes
+    from resnet_nb.pipeline.cluster import parse_time_minutes
 
     assert [parse_time_minutes(t) for t in ("30", "90:30", "4:00:00", "1-0", "1-2:30", "0-0:0:1")] == \
         [30, 91, 240, 1440, 1590, 1]

@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_nb import packing, runs
 from resnet_nb.cli import main
-from resnet_nb.config import make_config
-from resnet_nb.executor import Runner
-from resnet_nb.report_provenance import _environment, graphs_value
-from resnet_nb.reproduce import Unit, _mark_paused
-from resnet_nb.run_writer import merge_runtime
-from resnet_nb.step import TrainStep
-from resnet_nb.train import EXIT_PAUSED, paused_runs, train, train_many
+from resnet_nb.pipeline.executor import Runner
+from resnet_nb.pipeline.reproduce import Unit, _mark_paused
+from resnet_nb.report.provenance import environment_rows, graphs_value
+from resnet_nb.runs import rundir
+from resnet_nb.training import loop
+from resnet_nb.training.config import make_config
+from resnet_nb.training.run_writer import merge_runtime
+from resnet_nb.training.step import TrainStep
+from resnet_nb.training.train import EXIT_PAUSED, paused_runs, train, train_many
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 TIMING = ("time", "elapsed")
@@ -38,13 +39,13 @@ def tiny(fake_cifar, out_dir, **kw):
 def slow_epochs(monkeypatch):
     """A fake clock on which every epoch's training takes EPOCH_S seconds (evaluation 0)."""
     now = [1000.0]
-    monkeypatch.setattr(packing, "_clock", lambda: now[0])
-    real = packing._train_epoch
+    monkeypatch.setattr(loop, "_clock", lambda: now[0])
+    real = loop._train_epoch
 
     def epoch(*a, **k):
         now[0] += EPOCH_S
         return real(*a, **k)
-    monkeypatch.setattr(packing, "_train_epoch", epoch)
+    monkeypatch.setattr(loop, "_train_epoch", epoch)
     return now
 
 
@@ -60,9 +61,9 @@ def test_budget_pauses_at_an_epoch_boundary_and_the_rerun_resumes_exactly(fake_c
                                                                           capsys):
     reference = train(tiny(fake_cifar, tmp_path / "ref"))                   # no budget: 3 epochs
     cfg = tiny(fake_cifar, tmp_path, time_budget=25)                        # 10 + 10 fit, a third does not
-    done = packing.train_pack([replace(cfg, run_name="resnet8")], budget=packing.Budget(25))[0]
-    run = runs.load_run(done.run_dir)
-    assert run["status"] == "paused" and runs.effective_status(run) == "paused"
+    done = loop.train_pack([replace(cfg, run_name="resnet8")], budget=loop.Budget(25))[0]
+    run = rundir.load_run(done.run_dir)
+    assert run["status"] == "paused" and rundir.effective_status(run) == "paused"
     assert [r["epoch"] for r in run["metrics"]] == [1, 2]
     assert torch.load(done.run_dir / "last.pth", weights_only=True)["epoch"] == 2   # exact resume point
     assert done.paused and "after epoch 2 of 3" in done.paused and "rerun the same command" in done.paused
@@ -71,7 +72,7 @@ def test_budget_pauses_at_an_epoch_boundary_and_the_rerun_resumes_exactly(fake_c
     # run_id "" finds the paused run (an unfinished status), whatever budget the rerun has
     again = train(replace(cfg, run_id="", time_budget=0))
     assert again == done.run_dir
-    run, ref = runs.load_run(again), runs.load_run(reference)
+    run, ref = rundir.load_run(again), rundir.load_run(reference)
     assert run["status"] == "finished" and math_fields(run["metrics"]) == math_fields(ref["metrics"])
     for k, v in weights(reference / "best.pth").items():
         assert torch.equal(v, weights(again / "best.pth")[k]), k
@@ -91,20 +92,20 @@ def test_budget_shorter_than_one_epoch_runs_one_and_says_so(fake_cifar, tmp_path
     out = capsys.readouterr()
     assert "the time budget (4 s) is shorter than start-up (0.0 s) and one epoch (10.0 s)" in out.out
     assert "nothing is lost" in out.out and "paused by --time-budget" in out.err
-    run = runs.load_run(tmp_path / "t" / "resnet8")
+    run = rundir.load_run(tmp_path / "t" / "resnet8")
     assert run["status"] == "paused" and len(run["metrics"]) == 1
     assert torch.load(tmp_path / "t" / "resnet8" / "last.pth", weights_only=True)["epoch"] == 1
     assert main(args) == EXIT_PAUSED                                        # one epoch per command
     assert main(args) == 0                                                  # the third: finished
-    assert runs.load_run(tmp_path / "t" / "resnet8")["status"] == "finished"
+    assert rundir.load_run(tmp_path / "t" / "resnet8")["status"] == "finished"
 
 
 def test_the_hint_counts_the_start_up_the_budget_paid_for(monkeypatch):
     """The budget runs from the process's start: data, model and graph capture come out of it,
     so the suggested budget for two epochs adds the measured start-up to them."""
     now = [100.0]
-    monkeypatch.setattr(packing, "_clock", lambda: now[0])
-    budget = packing.Budget(5)
+    monkeypatch.setattr(loop, "_clock", lambda: now[0])
+    budget = loop.Budget(5)
     now[0] += 3.0 + 4.0                        # 3 s of start-up, then a first epoch of 4 s
     budget.ran_epoch(4.0)
     msg = budget.stop_before(4.0, 1, 3)
@@ -121,7 +122,7 @@ def test_a_pack_pauses_together_and_later_packs_wait(fake_cifar, tmp_path, slow_
     cfgs = [tiny(fake_cifar, tmp_path, model=m, time_budget=8) for m in ("plain8", "resnet8")]
     cfgs.append(tiny(fake_cifar, tmp_path, model="resnet14", time_budget=8))  # another depth: a later pack
     paths = train_many(cfgs, pack=True)         # the pack's first epoch runs and spends the budget
-    got = {p.name: runs.load_run(p) for p in paths}
+    got = {p.name: rundir.load_run(p) for p in paths}
     assert {n: r["status"] for n, r in got.items()} == {"plain8": "paused", "resnet8": "paused",
                                                         "resnet14": "paused"}
     assert [len(got[n]["metrics"]) for n in ("plain8", "resnet8", "resnet14")] == [1, 1, 0]
@@ -138,7 +139,7 @@ def test_a_pack_pauses_together_and_later_packs_wait(fake_cifar, tmp_path, slow_
 
 def test_reproduce_deadline_gives_each_execution_the_time_left(tmp_path, monkeypatch):
     now = [100.0]
-    monkeypatch.setattr("resnet_nb.executor.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("resnet_nb.pipeline.executor.time.monotonic", lambda: now[0])
     runner = Runner(1, [], "python3", tmp_path, tmp_path, deadline=160.0)
     assert runner.budget_left({"model": "x"}) == {"model": "x"}            # theory/analysis: untouched
     assert runner.budget_left({"time_budget": 60}) == {"time_budget": 60.0}
@@ -163,18 +164,18 @@ def test_capture_failure_is_recorded_in_the_run_and_the_report(fake_cifar, tmp_p
 
         def _capture(self, x, y):
             raise RuntimeError("operation not permitted when stream is capturing")
-    monkeypatch.setattr(packing, "TrainStep", Failing)
+    monkeypatch.setattr(loop, "TrainStep", Failing)
     with pytest.warns(RuntimeWarning, match="capture .* failed"):
         run_dir = train(tiny(fake_cifar, tmp_path, epochs=1))
     out = capsys.readouterr().out
     assert "CUDA graph requested" in out.splitlines()[0]                  # the request, before any attempt
     assert "resnet8: CUDA-graph capture of the training step failed (RuntimeError" in out
-    run = runs.load_run(run_dir)
+    run = rundir.load_run(run_dir)
     assert run["runtime"] == {"graph_requested": True, "captures": 0, "graph_steps": 0, "eager_steps": 2,
                               "fallbacks": ["RuntimeError: operation not permitted when stream is capturing"],
                               "eval_graph_requested": False, "eval_captures": 0, "eval_graph_batches": 0,
                               "eval_eager_batches": 1, "eval_fallbacks": []}
-    row = next(r for r in _environment([run]) if r["label"] == "CUDA graphs")
+    row = next(r for r in environment_rows([run]) if r["label"] == "CUDA graphs")
     assert row["value"] == ("eager fallback: RuntimeError: operation not permitted when stream is capturing "
                             "(0 captures, 0 graph steps, 2 eager); evaluation eager (1 batch)")
 
@@ -203,5 +204,5 @@ def test_graph_counts_in_the_report_and_old_run_dirs():
     assert "eval_captures" not in merge_runtime(step, later)
     assert merge_runtime(None, later)["eval_graph_batches"] == 4000
     assert merge_runtime(merge_runtime(None, later), later)["eval_captures"] == 4
-    old = runs.load_run(FIXTURE_V0)                                       # format 0: no runtime section
+    old = rundir.load_run(FIXTURE_V0)                                       # format 0: no runtime section
     assert old["runtime"] is None and graphs_value(old) is None

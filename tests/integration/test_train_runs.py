@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_nb import packing, runs
-from resnet_nb import train as T
-from resnet_nb.config import config_from_dict, make_config
-from resnet_nb.models import build_model, count_parameters
-from resnet_nb.packing import evaluate
-from resnet_nb.prepare import prepare_data
-from resnet_nb.step import TrainStep
-from resnet_nb.train import TrainingDiverged, train, train_many
+from resnet_nb.models.resnet import build_model, count_parameters
+from resnet_nb.runs import rundir
+from resnet_nb.training import loop
+from resnet_nb.training.config import config_from_dict, make_config
+from resnet_nb.training.loop import evaluate
+from resnet_nb.training.prepare import prepare_data
+from resnet_nb.training.step import TrainStep
+from resnet_nb.training.train import TrainingDiverged, train, train_many
 
 pytestmark = pytest.mark.slow
 TIMING = ("time", "elapsed")
@@ -89,19 +89,19 @@ def reference(fake_cifar, tmp_path_factory):
 def test_determinism_and_train_many_share_a_run_id(fake_cifar, tmp_path, reference):
     a, b = train_many([tiny(fake_cifar, tmp_path, run_id="", run_name=n) for n in ("a", "b")])
     assert a.parent == b.parent and a.parent.name.startswith("repro-")
-    ma, mb = runs.load_run(a)["metrics"], runs.load_run(b)["metrics"]
-    assert math_fields(ma) == math_fields(mb) == math_fields(runs.load_run(reference)["metrics"])
+    ma, mb = rundir.load_run(a)["metrics"], rundir.load_run(b)["metrics"]
+    assert math_fields(ma) == math_fields(mb) == math_fields(rundir.load_run(reference)["metrics"])
     assert same_weights(weights(a / "last.pth"), weights(b / "last.pth"))
     other = train(tiny(fake_cifar, tmp_path, seed=1, epochs=1))  # another seed differs from epoch 1 on
-    assert math_fields(runs.load_run(other)["metrics"]) != math_fields(ma[:1])
+    assert math_fields(rundir.load_run(other)["metrics"]) != math_fields(ma[:1])
 
 
 def test_run_directory_contract(reference, fake_cifar):
-    run = runs.load_run(reference)
+    run = rundir.load_run(reference)
     assert run["status"] == "finished" and run["end_time"] and run["start_time"]
     assert sorted(p.name for p in reference.iterdir()) == ["best.pth", "config.json", "last.pth",
                                                            "metrics.json"]   # no .lock, no .tmp
-    assert runs.effective_status(run) == "finished"
+    assert rundir.effective_status(run) == "finished"
     assert run["preset"] == "smoke" and run["config"]["model"] == "resnet8"
     assert run["config"]["run_id"] == "t" and run["config"]["run_name"] == "resnet8"
     assert run["dataset"]["provenance"] == "synthetic" and run["dataset"]["canonical"] is False
@@ -141,7 +141,7 @@ def test_run_directory_contract(reference, fake_cifar):
 def test_val_split_pixel_norm_eval_every_and_max_iters(fake_cifar, tmp_path):
     cfg = tiny(fake_cifar, tmp_path, val_split=100, normalization="pixel", eval_every=2,
                schedule="iterations", milestones=(5,), max_iters=10)
-    run = runs.load_run(train(cfg))
+    run = rundir.load_run(train(cfg))
     m = run["metrics"]
     assert [r["iteration"] for r in m] == [4, 8, 10]          # the last epoch stops at max_iters
     assert [r["lr"] for r in m] == pytest.approx([0.1, 0.01, 0.01])
@@ -157,16 +157,16 @@ def test_resume_after_exception_is_exact(fake_cifar, tmp_path, reference, monkey
     inject(monkeypatch, at_call=7, kind=kind)                  # epoch 2, iteration 7
     with pytest.raises(kind, match="injected"):
         train(cfg)
-    run_dir = runs.run_dir_of(tmp_path, "t", "resnet8")
-    run = runs.load_run(run_dir)
+    run_dir = rundir.run_dir_of(tmp_path, "t", "resnet8")
+    run = rundir.load_run(run_dir)
     assert run["status"] == status and len(run["metrics"]) == 1
-    assert not (run_dir / ".lock").exists() and runs.effective_status(run) == status
+    assert not (run_dir / ".lock").exists() and rundir.effective_status(run) == status
     assert torch.load(run_dir / "last.pth", weights_only=True)["epoch"] == 1
     monkeypatch.undo()
     assert train(cfg) == run_dir
-    run = runs.load_run(run_dir)
+    run = rundir.load_run(run_dir)
     assert run["status"] == "finished" and [r["epoch"] for r in run["resumed"]] == [1]
-    assert math_fields(run["metrics"]) == math_fields(runs.load_run(reference)["metrics"])
+    assert math_fields(run["metrics"]) == math_fields(rundir.load_run(reference)["metrics"])
     assert same_weights(weights(run_dir / "last.pth"), weights(reference / "last.pth"))
     assert same_weights(weights(run_dir / "best.pth"), weights(reference / "best.pth"))
 
@@ -198,22 +198,22 @@ def test_resume_after_sigkill_is_exact(fake_cifar, tmp_path, capsys):
     assert metrics is not None, proc.communicate()[0]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed = runs.load_run(metrics.parent)
+    killed = rundir.load_run(metrics.parent)
     assert killed["status"] == "running" and 2 <= len(killed["metrics"]) < 5   # really cut short
     assert (metrics.parent / ".lock").exists()            # kill -9 leaves it, but nobody holds it:
-    assert runs.effective_status(killed) == "interrupted"  # the report does not say "running"
+    assert rundir.effective_status(killed) == "interrupted"  # the report does not say "running"
     assert killed["pid"] == proc.pid
 
     from resnet_nb.cli import main
     assert main(argv[3:]) == 0, capsys.readouterr().err          # argv[3:]: after "python -m resnet_nb.cli"
     assert "resuming after epoch" in capsys.readouterr().out
     assert [p.parent for p in out.glob("*/resnet8/metrics.json")] == [metrics.parent]  # same run id
-    resumed = runs.load_run(metrics.parent)
+    resumed = rundir.load_run(metrics.parent)
     assert resumed["status"] == "finished" and len(resumed["metrics"]) == 5
 
     ref = train(make_config("smoke", dataset="synthetic", data_root=str(fake_cifar),
                             out_dir=str(tmp_path / "ref"), run_id="ref", **kw))
-    assert math_fields(resumed["metrics"]) == math_fields(runs.load_run(ref)["metrics"])
+    assert math_fields(resumed["metrics"]) == math_fields(rundir.load_run(ref)["metrics"])
     assert same_weights(weights(metrics.parent / "last.pth"), weights(ref / "last.pth"))
 
 
@@ -222,10 +222,10 @@ def test_nan_loss_stops_and_keeps_last_good_state(fake_cifar, tmp_path, monkeypa
     with pytest.raises(TrainingDiverged, match=r"nan at epoch 2, iteration 6") as e:
         train(tiny(fake_cifar, tmp_path))
     assert "\n" not in str(e.value)
-    run_dir = runs.run_dir_of(tmp_path, "t", "resnet8")
-    run = runs.load_run(run_dir)
+    run_dir = rundir.run_dir_of(tmp_path, "t", "resnet8")
+    run = rundir.load_run(run_dir)
     assert run["status"] == "failed" and "epoch 2, iteration 6" in run["error"]
-    assert math_fields(run["metrics"]) == math_fields(runs.load_run(reference)["metrics"][:1])
+    assert math_fields(run["metrics"]) == math_fields(rundir.load_run(reference)["metrics"][:1])
     assert torch.load(run_dir / "last.pth", weights_only=True)["epoch"] == 1
     assert (run_dir / "best.pth").is_file()
 
@@ -240,19 +240,19 @@ def test_mismatched_config_is_refused_listing_fields(fake_cifar, tmp_path, monke
 
     def no_training(*a, **k):
         raise AssertionError("must not load data or train")
-    monkeypatch.setattr(packing, "prepare_data", no_training)
+    monkeypatch.setattr(loop, "prepare_data", no_training)
     # a finished run with the same math (device may differ) is not trained again
     assert train(replace(cfg, device="auto")) == run_dir
     monkeypatch.undo()
     train(replace(cfg, epochs=2, lr=0.05), restart=True)
-    run = runs.load_run(run_dir)
+    run = rundir.load_run(run_dir)
     assert run["config"]["lr"] == 0.05 and len(run["metrics"]) == 2
 
 
 def test_unwritable_out_dir_fails_before_training(fake_cifar, tmp_path, monkeypatch):
     def no_training(*a, **k):
         raise AssertionError("must not load data or train")
-    monkeypatch.setattr(packing, "prepare_data", no_training)
+    monkeypatch.setattr(loop, "prepare_data", no_training)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(ValueError, match="is a file; choose another --out-dir"):
@@ -279,12 +279,12 @@ def test_smoke_run_learns_on_synthetic_fixture(fake_cifar, tmp_path, capsys):
             "--out-dir", str(tmp_path), "--device", "cpu"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    from resnet_nb.config import PRESETS
+    from resnet_nb.training.config import PRESETS
     epochs = PRESETS["smoke"]["epochs"]
     assert len(re.findall(rf"^resnet20 epoch [1-{epochs}]/{epochs} ", out, flags=re.M)) == epochs
     assert "synthetic data" in out and "run dir:" in out
     (run_dir,) = tmp_path.glob("repro-*/resnet20")
-    run = runs.load_run(run_dir)
+    run = rundir.load_run(run_dir)
     assert run["status"] == "finished" and run["dataset"]["provenance"] == "synthetic"
     m = run["metrics"]
     assert m[-1]["train_loss"] < 0.5 * m[0]["train_loss"] and m[-1]["train_acc"] > m[0]["train_acc"]

@@ -1,13 +1,13 @@
-"""resnet_nb.analysis on hand-built run directories (the run-directory contract)."""
+"""resnet_nb.analysis.aggregate on hand-built run directories (the run-directory contract)."""
 import json
 from dataclasses import asdict
 
 import pytest
 
-from resnet_nb import analysis
-from resnet_nb.config import make_config
-from resnet_nb.models import SEED_MODELS
-from resnet_nb.runs import atomic_write_json, lock_run_dir
+from resnet_nb.analysis import aggregate
+from resnet_nb.models.resnet import SEED_MODELS
+from resnet_nb.runs.rundir import atomic_write_json, lock_run_dir
+from resnet_nb.training.config import make_config
 
 DATASET = {"root": "/x", "provenance": "synthetic", "canonical": False, "fingerprint": "f" * 64,
            "md5_mismatches": [], "n_train": 2000, "n_test": 500}
@@ -34,7 +34,7 @@ def make_run(out, run_id, model, seed=0, accs=(0.3, 0.5, 0.45), losses=(2.0, 1.5
 def test_summary_schema_best_and_last(tmp_path):
     make_run(tmp_path, "r1", "plain20", accs=(0.3, 0.5, 0.45))
     make_run(tmp_path, "r1", "resnet20", accs=(0.4, 0.6, 0.6), status="interrupted", params=2000)
-    summary = analysis.analyze(tmp_path, "r1", tmp_path / "figs")
+    summary = aggregate.analyze(tmp_path, "r1", tmp_path / "figs")
     fig_dir = tmp_path / "figs" / "r1"
     on_disk = json.loads((fig_dir / "summary.json").read_text())
     assert on_disk == summary
@@ -53,7 +53,7 @@ def test_summary_schema_best_and_last(tmp_path):
     assert p["per_seed"][0]["best_test_acc"] == 0.5 and p["per_seed"][0]["final_train_loss"] == 1.2
     assert str(tmp_path) not in (fig_dir / "summary.json").read_text()
     for stored in ("plain20", str(tmp_path / "r1" / "plain20")):  # new and old summaries
-        assert analysis.resolve_run_dir(stored, tmp_path, "r1") == tmp_path / "r1" / "plain20"
+        assert aggregate.resolve_run_dir(stored, tmp_path, "r1") == tmp_path / "r1" / "plain20"
     r = summary["models"]["resnet20"]
     assert r["best_epoch"] == 2 and r["status"] == "interrupted" and r["params"] == 2000
     for name in summary["figures"].values():
@@ -65,17 +65,17 @@ def test_summary_schema_best_and_last(tmp_path):
 def test_seeds_are_averaged_with_std(tmp_path):
     make_run(tmp_path, "r", "resnet56", seed=1, run_name="resnet56-seed1", accs=(0.5, 0.7))
     make_run(tmp_path, "r", "resnet56", seed=2, run_name="resnet56-seed2", accs=(0.6, 0.8, 0.7))
-    _, runs = analysis.load_runs(tmp_path, "r")
-    s = analysis.summarize(runs, "r", expected=["resnet56"])
+    _, runs = aggregate.load_runs(tmp_path, "r")
+    s = aggregate.summarize(runs, "r", expected=["resnet56"])
     m = s["models"]["resnet56"]
     assert m["n_seeds"] == 2 and m["seeds"] == [1, 2]
     assert m["best_test_acc"] == pytest.approx(0.75)
     assert m["best_test_acc_std"] == pytest.approx(0.0707107, rel=1e-4)
     assert m["last_epoch"] == 2 and s["missing"] == []
-    curves = analysis.model_curves(analysis.group_by_model(runs)["resnet56"])
+    curves = aggregate.model_curves(aggregate.group_by_model(runs)["resnet56"])
     assert curves["epoch"] == [1, 2] and curves["test_acc"] == pytest.approx([0.55, 0.75])
     assert "test_acc_std" in curves
-    best, last = analysis.results_tables(s)
+    best, last = aggregate.results_tables(s)
     assert "| ResNet-56 | 0.7500 ± 0.0707 | 2 | 2 |" in best
     assert "Test Acc @ last epoch" in last
 
@@ -83,8 +83,8 @@ def test_seeds_are_averaged_with_std(tmp_path):
 def test_tables_in_seed_report_order(tmp_path):
     for m in ("resnet56", "plain20", "resnet20", "plain56"):
         make_run(tmp_path, "r", m)
-    _, runs = analysis.load_runs(tmp_path, "")          # newest run id
-    best, last = analysis.results_tables(analysis.summarize(runs, "r"))
+    _, runs = aggregate.load_runs(tmp_path, "")          # newest run id
+    best, last = aggregate.results_tables(aggregate.summarize(runs, "r"))
     rows = [line.split("|")[1].strip() for line in best.splitlines()[2:]]
     assert rows == ["Plain-20", "Plain-56", "ResNet-20", "ResNet-56"]
     assert "| Plain-20 | 0.4500 | 3 | 3 |" in last
@@ -93,27 +93,27 @@ def test_tables_in_seed_report_order(tmp_path):
 def test_mixed_inputs_are_refused(tmp_path):
     make_run(tmp_path, "a", "plain20")
     make_run(tmp_path, "a", "resnet20", dataset={**DATASET, "fingerprint": "0" * 64})
-    _, runs = analysis.load_runs(tmp_path, "a")
+    _, runs = aggregate.load_runs(tmp_path, "a")
     with pytest.raises(ValueError, match="different datasets"):
-        analysis.summarize(runs, "a")
+        aggregate.summarize(runs, "a")
     make_run(tmp_path, "b", "plain20")
     make_run(tmp_path, "b", "resnet20", preset="seed")
-    _, runs = analysis.load_runs(tmp_path, "b")
+    _, runs = aggregate.load_runs(tmp_path, "b")
     with pytest.raises(ValueError, match="different presets"):
-        analysis.summarize(runs, "b")
+        aggregate.summarize(runs, "b")
     with pytest.raises(FileNotFoundError, match="no run id 'zzz'"):
-        analysis.load_runs(tmp_path, "zzz")
+        aggregate.load_runs(tmp_path, "zzz")
     with pytest.raises(FileNotFoundError, match="no runs under"):
-        analysis.load_runs(tmp_path / "empty")
+        aggregate.load_runs(tmp_path / "empty")
 
 
 def test_run_without_epochs_is_reported_not_plotted(tmp_path):
     make_run(tmp_path, "r", "plain20")
     started = make_run(tmp_path, "r", "plain56", accs=(), losses=(), status="running")
     with lock_run_dir(started):  # its training process is alive
-        s = analysis.analyze(tmp_path, "r", tmp_path / "f")
+        s = aggregate.analyze(tmp_path, "r", tmp_path / "f")
     assert s["models"]["plain56"]["best_test_acc"] is None and s["models"]["plain56"]["status"] == "running"
-    best, _ = analysis.results_tables(s)
+    best, _ = aggregate.results_tables(s)
     assert "| Plain-56 | n/a |" in best
 
 
@@ -128,18 +128,18 @@ def test_choose_run_id_prefers_a_complete_reproduction(tmp_path):
     for t, rid in enumerate(("full", "pair", "single")):
         for cfg in (tmp_path / rid).glob("*/config.json"):
             os.utime(cfg, (1000 + t, 1000 + t))
-    rid, why = analysis.choose_run_id(tmp_path)
+    rid, why = aggregate.choose_run_id(tmp_path)
     assert rid == "full" and why.startswith("the newest complete reproduction")
-    assert analysis.load_runs(tmp_path, "")[0] == "full"
+    assert aggregate.load_runs(tmp_path, "")[0] == "full"
     # an unfinished model makes it incomplete: then the most models wins, newest first
     make_run(tmp_path, "full2", "plain20")
     for m in SEED_MODELS[1:]:
         make_run(tmp_path, "full2", m, status="interrupted" if m == "resnet56" else "finished")
     for cfg in (tmp_path / "full2").glob("*/config.json"):
         os.utime(cfg, (2000, 2000))
-    assert analysis.choose_run_id(tmp_path)[0] == "full"   # still complete, though older
+    assert aggregate.choose_run_id(tmp_path)[0] == "full"   # still complete, though older
     (tmp_path / "full" / "resnet56" / "config.json").unlink()
-    rid, why = analysis.choose_run_id(tmp_path)
+    rid, why = aggregate.choose_run_id(tmp_path)
     assert rid == "full2" and "the newest of those with the most models (4: " in why
 
 
@@ -147,9 +147,9 @@ def test_run_ids_must_be_plain_folder_names(tmp_path):
     make_run(tmp_path, "r", "plain20")
     for bad in ("../r", str(tmp_path / "r"), "r/plain20"):
         with pytest.raises(ValueError, match="run_id must be a plain folder name"):
-            analysis.load_runs(tmp_path, bad)
+            aggregate.load_runs(tmp_path, bad)
         with pytest.raises(ValueError, match="run_id must be a plain folder name"):
-            analysis.analyze(tmp_path, bad, tmp_path / "figs")
+            aggregate.analyze(tmp_path, bad, tmp_path / "figs")
     assert not (tmp_path / "figs").exists()
 
 
@@ -159,12 +159,12 @@ def test_curve_std_and_table_seeds_against_hand_values(tmp_path):
     make_run(tmp_path, "r", "plain20", seed=0, run_name="plain20-seed0", accs=(0.2, 0.5, 0.4))
     make_run(tmp_path, "r", "plain20", seed=1, run_name="plain20-seed1", accs=(0.4, 0.6, 0.7))
     make_run(tmp_path, "r", "plain20", seed=2, run_name="plain20-seed2", accs=(0.3, 0.7, 0.4))
-    _, runs = analysis.load_runs(tmp_path, "r")
-    c = analysis.model_curves(runs)
+    _, runs = aggregate.load_runs(tmp_path, "r")
+    c = aggregate.model_curves(runs)
     # by hand: epoch 1 (0.2, 0.4, 0.3): mean 0.3, sample std 0.1; epoch 3 (0.4, 0.7, 0.4): 0.5, sqrt(0.03)
     assert c["n_seeds"] == 3 and c["test_acc"] == pytest.approx([0.3, 0.6, 0.5])
     assert c["test_acc_std"] == pytest.approx([0.1, 0.1, 0.0300 ** 0.5])
-    best, last = analysis.results_tables(analysis.summarize(runs, "r", expected=["plain20"]))
+    best, last = aggregate.results_tables(aggregate.summarize(runs, "r", expected=["plain20"]))
     # best per seed 0.5, 0.7, 0.7: mean 0.6333, std sqrt(((-2/15)^2 + 2 (1/15)^2) / 2) = 0.1155
     assert "| Plain-20 | 0.6333 ± 0.1155 | 2 | 3 |" in best
     assert last.splitlines()[0].endswith("| Seeds |") and last.splitlines()[2].endswith("| 3 |")
@@ -181,14 +181,14 @@ def sweep_dirs(tmp_path, depths=(20, 32, 44, 56), resnet110=True):
 
 def test_depth_sweep_table_from_hand_made_run_dirs(tmp_path):
     sweep_dirs(tmp_path)
-    summary = analysis.analyze(tmp_path, "s", tmp_path / "figs", expected=[])
-    rows = {r["depth"]: r for r in analysis.depth_sweep(summary["models"])}
+    summary = aggregate.analyze(tmp_path, "s", tmp_path / "figs", expected=[])
+    rows = {r["depth"]: r for r in aggregate.depth_sweep(summary["models"])}
     assert sorted(rows) == [20, 32, 44, 56, 110] and rows[110]["plain"] is None
     # plain56 seeds: final-epoch accuracy (best - 0.05) 0.494, 0.504 -> errors 50.6 and 49.6 %: mean 50.1,
     # std sqrt(0.5) = 0.7071 (the final epoch, not the best one, as the paper's Table 6)
     p56 = rows[56]["plain"]
     assert p56["err_pct"] == pytest.approx(50.1) and p56["std_pct"] == pytest.approx(0.5 ** 0.5) and p56["n"] == 2
-    table = analysis.depth_table(summary)
+    table = aggregate.depth_table(summary)
     assert "| 56 | 50.10 ± 0.71 (n=2) | 48.90 ± 0.71 (n=2) | 6.97 |" in table
     assert "| 110 | n/a | 43.50 ± 0.71 (n=2) | 6.43 (best of 5; mean 6.61 ± 0.16) |" in table
     assert summary["figures"]["error_vs_depth"] == "resnet_error_vs_depth.png"
@@ -197,8 +197,8 @@ def test_depth_sweep_table_from_hand_made_run_dirs(tmp_path):
 
 def test_no_depth_sweep_below_three_depths_says_why(tmp_path):
     sweep_dirs(tmp_path, depths=(20, 56), resnet110=False)
-    summary = analysis.analyze(tmp_path, "s", tmp_path / "figs")
-    ready, why = analysis.sweep_ready(summary["models"])
+    summary = aggregate.analyze(tmp_path, "s", tmp_path / "figs")
+    ready, why = aggregate.sweep_ready(summary["models"])
     assert not ready and "2 plain and 2 residual" in why and "--models sweep" in why
     assert "error_vs_depth" not in summary["figures"]
     assert not (tmp_path / "figs" / "s" / "resnet_error_vs_depth.png").exists()
@@ -207,9 +207,9 @@ def test_no_depth_sweep_below_three_depths_says_why(tmp_path):
 def test_per_seed_table_names_every_seed_and_a_diverged_one(tmp_path):
     make_run(tmp_path, "p", "plain20", seed=0, run_name="plain20-seed0", accs=(0.1, 0.5, 0.45))
     make_run(tmp_path, "p", "plain20", seed=1, run_name="plain20-seed1", accs=(0.1, 0.6, 0.55))
-    summary = analysis.summarize(analysis.list_runs(tmp_path, "p"), "p", expected=[])
+    summary = aggregate.summarize(aggregate.list_runs(tmp_path, "p"), "p", expected=[])
     summary["models"]["plain20"]["per_seed"][1].update(diverged=True, status="failed")
-    en, zh = analysis.per_seed_table(summary, "en"), analysis.per_seed_table(summary, "zh")
+    en, zh = aggregate.per_seed_table(summary, "en"), aggregate.per_seed_table(summary, "zh")
     rows = en.splitlines()[2:]
     assert rows[0].startswith("| Plain-20 | 0 | 0.4500 | 0.5000 (2) |") and rows[0].endswith("| 3/3 | finished |")
     assert "diverged (NaN/inf loss): excluded from means and verdicts" in rows[1]

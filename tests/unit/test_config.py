@@ -4,8 +4,16 @@ import json
 
 import pytest
 
-from resnet_nb.config import (NON_MATH_FIELDS, PRESETS, TrainConfig, coerce_field, config_diff,
-                              config_from_dict, field_help, make_config)
+from resnet_nb.training.config import (
+    NON_MATH_FIELDS,
+    PRESETS,
+    TrainConfig,
+    coerce_field,
+    config_diff,
+    config_from_dict,
+    field_help,
+    make_config,
+)
 
 # The field names are a fixed interface (CLI flags, papermill parameters, config.json); defaults are the seed recipe.
 SEED_DEFAULTS = dict(
@@ -148,7 +156,7 @@ def test_short_preset_is_the_seed_recipe_compressed_ten_times():
 
 
 def test_precision_auto_matches_any_stored_precision_and_old_configs_were_fp32():
-    from resnet_nb.config import LEGACY_PRECISION, config_diff, config_from_dict
+    from resnet_nb.training.config import LEGACY_PRECISION, config_diff, config_from_dict
     assert make_config("seed").precision == "auto" and make_config("smoke").precision == "fp32"
     assert config_diff({"precision": "bf16"}, make_config("seed")) == {}          # auto: the stored one
     assert config_diff({"precision": "bf16"}, make_config("seed", precision="fp32")) == {

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resnet_nb import data
-from resnet_nb.data import DataError
+from resnet_nb.data import cifar10
+from resnet_nb.data.cifar10 import DataError
 
 
 class _OsSystem:
@@ -40,7 +40,7 @@ def _hostile_folder(tmp_path: Path, payload: str) -> tuple[Path, Path, str]:
     """A fixture folder whose test_batch runs ``payload`` when unpickled; returns
     (root, marker file the payload would create, the global the pickle names)."""
     root, marker = tmp_path / "hostile", tmp_path / "pwned"
-    d = data.write_fake_cifar10(root, 50, 10)
+    d = cifar10.write_fake_cifar10(root, 50, 10)
     cls, global_name = PAYLOADS[payload]
     with open(d / "test_batch", "wb") as f:
         pickle.dump({b"batch_label": b"testing batch 1 of 1", b"labels": [0],
@@ -50,12 +50,12 @@ def _hostile_folder(tmp_path: Path, payload: str) -> tuple[Path, Path, str]:
 
 def _canonicalise(monkeypatch, batches_dir: Path) -> None:
     """Pretend this folder's md5 sums are the published ones."""
-    sums = {n: hashlib.md5((batches_dir / n).read_bytes()).hexdigest() for n in data.BATCH_MD5}
-    monkeypatch.setattr(data, "BATCH_MD5", sums)
+    sums = {n: hashlib.md5((batches_dir / n).read_bytes()).hexdigest() for n in cifar10.BATCH_MD5}
+    monkeypatch.setattr(cifar10, "BATCH_MD5", sums)
 
 
 def test_allowed_pickle_globals_are_exactly_the_five():
-    assert data.ALLOWED_PICKLE_GLOBALS == {
+    assert cifar10.ALLOWED_PICKLE_GLOBALS == {
         "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
         "numpy.ndarray", "numpy.dtype", "_codecs.encode"}
 
@@ -64,9 +64,9 @@ def test_allowed_pickle_globals_are_exactly_the_five():
 def test_hostile_batch_is_refused_without_the_opt_in_before_any_pickle_is_read(tmp_path, payload, monkeypatch):
     root, marker, _ = _hostile_folder(tmp_path, payload)
     opened = []
-    monkeypatch.setattr(data._BatchUnpickler, "load", lambda self: opened.append(self.path))
+    monkeypatch.setattr(cifar10._BatchUnpickler, "load", lambda self: opened.append(self.path))
     with pytest.raises(DataError, match=r"md5 mismatch .*--allow-noncanonical"):
-        data.load_cifar10(root)
+        cifar10.load_cifar10(root)
     assert opened == [] and not marker.exists()
 
 
@@ -75,9 +75,9 @@ def test_hostile_batch_is_refused_without_the_opt_in_before_any_pickle_is_read(t
 def test_hostile_batch_names_the_global_and_runs_nothing(tmp_path, monkeypatch, payload, how):
     root, marker, global_name = _hostile_folder(tmp_path, payload)
     if how == "md5 matches":   # even a copy that passes the md5 check is unpickled safely
-        _canonicalise(monkeypatch, root / data.BATCHES_DIR)
+        _canonicalise(monkeypatch, root / cifar10.BATCHES_DIR)
     with pytest.raises(DataError) as e:
-        data.load_cifar10(root, allow_noncanonical=how == "allow_noncanonical")
+        cifar10.load_cifar10(root, allow_noncanonical=how == "allow_noncanonical")
     msg = str(e.value)
     assert global_name in msg and "not a CIFAR-10 batch and was not loaded" in msg
     assert "test_batch" in msg and "Delete" in msg
@@ -86,8 +86,8 @@ def test_hostile_batch_names_the_global_and_runs_nothing(tmp_path, monkeypatch, 
 
 def test_hostile_folder_as_synthetic_dataset_is_refused(tmp_path):
     root, marker, _ = _hostile_folder(tmp_path, "os.system")
-    with pytest.raises(DataError, match=f"does not hold a resnet-nb synthetic fixture.*{data.SYNTHETIC_SIDECAR}"):
-        data.load_dataset("synthetic", root)
+    with pytest.raises(DataError, match=f"does not hold a resnet-nb synthetic fixture.*{cifar10.SYNTHETIC_SIDECAR}"):
+        cifar10.load_dataset("synthetic", root)
     assert not marker.exists()
 
 
@@ -107,25 +107,25 @@ def test_train_cli_refuses_hostile_batch(tmp_path, capsys, flags):
 
 def test_fixture_pickles_name_only_allowed_globals(fake_cifar):
     import pickletools
-    d = fake_cifar / data.BATCHES_DIR
-    for name in data.BATCH_MD5:
+    d = fake_cifar / cifar10.BATCHES_DIR
+    for name in cifar10.BATCH_MD5:
         names = {arg.replace(" ", ".") for op, arg, _ in pickletools.genops((d / name).read_bytes())
                  if op.name == "GLOBAL"}
-        assert names and names <= data.ALLOWED_PICKLE_GLOBALS, (name, names)
+        assert names and names <= cifar10.ALLOWED_PICKLE_GLOBALS, (name, names)
 
 
-class _Py2BytesPickler(data._Py2Pickler):
+class _Py2BytesPickler(cifar10._Py2Pickler):
     """Writes bytes as Python 2 str (BINSTRING), as the original CIFAR-10 files do."""
-    dispatch = data._Py2Pickler.dispatch.copy()
-    dispatch[bytes] = lambda self, b: data._Py2Pickler._save_py2str(self, data._Py2Str(b.decode("latin1")))
+    dispatch = cifar10._Py2Pickler.dispatch.copy()
+    dispatch[bytes] = lambda self, b: cifar10._Py2Pickler._save_py2str(self, cifar10._Py2Str(b.decode("latin1")))
 
 
 def test_original_python2_numpy1_layout_loads_without_warnings(tmp_path, monkeypatch):
     """The official batches name numpy.core.multiarray._reconstruct (numpy 1) and hold the
     pixels as a Python 2 str: they load, and numpy 2 gives no deprecation warning."""
-    d = data.write_fake_cifar10(tmp_path, 50, 10)
-    want = data.load_cifar10(tmp_path, allow_noncanonical=True)
-    for name in data.BATCH_MD5:
+    d = cifar10.write_fake_cifar10(tmp_path, 50, 10)
+    want = cifar10.load_cifar10(tmp_path, allow_noncanonical=True)
+    for name in cifar10.BATCH_MD5:
         with open(d / name, "rb") as f:
             obj = pickle.load(f, encoding="bytes")
         path = d / name
@@ -137,52 +137,52 @@ def test_original_python2_numpy1_layout_loads_without_warnings(tmp_path, monkeyp
     _canonicalise(monkeypatch, d)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ds = data.load_cifar10(tmp_path)
+        ds = cifar10.load_cifar10(tmp_path)
     assert ds.provenance == "canonical" and ds.fingerprint == want.fingerprint
 
 
 # ------------------------------------------------------------------ the synthetic sidecar
 
 def test_sidecar_records_size_seed_and_md5(tmp_path):
-    d = data.write_fake_cifar10(tmp_path, 50, 10, seed=7)
-    record = json.loads((d / data.SYNTHETIC_SIDECAR).read_text())
+    d = cifar10.write_fake_cifar10(tmp_path, 50, 10, seed=7)
+    record = json.loads((d / cifar10.SYNTHETIC_SIDECAR).read_text())
     assert record["n_train"] == 50 and record["n_test"] == 10 and record["seed"] == 7
-    assert record["md5"] == {n: hashlib.md5((d / n).read_bytes()).hexdigest() for n in data.BATCH_MD5}
-    assert data.load_cifar10(tmp_path, allow_noncanonical=True).provenance == "synthetic"
+    assert record["md5"] == {n: hashlib.md5((d / n).read_bytes()).hexdigest() for n in cifar10.BATCH_MD5}
+    assert cifar10.load_cifar10(tmp_path, allow_noncanonical=True).provenance == "synthetic"
 
 
 def test_without_a_matching_sidecar_a_fixture_is_noncanonical(tmp_path):
-    d = data.write_fake_cifar10(tmp_path, 50, 10)
-    sidecar = d / data.SYNTHETIC_SIDECAR
+    d = cifar10.write_fake_cifar10(tmp_path, 50, 10)
+    sidecar = d / cifar10.SYNTHETIC_SIDECAR
     # edit one batch: the sidecar's md5 no longer matches, whatever the batch_label says
     with open(d / "data_batch_2", "rb") as f:
         obj = pickle.load(f, encoding="bytes")
     obj[b"data"][0, 0] ^= 1
     with open(d / "data_batch_2", "wb") as f:
         pickle.dump(obj, f, protocol=2)
-    assert data.SYNTHETIC_MARK in obj[b"batch_label"].decode()
+    assert cifar10.SYNTHETIC_MARK in obj[b"batch_label"].decode()
     with pytest.raises(DataError, match="not the canonical CIFAR-10"):
-        data.load_cifar10(tmp_path)
-    assert data.load_cifar10(tmp_path, allow_noncanonical=True).provenance == "noncanonical"
+        cifar10.load_cifar10(tmp_path)
+    assert cifar10.load_cifar10(tmp_path, allow_noncanonical=True).provenance == "noncanonical"
     for bad_sidecar in ("{not json", "[1, 2]", ""):
         sidecar.write_text(bad_sidecar)
-        assert data.load_cifar10(tmp_path, allow_noncanonical=True).provenance == "noncanonical"
+        assert cifar10.load_cifar10(tmp_path, allow_noncanonical=True).provenance == "noncanonical"
     sidecar.unlink()
-    assert data.load_cifar10(tmp_path, allow_noncanonical=True).provenance == "noncanonical"
+    assert cifar10.load_cifar10(tmp_path, allow_noncanonical=True).provenance == "noncanonical"
 
 
 def test_load_dataset_synthetic_rewrites_its_own_folder_but_not_a_given_one(tmp_path, monkeypatch):
     monkeypatch.setenv("RESNET_NB_SYNTHETIC", str(tmp_path / "own"))
-    monkeypatch.setattr(data, "SYNTHETIC_SIZE", (50, 10))   # small and fast
-    own = data.synthetic_root() / data.BATCHES_DIR
-    data.load_dataset("synthetic")
-    (own / data.SYNTHETIC_SIDECAR).unlink()        # as written by a version without sidecars
-    assert data.load_dataset("synthetic").provenance == "synthetic"
-    assert (own / data.SYNTHETIC_SIDECAR).is_file()
+    monkeypatch.setattr(cifar10, "SYNTHETIC_SIZE", (50, 10))   # small and fast
+    own = cifar10.synthetic_root() / cifar10.BATCHES_DIR
+    cifar10.load_dataset("synthetic")
+    (own / cifar10.SYNTHETIC_SIDECAR).unlink()        # as written by a version without sidecars
+    assert cifar10.load_dataset("synthetic").provenance == "synthetic"
+    assert (own / cifar10.SYNTHETIC_SIDECAR).is_file()
     given = tmp_path / "given"
-    data.write_fake_cifar10(given, 50, 10)
-    (given / data.BATCHES_DIR / data.SYNTHETIC_SIDECAR).unlink()
+    cifar10.write_fake_cifar10(given, 50, 10)
+    (given / cifar10.BATCHES_DIR / cifar10.SYNTHETIC_SIDECAR).unlink()
     with pytest.raises(DataError, match=r"does not hold a resnet-nb synthetic fixture.*Delete"):
-        data.load_dataset("synthetic", given)
-    assert not (given / data.BATCHES_DIR / data.SYNTHETIC_SIDECAR).exists()
-    np.testing.assert_equal(len(list((given / data.BATCHES_DIR).iterdir())), 7)
+        cifar10.load_dataset("synthetic", given)
+    assert not (given / cifar10.BATCHES_DIR / cifar10.SYNTHETIC_SIDECAR).exists()
+    np.testing.assert_equal(len(list((given / cifar10.BATCHES_DIR).iterdir())), 7)

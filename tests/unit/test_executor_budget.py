@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from resnet_nb import cluster, reproduce
-from resnet_nb.executor import Runner
+from resnet_nb.pipeline import cluster, reproduce
+from resnet_nb.pipeline.executor import Runner
 
 
 class _Clock:
@@ -86,7 +86,7 @@ def test_reproduce_hands_slurm_tasks_the_whole_budget(clock, monkeypatch, tmp_pa
 
 
 def test_cpu_executions_share_the_cores(monkeypatch):
-    from resnet_nb.executor import cpu_threads_env
+    from resnet_nb.pipeline.executor import cpu_threads_env
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     assert cpu_threads_env([], 2) == {"OMP_NUM_THREADS": "2"}

@@ -1,10 +1,17 @@
 import pytest
 import torch
 
-from resnet_nb.models import (BasicBlock, CifarResNet, ShortcutA, ShortcutB, build_model,
-                              count_parameters, parse_model_name)
+from resnet_nb.models.resnet import (
+    BasicBlock,
+    CifarResNet,
+    ShortcutA,
+    ShortcutB,
+    build_model,
+    count_parameters,
+    parse_model_name,
+)
 
-# (depth, parameters with option A): the docstring table of resnet_nb.models
+# (depth, parameters with option A): the docstring table of resnet_nb.models.resnet
 PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
 PAPER_M = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}
 
@@ -24,7 +31,7 @@ def test_resnet1202_builds_and_counts():
 
 
 def test_docstring_table_matches_counts():
-    import resnet_nb.models as mod
+    import resnet_nb.models.resnet as mod
     for depth, n in PARAMS.items():
         assert f"{n:,}" in mod.__doc__
 

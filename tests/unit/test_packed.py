@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from resnet_nb.models import build_model
-from resnet_nb.packed import PackedCifarResNet, member_state_dict, pack_models
+from resnet_nb.models.packed import PackedCifarResNet, member_state_dict, pack_models
+from resnet_nb.models.resnet import build_model
 
 TOL = dict(rtol=1e-4, atol=1e-5)  # fp32; grouped vs dense convs sum in a different order
 PACKS = {

@@ -4,9 +4,9 @@ from dataclasses import asdict
 
 import pytest
 
-from resnet_nb import analysis, plots, probes
-from resnet_nb.config import make_config
-from resnet_nb.runs import atomic_write_json, list_runs
+from resnet_nb.analysis import aggregate, plots, probes
+from resnet_nb.runs.rundir import atomic_write_json, list_runs
+from resnet_nb.training.config import make_config
 
 PROVENANCES = ("canonical", "noncanonical", "synthetic")
 
@@ -63,8 +63,8 @@ def test_provenance_label_words():
 @pytest.mark.parametrize("provenance", PROVENANCES)
 def test_result_figures_name_the_runs_data(tmp_path, saved, provenance):
     runs = make_runs(tmp_path, provenance)
-    seed_figures = {k: f for k, f in analysis.FIGURE_FILES.items() if k != "error_vs_depth"}  # no sweep here
-    assert analysis.write_figures(runs, tmp_path / "figs") == seed_figures
+    seed_figures = {k: f for k, f in aggregate.FIGURE_FILES.items() if k != "error_vs_depth"}  # no sweep here
+    assert aggregate.write_figures(runs, tmp_path / "figs") == seed_figures
     assert set(saved) == set(seed_figures.values())   # the seed report's file names
     for name, fig in saved.items():
         text = titles(fig)
@@ -79,7 +79,7 @@ def test_result_figures_name_the_runs_data(tmp_path, saved, provenance):
 
 def test_unfinished_runs_say_how_far_they_got(tmp_path):
     runs = make_runs(tmp_path, "canonical", preset="seed", epochs=2, planned=4)
-    assert analysis.runs_label(runs) == "CIFAR-10, seed preset, 2 of 4 epochs"
+    assert aggregate.runs_label(runs) == "CIFAR-10, seed preset, 2 of 4 epochs"
 
 
 def test_run_curves_and_data_figures_take_the_label():
@@ -117,7 +117,7 @@ def test_theory_figures_name_the_probe_data(tmp_path, saved, provenance):
     params = dict(dataset="synthetic" if provenance == "synthetic" else "cifar10", provenance=provenance,
                   fingerprint="f" * 64, depths="20,26", seeds="0,1", batch_size=16, normalization="channel")
     probes.write_theory_outputs(probe_results(), tmp_path, params)
-    assert set(saved) == set(analysis.THEORY_FIGURE_FILES.values())
+    assert set(saved) == set(aggregate.THEORY_FIGURE_FILES.values())
     stored = (tmp_path / probes.THEORY_JSON).read_text()
     assert f'"provenance": "{provenance}"' in stored
     for name, fig in saved.items():

@@ -1,12 +1,12 @@
-"""Theory probes (resnet_nb.probes): shapes, seeding, and the plain/residual contrast."""
+"""Theory probes (resnet_nb.analysis.probes): shapes, seeding, and the plain/residual contrast."""
 import math
 
 import pytest
 import torch
 
-from resnet_nb import plots, probes
-from resnet_nb.data import load_cifar10
-from resnet_nb.models import build_model
+from resnet_nb.analysis import plots, probes
+from resnet_nb.data.cifar10 import load_cifar10
+from resnet_nb.models.resnet import build_model
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,6 @@
 import re
 import subprocess
 import sys
-
-import pytest
-
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,30 +69,68 @@ def test_data_cli_missing_data_is_one_clear_error(tmp_path, capsys):
     assert "cifar-10-python.tar.gz" in err and "Traceback" not in err
 
 
-def test_no_import_cycles_between_the_package_modules():
-    """Data flows one way: no module imports (even lazily) a module that imports it back."""
+# the data flow, bottom up: a sub-package may import only the ones before it (models and data
+# share the first layer and do not import each other)
+LAYERS = [("models", "data"), ("runs",), ("training",), ("analysis",), ("report",), ("pipeline",),
+          ("bench",), ("cli",)]
+
+
+def _package_imports() -> dict[str, set[str]]:
+    """For every module of resnet_nb ("training.step", "cli", ...), the modules it imports,
+    lazily inside functions too."""
     import ast
 
     pkg = REPO / "resnet_nb"
-    mods = {p.stem for p in pkg.glob("*.py")}
+    mods = {".".join(p.relative_to(pkg).with_suffix("").parts) for p in pkg.rglob("*.py")}
+    mods = {m.removesuffix(".__init__") for m in mods}
     edges: dict[str, set[str]] = {}
     for m in mods:
+        path = pkg / (m.replace(".", "/") + ".py")
+        if not path.is_file():
+            path = pkg / m.replace(".", "/") / "__init__.py"
         deps = set()
-        for n in ast.walk(ast.parse((pkg / f"{m}.py").read_text(encoding="utf-8"))):
-            if isinstance(n, ast.ImportFrom) and n.module and n.module.split(".")[0] == "resnet_nb":
-                parts = n.module.split(".")
-                deps |= {parts[1]} if len(parts) > 1 else {a.name for a in n.names if a.name in mods}
+        for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(n, ast.ImportFrom) and n.module and n.module.split(".")[0] == "resnet_nb" and n.level == 0:
+                base = n.module.removeprefix("resnet_nb").lstrip(".")
+                names = [f"{base}.{a.name}".lstrip(".") for a in n.names] + ([base] if base else [])
             elif isinstance(n, ast.Import):
-                deps |= {a.name.split(".")[1] for a in n.names if a.name.startswith("resnet_nb.")}
-        edges[m] = deps & mods - {m}
+                names = [a.name.removeprefix("resnet_nb.") for a in n.names if a.name.startswith("resnet_nb.")]
+            deps |= {x for x in names if x in mods}
+        edges[m] = deps - {m}
+    return edges
+
+
+def test_sub_packages_import_only_the_layers_below_them():
+    """The folder tree is the data flow: models, data -> runs -> training -> analysis -> report ->
+    pipeline -> bench, cli. No module imports (even lazily) one of a later layer or of its own
+    layer's other package."""
+    rank = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
+    top = {p.name for p in (REPO / "resnet_nb").iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    top |= {p.stem for p in (REPO / "resnet_nb").glob("*.py") if p.stem != "__init__"}
+    assert top == set(rank), f"sub-packages without a layer (or layers without a package): {sorted(top ^ set(rank))}"
+    bad = []
+    for m, deps in _package_imports().items():
+        if not m:
+            continue
+        for d in deps:
+            a, b = m.split(".")[0], d.split(".")[0]
+            if b and a != b and rank[b] >= rank[a]:
+                bad.append(f"{m} imports {d}")
+    assert not bad, "imports against the data flow: " + "; ".join(sorted(bad))
+
+
+def test_no_import_cycles_between_the_package_modules():
+    """No module imports (even lazily) a module that imports it back, inside a sub-package too."""
+    edges = _package_imports()
 
     def reach(start: str) -> set[str]:
         seen, todo = set(), [start]
         while todo:
-            for v in edges[todo.pop()]:
+            for v in edges.get(todo.pop(), ()):
                 if v not in seen:
                     seen.add(v)
                     todo.append(v)
         return seen
-    cycles = sorted(m for m in mods if m in reach(m))
+    cycles = sorted(m for m in edges if m in reach(m))
     assert not cycles, f"modules on an import cycle: {cycles}"

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from resnet_nb import publish as P
-from resnet_nb.evaluate import TOLERANCE_PP, tolerance_images
+from resnet_nb.pipeline import publish as P
+from resnet_nb.pipeline.evaluate import TOLERANCE_PP, tolerance_images
+from resnet_nb.runs import published
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,7 +27,7 @@ def test_nothing_published_is_one_honest_line(tmp_path):
 def test_the_committed_readme_table_is_generated_from_the_committed_copies():
     text = (REPO / "README.md").read_text(encoding="utf-8")
     begin, end = text.index(P.README_BEGIN), text.index(P.README_END) + len(P.README_END)
-    assert text[begin:end] == P.readme_block(REPO / P.PUBLISHED_DIR, REPO), \
+    assert text[begin:end] == P.readme_block(REPO / published.PUBLISHED_DIR, REPO), \
         "README.md's results block is stale: run make readme"
 
 
@@ -39,14 +40,14 @@ def test_update_readme_needs_its_markers(tmp_path):
 
 def test_locate_prefers_the_run_dirs_then_the_published_copy(tmp_path):
     runs, figs, pub = tmp_path / "experiments", tmp_path / "figures", tmp_path / "published"
-    assert P.locate("r", runs, figs, pub) == P.Located(runs, figs, False)  # neither: the caller's error
+    assert published.locate("r", runs, figs, pub) == published.Located(runs, figs, False)  # neither: the caller's error
     (pub / "r").mkdir(parents=True)
-    assert P.locate("r", runs, figs, pub) == P.Located(pub, pub, True)
+    assert published.locate("r", runs, figs, pub) == published.Located(pub, pub, True)
     (runs / "r").mkdir(parents=True)
-    assert P.locate("r", runs, figs, pub) == P.Located(runs, figs, False)
+    assert published.locate("r", runs, figs, pub) == published.Located(runs, figs, False)
     with pytest.raises(ValueError):
-        P.locate("../r", runs, figs, pub)
-    assert not P.is_published(pub / "r") and P.published_ids(pub) == []
+        published.locate("../r", runs, figs, pub)
+    assert not published.is_published(pub / "r") and published.published_ids(pub) == []
 
 
 @pytest.mark.parametrize("n, images", [(10_000, 10), (1_000, 1), (999, 0), (50, 0)])
@@ -73,37 +74,38 @@ def _published(pub: Path, run_id: str, when: str) -> None:
     import json
 
     (pub / run_id).mkdir(parents=True)
-    (pub / run_id / P.MANIFEST_FILE).write_text(json.dumps({"run_id": run_id, "published_at": when}))
+    (pub / run_id / published.MANIFEST_FILE).write_text(json.dumps({"run_id": run_id, "published_at": when}))
 
 
 def test_report_without_run_id_falls_back_to_the_newest_published_copy(tmp_path, monkeypatch, capsys):
     """make report (no RUN_ID): experiments/ first when it holds a complete reproduction, else
     the newest published run id (by published_at), and it says which it chose."""
-    from resnet_nb import analysis, report
+    from resnet_nb.analysis import aggregate
     from resnet_nb.cli import main
+    from resnet_nb.report import render
 
     runs, pub = tmp_path / "experiments", tmp_path / "published"
     with pytest.raises(FileNotFoundError, match="no runs under"):
-        analysis.choose_run_id(runs)
+        aggregate.choose_run_id(runs)
     _published(pub, "gpu-a", "2026-01-02T10:00:00+00:00")
     _published(pub, "gpu-b", "2026-01-03T10:00:00+00:00")
     _published(pub, "gpu-old", "2025-12-31T10:00:00+00:00")
-    assert P.newest_published(pub) == "gpu-b" and P.newest_published(pub, exclude=["gpu-b"]) == "gpu-a"
-    assert analysis.choose_run_id(runs, published=("gpu-b", pub)) == (
+    assert published.newest_published(pub) == "gpu-b" and published.newest_published(pub, exclude=["gpu-b"]) == "gpu-a"
+    assert aggregate.choose_run_id(runs, published=("gpu-b", pub)) == (
         "gpu-b", f"no runs under {runs}; the newest published run id in {pub}")
     _run(runs, "smoke", "plain20")                                      # incomplete: published wins
-    rid, why = analysis.choose_run_id(runs, published=("gpu-b", pub))
+    rid, why = aggregate.choose_run_id(runs, published=("gpu-b", pub))
     assert rid == "gpu-b" and why.startswith(f"no run id under {runs} has plain20, plain56, resnet20, resnet56 all")
-    assert analysis.choose_run_id(runs)[0] == "smoke"                   # without a published copy: as before
+    assert aggregate.choose_run_id(runs)[0] == "smoke"                   # without a published copy: as before
     for m in ("plain20", "plain56", "resnet20", "resnet56"):
         _run(runs, "full", m)
-    assert analysis.choose_run_id(runs, published=("gpu-b", pub))[0] == "full"  # a complete reproduction first
+    assert aggregate.choose_run_id(runs, published=("gpu-b", pub))[0] == "full"  # a complete reproduction first
 
     shutil.rmtree(runs / "full")
     built = []
-    monkeypatch.setattr(P, "PUBLISHED_DIR", str(pub))
-    monkeypatch.setattr(report, "build_report", lambda run_id, langs, formats, runs_dir, figures_dir, out: built.append(
-        (run_id, runs_dir, figures_dir)) or report.BuildResult())
+    monkeypatch.setattr(published, "PUBLISHED_DIR", str(pub))
+    monkeypatch.setattr(render, "build_report", lambda run_id, langs, formats, runs_dir, figures_dir, out: built.append(
+        (run_id, runs_dir, figures_dir)) or render.BuildResult())
     assert main(["report", "--runs-dir", str(runs), "--formats", "html"]) == 0
     err = capsys.readouterr().err
     assert built == [("gpu-b", str(pub), str(pub))]
@@ -115,8 +117,8 @@ def test_how_trained_says_papermill_jupyter_cli_or_python(tmp_path, monkeypatch)
     import json
     import sys
 
-    from resnet_nb import run_writer
-    from resnet_nb.executor import PAPERMILL_ENV
+    from resnet_nb.runs.rundir import PAPERMILL_ENV
+    from resnet_nb.training import run_writer
 
     run_dir = tmp_path / "r" / "resnet20"
     monkeypatch.setattr(sys, "argv", ["/venv/bin/resnet-nb", "train", "--model", "resnet20"])
@@ -143,8 +145,8 @@ def test_how_trained_says_papermill_jupyter_cli_or_python(tmp_path, monkeypatch)
 def test_a_resumed_run_appends_how_this_process_trains_it(tmp_path):
     import json
 
-    from resnet_nb.config import make_config
-    from resnet_nb.run_writer import RunWriter, Seen
+    from resnet_nb.training.config import make_config
+    from resnet_nb.training.run_writer import RunWriter, Seen
 
     cfg = make_config("smoke", out_dir=str(tmp_path), run_id="r")
     run_dir = tmp_path / "r" / "resnet20"

@@ -2,7 +2,7 @@
 runs, provenance, refusals; and a missing PDF engine still leaves DOCX and HTML.
 
 Run dirs are written by hand in the run-directory contract (no training), summaries by the real
-``resnet_nb.analysis.summarize``, so these tests take a few seconds.
+``resnet_nb.analysis.aggregate.summarize``, so these tests take a few seconds.
 """
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from resnet_nb import report, verdicts
-from resnet_nb.analysis import summarize
-from resnet_nb.config import make_config
-from resnet_nb.models import SEED_MODELS
-from resnet_nb.runs import atomic_write_json, list_runs, lock_run_dir
+from resnet_nb.analysis import verdicts
+from resnet_nb.analysis.aggregate import summarize
+from resnet_nb.models.resnet import SEED_MODELS
+from resnet_nb.report import render
+from resnet_nb.runs.rundir import atomic_write_json, list_runs, lock_run_dir
+from resnet_nb.training.config import make_config
 
 PARAMS = {20: 269_722, 56: 853_018}
 FINGERPRINT = "ab" * 32
@@ -79,7 +80,7 @@ def seed_like(tmp_path: Path, run_id: str = "r1", **kw) -> tuple[Path, Path]:
 
 
 def facts_of(runs: Path, figs: Path, run_id: str = "r1") -> dict:
-    return report.collect_facts(report.load_inputs(run_id, runs, figs), str(runs), str(figs))
+    return render.collect_facts(render.load_inputs(run_id, runs, figs), str(runs), str(figs))
 
 
 def test_degradation_verdict_and_sentences_are_computed(tmp_path):
@@ -91,7 +92,7 @@ def test_degradation_verdict_and_sentences_are_computed(tmp_path):
     # one seed: a loss has no published seed noise, so its gap gives the direction only
     assert c["degradation_loss"]["status"] == "not_resolved" and not facts["verdict"]["optimisation"]
     assert facts["verdict"]["overall"] == "reproduced" and facts["missing"] == []
-    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    en, zh = render.render_markdown(facts, "en"), render.render_markdown(facts, "zh")
     assert "Plain-56 final-epoch test accuracy 0.8769 < Plain-20 0.9127 (-3.58 percentage points; 95 % CI " \
            "[+2.83, +4.33], on the published noise); verdict: **shown (one seed, Holm p<0.001): +3.58 points, " \
            "beyond the published seed noise of 0.63**" in en
@@ -121,7 +122,7 @@ def test_theory_probes_are_tabulated_and_compared(tmp_path):
     assert facts["theory"]["contrast"] == [{"depth": 56, "plain": "Plain-56", "resnet": "ResNet-56",
                                             "plain_spread": 5247.1, "resnet_spread": 8.234, "smaller": True}]
     facts["theory_figures"] = ["theory_grad_norm.png"]  # the table goes with the figures
-    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    en, zh = render.render_markdown(facts, "en"), render.render_markdown(facts, "zh")
     assert "| Plain-56 | 2 | 5,247 | 0.5 | 0.25 |" in en
     assert "8.23 times the smallest in ResNet-56 and 5,247 times in Plain-56" in en
     assert "ResNet-56 中最大的层梯度是最小的 8.23 倍，Plain-56 中为 5,247 倍" in zh
@@ -137,7 +138,7 @@ def test_no_effect_is_said_when_the_data_do_not_show_it(tmp_path):
     v = facts["verdict"]
     assert (v["degradation"], v["residual_fix"], v["depth_gain"], v["overall"]) == (
         "not_shown", "within_noise", "within_noise", "not_reproduced")
-    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    en, zh = render.render_markdown(facts, "en"), render.render_markdown(facts, "zh")
     assert ("Plain-56 final-epoch test accuracy 0.9050 > Plain-20 0.9000 (+0.50 percentage points; 95 % CI "
             "[-1.25, +0.25], on the published noise); verdict: **not shown (one seed): -0.50 points, against the claim**") in en
     assert "This run does not show degradation (not shown (one seed)" in en
@@ -154,7 +155,7 @@ def test_missing_models_build_with_what_exists_and_are_listed(tmp_path):
     write_summary(runs, figs, "r1")
     facts = facts_of(runs, figs)
     assert facts["missing"] == ["Plain-56", "ResNet-56"] and facts["verdict"]["overall"] == "not_assessable"
-    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    en, zh = render.render_markdown(facts, "en"), render.render_markdown(facts, "zh")
     assert "**Missing runs:** Plain-56, ResNet-56" in en and "| Plain-56 | missing |" in en
     assert "| not assessable: Plain-56 missing |" in en and "ResNet-56 and Plain-56 missing" in en
     assert "**缺失的运行：** Plain-56、ResNet-56" in zh and "无法判断：缺少 Plain-56" in zh
@@ -169,7 +170,7 @@ def test_a_run_in_progress_is_marked_with_its_last_epoch(tmp_path):
         write_summary(runs, figs, "r1")
         facts = facts_of(runs, figs)
         assert [r["label"] for r in facts["in_progress"]] == ["ResNet-56"]
-        en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+        en, zh = render.render_markdown(facts, "en"), render.render_markdown(facts, "zh")
         assert "**Incomplete runs:** ResNet-56 (running, last finished epoch 3 of 10)" in en
         assert "| running, epoch 3/10 |" in en
         assert "**not assessable: ResNet-56 unfinished at epoch 3 of 10**" in en  # its verdicts wait
@@ -181,7 +182,7 @@ def test_a_run_in_progress_is_marked_with_its_last_epoch(tmp_path):
         metrics_path = runs / "r1" / "resnet56" / "metrics.json"
         metrics = json.loads(metrics_path.read_text())
         atomic_write_json(metrics_path, metrics + [{**metrics[-1], "epoch": 4, "test_acc": 0.85}])
-        inputs = report.load_inputs("r1", runs, figs)
+        inputs = render.load_inputs("r1", runs, figs)
         assert inputs["refreshed"] == ["resnet56"] and inputs["summary"]["models"]["resnet56"]["last_epoch"] == 4
         assert inputs["summary"]["missing"] == [] and (figs / "r1" / "resnet_train_loss.png").is_file()
 
@@ -202,7 +203,7 @@ def test_a_killed_run_is_interrupted_not_running(tmp_path):
     assert row["status"] == "interrupted" and not row["in_progress"] and row["incomplete"]
     saved = json.loads((figs / "r1" / "summary.json").read_text())["models"]["resnet56"]
     assert saved["status"] == "interrupted" and saved["per_seed"][0]["status"] == "interrupted"
-    en = report.render_markdown(facts, "en")
+    en = render.render_markdown(facts, "en")
     assert "still running" not in en and "ResNet-56 (interrupted, last finished epoch 3 of 10)" in en
 
 
@@ -213,7 +214,7 @@ def test_a_killed_run_is_interrupted_not_running(tmp_path):
 def test_noncanonical_and_synthetic_data_are_stated_in_the_abstract(tmp_path, provenance, en_text, zh_text):
     runs, figs = seed_like(tmp_path, provenance=provenance)
     facts = facts_of(runs, figs)
-    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    en, zh = render.render_markdown(facts, "en"), render.render_markdown(facts, "zh")
     front_en, front_zh = en.split("\n---\n")[0], zh.split("\n---\n")[0]  # YAML: title block + abstract
     assert en_text in front_en and zh_text in front_zh
     assert FINGERPRINT[:16] in front_en and FINGERPRINT[:16] in front_zh
@@ -242,7 +243,7 @@ def test_several_seeds_give_means_std_and_say_when_a_difference_is_not_resolved(
     assert c["residual_fix_acc"]["p_holm"] == pytest.approx(2 * c["residual_fix_acc"]["p"])
     assert c["depth_gain_acc"]["status"] == "shown" and c["depth_gain_acc"]["p_holm"] == pytest.approx(
         3 * c["depth_gain_acc"]["p"]) and c["depth_gain_acc"]["p_holm"] < 0.05
-    en = report.render_markdown(facts, "en")
+    en = render.render_markdown(facts, "en")
     assert "| Plain-56 | 0.9100 ± 0.0071 |" in en and "(mean ± std over seeds)" in en
     assert f"**not resolved (p={deg['p']:.3f}, Holm p={deg['p']:.3f}, Welch, 2 vs 2 seeds): +0.10 points**" in en
     assert "| +1.60 pp [+0.41, +2.79] | 0.014 (0.043) | shown (p=0.014, Holm p=0.043, Welch, 2 vs 2 seeds): +1.60 points |" in en
@@ -259,14 +260,14 @@ def test_mixed_presets_are_refused(tmp_path):
     runs, figs = seed_like(tmp_path)
     write_run(runs, "r1", "resnet110", 0.93, 0.01, preset="smoke")
     with pytest.raises(ValueError, match="mixes presets.*resnet110: smoke"):
-        report.build_report("r1", ["en"], ["html"], str(runs), str(figs), str(tmp_path / "build"))
+        render.build_report("r1", ["en"], ["html"], str(runs), str(figs), str(tmp_path / "build"))
     assert not (tmp_path / "build").exists()
 
 
 def test_missing_pdf_engine_names_what_to_install_and_still_builds_docx_html(tmp_path, monkeypatch):
     runs, figs = seed_like(tmp_path)
-    monkeypatch.setattr(report, "PDF_ENGINE", "xelatex-not-installed-for-this-test")
-    result = report.build_report("r1", ["en"], list(report.FORMATS), str(runs), str(figs),
+    monkeypatch.setattr(render, "PDF_ENGINE", "xelatex-not-installed-for-this-test")
+    result = render.build_report("r1", ["en"], list(render.FORMATS), str(runs), str(figs),
                                  str(tmp_path / "build"))
     assert sorted(p.suffix for p in result.outputs) == [".docx", ".html"]
     assert all(p.stat().st_size > 5000 for p in result.outputs)
@@ -293,7 +294,7 @@ def test_relative_directories_as_given_on_the_command_line(tmp_path, monkeypatch
     """make report passes the defaults (experiments, report/figures, report/build): relative."""
     seed_like(tmp_path)
     monkeypatch.chdir(tmp_path)
-    result = report.build_report("r1", ["en"], ["html"], "exp", "fig", "build")
+    result = render.build_report("r1", ["en"], ["html"], "exp", "fig", "build")
     assert result.errors == [] and [p.name for p in result.outputs] == ["report.en.html"]
     assert (tmp_path / "build" / "r1" / "report.en.html").stat().st_size > 5000
 
@@ -306,7 +307,7 @@ def test_a_smoke_run_on_synthetic_data_never_claims_a_result(tmp_path):
     assert {x["status"] for x in facts["cmp"].values()} == {"not_assessable"}
     assert {x["en"] for x in facts["cmp"].values()} == {"not assessable: synthetic data"}
     assert facts["verdict"]["overall"] == "not_assessable" and not facts["verdict"]["optimisation"]
-    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    en, zh = render.render_markdown(facts, "en"), render.render_markdown(facts, "zh")
     verdicts_en = en[en.index("### 4.5.1"):en.index("# References")]
     verdicts_zh = zh[zh.index("### 4.5.1"):zh.index("# 参考文献")]
     assert "shown" not in verdicts_en.replace("not shown", "") and "not overfitting" not in verdicts_en
@@ -338,7 +339,7 @@ def test_section_4_6_says_why_no_comparison_has_a_p_value(tmp_path, provenance, 
     facts = facts_of(runs, figs)
     reason = "synthetic" if provenance == "synthetic" else "smoke"
     assert facts["p_values"]["without"] == [{"reason": reason, "n": 10}] and facts["p_values"]["with_p"] == 0
-    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    en, zh = render.render_markdown(facts, "en"), render.render_markdown(facts, "zh")
     sec_en, sec_zh = en[en.index("## 4.6"):en.index("## 4.7")], zh[zh.index("## 4.6"):zh.index("## 4.7")]
     assert "None of the 10 comparisons has a p value; " in sec_en and en_why in sec_en
     assert "are shown" not in sec_en                     # nothing is assessable: no count of verdicts
@@ -347,13 +348,13 @@ def test_section_4_6_says_why_no_comparison_has_a_p_value(tmp_path, provenance, 
 
 def test_one_seed_says_why_more_seeds_would_not_help_on_synthetic_data(tmp_path):
     runs, figs = seed_like(tmp_path, preset="smoke", provenance="synthetic")
-    en, zh = (report.render_markdown(facts_of(runs, figs), lang) for lang in ("en", "zh"))
+    en, zh = (render.render_markdown(facts_of(runs, figs), lang) for lang in ("en", "zh"))
     assert ("so no comparison can be tested against its own seed-to-seed spread: an accuracy gap is tested against "
             "the published seed noise (a z-test, rule 3), a loss gap gives its direction only; more seeds would not "
             "help here: the data are synthetic") in en
     assert "即使有更多种子这里也无济于事：数据是合成数据" in zh
     runs, figs = seed_like(tmp_path / "real")
-    en = report.render_markdown(facts_of(runs, figs), "en")
+    en = render.render_markdown(facts_of(runs, figs), "en")
     assert "a loss gap gives its direction only. Table 4-5" in en             # real data: one seed is the reason
 
 
@@ -361,7 +362,7 @@ def test_smoke_preset_on_real_data_is_not_assessable_either(tmp_path):
     runs, figs = seed_like(tmp_path, preset="smoke")
     facts = facts_of(runs, figs)
     assert facts["cmp"]["degradation_acc"]["en"] == "not assessable: smoke preset, 4 epochs"
-    assert "| not assessable: smoke preset, 4 epochs |" in report.render_markdown(facts, "en")
+    assert "| not assessable: smoke preset, 4 epochs |" in render.render_markdown(facts, "en")
 
 
 def test_the_fig6_reading_needs_both_measures_shown_over_seeds(tmp_path):
@@ -373,22 +374,22 @@ def test_the_fig6_reading_needs_both_measures_shown_over_seeds(tmp_path):
     write_summary(runs, figs, "r1")
     facts = facts_of(runs, figs)
     assert facts["cmp"]["degradation_loss"]["status"] == "shown" and facts["verdict"]["optimisation"]
-    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    en, zh = render.render_markdown(facts, "en"), render.render_markdown(facts, "zh")
     assert "the gap is an optimisation problem, not overfitting, as in the paper's Fig. 6 (left)" in en
     assert "差距来自优化困难而不是过拟合" in zh
 
 
 @pytest.mark.parametrize("bad", ["../x", "/tmp/x", "a/b", "..", "x\n"])
 def test_run_ids_outside_the_roots_are_refused(tmp_path, capsys, bad):
-    from resnet_nb.analysis import analyze, figures_dir_of, load_runs
+    from resnet_nb.analysis.aggregate import analyze, figures_dir_of, load_runs
     from resnet_nb.cli import main
 
     runs, figs = seed_like(tmp_path)
     outside = tmp_path / "x"
     (outside / "plain20").mkdir(parents=True)  # what "../x" from exp/ would reach
     with pytest.raises(ValueError, match="run_id must be a plain folder name"):
-        report.build_report(bad, ["en"], ["html"], str(runs), str(figs), str(tmp_path / "build"))
-    for call in (lambda: report.load_inputs(bad, runs, figs), lambda: load_runs(runs, bad),
+        render.build_report(bad, ["en"], ["html"], str(runs), str(figs), str(tmp_path / "build"))
+    for call in (lambda: render.load_inputs(bad, runs, figs), lambda: load_runs(runs, bad),
                  lambda: analyze(runs, bad, figs), lambda: figures_dir_of(figs, bad)):
         with pytest.raises(ValueError, match="must be a plain folder name"):
             call()
@@ -413,9 +414,9 @@ def test_report_without_run_id_prefers_the_newest_complete_reproduction(tmp_path
         for cfg in (runs / rid).glob("*/config.json"):
             os.utime(cfg, (1_000_000 + i, 1_000_000 + i))
     built = []
-    monkeypatch.setattr(report, "build_report", lambda run_id, *a, **k: built.append(run_id) or report.BuildResult())
-    from resnet_nb import publish
-    monkeypatch.setattr(publish, "PUBLISHED_DIR", str(tmp_path / "published"))  # none (test_published: the fallback)
+    monkeypatch.setattr(render, "build_report", lambda run_id, *a, **k: built.append(run_id) or render.BuildResult())
+    from resnet_nb.runs import published
+    monkeypatch.setattr(published, "PUBLISHED_DIR", str(tmp_path / "published"))  # none (test_published: the fallback)
     assert main(["report", "--runs-dir", str(runs)]) == 0
     err = capsys.readouterr().err.strip()
     assert built == ["full"] and len(err.splitlines()) == 1
@@ -451,8 +452,8 @@ def test_make_commands_are_code_blocks_not_inline_code(tmp_path, monkeypatch):
     write_summary(runs, figs, "a-rather-long-run-id-20261128-183200")
     facts = facts_of(runs, figs, "a-rather-long-run-id-20261128-183200")
     assert facts["commands"]["make_reproduce"] and "\\\n" in facts["commands"]["make_reproduce"]
-    for lang in report.LANGS:
-        md = report.render_markdown(facts, lang)
+    for lang in render.LANGS:
+        md = render.render_markdown(facts, lang)
         assert f"```bash\n{facts['commands']['make_reproduce']}\n{facts['commands']['make_report']}\n```" in md
         assert "\\\n" not in re.sub(r"```.*?```", "", md, flags=re.S), lang
 
@@ -465,11 +466,11 @@ def test_make_commands_are_code_blocks_not_inline_code(tmp_path, monkeypatch):
 def test_figure_captions_name_the_data(tmp_path, provenance, en_word, zh_word):
     """Every result figure's caption names the data's provenance, from the run files."""
     runs, figs = seed_like(tmp_path, preset="smoke" if provenance == "synthetic" else "seed", provenance=provenance)
-    from resnet_nb.report_facts import RESULT_FIGURES
+    from resnet_nb.report.facts import RESULT_FIGURES
     for name in RESULT_FIGURES:                       # the figures exist (their content does not matter here)
         (figs / "r1" / name).write_bytes(b"")
     facts = facts_of(runs, figs)
-    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    en, zh = render.render_markdown(facts, "en"), render.render_markdown(facts, "zh")
     captions_en = [line for line in en.splitlines() if line.startswith("![") and "resnet_" in line]
     captions_zh = [line for line in zh.splitlines() if line.startswith("![") and "resnet_" in line]
     assert captions_en and len(captions_en) == len(captions_zh)
@@ -484,10 +485,10 @@ def test_figure_captions_name_the_data(tmp_path, provenance, en_word, zh_word):
 # ---- the published numbers come from report/literature.json; the sweep's sections
 
 def test_the_comparison_table_reads_the_literature_file(tmp_path, monkeypatch):
-    import resnet_nb.literature as lit_mod
+    import resnet_nb.analysis.literature as lit_mod
 
     runs, figs = seed_like(tmp_path)
-    md = report.render_markdown(facts_of(runs, figs), "en")
+    md = render.render_markdown(facts_of(runs, figs), "en")
     assert "| Plain-56 | 12.31 | 1 | n/a | 12.31 | 12.95 ± 0.13" not in md  # nabla0001's P56 std is 0.22
     assert "| Plain-56 | 12.31 | 1 | n/a | 12.31 | 12.95 ± 0.22 | n/a |" in md
     assert "standard deviations of 0.13 to 0.27 percentage points" in md and "[@nabla0001resnet]" in md
@@ -498,7 +499,7 @@ def test_the_comparison_table_reads_the_literature_file(tmp_path, monkeypatch):
     edited.write_text(json.dumps(data), encoding="utf-8")
     monkeypatch.setattr(lit_mod, "LITERATURE_FILE", edited)
     monkeypatch.setattr(lit_mod.load_literature, "__defaults__", (edited, lit_mod.REFERENCES_BIB))
-    md = report.render_markdown(facts_of(runs, figs), "zh")
+    md = render.render_markdown(facts_of(runs, figs), "zh")
     assert "| 99.50 ± 0.50 |" in md and "0.13 到 0.50 个百分点" in md
     assert "省略：深度扫描需要某一族至少 3 个深度的结果" in md  # the seed's 2x2 is no sweep
 
@@ -510,7 +511,7 @@ def test_sweep_sections_and_the_scaled_warmup_are_reported(tmp_path):
             d = write_run(runs, "w", model, 0.90 - (0.02 if model.startswith("plain") else -0.01) * (seed + int(model[-2:]) / 56),
                           0.05, seed=seed)
             if model == "resnet110":  # what reproduce writes for a short run (config.paper_warmup)
-                from resnet_nb.config import config_from_dict, paper_warmup
+                from resnet_nb.training.config import config_from_dict, paper_warmup
 
                 cfg = json.loads((d / "config.json").read_text())
                 w = paper_warmup(config_from_dict(cfg["config"]), 50_000)  # 4 epochs of 391: 10 iterations
@@ -521,7 +522,7 @@ def test_sweep_sections_and_the_scaled_warmup_are_reported(tmp_path):
     assert facts["design"]["deep"] == 56 and facts["sweep"]["ready"] and facts["varied"] == []
     # train and reproduce apply the rule themselves (make_config): no warm-up flag in the commands
     assert not any("warmup" in c for c in facts["commands"]["train"]) and "warmup" not in facts["commands"]["reproduce"]
-    en, zh = (report.render_markdown(facts, lang) for lang in ("en", "zh"))
+    en, zh = (render.render_markdown(facts, lang) for lang in ("en", "zh"))
     assert "| 110 | n/a | 0 |" in en and "(best of 5; mean 6.61 ± 0.16) |" in en
     assert "ResNet-110 starts with the paper's warm-up" in en and "rate 0.01 (the base rate 0.1 / 10) for the first 10 iterations" in en
     assert "**scaled down** from the paper's 400 of 64,000" in en
@@ -548,7 +549,7 @@ def test_environment_table_says_how_each_run_was_trained_and_where_the_commit_ca
             meta["executed_by"] = executed
         atomic_write_json(path, meta)
     write_summary(runs, figs, "r1")
-    en, zh = (report.render_markdown(facts_of(runs, figs), lang) for lang in ("en", "zh"))
+    en, zh = (render.render_markdown(facts_of(runs, figs), lang) for lang in ("en", "zh"))
     assert ("| git commit | 0123456789ab (uncommitted changes unknown; from \\$RESNET\\_NB\\_COMMIT: the copy had "
             "no .git) / 0123456789ab (from git) / none (no .git and no \\$RESNET\\_NB\\_COMMIT) |") in en
     assert "| git 提交 | 0123456789ab（是否有未提交的修改未知；来自 \\$RESNET\\_NB\\_COMMIT：副本没有 .git） / " in zh
@@ -557,5 +558,5 @@ def test_environment_table_says_how_each_run_was_trained_and_where_the_commit_ca
     assert ("| 训练的执行方式 | papermill（已执行的 notebook：02\\_train.ipynb），从第 37 个 epoch 起由 resnet-nb train 命令："
             "plain20 / ") in zh
     runs, figs = seed_like(tmp_path / "old")   # run dirs older than both records
-    en = report.render_markdown(facts_of(runs, figs), "en")
+    en = render.render_markdown(facts_of(runs, figs), "en")
     assert "| git commit | 0123456789ab |" in en and "| Executed by | not recorded |" in en

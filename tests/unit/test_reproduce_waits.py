@@ -1,11 +1,11 @@
-"""reproduce's decision to run 01_theory and 03_analysis (resnet_nb.reproduce.analysis_waits_for):
+"""reproduce's decision to run 01_theory and 03_analysis (resnet_nb.pipeline.reproduce.analysis_waits_for):
 they wait for every paused run, also one paused by an earlier invocation; failed runs do not
 hold them back."""
 from pathlib import Path
 
-from resnet_nb.config import make_config
-from resnet_nb.reproduce import Unit, _count, analysis_waits_for
-from resnet_nb.runs import atomic_write_json
+from resnet_nb.pipeline.reproduce import Unit, _count, analysis_waits_for
+from resnet_nb.runs.rundir import atomic_write_json
+from resnet_nb.training.config import make_config
 
 
 def _unit(tmp_path: Path, model: str, unit_status: str, run_status: str | None) -> Unit:

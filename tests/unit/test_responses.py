@@ -1,4 +1,4 @@
-"""Layer responses (resnet_nb.responses, paper Fig. 7): the std against a hand computation,
+"""Layer responses (resnet_nb.analysis.responses, paper Fig. 7): the std against a hand computation,
 a measurement from hand-made run dirs with best.pth, the skip reason, and the report's
 Fig. 7 section present or omitted."""
 from __future__ import annotations
@@ -8,13 +8,14 @@ from dataclasses import asdict
 
 import pytest
 import torch
-
-from resnet_nb import report, responses
-from resnet_nb.config import make_config
-from resnet_nb.models import build_model
-from resnet_nb.prepare import prepare_data
-from resnet_nb.runs import atomic_save, atomic_write_json, list_runs
 from test_report import facts_of, seed_like, write_run, write_summary
+
+from resnet_nb.analysis import responses
+from resnet_nb.models.resnet import build_model
+from resnet_nb.report import render
+from resnet_nb.runs.rundir import atomic_save, atomic_write_json, list_runs
+from resnet_nb.training.config import make_config
+from resnet_nb.training.prepare import prepare_data
 
 
 def _trained_looking(name: str, shortcut: str = "A", seed: int = 0):
@@ -165,7 +166,7 @@ def test_runs_that_carry_no_result_lead_with_the_claims_tables_caveat(provenance
     assert zh.startswith(f"20 层：{c['by_depth'][0]['caveat']['zh']}。仅就本次运行而言") and "不作判定" in zh
     if status != {"plain20": "failed"}:       # the trend of the ResNets: caveated by the same rule
         assert en[2].startswith("Median response std of the ResNets: not assessable: ") and "respond less" not in en[2]
-    from resnet_nb.verdicts import compare_models
+    from resnet_nb.analysis.verdicts import compare_models
     assert not compare_models(summary, "resnet20", "plain20", "best_test_acc", higher_is_better=True).assessable
 
 
@@ -230,7 +231,7 @@ def test_report_words_follow_the_verdicts_and_name_the_seeds(tmp_path):
         "label": "CIFAR-10, seed preset; each net's best.pth, 10,000 test images", "not_measured": [],
         "comparisons": old})
     facts = facts_of(runs, figs)
-    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    en, zh = render.render_markdown(facts, "en"), render.render_markdown(facts, "zh")
     assert "- 20 layers: the layer responses of ResNet-20 are within ±10 % of those of Plain-20 (median " \
            "ratio ResNet/plain over the layers 0.987), though smaller in 2 of 3 layers" in en
     assert "one seed per net, so there is no seed-to-seed spread" in en
@@ -247,7 +248,7 @@ def test_report_words_follow_the_verdicts_and_name_the_seeds(tmp_path):
 def test_report_fig7_section_present_and_omitted(tmp_path):
     runs, figs = seed_like(tmp_path)
     facts = facts_of(runs, figs)
-    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    en, zh = render.render_markdown(facts, "en"), render.render_markdown(facts, "zh")
     assert "## 4.8 Layer responses" in en and "Omitted: Fig. 7 needs best.pth of both families" in en
     assert "从略：图 7 需要两类网络" in zh and "resnet_layer_responses_fig7.png" not in en
     # a measurement on record (hand-written JSON; the seed runs have no best.pth, so touch them)
@@ -261,7 +262,7 @@ def test_report_fig7_section_present_and_omitted(tmp_path):
         "label": "CIFAR-10, seed preset; each net's best.pth, 10,000 test images", "not_measured": [],
         "comparisons": responses.response_comparisons(models, _summary(models))})
     facts = facts_of(runs, figs)
-    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    en, zh = render.render_markdown(facts, "en"), render.render_markdown(facts, "zh")
     assert "- 20 layers: the layer responses of ResNet-20 are smaller than those of Plain-20: median ratio " \
            "ResNet/plain over the layers 0.5, smaller in 2 of 3 layers" in en
     assert "Here the same measurement is made on this run's trained networks" in en
@@ -287,7 +288,7 @@ def test_report_caveats_fig7_of_a_paused_cifar_run_as_its_claims_table_does(tmp_
         "dataset": {"provenance": "canonical"}, "preset": "seed", "n_images": 10000, "models": models,
         "label": "CIFAR-10, seed preset; each net's best.pth, 10,000 test images", "not_measured": []})
     facts = facts_of(runs, figs)
-    en, zh = report.render_markdown(facts, "en"), report.render_markdown(facts, "zh")
+    en, zh = render.render_markdown(facts, "en"), render.render_markdown(facts, "zh")
     caveat = "not assessable: ResNet-20 unfinished at epoch 2 of 4"
     assert f"| {caveat} |" in facts["claims_tables"]["en"]           # the claims table's own words
     assert f"- 20 layers: {caveat}. In this run only, the layer responses of ResNet-20 against those of " \

@@ -8,10 +8,10 @@ from dataclasses import asdict, replace
 
 import pytest
 
-from resnet_nb.notebook import configs_from_parameters
-from resnet_nb.run_writer import start_over
-from resnet_nb.runs import run_dir_of
-from resnet_nb.train import train_many
+from resnet_nb.pipeline.notebook import configs_from_parameters
+from resnet_nb.runs.rundir import run_dir_of
+from resnet_nb.training.run_writer import start_over
+from resnet_nb.training.train import train_many
 
 
 @pytest.mark.parametrize("damage, cause, goal", [

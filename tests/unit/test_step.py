@@ -1,4 +1,4 @@
-"""CPU-testable parts of the training step (resnet_nb.step): lr in a tensor, eager step, bf16,
+"""CPU-testable parts of the training step (resnet_nb.training.step): lr in a tensor, eager step, bf16,
 and the pack's per-member data streams."""
 import contextlib
 import copy
@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from resnet_nb import data as D
-from resnet_nb import step as S
-from resnet_nb.config import make_config
-from resnet_nb.models import build_model
-from resnet_nb.packed import member_state_dict, pack_models
-from resnet_nb.packing import PackBatcher, evaluate_pack
+from resnet_nb.data import cifar10 as D
+from resnet_nb.models.packed import member_state_dict, pack_models
+from resnet_nb.models.resnet import build_model
+from resnet_nb.training import step as S
+from resnet_nb.training.config import make_config
+from resnet_nb.training.loop import PackBatcher, evaluate_pack
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -580,7 +580,7 @@ def test_precision_auto_is_settled_by_the_stored_run_then_the_device(monkeypatch
 
 
 def test_models_train_in_channels_last_on_the_cpu():
-    from resnet_nb.models import build_model
+    from resnet_nb.models.resnet import build_model
     m = S.prepare_model(build_model("resnet8"), "cpu")
     conv = next(p for p in m.parameters() if p.dim() == 4)
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()

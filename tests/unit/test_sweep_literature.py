@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from resnet_nb import reproduce
-from resnet_nb.config import make_config, paper_warmup
-from resnet_nb.literature import LiteratureError, load_literature
-from resnet_nb.models import SWEEP_MODELS, expand_models
+from resnet_nb.analysis.literature import LiteratureError, load_literature
+from resnet_nb.models.resnet import SWEEP_MODELS, expand_models
+from resnet_nb.pipeline import reproduce
+from resnet_nb.training.config import make_config, paper_warmup
 
 
 def test_sweep_expands_to_the_nine_models():
@@ -54,9 +54,9 @@ def test_make_config_applies_the_rule_for_every_entry_point():
 
 
 def test_train_cli_and_02_train_get_the_rule(tmp_path):
-    from resnet_nb import train
-    from resnet_nb.config import TrainConfig
-    from resnet_nb.notebook import configs_from_parameters
+    from resnet_nb.pipeline.notebook import configs_from_parameters
+    from resnet_nb.training import train
+    from resnet_nb.training.config import TrainConfig
 
     p = argparse.ArgumentParser()
     train.add_arguments(p)
@@ -95,7 +95,7 @@ def test_reproduce_sweep_applies_the_rule_unless_the_user_set_warmup_iters(tmp_p
 def test_02_train_rebuilds_the_configs_reproduce_planned(tmp_path, capsys, given):
     """The papermill parameters of each unit give 02_train the same configs, warm-up included
     (a --set warmup_iters=0 equals the field default, yet must not bring the rule back)."""
-    from resnet_nb.notebook import configs_from_parameters
+    from resnet_nb.pipeline.notebook import configs_from_parameters
 
     base = ("--preset", "smoke", "--dataset", "synthetic", "--out-dir", str(tmp_path), "--run-id", "x")
     cfgs, _, several = reproduce._configs(_reproduce_args(*base, "--models", "resnet20,resnet110", *given))
@@ -125,7 +125,7 @@ def test_the_literature_file_loads_with_its_sources():
     (lambda d: d["sources"][2]["results"]["plain20"].pop("n"), "std_pct needs n"),
 ])
 def test_a_malformed_literature_file_is_refused_with_the_place(tmp_path, edit, message):
-    from resnet_nb.literature import LITERATURE_FILE
+    from resnet_nb.analysis.literature import LITERATURE_FILE
 
     data = json.loads(LITERATURE_FILE.read_text(encoding="utf-8"))
     edit(data)

@@ -5,11 +5,11 @@ import os
 import pytest
 import torch
 
-from resnet_nb import runs
 from resnet_nb.cli import main
-from resnet_nb.config import TrainConfig, make_config
-from resnet_nb.environment import collect
-from resnet_nb.step import iters_per_epoch, lr_at, planned_epochs
+from resnet_nb.runs import rundir
+from resnet_nb.runs.environment import collect
+from resnet_nb.training.config import TrainConfig, make_config
+from resnet_nb.training.step import iters_per_epoch, lr_at, planned_epochs
 
 IPE = 391  # iterations per epoch of the seed recipe: ceil(50000 / 128)
 
@@ -46,34 +46,34 @@ def test_epochs_and_iterations_per_epoch():
 def test_atomic_json_and_load_run(tmp_path):
     d = tmp_path / "exp" / "rid" / "resnet20"
     d.mkdir(parents=True)
-    runs.atomic_write_json(d / "config.json", {"config": {"model": "resnet20"}, "status": "finished"})
-    runs.atomic_write_json(d / "metrics.json", [{"epoch": 1, "test_acc": 0.5}])
+    rundir.atomic_write_json(d / "config.json", {"config": {"model": "resnet20"}, "status": "finished"})
+    rundir.atomic_write_json(d / "metrics.json", [{"epoch": 1, "test_acc": 0.5}])
     assert sorted(p.name for p in d.iterdir()) == ["config.json", "metrics.json"]  # no tmp left
     assert oct((d / "metrics.json").stat().st_mode & 0o777) != oct(0o600)
-    run = runs.load_run(d)
+    run = rundir.load_run(d)
     assert run["status"] == "finished" and run["metrics"][0]["test_acc"] == 0.5
     assert run["config"]["model"] == "resnet20" and run["path"] == str(d)
     (tmp_path / "exp" / "rid" / "plain20").mkdir()                     # no config.json: skipped
-    assert [r["config"]["model"] for r in runs.list_runs(tmp_path / "exp", "rid")] == ["resnet20"]
-    assert runs.list_run_ids(tmp_path / "exp") == ["rid"]
+    assert [r["config"]["model"] for r in rundir.list_runs(tmp_path / "exp", "rid")] == ["resnet20"]
+    assert rundir.list_run_ids(tmp_path / "exp") == ["rid"]
     with pytest.raises(FileNotFoundError, match="no run id 'nope'.*known run ids: rid"):
-        runs.list_runs(tmp_path / "exp", "nope")
+        rundir.list_runs(tmp_path / "exp", "nope")
     with pytest.raises(FileNotFoundError, match="not a run directory"):
-        runs.load_run(tmp_path)
+        rundir.load_run(tmp_path)
     (d / "metrics.json").write_text("[{")
     with pytest.raises(ValueError, match="metrics.json is not valid JSON"):
-        runs.load_run(d)
+        rundir.load_run(d)
 
 
 def test_atomic_save_failure_keeps_old_file(tmp_path):
     p = tmp_path / "last.pth"
-    runs.atomic_save({"epoch": 1}, p)
+    rundir.atomic_save({"epoch": 1}, p)
 
     class Boom:
         def __reduce__(self):
             raise RuntimeError("boom")
     with pytest.raises(RuntimeError):
-        runs.atomic_save({"epoch": 2, "x": Boom()}, p)
+        rundir.atomic_save({"epoch": 2, "x": Boom()}, p)
     assert torch.load(p)["epoch"] == 1 and os.listdir(tmp_path) == ["last.pth"]
 
 

@@ -1,5 +1,5 @@
-"""resnet_nb.transfer: run-dir tars exported on one machine and imported on another, and the
-commit of a copy without .git (resnet_nb.environment.git_commit)."""
+"""resnet_nb.pipeline.transfer: run-dir tars exported on one machine and imported on another, and the
+commit of a copy without .git (resnet_nb.runs.environment.git_commit)."""
 from __future__ import annotations
 
 import io
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from resnet_nb import environment, transfer
-from resnet_nb.config import make_config
+from resnet_nb.pipeline import transfer
+from resnet_nb.runs import environment
+from resnet_nb.training.config import make_config
 
 RID = "rented-gpu"
 
@@ -204,9 +205,9 @@ def test_restore_refuses_to_replace_a_run_dir_of_another_config(tmp_path):
 
 
 def test_training_refuses_an_imported_run_of_another_config_naming_the_field(tmp_path):
-    from resnet_nb.train import train
-
     import torch
+
+    from resnet_nb.training.train import train
 
     d = _run_dir(tmp_path / "exp", epochs=1)                             # smoke: 3 epochs
     torch.save({"config": asdict(_cfg("plain20", tmp_path / "exp")), "epoch": 1, "device_type": "cpu"},

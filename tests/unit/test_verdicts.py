@@ -1,20 +1,20 @@
-"""The one rule table (resnet_nb.verdicts): every row on summaries of hand-built run dirs,
+"""The one rule table (resnet_nb.analysis.verdicts): every row on summaries of hand-built run dirs,
 the Welch test against a hand computation and scipy, one error rate, intervals, diverged seeds,
 unequal seed counts, zero spread, Holm over the primary claims, and the table the report prints."""
 from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from statistics import NormalDist
 from pathlib import Path
+from statistics import NormalDist
 
 import pytest
 
-from resnet_nb import verdicts
-from resnet_nb.analysis import degradation_checks, summarize
-from resnet_nb.config import make_config
-from resnet_nb.runs import atomic_write_json, list_runs
-from resnet_nb.verdicts import ONE_SEED_MARGIN_PP, compare, compare_models
+from resnet_nb.analysis import verdicts
+from resnet_nb.analysis.aggregate import degradation_checks, summarize
+from resnet_nb.analysis.verdicts import ONE_SEED_MARGIN_PP, compare, compare_models
+from resnet_nb.runs.rundir import atomic_write_json, list_runs
+from resnet_nb.training.config import make_config
 
 REAL = dict(data_provenance="canonical", preset="seed")
 
@@ -284,8 +284,8 @@ def test_seed_values_judge_an_old_summary_mean_as_one_seed():
 
 def test_sweep_end_verdicts_agree_with_the_claims_in_both_directions(tmp_path):
     """Section 4.7's verdicts on the deepest vs shallowest net of a family are the claims table's."""
-    from resnet_nb.report_facts import _sweep
-    from resnet_nb.literature import load_literature
+    from resnet_nb.analysis.literature import load_literature
+    from resnet_nb.report.facts import _sweep
 
     def cmp_of(a, b, metric, higher):
         return compare_models(s, a, b, metric, higher_is_better=higher).as_dict()
@@ -311,6 +311,6 @@ def test_paired_depths_skip_a_depth_with_one_family():
 
 
 def test_the_published_seed_noise_is_the_literature_files():
-    from resnet_nb.literature import load_literature, std_range
+    from resnet_nb.analysis.literature import load_literature, std_range
 
     assert std_range(load_literature(), "nabla0001")[1] == verdicts.SIGMA_PUB_PP

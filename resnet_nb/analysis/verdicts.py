@@ -1,0 +1,550 @@
+"""One rule table for every verdict: model A vs model B on a metric, in a claimed direction.
+
+He et al. 2016 claim directions (sec. 4.2, Fig. 6, Table 6): the deeper *plain* net tests and
+trains worse than the shallower one (degradation), the deeper *ResNet* beats the deeper plain
+net and gains from its depth. One run of each model cannot tell such a gap from seed noise
+unless the gap is large: a public five-seed reproduction (nabla0001/resnet) reports standard
+deviations of CIFAR-10 test error of 0.13 to 0.27 percentage points. So every comparison the
+report, the README and the notebooks print goes through :func:`compare`, which applies
+:data:`RULES` top to bottom; the report prints :func:`rule_table` in its method section, in
+Chinese and English, from the same constant.
+
+``compare`` is pure (numbers in, :class:`Verdict` out); :func:`compare_models` reads the two
+models out of a ``summary.json`` record (``resnet_nb.analysis.aggregate.summarize``) and calls it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from statistics import NormalDist
+from typing import NamedTuple, Sequence
+
+from resnet_nb.models.resnet import model_label, parse_model_name
+
+__all__ = [
+    "SIGMA_PUB_PP", "SIGMA_POOLED_PP", "ONE_SEED_MARGIN_PP", "ALPHA", "Z_ALPHA", "RESOLUTION_PP", "margin_pp",
+    "welch", "holm", "PRIMARY_CLAIMS", "STATUSES", "UNITS", "PROVENANCES", "RULES",
+    "Rule", "Progress", "Verdict", "compare", "compare_models", "not_assessable", "recipe_verdict", "rule_table",
+    "seed_values", "CLAIMS", "CLAIM_WORDS", "paper_claims", "claims_table", "paired_depths",
+]
+
+SIGMA_PUB_PP = 0.27  # percentage points: the largest of the five published 5-seed stds of CIFAR-10
+#                      test error (nabla0001/resnet: ResNet-56 7.40 ± 0.27; pooled over the five: 0.21),
+#                      a conservative choice for the seed noise of one model
+SIGMA_POOLED_PP = 0.21
+ALPHA = 0.05  # one error rate for every rule: one-sided tests at level 0.05
+Z_ALPHA = NormalDist().inv_cdf(1 - ALPHA)   # 1.645: the one-sided z quantile of ALPHA
+Z_CI = NormalDist().inv_cdf(0.975)          # 1.960: a two-sided 95 % interval
+RESOLUTION_PP = 0.01  # one test image of 10,000: a seed-to-seed spread below it is no spread
+
+
+def margin_pp(n_a: int = 1, n_b: int = 1, sigma_pp: float = SIGMA_PUB_PP) -> float:
+    """The gap (points) a one-sided z-test at :data:`ALPHA` needs when the seed noise is
+    ``sigma_pp`` per run: z · σ · √(1/n_a + 1/n_b)."""
+    return Z_ALPHA * sigma_pp * math.sqrt(1 / n_a + 1 / n_b)
+
+
+ONE_SEED_MARGIN_PP = margin_pp(1, 1)  # 0.63 points: one run of each model, σ_pub
+
+STATUSES = ("not_assessable", "shown", "not_shown", "within_noise", "not_resolved")
+UNITS = ("fraction", "pp", "loss")  # accuracies as fractions (0.9127), in percentage points, or a loss
+PROVENANCES = ("canonical", "noncanonical", "synthetic", "unknown")  # summary.json "dataset.provenance"
+_TO_DISPLAY = {"fraction": 100.0, "pp": 1.0, "loss": 1.0}  # gaps are shown in points (accuracies)
+
+
+class Rule(NamedTuple):
+    """One row of the rule table; every cell is ``(English, Chinese)``."""
+
+    data: tuple[str, str]
+    recipe: tuple[str, str]
+    seeds: tuple[str, str]
+    verdict: tuple[str, str]
+
+
+_M, _S, _A = f"{ONE_SEED_MARGIN_PP:.2f}", f"{SIGMA_PUB_PP:.2f}", f"{ALPHA:g}"
+_REAL = ("CIFAR-10, canonical or the labelled non-canonical copy", "CIFAR-10（标准版，或注明的非标准副本）")
+RULES: tuple[Rule, ...] = (
+    Rule(("synthetic (or of unknown provenance)", "合成数据（或来源未知）"), ("any", "任意"), ("any", "任意"),
+         ('"not assessable: synthetic data" ("... unknown data provenance")', "“无法判断：合成数据”（“……数据来源未知”）")),
+    Rule(("any", "任意"), ("smoke preset, or a run unfinished", "smoke 预设，或有运行未完成"), ("any", "任意"),
+         ('"not assessable", naming the preset and its epochs ("smoke preset, 5 epochs") or the unfinished '
+          'run ("Plain-56 unfinished at epoch 37 of 200"); a diverged seed (NaN/inf) is excluded and named',
+          "“无法判断”，并写明预设与轮数（“smoke 预设，5 个 epoch”）或未完成的运行（“Plain-56 未完成（第 37/200 轮）”）；"
+          "发散（NaN/inf）的种子被排除并注明")),
+    Rule(_REAL, ("finished (short preset: at its 20 epochs)", "已完成（short 预设：按其 20 个 epoch 判断）"),
+         ("1 (either model)", "1（任一模型）"),
+         (f'one-sided z-test on the published seed noise, α = {_A}: σ = max(σ_pub, the other model\'s observed sd), '
+          f'"shown (one seed)" when the gap in the claimed direction exceeds z·σ·√(1/n_A+1/n_B) '
+          f'({_M} points for one run each; σ_pub = {_S} points, the largest of the published 5-seed stds, '
+          f'nabla0001/resnet: conservative), otherwise "within the published seed noise"; a gap against the claim: '
+          f'"not shown"; 95 % interval gap ± 1.96·σ·√(1/n_A+1/n_B), marked σ_pub; the short preset and a metric '
+          f'without a published seed std (training loss): "direction only"',
+          f"基于公开种子噪声的单侧 z 检验，α = {_A}：σ = max(σ_pub, 另一模型实测的标准差)，所述方向上的差值超过 "
+          f"z·σ·√(1/n_A+1/n_B) 时判为“成立（单个种子）”（每个模型一次运行时为 {_M} 个百分点；σ_pub = {_S} 个百分点，"
+          f"公开的 5 种子复现 nabla0001/resnet 中最大的标准差：保守的选择），否则为“在公开的种子噪声之内”；方向与论文相反："
+          f"“未体现”；95 % 区间为差值 ± 1.96·σ·√(1/n_A+1/n_B)，注明基于 σ_pub；short 预设与没有公开种子标准差的指标"
+          f"（训练 loss）：“仅方向”")),
+    Rule(_REAL, ("finished (short preset: at its 20 epochs)", "已完成（short 预设：按其 20 个 epoch 判断）"),
+         ("≥ 2 each", "每个模型 ≥ 2"),
+         (f"a gap against the claim: \"not shown\" (checked first); otherwise Welch's t-test, one-sided, α = {_A}, "
+          f"each model's variance floored at σ_pub² (a spread of two or three seeds below the seed noise is chance; "
+          f"losses: no floor), p reported: \"shown (p=…)\" when p < α, otherwise \"not resolved (p=…)\"; "
+          f"95 % Welch interval of the gap",
+          f"方向与论文相反：“未体现”（先检查）；否则单侧 Welch t 检验，α = {_A}，每个模型的方差下限为 σ_pub²"
+          f"（两三个种子的离散度小于种子噪声属偶然；loss 不设下限），报告 p 值：p < α 时为“成立（p=…）”，否则为"
+          f"“未能分辨（p=…）”；给出差值的 95 % Welch 区间")),
+    Rule(_REAL, ("finished", "已完成"), ("any", "任意"),
+         (f"the three primary claims (degradation, shortcuts fix the deep net, depth helps ResNets; final-epoch "
+          f"test accuracy): Holm's step-down over their p values at α = {_A}, so a primary claim is shown only "
+          f"when its Holm-adjusted p < α; every other comparison (best-of-epochs accuracy, training loss, "
+          f"ResNet vs plain at the shallow depth) is secondary, unadjusted, exploratory",
+          f"三个主要论断（退化、shortcut 修复深层网络、ResNet 随深度变好；最后一轮测试精度）：对其 p 值做 Holm 逐步校正，"
+          f"α = {_A}，只有校正后 p < α 才判为成立；其余比较（各轮最佳精度、训练 loss、浅层的 ResNet 对 plain）为次要、"
+          f"未校正的探索性比较")),
+)
+_HEADER = {"en": ("Data", "Recipe", "Seeds per model", "Verdict"),
+           "zh": ("数据", "训练配方", "每个模型的种子数", "结论")}
+
+
+_MATH = (("z·σ·√(1/n_A+1/n_B)", r"$z\,\sigma\sqrt{1/n_A+1/n_B}$"),
+         ("1.96·σ·√(1/n_A+1/n_B)", r"$1.96\,\sigma\sqrt{1/n_A+1/n_B}$"),
+         ("σ_pub²", r"$\sigma_\mathrm{pub}^2$"), ("σ_pub", r"$\sigma_\mathrm{pub}$"), ("σ =", r"$\sigma$ ="),
+         ("α", r"$\alpha$"), ("≥", r"$\geq$"))  # the PDF's text fonts lack these glyphs
+
+
+def rule_table(lang: str = "en", math: bool = False) -> str:
+    """:data:`RULES` as a pandoc pipe table in ``lang`` (``en`` or ``zh``); the report's
+    method section prints it (``math=True``: the Greek letters as TeX math, which pandoc sets
+    in every format), and :func:`compare`'s docstring shows the English one."""
+    i = {"en": 0, "zh": 1}[lang]
+    lines = ["| " + " | ".join(_HEADER[lang]) + " |", "|:------------|:----------|:-------|:-------------------------------|"]
+    lines += ["| " + " | ".join(cell[i] for cell in rule) + " |" for rule in RULES]
+    table = "\n".join(lines)
+    for text, tex in _MATH if math else ():
+        table = table.replace(text, tex)
+    return table
+
+
+class Progress(NamedTuple):
+    """An unfinished run, for the wording: ``Progress("Plain-56", 37, 200)``."""
+
+    label: str
+    epoch: int
+    planned: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one comparison, machine-readable (``status``) and worded (``en``, ``zh``).
+
+    ``gap``: mean(A) - mean(B) in the claimed direction (positive = as claimed), in percentage
+    points for accuracies (``unit`` fraction or pp), else in the metric's own unit; ``diff``:
+    mean(A) - mean(B) in the input unit; ``ci``: the 95 % interval of ``gap`` (same unit), on
+    ``ci_basis`` ``welch`` (>= 2 seeds each) or ``sigma_pub`` (one seed: the published noise);
+    ``p``: the one-sided p value of the rule that decided (Welch, or the z-test on σ_pub);
+    ``p_holm``: Holm-adjusted over the primary claims (set by :func:`paper_claims`);
+    ``excluded_a``/``excluded_b``: seeds left out because their value is NaN or infinite
+    (diverged); ``rule``: the 1-based row of :data:`RULES` that decided (0: a model is missing).
+    """
+
+    status: str
+    en: str
+    zh: str
+    rule: int
+    gap: float | None = None
+    diff: float | None = None
+    p: float | None = None
+    n_a: int = 0
+    n_b: int = 0
+    mean_a: float | None = None
+    mean_b: float | None = None
+    unit: str = "fraction"
+    ci: tuple[float, float] | None = None
+    ci_basis: str | None = None
+    p_holm: float | None = None
+    excluded_a: int = 0
+    excluded_b: int = 0
+
+    @property
+    def shown(self) -> bool:
+        return self.status == "shown"
+
+    @property
+    def assessable(self) -> bool:
+        return self.status != "not_assessable"
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "shown": self.shown, "assessable": self.assessable}
+
+
+def not_assessable(en: str, zh: str, **numbers) -> Verdict:
+    """A verdict that cannot be reached, with the reason (``"Plain-56 missing"``, ``"缺少 Plain-56"``);
+    ``numbers``: the other :class:`Verdict` fields known (``n_a``, ``mean_a``, ``unit``, ...)."""
+    return Verdict("not_assessable", f"not assessable: {en}", f"无法判断：{zh}", 0, **numbers)
+
+
+def _p_text(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def _gap_text(gap: float, unit: str, lang: str) -> str:
+    if unit == "loss":
+        return f"{gap:+.4f}"
+    return f"{gap:+.2f} points" if lang == "en" else f"{gap:+.2f} 个百分点"
+
+
+def ci_text(v: Verdict, lang: str = "en") -> str:
+    """``95 % CI [+1.20, +4.80]`` (and ``, on the published noise`` when it rests on it), or ""."""
+    if v.ci is None:
+        return ""
+    fmt = "{:+.4f}" if v.unit == "loss" else "{:+.2f}"
+    basis = {"en": ", on the published noise", "zh": "，基于公开的种子噪声"}[lang] if v.ci_basis == "sigma_pub" else ""
+    return (f"95 % CI [{fmt.format(v.ci[0])}, {fmt.format(v.ci[1])}]{basis}" if lang == "en" else
+            f"95 % 区间 [{fmt.format(v.ci[0])}, {fmt.format(v.ci[1])}]{basis}")
+
+
+def _finite(values: Sequence[float | None]) -> tuple[list[float], int]:
+    """(the finite values, how many were NaN or infinite: diverged seeds); None (no result) is skipped."""
+    vals = [float(x) for x in values if x is not None]
+    kept = [x for x in vals if math.isfinite(x)]
+    return kept, len(vals) - len(kept)
+
+
+def _var(xs: Sequence[float]) -> float:
+    m = sum(xs) / len(xs)
+    return sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
+
+
+def welch(a: Sequence[float], b: Sequence[float], *, a_higher: bool, var_floor: float = 0.0
+          ) -> tuple[float, float, float, float]:
+    """One-sided Welch t-test of "mean(a) > mean(b)" (``a_higher``) or "<": ``(p, df, se, t)``.
+    Each sample variance is floored at ``var_floor`` first (0: the plain Welch test). Needs >= 2
+    values each and a positive standard error."""
+    from scipy import stats
+
+    va, vb = max(_var(a), var_floor), max(_var(b), var_floor)
+    qa, qb = va / len(a), vb / len(b)
+    se = math.sqrt(qa + qb)
+    df = (qa + qb) ** 2 / (qa ** 2 / (len(a) - 1) + qb ** 2 / (len(b) - 1))
+    diff = sum(a) / len(a) - sum(b) / len(b)
+    t = (diff if a_higher else -diff) / se
+    return float(stats.t.sf(t, df)), df, se, t
+
+
+def holm(p_values: dict[str, float | None]) -> dict[str, float | None]:
+    """Holm's step-down adjusted p values (None stays None; the others form the family):
+    the k-th smallest of m becomes max over j <= k of min(1, (m - j + 1) p_(j))."""
+    named = sorted(((p, k) for k, p in p_values.items() if p is not None), key=lambda t: t[0])
+    m, out, running = len(named), {k: None for k in p_values}, 0.0
+    for j, (p, k) in enumerate(named):
+        running = max(running, min(1.0, (m - j) * p))
+        out[k] = running
+    return out
+
+
+def compare(a_values: Sequence[float | None], b_values: Sequence[float | None], *, higher_is_better: bool,
+            data_provenance: str, preset: str, finished: bool = True, unfinished: Sequence[Progress] = (),
+            epochs: int | None = None, unit: str = "fraction", p_holm: float | None = None) -> Verdict:
+    """Is model A better than model B on a metric (one value per seed), as the paper claims?
+
+    ``higher_is_better``: the claimed direction (True: A's value is claimed to be higher, e.g.
+    test accuracy; False: lower, e.g. training loss). ``data_provenance``: summary.json's
+    ``canonical | noncanonical | synthetic | unknown``. ``preset`` and ``epochs``: the recipe
+    (``smoke`` is never assessable; ``short`` is judged "at its epochs", and one seed of it
+    gives the direction only: the published noise is that of 200 epochs). ``finished``: False
+    when a run of A or B is unfinished; ``unfinished`` names them for the wording (and implies
+    ``finished=False``). ``unit``: ``fraction`` (accuracy 0.9127), ``pp`` (percentage points)
+    or ``loss``. ``p_holm``: this comparison's Holm-adjusted p among the primary claims
+    (:func:`paper_claims`), which then decides instead of its own p. NaN or infinite values
+    (diverged seeds) are left out and named.
+
+    The rules, first match wins (the table the report prints, :func:`rule_table`):
+
+    {RULE_TABLE}
+
+    A non-canonical copy is assessed and labelled ("on a non-canonical CIFAR-10 copy").
+    """
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {', '.join(UNITS)}; got {unit!r}")
+    if data_provenance not in PROVENANCES:
+        raise ValueError(f"data_provenance must be one of {', '.join(PROVENANCES)}; got {data_provenance!r}")
+    a, bad_a = _finite(a_values)
+    b, bad_b = _finite(b_values)
+    mean_a = sum(a) / len(a) if a else None
+    mean_b = sum(b) / len(b) if b else None
+    n = {"n_a": len(a), "n_b": len(b), "mean_a": mean_a, "mean_b": mean_b, "unit": unit,
+         "excluded_a": bad_a, "excluded_b": bad_b}  # also when not assessable
+    if data_provenance == "synthetic":
+        return Verdict("not_assessable", "not assessable: synthetic data", "无法判断：合成数据", 1, **n)
+    if data_provenance == "unknown":
+        return Verdict("not_assessable", "not assessable: unknown data provenance",
+                       "无法判断：数据来源未知", 1, **n)
+    if preset == "smoke":
+        ep_en = f", {epochs} epoch{'s' if epochs != 1 else ''}" if epochs else ""
+        ep_zh = f"，{epochs} 个 epoch" if epochs else ""
+        return Verdict("not_assessable", f"not assessable: smoke preset{ep_en}",
+                       f"无法判断：smoke 预设{ep_zh}", 2, **n)
+    if unfinished or not finished:
+        en = "; ".join(f"{u.label} unfinished at epoch {u.epoch} of {u.planned}" for u in unfinished)
+        zh = "；".join(f"{u.label} 未完成（第 {u.epoch}/{u.planned} 轮）" for u in unfinished)
+        return Verdict("not_assessable", f"not assessable: {en or 'a run is unfinished'}",
+                       f"无法判断：{zh or '有运行未完成'}", 2, **n)
+    if not a or not b:
+        if bad_a or bad_b:
+            side = [w for w, bad, ok in (("A", bad_a, a), ("B", bad_b, b)) if bad and not ok]
+            return not_assessable(f"every seed of {' and '.join(side)} diverged",
+                                  f"{'、'.join(side)} 的每个种子都发散了", **n)
+        return not_assessable("no result yet", "尚无结果", **n)
+
+    diff = mean_a - mean_b
+    scale = _TO_DISPLAY[unit]
+    gap = (diff if higher_is_better else -diff) * scale
+    where_en, where_zh = _where(data_provenance, preset, epochs)
+    excl_en, excl_zh = _excluded_text(bad_a, bad_b)
+    nums = dict(gap=gap, diff=diff, **n)
+    g_en, g_zh = _gap_text(gap, unit, "en"), _gap_text(gap, unit, "zh")
+    accuracy = unit != "loss"
+    sigma = SIGMA_PUB_PP / scale if accuracy else None       # the published noise in the input unit
+
+    if len(a) == 1 or len(b) == 1:  # row 3: one seed (of at least one model)
+        if len(a) == len(b) == 1:
+            one = ("one seed" + where_en + excl_en, "单个种子" + where_zh + excl_zh)
+        else:
+            one = (f"{len(a)} vs {len(b)} seeds, z-test on the published noise{where_en}{excl_en}",
+                   f"{len(a)} 对 {len(b)} 个种子，基于公开种子噪声的 z 检验{where_zh}{excl_zh}")
+        if not accuracy or preset == "short":
+            why = ("no published seed noise for this metric", "该指标没有公开的种子噪声") if not accuracy else \
+                  ("the published seed noise is that of 200 epochs", "公开的种子噪声对应 200 个 epoch")
+            if gap < 0:
+                return Verdict("not_shown", f"not shown ({one[0]}): {g_en}, against the claim",
+                               f"未体现（{one[1]}）：{g_zh}，与论文方向相反", 3, **nums)
+            return Verdict("not_resolved", f"direction only ({one[0]}): {g_en}; {why[0]}",
+                           f"仅方向（{one[1]}）：{g_zh}；{why[1]}", 3, **nums)
+        observed = [math.sqrt(_var(xs)) for xs in (a, b) if len(xs) > 1]
+        sig = max([sigma, *observed])
+        se = sig * math.sqrt(1 / len(a) + 1 / len(b)) * scale          # in display points
+        p = 1 - NormalDist().cdf(gap / se)
+        nums.update(p=p, ci=(gap - Z_CI * se, gap + Z_CI * se), ci_basis="sigma_pub", p_holm=p_holm)
+        decide = p if p_holm is None else p_holm
+        margin = margin_pp(len(a), len(b), sig * scale)                 # = Z_ALPHA * se
+        if gap < 0:
+            return Verdict("not_shown", f"not shown ({one[0]}): {g_en}, against the claim",
+                           f"未体现（{one[1]}）：{g_zh}，与论文方向相反", 3, **nums)
+        holm_en, holm_zh = _holm_text(p_holm)
+        if decide < ALPHA:
+            return Verdict("shown", f"shown ({one[0]}{holm_en}): {g_en}, beyond the published seed noise "
+                           f"of {margin:.2f}", f"成立（{one[1]}{holm_zh}）：{g_zh}，超过公开的种子噪声 {margin:.2f}",
+                           3, **nums)
+        beyond = f", but not after Holm's correction{holm_en}" if gap > margin else f", not beyond {margin:.2f}"
+        beyond_zh = f"，但经 Holm 校正后不成立{holm_zh}" if gap > margin else f"，未超过 {margin:.2f}"
+        return Verdict("within_noise", f"within the published seed noise ({one[0]}): {g_en}{beyond}",
+                       f"在公开的种子噪声之内（{one[1]}）：{g_zh}{beyond_zh}", 3, **nums)
+
+    seeds_en = f"Welch, {len(a)} vs {len(b)} seeds{where_en}{excl_en}"
+    seeds_zh = f"Welch 检验，{len(a)} 对 {len(b)} 个种子{where_zh}{excl_zh}"
+    floor = sigma ** 2 if accuracy else 0.0
+    resolution = RESOLUTION_PP / scale if accuracy else 1e-4    # losses are reported at 4 decimals
+    if not accuracy and max(_var(a), _var(b)) <= resolution ** 2:
+        if gap < 0:
+            return Verdict("not_shown", f"not shown ({seeds_en}): {g_en}, against the claim",
+                           f"未体现（{seeds_zh}）：{g_zh}，与论文方向相反", 4, **nums)
+        return Verdict("not_resolved", f"not resolved ({seeds_en}: no seed-to-seed spread): {g_en}",
+                       f"未能分辨（{seeds_zh}：种子之间没有差异）：{g_zh}", 4, **nums)
+    p, df, se, _ = welch(a, b, a_higher=higher_is_better, var_floor=floor)
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.975, df)) * se * scale
+    nums.update(p=p, ci=(gap - half, gap + half), ci_basis="welch", p_holm=p_holm)
+    pt = _p_text(p)
+    holm_en, holm_zh = _holm_text(p_holm)
+    if gap < 0:
+        return Verdict("not_shown", f"not shown ({pt}, {seeds_en}): {g_en}, against the claim",
+                       f"未体现（{pt}，{seeds_zh}）：{g_zh}，与论文方向相反", 4, **nums)
+    if (p if p_holm is None else p_holm) < ALPHA:
+        return Verdict("shown", f"shown ({pt}{holm_en}, {seeds_en}): {g_en}",
+                       f"成立（{pt}{holm_zh}，{seeds_zh}）：{g_zh}", 4, **nums)
+    return Verdict("not_resolved", f"not resolved ({pt}{holm_en}, {seeds_en}): {g_en}",
+                   f"未能分辨（{pt}{holm_zh}，{seeds_zh}）：{g_zh}", 4, **nums)
+
+
+def _where(provenance: str, preset: str, epochs: int | None) -> tuple[str, str]:
+    """The data and recipe qualifiers of a verdict line."""
+    en = " on a non-canonical CIFAR-10 copy" if provenance == "noncanonical" else ""
+    zh = "，非标准 CIFAR-10 副本" if provenance == "noncanonical" else ""
+    if preset == "short":
+        en += f", at {epochs or 20} epochs"
+        zh += f"，{epochs or 20} 个 epoch 时"
+    return en, zh
+
+
+def _excluded_text(bad_a: int, bad_b: int) -> tuple[str, str]:
+    parts = [(f"{k} diverged seed{'s' if k > 1 else ''} of {w} excluded", f"排除 {w} 的 {k} 个发散种子")
+             for w, k in (("A", bad_a), ("B", bad_b)) if k]
+    return "".join(f"; {e}" for e, _ in parts), "".join(f"；{z}" for _, z in parts)
+
+
+def _holm_text(p_holm: float | None) -> tuple[str, str]:
+    if p_holm is None:
+        return "", ""
+    t = _p_text(p_holm).removeprefix("p")
+    return f", Holm p{t}", f"，Holm 校正 p{t}"
+
+
+compare.__doc__ = compare.__doc__.replace("{RULE_TABLE}", rule_table("en").replace("\n", "\n    "))
+
+
+def seed_values(model_summary: dict, metric: str) -> list[float | None]:
+    """The per-seed values of ``metric`` of one model of summary.json (``per_seed``; a diverged
+    seed gives NaN, so that :func:`compare` names it). A summary written before ``per_seed``
+    existed has only the model's mean: it is judged as one value (one seed), never as k equal
+    seeds, which would pretend a spread of zero."""
+    per_seed = model_summary.get("per_seed")
+    if per_seed is not None:
+        return [math.nan if p.get("diverged") else p.get(metric) for p in per_seed]
+    return [model_summary.get(metric)] if model_summary.get(metric) is not None else []
+
+
+def compare_models(summary: dict, a: str, b: str, metric: str, *, higher_is_better: bool,
+                   unit: str | None = None, label=model_label, p_holm: float | None = None) -> Verdict:
+    """:func:`compare` of models ``a`` and ``b`` (``plain56``, ``plain20``) of a summary.json
+    record on ``metric`` (``last_test_acc``, ``best_test_acc``, ``final_train_loss``): data
+    provenance, preset, epochs and the finished state all come from the summary."""
+    models = summary.get("models") or {}
+    unit = unit or ("loss" if "loss" in metric else "fraction")
+    gone = [label(m) for m in (a, b) if m not in models]
+    if gone:
+        return not_assessable(f"{' and '.join(gone)} missing", f"缺少 {'、'.join(gone)}", unit=unit)
+    return compare(seed_values(models[a], metric), seed_values(models[b], metric), higher_is_better=higher_is_better,
+                   unit=unit, p_holm=p_holm, **_recipe(summary, (a, b), label))
+
+
+def _recipe(summary: dict, names: Sequence[str], label=model_label) -> dict:
+    """:func:`compare`'s ``data_provenance``, ``preset``, ``unfinished`` and ``epochs`` for
+    the models ``names`` (all in the summary's ``models``)."""
+    ms = [(m, summary["models"][m]) for m in names]
+    unfinished = [Progress(label(m), int(s.get("last_epoch") or 0), int(s.get("epochs_planned") or 0))
+                  for m, s in ms if _unfinished(s)]
+    provenance = (summary.get("dataset") or {}).get("provenance")
+    return {"data_provenance": provenance if provenance in PROVENANCES else "unknown",
+            "preset": str(summary.get("preset")), "unfinished": unfinished,
+            "epochs": max(int(s.get("epochs_planned") or 0) for _, s in ms) or None}
+
+
+def _unfinished(model_summary: dict) -> bool:
+    """Is a seed of this model still to train? A diverged seed is a result (named, excluded),
+    not an unfinished run; a summary without ``per_seed`` is judged by its status."""
+    per_seed = model_summary.get("per_seed")
+    if per_seed is not None:
+        live = [p for p in per_seed if not p.get("diverged")]
+        return any(p.get("status") != "finished" or (p.get("last_epoch") or 0) < (p.get("epochs_planned") or 0)
+                   for p in live)
+    return (model_summary.get("status") != "finished"
+            or (model_summary.get("last_epoch") or 0) < (model_summary.get("epochs_planned") or 0))
+
+
+def recipe_verdict(summary: dict, names: Sequence[str], label=model_label) -> Verdict | None:
+    """Can a comparison among the models ``names`` of a summary.json record carry a result
+    at all, whatever its numbers? The "not assessable" verdict of :func:`compare_models` that
+    does not depend on the values (a model missing; rows 1-2 of :data:`RULES`: synthetic or
+    unknown data, the smoke preset, a run unfinished, paused included), or None when the data
+    and the recipe allow one. For comparisons the claims table does not make (Fig. 7's layer
+    responses), so that they are caveated by the same rule."""
+    models = summary.get("models") or {}
+    gone = [label(m) for m in dict.fromkeys(names) if m not in models]
+    if gone:
+        return not_assessable(f"{' and '.join(gone)} missing", f"缺少 {'、'.join(gone)}")
+    verdict = compare([], [], higher_is_better=True, **_recipe(summary, list(dict.fromkeys(names)), label))
+    return verdict if verdict.rule in (1, 2) else None  # rule 0 here: only the values are missing
+
+
+# The comparisons of He et al. 2016 at a shallow depth s and a deep depth d (sec. 4.2, Fig. 6,
+# Table 6): name -> (model A, model B, metric, is A claimed higher?). The primary metric is the
+# final-epoch test accuracy (the paper reports the net at the end of training; the best epoch is
+# chosen on the test set and biased upward, most for the noisiest curve); best-of-epochs is kept
+# as a secondary comparison, for the seed report, which reports it.
+CLAIMS: dict[str, tuple[str, str, str, bool]] = {
+    "degradation_acc": ("plain{d}", "plain{s}", "last_test_acc", False),       # deeper plain tests worse
+    "residual_fix_acc": ("resnet{d}", "plain{d}", "last_test_acc", True),      # shortcuts fix the deep net
+    "depth_gain_acc": ("resnet{d}", "resnet{s}", "last_test_acc", True),       # deeper ResNet gains
+    "degradation_loss": ("plain{d}", "plain{s}", "final_train_loss", True),    # ... and trains worse
+    "residual_fix_loss": ("resnet{d}", "plain{d}", "final_train_loss", False),
+    "depth_gain_loss": ("resnet{d}", "resnet{s}", "final_train_loss", False),
+    "degradation_best_acc": ("plain{d}", "plain{s}", "best_test_acc", False),
+    "residual_fix_best_acc": ("resnet{d}", "plain{d}", "best_test_acc", True),
+    "depth_gain_best_acc": ("resnet{d}", "resnet{s}", "best_test_acc", True),
+    "residual_shallow_acc": ("resnet{s}", "plain{s}", "last_test_acc", True),  # not a claim of the paper
+}
+PRIMARY_CLAIMS = ("degradation_acc", "residual_fix_acc", "depth_gain_acc")  # Holm over these three
+
+
+def paper_claims(summary: dict, shallow: int, deep: int, label=model_label) -> dict[str, Verdict]:
+    """Every comparison of :data:`CLAIMS` at depths ``shallow`` < ``deep`` on a summary.json
+    record, each judged by the rule table (:func:`compare_models`); the primary claims with
+    Holm's adjustment over their p values (row 5)."""
+    def judge(name: str, p_holm: float | None = None) -> Verdict:
+        a, b, metric, a_higher = CLAIMS[name]
+        return compare_models(summary, a.format(s=shallow, d=deep), b.format(s=shallow, d=deep), metric,
+                              higher_is_better=a_higher, label=label, p_holm=p_holm)
+
+    out = {name: judge(name) for name in CLAIMS}
+    adjusted = holm({k: out[k].p for k in PRIMARY_CLAIMS})
+    for k in PRIMARY_CLAIMS:
+        if adjusted[k] is not None:
+            out[k] = judge(k, adjusted[k])
+    return out
+
+
+# how the tables name each claim (English, Chinese)
+CLAIM_WORDS: dict[str, tuple[str, str]] = {
+    "degradation_acc": ("deeper plain net tests worse (final-epoch test acc)", "更深的 plain 网络测试更差（最后一轮测试精度）"),
+    "residual_fix_acc": ("shortcuts fix the deep net (final-epoch test acc)", "shortcut 修复深层网络（最后一轮测试精度）"),
+    "depth_gain_acc": ("deeper ResNet gains (final-epoch test acc)", "更深的 ResNet 更好（最后一轮测试精度）"),
+    "degradation_loss": ("deeper plain net trains worse (final training loss)", "更深的 plain 网络训练更差（最终训练 loss）"),
+    "residual_fix_loss": ("shortcuts fix the deep net (final training loss)", "shortcut 修复深层网络（最终训练 loss）"),
+    "depth_gain_loss": ("deeper ResNet gains (final training loss)", "更深的 ResNet 更好（最终训练 loss）"),
+    "degradation_best_acc": ("deeper plain net tests worse (best-of-epochs test acc)", "更深的 plain 网络测试更差（各轮最佳测试精度）"),
+    "residual_fix_best_acc": ("shortcuts fix the deep net (best-of-epochs test acc)", "shortcut 修复深层网络（各轮最佳测试精度）"),
+    "depth_gain_best_acc": ("deeper ResNet gains (best-of-epochs test acc)", "更深的 ResNet 更好（各轮最佳测试精度）"),
+    "residual_shallow_acc": ("shortcuts at the shallow depth (final-epoch test acc; not a claim of the paper)",
+                             "浅层的 shortcut（最后一轮测试精度；非论文的论断）"),
+}
+
+
+def claims_table(summary: dict, shallow: int, deep: int, lang: str = "en", label=model_label) -> str:
+    """Every claim of :data:`CLAIMS` at depths ``shallow`` < ``deep`` as a Markdown table: primary
+    or secondary, the models (A vs B), the seeds of each (n), their means, the gap in the claimed
+    direction with its 95 % interval (†: resting on the published seed noise), the one-sided p
+    (Holm-adjusted for the primary claims
+    beside it; "n/a" where the rule gives none) and the verdict of the rule table."""
+    i = {"en": 0, "zh": 1}[lang]
+    head = (("Claim", "A vs B", "n (A/B)", "mean A", "mean B", "gap [95 % CI]", "p (Holm)", "verdict"),
+            ("论断", "A 对 B", "种子数 (A/B)", "A 均值", "B 均值", "差值 [95 % 区间]", "p（Holm）", "结论"))[i]
+    kind = (("primary", "secondary"), ("主要", "次要"))[i]
+    lines = ["| " + " | ".join(head) + " |", "|:---|:---|---:|---:|---:|---:|---:|:---|"]
+    for name, v in paper_claims(summary, shallow, deep, label=label).items():
+        a, b = (CLAIMS[name][j].format(s=shallow, d=deep) for j in (0, 1))
+        num = (lambda x: "n/a" if x is None else f"{x:.4f}")
+        fmt = "{:+.4f}" if v.unit == "loss" else "{:+.2f}"
+        gap = "n/a" if v.gap is None else fmt.format(v.gap) + ("" if v.unit == "loss" else " pp")
+        if v.ci is not None:
+            gap += f" [{fmt.format(v.ci[0])}, {fmt.format(v.ci[1])}]" + ("†" if v.ci_basis == "sigma_pub" else "")
+        p = "n/a" if v.p is None else _p_text(v.p).removeprefix("p=").replace("p<", "<")
+        if v.p_holm is not None:
+            p += f" ({_p_text(v.p_holm).removeprefix('p=').replace('p<', '<')})"
+        claim = f"{CLAIM_WORDS[name][i]} ({kind[0] if name in PRIMARY_CLAIMS else kind[1]})" if lang == "en" else \
+            f"{CLAIM_WORDS[name][i]}（{kind[0] if name in PRIMARY_CLAIMS else kind[1]}）"
+        lines.append(f"| {claim} | {label(a)} vs {label(b)} | {v.n_a}/{v.n_b} | {num(v.mean_a)} | "
+                     f"{num(v.mean_b)} | {gap} | {p} | {(v.en, v.zh)[i]} |")
+    return "\n".join(lines)
+
+
+def paired_depths(models) -> tuple[int, int] | None:
+    """``(shallow, deep)``: the shallowest and the deepest depth at which both a plain and a
+    residual net have results (names of ``models``), or None with fewer than two such depths
+    (a sweep's ResNet-110 has no plain partner, so the claims use 20 and 56)."""
+    by_family: dict[str, set[int]] = {"plain": set(), "resnet": set()}
+    for m in models:
+        family, depth = parse_model_name(m)
+        by_family[family].add(depth)
+    both = sorted(by_family["plain"] & by_family["resnet"])
+    return (both[0], both[-1]) if len(both) >= 2 else None

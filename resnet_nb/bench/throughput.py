@@ -1,0 +1,708 @@
+"""``resnet-nb bench``: training images/s of the common recipe vs this project's fast paths.
+
+Measured on the current device, same call, same synthetic uint8 data (timing only: the
+pixel values do not change the work):
+
+* (a) the common recipe of popular reproductions: a torch ``DataLoader`` over an in-memory
+  uint8 dataset with CPU torchvision transforms (RandomCrop(32, padding=4),
+  RandomHorizontalFlip, ToTensor, Normalize) in worker processes, fp32, eager, plain SGD;
+* (b) the fast path for one model (``resnet_nb.training.step``): data on the device, batched device
+  augmentation, bf16 autocast on CUDA, channels_last, fused SGD, CUDA-graphed step;
+* (c) grouped packs (``resnet_nb.models.packed``, ``--pack-mode grouped``, the default): plain<d> +
+  resnet<d> (N=2), and 5 seeds of both (N=10, what ``reproduce`` runs per depth when seeds
+  are asked for);
+* with ``--concurrent`` (CUDA graphs with a branch, a stream, per network:
+  ``step.ConcurrentSteps``; run it in its own process), to choose the pack mode:
+  (e) the plain<d> + resnet<d> pair as branches, a network each, per depth (against the
+  grouped pair (c) of the same depth); (f) every pair's members as branches of one graph,
+  all depths together: what ``--pack-mode branches`` trains; (d) the grouped pairs of all
+  depths in one graph, a stream per pack (no training mode does this yet). On the CPU they
+  run one after another, eagerly (a check that they run, not a speed);
+* with ``--compile``: (g) the fast path with the step's forward and loss through
+  ``torch.compile`` (``TrainStep(compile=True)``: inductor fuses BN/ReLU/add and their
+  backward, then the step's own CUDA graph captures the compiled kernels), one row next to
+  every (b) and (c) row: training img/s, the first call's seconds (compile + warm-up +
+  capture, reported apart, never in the median), whether the graph captured, and the max
+  |mean loss difference| of the compiled step against the uncompiled one over the first
+  ``COMPILE_CHECK_STEPS`` batches from the same initial weights (bf16 on a GPU: noise, reported,
+  not asserted). Evaluation is not compiled (its rate is the uncompiled network's). A
+  measurement of a lever: training does not compile (yet);
+* with ``--sync-check`` (CUDA only; nothing else is measured): host syncs per training step
+  of the real loop (``train.train_many``: ``packing._train_epoch``, its step and batcher, the
+  evaluation and checkpoints of an epoch), counted with ``torch.cuda.set_sync_debug_mode``:
+  one-epoch runs of ``SYNC_STEPS`` steps, a warm-up run first; the difference between the
+  two measured runs divided by their difference in steps is the syncs per step, whatever
+  each run costs once (start-up, capture, evaluation, checkpoints). Exit 1 when a step syncs.
+
+Each figure is the median over ``repeats`` of ``steps`` timed steps after ``warmup``
+untimed ones (graph capture and cuDNN autotuning happen there), with the device
+synchronised before the clock is read. Evaluation throughput (forward only, test set, through
+``step.EvalForward`` as training evaluates: on CUDA a replayed graph) is measured too. From the rates the table derives the wall time of the seed's four-run
+reproduction (4 x 200 epochs x 50k training images + 200 evaluations of the 10k test
+images per model) and of 5 seeds of all four models; bookkeeping between epochs
+(checkpoints, metrics) is not included.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from resnet_nb.bench.cpu import _cycle, _median_time, _sync, _synthetic, bench_common
+from resnet_nb.data import cifar10
+from resnet_nb.models.packed import PackedCifarResNet
+from resnet_nb.models.resnet import build_model, parse_model_name
+from resnet_nb.training.loop import PackBatcher, evaluate_pack
+from resnet_nb.training.prepare import resolve_device
+from resnet_nb.training.step import (
+    COMPILE_BACKEND_ENV,
+    COMPILE_MODE_ENV,
+    PRECISIONS,
+    ConcurrentSteps,
+    EvalForward,
+    TrainStep,
+    check_precision,
+    make_optimizer,
+    prepare_model,
+    set_lr,
+)
+
+__all__ = ["run_bench", "add_arguments", "run_cli", "SEED_RECIPE", "sync_check", "SYNC_STEPS", "merge_results",
+           "COMPILE_CHECK_STEPS"]
+
+# the seed report's reproduction: epochs, training images, test images per epoch
+SEED_RECIPE = {"epochs": 200, "n_train": 50_000, "n_test": 10_000, "models": 4}
+SEEDS_PER_PACK = 5
+COMPILE_CHECK_STEPS = 3     # (g): first steps compared with the uncompiled step (same weights, same batches)
+
+
+# --------------------------------------------------------------------------- (b), (c) fast paths
+
+def bench_fast(depth: int, residual: list[bool], data, device, args, label: str, variant: str,
+               single_name: str | None = None, compile: bool = False) -> dict:
+    """One model (``single_name``) or a pack (``residual`` flags) on the fast path; with
+    ``compile`` (the (g) rows) its step compiled, checked against the uncompiled step on the
+    first ``COMPILE_CHECK_STEPS`` batches from the same initial weights."""
+    n = len(residual)
+    torch.manual_seed(0)
+    model = build_model(single_name) if single_name else PackedCifarResNet(depth, residual)
+    model = prepare_model(model, device)
+    reference = copy.deepcopy(model) if compile else None       # same initial weights, uncompiled
+    opt = make_optimizer(model.parameters(), 0.1, 0.9, 1e-4, device)
+    step = TrainStep(model, opt, precision=args.precision, compile=compile)
+    x_dev, y_dev = data["x_dev"], data["y_dev"]
+    gens = [torch.Generator(device=device).manual_seed(1000 + i) for i in range(n)]
+    batches = _cycle(PackBatcher(x_dev, y_dev, args.batch_size, gens).batches)
+    mean, std = data["mean"].to(device), data["std"].to(device)
+
+    def draw():
+        xb, yb = next(batches)
+        if single_name:
+            xb, yb = xb[0], yb[0]
+        return cifar10.normalize(xb, mean, std), yb
+
+    def run(st, o, x, y):
+        set_lr(o, 0.1)                              # as the training loop does every step
+        return st(x, y)
+
+    def train_step():
+        run(step, opt, *draw())
+
+    model.train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    first = [draw() for _ in range(COMPILE_CHECK_STEPS)]
+    t0 = time.perf_counter()
+    losses = [run(step, opt, *first[0])[0]]          # the first call: (compile,) warm-up, capture
+    _sync(device)
+    first_s = time.perf_counter() - t0
+    losses += [run(step, opt, x, y)[0] for x, y in first[1:]]
+    extra = {}
+    if compile:
+        ref_opt = make_optimizer(reference.parameters(), 0.1, 0.9, 1e-4, device)
+        ref_step = TrainStep(reference.train(), ref_opt, precision=args.precision)
+        ref = [run(ref_step, ref_opt, x, y)[0] for x, y in first]
+        diffs = [((a - b).abs().max() / args.batch_size).item() for a, b in zip(losses, ref)]   # mean loss
+        extra = {**{k: v for k, v in step.counts().items() if k.startswith("compile")},
+                 "compiled": step.compiled, "loss_diff_max": max(diffs), "loss_diff_steps": diffs,
+                 "reference_graph": ref_step.graph is not None}
+        del reference, ref_opt, ref_step
+    t = _median_time(train_step, device, args.warmup, args.steps, args.repeats)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    n_eval = min(x_dev.shape[0], args.eval_images)
+    norm = SimpleNamespace(normalize=lambda x: cifar10.normalize(x, mean, std))
+    forward = EvalForward(model, args.precision)                  # as training evaluates
+
+    def evaluate():
+        evaluate_pack(model, x_dev[:n_eval], y_dev[:n_eval], norm, args.precision, forward=forward)
+
+    te = _median_time(evaluate, device, 1, 1, args.repeats)
+    return {"variant": variant, "label": label, "model": single_name, "depth": depth, "members": n,
+            "train_img_s": args.steps * args.batch_size / t,           # per member
+            "eval_img_s": n_eval / te,                                  # per member
+            "precision": args.precision, "graph": step.graph is not None,
+            "eval_graph": forward.graph is not None, "peak_mem_bytes": peak, "first_step_s": first_s, **extra}
+
+
+def _bench_steps(steps, opts, draw, data, device, args):
+    """(median seconds of ``args.steps`` calls of ``ConcurrentSteps(steps)``, the object);
+    ``draw()`` gives the next (uint8 x, y) of every step."""
+    both = ConcurrentSteps(steps)
+    mean, std = data["mean"].to(device), data["std"].to(device)
+
+    def train_step():
+        batches = []
+        for (xb, yb), opt in zip(draw(), opts):
+            set_lr(opt, 0.1)                            # as the training loop does every step
+            batches.append((cifar10.normalize(xb, mean, std), yb))
+        both(batches)
+
+    return _median_time(train_step, device, args.warmup, args.steps, args.repeats), both
+
+
+def bench_concurrent(depths: list[int], data, device, args) -> dict:
+    """(d) the grouped plain<d>+resnet<d> pairs of ``depths`` stepped together by one CUDA graph
+    with a branch (stream) per pack (``ConcurrentSteps``): not a training mode (yet)."""
+    x_dev, y_dev = data["x_dev"], data["y_dev"]
+    opts, steps, streams_of_batches = [], [], []
+    for d in depths:
+        torch.manual_seed(0)
+        model = prepare_model(PackedCifarResNet(d, [False, True]), device)
+        opt = make_optimizer(model.parameters(), 0.1, 0.9, 1e-4, device)
+        steps.append(TrainStep(model, opt, precision=args.precision, graph=False))
+        opts.append(opt)
+        gens = [torch.Generator(device=device).manual_seed(2000 + 10 * d + i) for i in range(2)]
+        streams_of_batches.append(_cycle(PackBatcher(x_dev, y_dev, args.batch_size, gens).batches))
+        model.train()
+    t, both = _bench_steps(steps, opts, lambda: [next(it) for it in streams_of_batches], data, device, args)
+    return {"variant": "d", "label": f"(d) grouped pairs {'+'.join(map(str, depths))}, a stream each",
+            "model": None, "depth": 0, "depths": depths, "members": 2 * len(depths),
+            "train_img_s": args.steps * args.batch_size / t, "eval_img_s": None,
+            "precision": args.precision, "graph": both.graph is not None, "peak_mem_bytes": None}
+
+
+def bench_branches(depths: list[int], data, device, args, variant: str) -> dict:
+    """(e) one depth's plain+resnet pair, (f) the pairs of several depths: every member its own
+    network, optimiser and ``TrainStep``, stepped as the branches of one CUDA graph, a stream
+    each (``--pack-mode branches``). Rates per member, as for a pack; evaluation: every
+    member's network one after another (``evaluate_pack`` of each, as training does)."""
+    names = [f"{fam}{d}" for d in depths for fam in ("plain", "resnet")]
+    x_dev, y_dev = data["x_dev"], data["y_dev"]
+    models, opts, steps = [], [], []
+    for name in names:
+        torch.manual_seed(0)
+        model = prepare_model(build_model(name), device).train()
+        opt = make_optimizer(model.parameters(), 0.1, 0.9, 1e-4, device)
+        models.append(model)
+        opts.append(opt)
+        steps.append(TrainStep(model, opt, precision=args.precision, graph=False))
+    gens = [torch.Generator(device=device).manual_seed(3000 + i) for i in range(len(names))]
+    batches = _cycle(PackBatcher(x_dev, y_dev, args.batch_size, gens).batches)
+
+    def draw():                                         # member k's batch of the next (N, B, ...) draw
+        xb, yb = next(batches)
+        return [(xb[k], yb[k]) for k in range(len(names))]
+
+    t, both = _bench_steps(steps, opts, draw, data, device, args)
+    n_eval = min(x_dev.shape[0], args.eval_images)
+    mean, std = data["mean"].to(device), data["std"].to(device)
+    norm = SimpleNamespace(normalize=lambda x: cifar10.normalize(x, mean, std))
+    forwards = [EvalForward(m, args.precision) for m in models]   # as training evaluates
+
+    def evaluate():
+        for m, forward in zip(models, forwards):
+            evaluate_pack(m, x_dev[:n_eval], y_dev[:n_eval], norm, args.precision, forward=forward)
+
+    te = _median_time(evaluate, device, 1, 1, args.repeats)
+    pairs = "+".join(f"plain{d}+resnet{d}" for d in depths)
+    label = (f"(e) branches {pairs}" if variant == "e"
+             else f"(f) branches {'+'.join(map(str, depths))}: {len(names)} nets, one graph")
+    return {"variant": variant, "label": label, "model": None, "depth": depths[0] if variant == "e" else 0,
+            "depths": depths, "members": len(names), "train_img_s": args.steps * args.batch_size / t,
+            "eval_img_s": n_eval / te, "precision": args.precision, "graph": both.graph is not None,
+            "eval_graph": all(f.graph is not None for f in forwards), "peak_mem_bytes": None}
+
+
+# --------------------------------------------------------------------------- --sync-check
+
+SYNC_STEPS = (20, 120)      # training steps of the two measured one-epoch runs (the last one partial)
+SYNC_TEST_IMAGES = 2000     # two full evaluation batches: evaluation is captured and replayed too
+SYNC_PACK_MODES = ("grouped", "branches")
+SYNC_WARNING = "synchronizing CUDA operation"   # torch's text under set_sync_debug_mode("warn")
+SYNC_NEEDS_CUDA = ("resnet-nb bench --sync-check needs CUDA: it counts host syncs with "
+                   "torch.cuda.set_sync_debug_mode, which watches CUDA streams only; the device here is {device}. "
+                   "Run it on a machine with a CUDA GPU (resnet-nb gpu-check runs it)")
+
+
+class _SyncLog:
+    """Counts torch's sync warnings, each by the innermost resnet_nb frame that made it (its
+    function names the part of the loop: ``_train_epoch``, ``evaluate_pack``, ``_save`` ...)."""
+
+    def __init__(self) -> None:
+        self.n, self.where, self.show = 0, Counter(), warnings.showwarning
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None):
+        if SYNC_WARNING not in str(message):
+            return self.show(message, category, filename, lineno, file, line)
+        self.n += 1
+        ours = [f for f in traceback.extract_stack()[:-1]
+                if f"{os.sep}resnet_nb{os.sep}" in f.filename and not f.filename.endswith("bench.py")]
+        f = ours[-1] if ours else None
+        self.where[f"{Path(f.filename).name}:{f.lineno} ({f.name})" if f else f"{Path(filename).name}:{lineno}"] += 1
+
+
+def _count_syncs(fn) -> _SyncLog:
+    """Run ``fn()`` under ``torch.cuda.set_sync_debug_mode("warn")``; its syncs, counted."""
+    log = _SyncLog()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = log
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return log
+
+
+def sync_check(args: argparse.Namespace, device: torch.device) -> dict:
+    """Host syncs per training step of the real loop on ``device``, a CUDA device (see the
+    module docstring): per pack mode, ``{"mode", "steps", "syncs", "per_step", "per_run",
+    "growing", "where", "runtime"}``; ``growing``: the places whose count grows with the
+    steps (the per-step syncs)."""
+    from resnet_nb.runs.rundir import CONFIG_FILE, read_json
+    from resnet_nb.training.config import make_config
+    from resnet_nb.training.loop import plan_packs
+    from resnet_nb.training.train import train_many
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    b = args.batch_size
+    sizes = [(s - 1) * b + max(b // 2, 1) for s in SYNC_STEPS]     # s steps, the last one partial
+    modes = []
+    with tempfile.TemporaryDirectory(prefix="resnet-nb-sync-") as tmp:
+        root = cifar10.write_fake_cifar10(Path(tmp) / "data", max(sizes), SYNC_TEST_IMAGES, seed=0).parent
+
+        def train_run(mode: str, n: int, tag: str) -> list[Path]:
+            cfgs = [make_config("seed", model=m, run_name=m, epochs=1, batch_size=b, train_subset=n,
+                                test_subset=SYNC_TEST_IMAGES, dataset="synthetic", data_root=str(root),
+                                device=str(device), precision=args.precision, pack_mode=mode,
+                                out_dir=str(Path(tmp) / "runs"), run_id=f"sync-{mode}-{tag}") for m in models]
+            out = io.StringIO()                # no progress bar (its syncs are for terminals), a quiet log
+            try:
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                    return train_many(cfgs, pack=True)
+            except BaseException:
+                print(out.getvalue()[-4000:], file=sys.stderr)
+                raise
+
+        for mode in SYNC_PACK_MODES:
+            n_packs = len(plan_packs([make_config("seed", model=m, pack_mode=mode) for m in models], pack=True))
+            train_run(mode, sizes[0], "warm-up")          # cuDNN autotuning, lazy initialisation
+            logs, dirs = [], None
+            for n, tag in zip(sizes, ("short", "long")):
+                holder = {}
+                logs.append(_count_syncs(lambda: holder.update(dirs=train_run(mode, n, tag))))
+                dirs = holder["dirs"]
+            short, long = logs
+            per_step = (long.n - short.n) / ((SYNC_STEPS[1] - SYNC_STEPS[0]) * n_packs)
+            modes.append({"mode": mode, "models": models, "packs": n_packs, "steps": list(SYNC_STEPS),
+                          "syncs": [short.n, long.n], "per_step": per_step,
+                          "per_run": short.n - per_step * SYNC_STEPS[0] * n_packs,
+                          "growing": dict(long.where - short.where), "where": dict(long.where.most_common()),
+                          "runtime": read_json(dirs[0] / CONFIG_FILE).get("runtime")})
+            print(_sync_line(modes[-1]), flush=True)
+    return {"device": _device_name(device), "torch": torch.__version__, "batch_size": b,
+            "precision": args.precision, "data": "synthetic fixture (timing-free: counts only)", "modes": modes}
+
+
+def _sync_line(m: dict) -> str:
+    rt = m["runtime"] or {}
+    line = (f"sync check, pack mode {m['mode']} ({'+'.join(m['models'])}, {m['packs']} pack(s)): "
+            f"{m['syncs'][0]} syncs in a run of {m['steps'][0]} steps, {m['syncs'][1]} in one of {m['steps'][1]}: "
+            f"{m['per_step']:.3g} per step, {m['per_run']:.0f} per run (start-up, capture, evaluation, checkpoint); "
+            f"training graph steps {rt.get('graph_steps')}, evaluation graph batches {rt.get('eval_graph_batches')}")
+    if m["growing"]:
+        line += "\n  syncs that grow with the steps: " + ", ".join(f"{k} x{v}" for k, v in m["growing"].items())
+    return line
+
+
+# --------------------------------------------------------------------------- driver
+
+def _seconds(img_s_train: float, img_s_eval: float) -> float:
+    """Wall time of one run of the seed recipe (or of a pack, at per-member rates)."""
+    r = SEED_RECIPE
+    return r["epochs"] * (r["n_train"] / img_s_train + r["n_test"] / img_s_eval)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def run_bench(args: argparse.Namespace) -> dict:
+    device = resolve_device(args.device)
+    if args.precision == "auto":
+        args.precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    check_precision(args.precision, device)
+    if args.workers < 0:
+        args.workers = min(4, os.cpu_count() or 1)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    depths = sorted({parse_model_name(m)[1] for m in models})
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    data = _synthetic(args.n_train, device)
+    rows = []
+    compiled = getattr(args, "compile", False)
+    if compiled:
+        print(f"--compile: (g) rows, the step through torch.compile ({os.environ.get(COMPILE_BACKEND_ENV) or 'inductor'}"
+              f"{', mode ' + os.environ[COMPILE_MODE_ENV] if os.environ.get(COMPILE_MODE_ENV) else ''}); the first call "
+              f"of each compiles" + (" (CPU: slow, a check that it runs, not a speed)" if device.type != "cuda" else ""),
+              flush=True)
+    for name in models:
+        if not args.skip_common:
+            rows.append(bench_common(name, data, device, args))
+            print(_row_line(rows[-1]), flush=True)
+        rows.append(bench_fast(parse_model_name(name)[1], [True], data, device, args,
+                               f"(b) fast {name}", "b", single_name=name))
+        print(_row_line(rows[-1]), flush=True)
+        if compiled:
+            rows.append(bench_fast(parse_model_name(name)[1], [True], data, device, args,
+                                   f"(g) compiled {name}", "g", single_name=name, compile=True))
+            print(_row_line(rows[-1]), flush=True)
+    for d in depths:
+        for n in args.packs:
+            residual = [False, True] * (n // 2) + [True] * (n % 2)
+            label = (f"grouped plain{d}+resnet{d}" if n == 2
+                     else f"grouped {n}: plain{d}+resnet{d} x {n // 2} seeds")
+            rows.append(bench_fast(d, residual, data, device, args, f"(c) {label}", "c"))
+            print(_row_line(rows[-1]), flush=True)
+            if compiled:
+                rows.append(bench_fast(d, residual, data, device, args, f"(g) compiled {label}", "g", compile=True))
+                print(_row_line(rows[-1]), flush=True)
+    if getattr(args, "concurrent", False):
+        if device.type != "cuda":
+            print("--concurrent on the CPU: (d), (e), (f) step one after another, eagerly (no graph): "
+                  "a check that they run, not their speed", flush=True)
+        for d in depths:
+            rows.append(bench_branches([d], data, device, args, "e"))
+            print(_row_line(rows[-1]), flush=True)
+        if len(depths) > 1:
+            rows.append(bench_branches(depths, data, device, args, "f"))
+            print(_row_line(rows[-1]), flush=True)
+            rows.append(bench_concurrent(depths, data, device, args))
+            print(_row_line(rows[-1]), flush=True)
+        else:
+            print("(d), (f) need models of two depths or more (--models): skipped", flush=True)
+    for r in rows:
+        base = _base(rows, r)
+        r["ratio_to_a"] = r["train_img_s"] / base["train_img_s"] if base else None
+    result = {"device": _device_name(device), "device_type": device.type, "torch": torch.__version__,
+              "data": f"synthetic uint8 ({args.n_train} random images): timing only",
+              "settings": {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "func"},
+              "rows": rows, "implied": _implied(rows, depths)}
+    return result
+
+
+def _base(rows, row):
+    """The common-recipe row a row is compared with: same model, else resnet<depth>, else any
+    model of that depth."""
+    cands = [r for r in rows if r["variant"] == "a" and r["depth"] == row["depth"]]
+    for want in (row.get("model"), f"resnet{row['depth']}"):
+        for r in cands:
+            if r["model"] == want:
+                return r
+    return cands[0] if cands else None
+
+
+def _implied(rows: list[dict], depths: list[int]) -> dict:
+    """Implied wall times (s) of the seed's four runs (plain+resnet at depths 20 and 56) and
+    of 5 seeds of them, per variant; None where a depth or variant was not measured. For
+    (a), (b) and (g) a model that was not measured is taken at the rate of the other family
+    of its depth (plain and resnet differ only in the shortcut adds). (g): the compiled step,
+    one model at a time (``g_compiled_single``) and as grouped pairs (``g_compiled_pairs``)."""
+    def find(variant, **kw):
+        c = [r for r in rows if r["variant"] == variant and all(r.get(k) == v for k, v in kw.items())]
+        return c[0] if c else None
+
+    out = {}
+    for key, variant in (("a_common", "a"), ("b_fast_single", "b"), ("g_compiled_single", "g")):
+        rs = [find(variant, model=f"{fam}{d}", members=1) or find(variant, depth=d, members=1)
+              for d in (20, 56) for fam in ("plain", "resnet")]
+        out[key] = sum(_seconds(r["train_img_s"], r["eval_img_s"]) for r in rs) if all(rs) else None
+    for key, variant, members in (("c_pairs", "c", 2), ("c_5_seeds", "c", 2 * SEEDS_PER_PACK),
+                                  ("g_compiled_pairs", "g", 2)):
+        # one pack per depth trains its members together, each at the per-member rate
+        rs = [find(variant, depth=d, members=members) for d in (20, 56)]
+        out[key] = sum(_seconds(r["train_img_s"], r["eval_img_s"]) for r in rs) if all(rs) else None
+    seed_depths = [20, 56]
+    conc = find("d", depths=seed_depths)
+    pairs = [find("c", depth=d, members=2) for d in seed_depths]
+    out["d_concurrent_pairs"] = (
+        SEED_RECIPE["epochs"] * SEED_RECIPE["n_train"] / conc["train_img_s"]
+        + sum(SEED_RECIPE["epochs"] * SEED_RECIPE["n_test"] / r["eval_img_s"] for r in pairs)
+        if conc and all(pairs) else None)
+    # --pack-mode branches: the four runs as four branches of one graph, evaluated one by one
+    f = find("f", depths=seed_depths)
+    out["f_branches"] = _seconds(f["train_img_s"], f["eval_img_s"]) if f else None
+    for key in ("a_common", "b_fast_single"):  # 5 seeds: 20 runs one after the other
+        out[f"{key}_5_seeds"] = SEEDS_PER_PACK * out[key] if out[key] else None
+    return out
+
+
+def merge_results(parts: list[dict]) -> dict:
+    """One result from several ``run_bench`` results of one machine (e.g. ``--compile`` run in a
+    process per depth): rows in order, implied times
+    recomputed over all of them; device and settings those of the first part."""
+    if not parts:
+        raise ValueError("merge_results needs at least one bench result")
+    rows = [r for p in parts for r in p["rows"]]
+    depths = sorted({r["depth"] for r in rows if r["depth"]})
+    return {**parts[0], "rows": rows, "implied": _implied(rows, depths), "merged_from": len(parts)}
+
+
+def _row_line(r: dict) -> str:
+    ratio = f"{r['ratio_to_a']:6.2f}x" if r.get("ratio_to_a") else "   -   "
+    ev = f"{r['eval_img_s']:>12,.0f}" if r.get("eval_img_s") else f"{'-':>12s}"
+    return f"{r['label']:<44s} {r['members']:>3d} {r['train_img_s']:>12,.0f} {ratio} {ev}"
+
+
+def _compiled_line(g: dict, rows: list[dict]) -> str:
+    """A (g) row against its uncompiled twin ((b) same model, (c) same depth and pack size)."""
+    twin = [r for r in rows if r["variant"] in ("b", "c") and r["depth"] == g["depth"]
+            and r["members"] == g["members"] and r.get("model") == g.get("model")]
+    what = g["label"].removeprefix("(g) compiled ")
+    line = f"  compiled {what}: training img/s per member {g['train_img_s']:,.0f}"
+    if twin:
+        t = twin[0]
+        line += (f" vs uncompiled ({t['variant']}) {t['train_img_s']:,.0f}: {g['train_img_s'] / t['train_img_s']:.2f}x;"
+                 f" first call (compile{', warm-up, capture' if g.get('graph') else ''}) {g['first_step_s']:.1f} s"
+                 f" vs {t['first_step_s']:.1f} s")
+    else:
+        line += f"; first call {g['first_step_s']:.1f} s"
+    if not g.get("compiled"):
+        line += f"; NOT compiled ({g.get('compile_fallback') or 'no compiled step ran'})"
+    line += (f"; compile {g['compile_s']:.1f} s" if g.get("compile_s") is not None else "")
+    line += f"; graph {'captured' if g.get('graph') else 'not captured'}"
+    line += (f"; max |mean loss, compiled - uncompiled| over the first {len(g['loss_diff_steps'])} steps "
+             f"{g['loss_diff_max']:.2e} ({g['precision']})")
+    return line
+
+
+def _fmt_s(s):
+    return "not measured (needs depths 20 and 56)" if s is None else f"{s:8.0f} s = {s / 60:6.1f} min"
+
+
+def format_table(res: dict) -> str:
+    lines = [f"device: {res['device']} (torch {res['torch']}); data: {res['data']}",
+             f"batch {res['settings']['batch_size']}, {res['settings']['steps']} steps x "
+             f"{res['settings']['repeats']} repeats (median), warm-up {res['settings']['warmup']} steps excluded; "
+             f"fast path precision {res['settings']['precision']}; common recipe workers {res['settings']['workers']}",
+             "",
+             f"{'variant':<44s} {'N':>3s} {'train img/s':>12s} {'vs (a)':>7s} {'eval img/s':>12s}",
+             "  (img/s per member: a pack of N trains N models at this rate each)"]
+    lines += [_row_line(r) for r in res["rows"]]
+    imp = res["implied"]
+    lines += ["", "implied wall time, seed recipe (200 epochs x 50k train + 10k test per epoch; "
+                  "no per-epoch bookkeeping):",
+              f"  four runs (plain/resnet 20/56), common recipe (a):          {_fmt_s(imp['a_common'])}",
+              f"  four runs, fast path one model at a time (b):             {_fmt_s(imp['b_fast_single'])}",
+              f"  four runs, grouped pairs by depth (c; --pack-mode grouped): {_fmt_s(imp['c_pairs'])}",
+              *([f"  four runs, compiled, one model at a time (g; no training mode yet): "
+                 f"{_fmt_s(imp.get('g_compiled_single'))}",
+                 f"  four runs, compiled grouped pairs (g; no training mode yet):        "
+                 f"{_fmt_s(imp.get('g_compiled_pairs'))}"]
+                if any(r["variant"] == "g" for r in res["rows"]) else []),
+              *([f"  four runs as four branches of one graph (f; --pack-mode branches): {_fmt_s(imp['f_branches'])}"]
+                if imp.get("f_branches") else []),
+              *([f"  four runs, grouped pairs 20 and 56 in one graph (d; no training mode): "
+                 f"{_fmt_s(imp['d_concurrent_pairs'])}"] if imp.get("d_concurrent_pairs") else []),
+              f"  5 seeds x four models, common recipe (a):                 {_fmt_s(imp['a_common_5_seeds'])}",
+              f"  5 seeds x four models, fast path one model at a time (b): {_fmt_s(imp['b_fast_single_5_seeds'])}",
+              f"  5 seeds x four models, packs of 10 per depth (c):         {_fmt_s(imp['c_5_seeds'])}"]
+    if imp["a_common"] and imp["c_pairs"]:
+        lines.append(f"  speed-up of the four runs, (c) pairs vs (a): {imp['a_common'] / imp['c_pairs']:.2f}x")
+    if imp["c_pairs"] and imp["c_5_seeds"]:
+        lines.append(f"  5 seeds vs 1 seed, packed: {imp['c_5_seeds'] / imp['c_pairs']:.2f}x the time")
+    for e in [r for r in res["rows"] if r["variant"] == "e"]:
+        c = [r for r in res["rows"] if r["variant"] == "c" and r["depth"] == e["depth"] and r["members"] == 2]
+        if c:
+            ratio = e["train_img_s"] / c[0]["train_img_s"]
+            lines.append(f"  depth-{e['depth']} pair, training img/s per member: branches (e) {e['train_img_s']:,.0f} "
+                         f"vs grouped (c) {c[0]['train_img_s']:,.0f}: branches {ratio:.2f}x"
+                         + ("" if e.get("graph") else " (no graph: eager, one branch after another)"))
+    for g in [r for r in res["rows"] if r["variant"] == "g"]:
+        lines.append(_compiled_line(g, res["rows"]))
+    pair56 = [r for r in res["rows"] if r["variant"] == "c" and r["depth"] == 56 and r["members"] == 2]
+    if pair56 and pair56[0].get("peak_mem_bytes"):
+        lines.append(f"  peak GPU memory, packed plain56+resnet56 pair at batch "
+                     f"{res['settings']['batch_size']}: {pair56[0]['peak_mem_bytes'] / 2**30:.2f} GiB")
+    return "\n".join(lines)
+
+
+# defaults per device type: a GPU gets the full measurement, the CPU a short demonstration
+DEFAULTS = {
+    "cuda": dict(models="plain20,resnet20,plain56,resnet56", packs=[2, 10], steps=100, warmup=20,
+                 repeats=3, n_train=50_000, eval_images=10_000),
+    "cpu": dict(models="resnet20", packs=[2], steps=3, warmup=1, repeats=1, n_train=2_048,
+                eval_images=1_000),
+}
+
+
+def _packs(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--packs must be a comma list of integers; got {text!r}") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g, c = DEFAULTS["cuda"], DEFAULTS["cpu"]
+    p.add_argument("--models", default=argparse.SUPPRESS,
+                   help=f"comma list of models for (a) and (b); their depths get the packs (c) "
+                        f"(default: {g['models']} on a GPU, {c['models']} on the CPU)")
+    p.add_argument("--packs", default=argparse.SUPPRESS, type=_packs,
+                   help="pack sizes per depth: 2 = plain+resnet pair, 10 = 5 seeds of the pair "
+                        "(default: 2,10 on a GPU, 2 on the CPU)")
+    p.add_argument("--steps", type=int, default=argparse.SUPPRESS,
+                   help=f"timed training steps per repeat (default: {g['steps']} GPU, {c['steps']} CPU)")
+    p.add_argument("--warmup", type=int, default=argparse.SUPPRESS,
+                   help=f"untimed steps first: graph capture, autotuning (default: {g['warmup']} GPU, {c['warmup']} CPU)")
+    p.add_argument("--repeats", type=int, default=argparse.SUPPRESS,
+                   help=f"repeats; the median is reported (default: {g['repeats']} GPU, {c['repeats']} CPU)")
+    p.add_argument("--batch-size", type=int, default=128, help="images per step (per member)")
+    p.add_argument("--n-train", type=int, default=argparse.SUPPRESS,
+                   help=f"synthetic training images held in memory (default: {g['n_train']} GPU, {c['n_train']} CPU)")
+    p.add_argument("--eval-images", type=int, default=argparse.SUPPRESS,
+                   help=f"images per evaluation pass (default: {g['eval_images']} GPU, {c['eval_images']} CPU)")
+    p.add_argument("--workers", type=int, default=-1,
+                   help="DataLoader workers of the common recipe (-1: min(4, CPU cores))")
+    p.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
+                   help="fast-path precision (auto: bf16 on a GPU that has it, else fp32)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<index>")
+    p.add_argument("--skip-common", action="store_true", help="do not measure the common recipe (a)")
+    p.add_argument("--concurrent", action="store_true",
+                   help="also measure what chooses --pack-mode: (e) each depth's plain+resnet pair as two "
+                        "branches (a network and a stream each) of one CUDA graph, against the grouped pair "
+                        "(c); (f) all the models' pairs as branches of one graph (--pack-mode branches); "
+                        "(d) the grouped pairs of all depths in one graph, a stream per pack (no training "
+                        "mode). Run it in its own process (a crash in a capture costs only its rows); on "
+                        "the CPU they run eagerly, one after another")
+    p.add_argument("--compile", action="store_true",
+                   help="also measure (g): each (b) and (c) row's step with its forward and loss through "
+                        "torch.compile (backend $RESNET_NB_COMPILE_BACKEND, default inductor, without inductor's "
+                        "own CUDA graphs; the step's graph then captures the compiled kernels): img/s, the first "
+                        "call's seconds (compilation) apart, and the loss difference to the uncompiled step over "
+                        f"the first {COMPILE_CHECK_STEPS} steps. Training does not compile yet. Run it in its "
+                        "own process (compiling a ResNet-56 step can take minutes)")
+    p.add_argument("--sync-check", action="store_true",
+                   help="CUDA only, instead of the measurement: count the host syncs per training step of the "
+                        "real loop (torch.cuda.set_sync_debug_mode), in both pack modes, on one-epoch runs of "
+                        f"{SYNC_STEPS[0]} and {SYNC_STEPS[1]} steps of --models (default here: plain20,resnet20) on a "
+                        "synthetic fixture; exit 1 when a step syncs")
+    p.add_argument("--parallel", type=int, default=2,
+                   help="CPU table: also the training default in this many processes at once, cores/N threads "
+                        "each, as reproduce --parallel N runs them (1: skip that row; default: 2)")
+    p.add_argument("--out", default="", help="write the results as JSON to this file")
+
+
+def _run_sync_check(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    if device.type != "cuda":
+        print(SYNC_NEEDS_CUDA.format(device=device), file=sys.stderr)
+        return 2
+    if getattr(args, "models", None) is None:
+        args.models = "plain20,resnet20"
+    for m in args.models.split(","):
+        parse_model_name(m)
+    if args.precision == "auto":
+        args.precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if args.batch_size < 2:
+        raise ValueError(f"--batch-size must be at least 2 for --sync-check (a partial last batch); got {args.batch_size}")
+    res = sync_check(args, device)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+        print(f"results: {args.out}")
+    bad = [m for m in res["modes"] if m["per_step"] > 0]
+    for m in bad:
+        print(f"resnet-nb bench --sync-check: pack mode {m['mode']}: {m['per_step']:.3g} host syncs per training "
+              f"step; where: {', '.join(m['growing']) or 'see the JSON'}", file=sys.stderr)
+    if not bad:
+        print("no host sync per training step (the syncs left are once per run or epoch)")
+    return 1 if bad else 0
+
+
+def _cpu_table_wanted(args: argparse.Namespace) -> bool:
+    """``--device cpu`` (or auto without a GPU) and none of the GPU path's options: the CPU
+    table of ``resnet_nb.bench.cpu`` (precision x memory layout x threads)."""
+    gpu_options = (getattr(args, "packs", None) is not None or getattr(args, "concurrent", False)
+                   or getattr(args, "compile", False))
+    return resolve_device(args.device).type == "cpu" and not gpu_options
+
+
+def _run_cpu_table(args: argparse.Namespace) -> int:
+    from resnet_nb.bench.cpu import format_cpu_table, run_cpu_bench
+
+    for name, value in dict(models="resnet20,plain56", steps=10, warmup=2, n_train=2_048, eval_images=1_000).items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
+    for name in ("steps", "batch_size", "eval_images", "parallel"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}")
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0; got {args.warmup}")
+    for m in args.models.split(","):
+        parse_model_name(m)
+    if args.workers < 0:
+        args.workers = min(4, os.cpu_count() or 1)
+    args.repeats = getattr(args, "repeats", None) or 1
+    return _report(run_cpu_bench(args), format_cpu_table, args.out)
+
+
+def _report(res: dict, table, out: str) -> int:
+    """Print a bench result as its table, and write it as JSON to ``out`` when given."""
+    print()
+    print(table(res))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(res, indent=2) + "\n")
+        print(f"results: {out}")
+    return 0
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    if getattr(args, "sync_check", False):
+        return _run_sync_check(args)
+    if _cpu_table_wanted(args):
+        return _run_cpu_table(args)
+    defaults = DEFAULTS["cuda" if resolve_device(args.device).type == "cuda" else "cpu"]
+    for name, value in defaults.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
+    for name in ("steps", "repeats", "batch_size", "n_train", "eval_images"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}")
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0; got {args.warmup}")
+    if any(n < 1 for n in args.packs):
+        raise ValueError(f"--packs sizes must be >= 1; got {args.packs}")
+    for m in args.models.split(","):
+        parse_model_name(m)
+    if args.n_train < args.batch_size:
+        raise ValueError(f"--n-train ({args.n_train}) must hold at least one batch ({args.batch_size})")
+    return _report(run_bench(args), format_table, args.out)

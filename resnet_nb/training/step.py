@@ -1,0 +1,786 @@
+"""One SGD step of the recipe (He et al. 2016, sec. 4.2), for one network or a pack of them.
+
+``TrainStep(model, optimizer, precision)(x, y)`` is the only SGD step in the project: it
+serves a single ``CifarResNet`` on (B, 3, H, W) and a ``PackedCifarResNet`` on
+(N, B, 3, H, W) alike. Next to it: the optimiser (``make_optimizer``), the learning rate
+(``lr_at``, ``set_lr``) and the arithmetic (``autocast``).
+
+These nets are small: at batch 128 a ResNet-56 step is ~600 tiny kernels, so an eager GPU
+step is bound by kernel-launch latency, not arithmetic (docs/speed.md). The
+levers, none of which changes the mathematics of the recipe:
+
+* ``precision="bf16"``: autocast to bfloat16 for convolutions and matmuls, fp32 master
+  weights, fp32 loss and BN statistics (``autocast``);
+* channels_last activations and fused SGD (``prepare_model``, ``make_optimizer``);
+* on CUDA the whole step (forward, backward, SGD update) captured once in a CUDA graph and
+  replayed. The learning rate lives in a device tensor that the graph reads, so an lr
+  change is a ``fill_`` and never a recapture. Capture runs 3 warm-up steps on the first
+  batch and then restores weights, BN state and momentum buffers, so the run's mathematics
+  are those of the eager loop. Momentum buffers start as zeros, which with dampening 0 is
+  exactly SGD's first step (buf = grad);
+* a batch of another shape (the last, partial batch of an epoch: 50000 = 390 x 128 + 80)
+  runs eagerly on the same weights and optimiser: no image is dropped, the recipe and the
+  iteration count per epoch are unchanged.
+
+``ConcurrentSteps`` steps several ``TrainStep``s together (``pack_mode="branches"``: a
+network per member; the bench: packs of two depths): on CUDA their graph bodies are captured
+in *one* CUDA graph, forked onto a stream each and joined, so the GPU may overlap their small
+kernels; on the CPU they step one after another. Each branch is exactly its step's body: only
+the scheduling differs, never the mathematics.
+
+``EvalForward`` is evaluation's forward pass (``packing.evaluate_pack`` runs it per batch of
+EVAL_BATCH images): on CUDA one network's eval-mode forward and loss under the run's precision,
+captured once for the full batch shape and replayed for every full batch; a batch of another
+shape (the last, partial one) runs eagerly. The same per-member sums either way (``eval_sums``).
+
+Host syncs: nothing here reads a device value on the host (no ``.item()``, ``.tolist()``,
+``nonzero``, boolean-mask indexing or ``if tensor``): a step and an evaluation batch return
+device tensors, and the training loop reads them once per epoch. ``resnet-nb bench
+--sync-check`` counts the syncs per step of the real loop on a GPU.
+
+``TrainStep(..., compile=True)`` (a measured lever, not yet the training default; ``resnet-nb
+bench --compile`` measures it): the forward pass and loss go through ``torch.compile`` (its
+backward through AOTAutograd), so inductor fuses BN/ReLU/add and their backward into fewer
+kernels; on CUDA the compiled kernels are then captured in the step's own CUDA graph (compile
+first, at the first warm-up step; capture after). Training adopts it only after a GPU
+measurement says so, as ``pack_mode``'s default was chosen. A compile failure warns, is
+recorded (``counts()["compile_fallback"]``) and the step continues uncompiled.
+
+On the CPU the step runs eagerly. Where capture fails, a warning says so and the run
+continues eagerly. ``RESNET_NB_CUDA_GRAPHS=0`` turns capture off (eager reference runs on
+a GPU, e.g. ``resnet-nb gpu-check``). What really ran is counted, not assumed:
+``TrainStep.counts()`` (captures, graph replays, eager steps, the fallback reason) goes
+into each run's config.json (``runtime``), and ``announce`` hears once how the first
+capture attempt ended.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import time
+import warnings
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from resnet_nb.runs.environment import cpu_has_native_bf16
+from resnet_nb.training.config import PRECISIONS, TrainConfig
+
+__all__ = [
+    "PRECISIONS", "CONCRETE_PRECISIONS", "cpu_has_native_bf16", "default_precision", "settle_precision",
+    "check_precision", "autocast", "make_optimizer", "prepare_model", "TrainStep",
+    "ConcurrentSteps", "graph_default", "member_losses", "WARMUP_STEPS", "set_lr", "lr_in_tensor",
+    "iters_per_epoch", "planned_epochs", "lr_at", "EvalForward", "eval_sums", "EVAL_BATCH",
+]
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16}
+CONCRETE_PRECISIONS = ("fp32", "bf16")   # what a step runs in (config's "auto" settled first)
+WARMUP_STEPS = 3  # eager steps before capture (cuDNN autotuning, lazy init), then undone
+EVAL_BATCH = 1000        # images per evaluation forward pass (packing.evaluate_pack)
+
+
+def default_precision(device: torch.device | str) -> str:
+    """What ``precision="auto"`` means for a new run: fp32, on every device. bf16 is opt-in: it is
+    not faster on every CPU with native bf16 (``resnet-nb bench --device cpu`` measures both on
+    yours), and ``resnet-nb parity`` has not yet shown it trains these nets as fp32 does."""
+    torch.device(device)              # a bad device name is still an error here
+    return "fp32"
+
+
+def settle_precision(precision: str, device: torch.device | str, stored: str | None = None) -> str:
+    """``precision`` made concrete: ``auto`` becomes the stored run's precision (``stored``, from
+    its config.json) when there is one, else :func:`default_precision`; fp32 and bf16 stay."""
+    if precision != "auto":
+        return precision
+    return stored if stored in CONCRETE_PRECISIONS else default_precision(device)
+
+
+def check_precision(precision: str, device: torch.device | str) -> None:
+    """One-line ValueError unless ``precision`` can run on ``device`` (a concrete one: settle
+    ``auto`` first, :func:`settle_precision`).
+
+    bf16 needs a GPU with bfloat16 arithmetic (compute capability 8.0+: A100, H100, ...); on
+    the CPU torch's autocast provides it everywhere, in hardware only with AVX512-BF16 or AMX
+    (elsewhere emulated and slower than fp32: a one-line warning says so).
+    """
+    device = torch.device(device)
+    if precision not in CONCRETE_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(CONCRETE_PRECISIONS)} here "
+                         f"(settle 'auto' with step.settle_precision first); got {precision!r}")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"precision bf16 needs a GPU with bfloat16 support (compute capability 8.0+); "
+                         f"{torch.cuda.get_device_name(device)} has none: use --precision fp32")
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("bf16 on this CPU is emulated (no AVX512-BF16 or AMX): expect it slower than fp32 "
+                      "(--precision fp32 or auto)", RuntimeWarning, stacklevel=2)
+
+
+def autocast(precision: str, device: torch.device | str):
+    """Context of the forward pass: bf16 autocast, or nothing for fp32. The autocast weight
+    cache is off, as CUDA-graph capture requires."""
+    device = torch.device(device)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision], cache_enabled=False)
+
+
+def make_optimizer(params, lr: float, momentum: float, weight_decay: float,
+                   device: torch.device | str) -> torch.optim.SGD:
+    """SGD with momentum and weight decay (every parameter, as the paper and the seed
+    report do); the fused CUDA kernel on a GPU (one launch per step instead of ~3 per tensor)."""
+    kw = dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if torch.device(device).type == "cuda":
+        try:
+            return torch.optim.SGD(params, fused=True, **kw)
+        except (TypeError, RuntimeError) as e:  # a torch without fused SGD
+            warnings.warn(f"fused SGD unavailable ({e}); using the default SGD kernel", RuntimeWarning)
+    return torch.optim.SGD(params, **kw)
+
+
+def prepare_model(model: nn.Module, device: torch.device | str) -> nn.Module:
+    """Move to ``device`` in channels_last: cuDNN's and oneDNN's fast layout for these convs
+    (on a 2-core AVX-512 CPU 1.1-1.4x the img/s of NCHW: ``resnet-nb bench --device cpu``)."""
+    return model.to(torch.device(device)).to(memory_format=torch.channels_last)
+
+
+def member_losses(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits (N, B, K) of a pack (or (B, K) of one model), labels (N, B) (or (B,)).
+
+    Returns (loss to minimise: sum of the members' mean cross-entropies, per-member summed
+    loss (N,) or 0-d, per-member correct count (N,) or 0-d). fp32 loss under any autocast.
+    """
+    if logits.dtype in (torch.float16, torch.bfloat16):    # autocast output: loss in fp32
+        logits = logits.float()
+    if logits.dim() == 2:
+        loss = F.cross_entropy(logits, y)
+        return loss, loss.detach() * y.numel(), (logits.detach().argmax(1) == y).sum()
+    n, b, k = logits.shape
+    per = F.cross_entropy(logits.reshape(n * b, k), y.reshape(-1), reduction="none").view(n, b)
+    return per.mean(1).sum(), per.detach().sum(1), (logits.detach().argmax(-1) == y).sum(1)
+
+
+def graph_default(device: torch.device | str) -> bool:
+    """Whether a step captures a CUDA graph unless told: on CUDA, unless
+    ``RESNET_NB_CUDA_GRAPHS=0`` (eager reference runs on a GPU)."""
+    return torch.device(device).type == "cuda" and os.environ.get("RESNET_NB_CUDA_GRAPHS", "1") != "0"
+
+
+def _graph_request(graph: bool | None, device: torch.device) -> bool:
+    """Whether a step or forward on ``device`` captures a CUDA graph: ``graph``, or
+    ``graph_default`` when None; a request on a non-CUDA device is refused (ValueError)."""
+    if graph is None:
+        graph = graph_default(device)
+    if graph and device.type != "cuda":
+        raise ValueError("CUDA-graph capture needs a CUDA device; use graph=False on the CPU")
+    return bool(graph)
+
+
+COMPILE_BACKEND_ENV = "RESNET_NB_COMPILE_BACKEND"   # default inductor; the CPU tests use aot_eager
+COMPILE_MODE_ENV = "RESNET_NB_COMPILE_MODE"         # inductor's mode; default: inductor's default mode
+
+
+def _compile(fn: Callable, what: str) -> tuple[Callable | None, str, str | None]:
+    """(``torch.compile(fn)`` or None, the backend in words, why it failed or None).
+
+    The backend is ``$RESNET_NB_COMPILE_BACKEND`` (default ``inductor``). Inductor's mode is
+    its default unless ``$RESNET_NB_COMPILE_MODE`` says otherwise: the default mode fuses the
+    pointwise ops (BN, ReLU, the shortcut add, their backward) into Triton kernels and leaves
+    the convolutions to cuDNN, and it does NOT capture CUDA graphs itself. "reduce-overhead"
+    and "max-autotune" would (inductor's cudagraph trees), and those cannot run inside the
+    CUDA graph this module captures around the whole step; "max-autotune-no-cudagraphs" is
+    allowed but benchmarks conv/GEMM templates for minutes. ``dynamic=False``: one static
+    shape (the full batch); other shapes run the uncompiled forward (``TrainStep``)."""
+    backend = os.environ.get(COMPILE_BACKEND_ENV, "") or "inductor"
+    mode = os.environ.get(COMPILE_MODE_ENV, "") or None
+    if mode in ("reduce-overhead", "max-autotune"):
+        raise ValueError(f"{COMPILE_MODE_ENV}={mode} makes inductor capture its own CUDA graphs, which cannot "
+                         f"nest in the step's capture; use default or max-autotune-no-cudagraphs")
+    kw = {"mode": mode} if mode and backend == "inductor" else {}
+    words = backend + (f" ({mode})" if kw else "")
+    try:
+        return torch.compile(fn, backend=backend, dynamic=False, **kw), words, None
+    except Exception as e:  # noqa: BLE001 - an unknown backend, a torch without dynamo: warn, run uncompiled
+        reason = _reason(e)
+        warnings.warn(f"torch.compile of {what} ({words}) failed ({reason}); it runs uncompiled "
+                      f"(same mathematics)", RuntimeWarning)
+        return None, words, reason
+
+
+def _reason(e: BaseException) -> str:
+    """A capture failure in one line (config.json's ``runtime.fallbacks`` keeps it)."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+
+
+# ------------------------------------------------------------------ capture helpers (TrainStep, EvalForward)
+
+def _static_input(x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(buffer, view): a static channels_last input buffer holding ``x`` and the view of it in
+    ``x``'s shape that a replay's input is copied into. A pack's (N, B, C, H, W) input lives
+    as the (B, N*C, H, W) tensor its grouped network reads (``packed.PackedCifarResNet``)."""
+    if x.dim() == 5:
+        n, b, c, h, w = x.shape
+        buf = torch.empty(b, n * c, h, w, device=device, dtype=x.dtype, memory_format=torch.channels_last)
+        view = buf.unflatten(1, (n, c)).permute(1, 0, 2, 3, 4)          # (N, B, C, H, W)
+    else:
+        buf = torch.empty_like(x, memory_format=torch.channels_last)
+        view = buf
+    view.copy_(x)
+    return buf, view
+
+
+def _warm_up_on_side_stream(device: torch.device, body: Callable[[], object], times: int = WARMUP_STEPS) -> None:
+    """``body()`` ``times`` times on a side stream before a capture (cuDNN autotuning, lazy
+    allocations), ordered after and before the current stream's work."""
+    cur = torch.cuda.current_stream(device)
+    side = torch.cuda.Stream(device)
+    side.wait_stream(cur)
+    with torch.cuda.stream(side):
+        for _ in range(times):
+            body()
+    cur.wait_stream(side)
+
+
+def _capture_graph(body: Callable[[], object]) -> tuple[torch.cuda.CUDAGraph, object]:
+    """(graph, what ``body()`` returned while captured): replaying the graph rewrites those
+    output tensors in place."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = body()
+    return graph, out
+
+
+def _warn_fallback(what: str, e: BaseException, after: str) -> tuple[str, str]:
+    """(reason, message) of a failed capture of ``what``, warned (RuntimeWarning): never silent."""
+    reason = _reason(e)
+    message = f"CUDA-graph capture of {what} failed ({reason}); {after}"
+    warnings.warn(message, RuntimeWarning)
+    return reason, message
+
+
+class TrainStep:
+    """One SGD step of ``model`` (a CifarResNet on (B, 3, H, W) or a PackedCifarResNet on
+    (N, B, 3, H, W)): ``step(x, y)``.
+
+    Returns device tensors without a host sync: the summed loss of the batch and the number
+    of correct predictions (0-d for one model, (N,) for a pack). With ``graph`` (default:
+    on CUDA) the first full batch triggers capture; later batches of that shape replay the
+    graph; other shapes run eagerly.
+
+    It counts what ran (``counts()``): ``captures``, ``graph_steps`` (replays),
+    ``eager_steps``, and ``fallback``, the reason capture failed (None when it did not).
+    ``announce``, when set, is called once with a line saying how the first capture
+    attempt ended (the start of a run prints what was requested, this line the truth).
+
+    ``compile=True`` (default False; the bench measures it, training does not use it yet):
+    the forward pass and loss of full batches (the shape of the first batch) run through
+    ``torch.compile`` (``_compile``: backend ``$RESNET_NB_COMPILE_BACKEND``, default inductor,
+    without inductor's own CUDA graphs); batches of another shape run uncompiled. The first
+    compiled call compiles (on CUDA: the first warm-up step, so the capture records the
+    compiled kernels). If compiling fails (any exception there), a warning says so, the
+    state that call touched is restored and the step continues uncompiled. ``counts()`` then
+    also has ``compile_requested``, ``compiled`` (True once a compiled step really ran),
+    ``compile_backend``, ``compile_s`` (host seconds of the first compiled forward+backward:
+    the compilation) and ``compile_fallback`` (why it failed, else None).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, precision: str = "fp32",
+                 graph: bool | None = None, compile: bool = False) -> None:
+        self.model, self.optimizer, self.precision = model, optimizer, precision
+        self.device = next(model.parameters()).device
+        check_precision(precision, self.device)
+        # default: graphs on CUDA, unless RESNET_NB_CUDA_GRAPHS=0 (eager reference runs)
+        self.graph_requested = self.graph_wanted = _graph_request(graph, self.device)  # wanted: off after a failed capture
+        if self.device.type == "cuda":  # let cuDNN time its kernels for these shapes once (warm-up)
+            torch.backends.cudnn.benchmark = True
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.captures = 0            # successful captures (tests and the bench read it)
+        self.graph_steps = 0         # steps run by replaying the graph
+        self.eager_steps = 0         # steps run eagerly (CPU, fallback, batches of another shape)
+        self.fallback: str | None = None   # why capture failed, when it did
+        self.announce: Callable[[str], None] | None = None
+        self.lr_tensor: torch.Tensor | None = None
+        model_, precision_, device_ = model, precision, self.device
+
+        def losses(x: torch.Tensor, y: torch.Tensor):
+            """Forward pass and ``member_losses``: what ``compile`` compiles."""
+            with autocast(precision_, device_):
+                logits = model_(x)
+            return member_losses(logits, y)
+
+        self._losses = losses
+        self.compile_requested = bool(compile)
+        self.compiled = False                  # True once a compiled step ran
+        self.compile_s: float | None = None    # host seconds of the first compiled call
+        self.compile_fallback: str | None = None
+        self._compiled_losses, self._compile_shape = None, None
+        if compile:
+            self._compiled_losses, self.compile_backend, self.compile_fallback = _compile(losses, "the training step")
+
+    def counts(self) -> dict:
+        """What ran so far, as config.json's ``runtime`` records it (plain data)."""
+        out = {"graph_requested": self.graph_requested, "captures": self.captures,
+               "graph_steps": self.graph_steps, "eager_steps": self.eager_steps, "fallback": self.fallback}
+        if self.compile_requested:
+            out.update(compile_requested=True, compiled=self.compiled, compile_backend=self.compile_backend,
+                       compile_s=self.compile_s, compile_fallback=self.compile_fallback)
+        return out
+
+    # ------------------------------------------------------------------ eager
+    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor):
+        """Forward, loss and backward (gradients are None on entry: every caller zeroes them
+        with set_to_none); compiled for the compiled shape when ``compile`` is on."""
+        fn = self._losses
+        if self._compiled_losses is not None:
+            if self._compile_shape is None:
+                return self._first_compiled(x, y)
+            if tuple(x.shape) == self._compile_shape:
+                fn = self._compiled_losses
+        loss, loss_sum, correct = fn(x, y)
+        loss.backward()
+        return loss_sum, correct
+
+    def _first_compiled(self, x: torch.Tensor, y: torch.Tensor):
+        """The first compiled forward+backward (the compilation): timed; on any failure the
+        parameters and buffers it may have touched are restored, gradients cleared (as on
+        entry), warned and recorded, and the call reruns uncompiled."""
+        tensors = [p.data for p in self.model.parameters()] + list(self.model.buffers())
+        saved = [t.detach().clone() for t in tensors]
+        # every TrainStep compiles the same code object (``losses``), one cache entry per model:
+        # past dynamo's recompile limit it would run the function uncompiled and only log it;
+        # raise instead, so that the fallback below is warned and recorded, never silent
+        cfg = torch._dynamo.config
+        strict = (cfg.patch(fail_on_recompile_limit_hit=True) if hasattr(cfg, "fail_on_recompile_limit_hit")
+                  else contextlib.nullcontext())
+        t0 = time.perf_counter()
+        try:
+            with strict:
+                loss, loss_sum, correct = self._compiled_losses(x, y)
+            loss.backward()
+        except Exception as e:  # noqa: BLE001 - any compile failure: warn, record, continue uncompiled
+            with torch.no_grad():
+                for t, s in zip(tensors, saved):
+                    t.copy_(s)
+            for p in self.model.parameters():
+                p.grad = None
+            self._compiled_losses = None
+            self.compile_fallback = _reason(e)
+            warnings.warn(f"torch.compile of the training step ({self.compile_backend}) failed "
+                          f"({self.compile_fallback}); the step runs uncompiled (same mathematics)", RuntimeWarning)
+            return self._forward_backward(x, y)
+        self.compile_s = time.perf_counter() - t0
+        self._compile_shape = tuple(x.shape)
+        self.compiled = True
+        return loss_sum, correct
+
+    def eager(self, x: torch.Tensor, y: torch.Tensor):
+        """The step without a graph (CPU, fallback, batches of another shape)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum, correct = self._forward_backward(x, y)
+        self.optimizer.step()
+        self.eager_steps += 1
+        return loss_sum, correct
+
+    # ------------------------------------------------------------------ graph
+    def _state_tensors(self) -> list[torch.Tensor]:
+        """Everything a step mutates: parameters, buffers (BN), momentum buffers."""
+        ts = [p.data for p in self.model.parameters()] + list(self.model.buffers())
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
+                if buf is not None:
+                    ts.append(buf)
+        return ts
+
+    def _align_momentum(self) -> None:
+        """Momentum buffers with their parameter's strides (channels_last weights; a
+        resumed buffer may come contiguous): the fused kernel wants matching layouts."""
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                st = self.optimizer.state.get(p, {})
+                buf = st.get("momentum_buffer")
+                if buf is not None and buf.stride() != p.stride():
+                    st["momentum_buffer"] = torch.empty_like(p).copy_(buf)
+
+    def _begin(self) -> None:
+        """Before the first step: momentum layouts aligned, lr a float (a resumed optimiser
+        may bring a CPU lr tensor)."""
+        self._align_momentum()
+        self._lr_to_float()
+
+    def _lr_to_tensor(self) -> None:
+        self.lr_tensor = lr_in_tensor(self.optimizer, self.device)
+
+    def _lr_to_float(self) -> None:
+        for group in self.optimizer.param_groups:
+            if torch.is_tensor(group["lr"]):
+                group["lr"] = float(group["lr"])
+        self.lr_tensor = None
+
+    def _prepare_capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Zero momentum buffers, lr in a tensor, static input buffers holding (x, y)."""
+        opt = self.optimizer
+        for group in opt.param_groups:
+            if group.get("momentum", 0) and group.get("dampening", 0):
+                raise ValueError("graph capture assumes SGD dampening 0 (zero-initialised momentum)")
+            for p in group["params"]:            # zeros == SGD's first step with dampening 0
+                opt.state[p].setdefault("momentum_buffer", torch.zeros_like(p, memory_format=torch.preserve_format))
+        self._align_momentum()
+        self._lr_to_tensor()
+        self.static_x, self._static_in = _static_input(x, self.device)   # a pack: in the network's layout
+        self.static_y = y.clone()
+        self._in_shape, self._y_shape = tuple(x.shape), tuple(y.shape)
+
+    def _warmup(self) -> None:
+        """WARMUP_STEPS eager steps on a side stream (cuDNN autotuning, lazy allocations),
+        then every mutated tensor is restored: the run's mathematics are the eager loop's."""
+        saved = [t.detach().clone() for t in self._state_tensors()]
+
+        def one_step():
+            self.optimizer.zero_grad(set_to_none=True)
+            self._forward_backward(self.static_x, self.static_y)
+            self.optimizer.step()
+
+        _warm_up_on_side_stream(self.device, one_step)
+        with torch.no_grad():
+            for t, s in zip(self._state_tensors(), saved):
+                t.copy_(s)
+        self.optimizer.zero_grad(set_to_none=True)   # capture starts with no gradients
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self._prepare_capture(x, y)
+        self._warmup()
+        graph, (self.static_loss, self.static_correct) = _capture_graph(self._graph_body)
+        self.graph = graph
+        self.captures += 1
+
+    def fits(self, x: torch.Tensor, y: torch.Tensor) -> bool:
+        """Whether (x, y) have the captured shapes."""
+        return tuple(x.shape) == self._in_shape and tuple(y.shape) == self._y_shape
+
+    def _graph_body(self):
+        """What the graph holds: forward, backward and SGD update on the static buffers (the
+        gradients are None when capture starts, so every replay writes them afresh)."""
+        loss_sum, correct = self._forward_backward(self.static_x, self.static_y)
+        self.optimizer.step()
+        return loss_sum, correct
+
+    def _snapshot(self):
+        """The whole state before any warm-up: model tensors (restored in place) and the
+        optimiser's state dict (momentum buffers may not exist yet and must not after)."""
+        model_saved = [(t, t.detach().clone()) for t in
+                       [p.data for p in self.model.parameters()] + list(self.model.buffers())]
+        return model_saved, copy.deepcopy(self.optimizer.state_dict())
+
+    def _undo_capture(self, saved) -> None:
+        """Back to ``saved`` (``_snapshot``) after a failed capture: eager from here on."""
+        model_saved, opt_saved = saved
+        with torch.no_grad():
+            for t, s in model_saved:
+                t.copy_(s)
+        self.optimizer.state.clear()
+        self.optimizer.load_state_dict(opt_saved)
+        self.graph, self.graph_wanted = None, False
+        self._lr_to_float()
+        self._align_momentum()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _try_capture(self, x, y) -> None:
+        saved = self._snapshot()
+        try:
+            self._capture(x, y)
+            self._tell(f"CUDA graph captured ({tuple(x.shape)} batches replay it; other shapes run eagerly)")
+        except Exception as e:  # noqa: BLE001 - any capture failure: warn, record, continue eagerly
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self._undo_capture(saved)
+            self.fallback, message = _warn_fallback("the training step", e,
+                                                    "training continues eagerly (same mathematics, slower)")
+            self._tell(message)
+
+    def _tell(self, line: str) -> None:
+        if self.announce is not None:
+            self.announce(line)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor):
+        """One step on a normalised batch x ((B, 3, H, W), or (N, B, 3, H, W) for a pack)
+        and labels y ((B,) or (N, B)); returns (summed loss, correct count) on the device."""
+        if self.graph is None and self.captures == 0 and self.eager_steps == 0:
+            self._begin()
+        if self.graph_wanted and self.graph is None:
+            self._try_capture(x, y)
+        if self.graph is not None and self.fits(x, y):
+            self._static_in.copy_(x)
+            self.static_y.copy_(y)
+            self.graph.replay()
+            self.graph_steps += 1
+            return self.static_loss.clone(), self.static_correct.clone()
+        return self.eager(x, y)
+
+
+class ConcurrentSteps:
+    """Several ``TrainStep``s stepped together: ``steps([(x_0, y_0), (x_1, y_1), ...])``
+    returns one (summed loss, correct count) per step, device tensors, no host sync.
+
+    Used by ``pack_mode="branches"`` (one single-model step per member of a pack, whatever
+    their depths: ``packing``) and by ``resnet-nb bench --concurrent``. On CUDA (``graph``,
+    default: ``graph_default``) the first call captures every step's graph body in ONE CUDA
+    graph: forked from the current stream onto a stream per step and joined before the
+    capture ends, so the GPU may overlap the branches' small kernels. Each branch is exactly
+    its step's body (``TrainStep._graph_body``: warm-up undone, lr read from a tensor):
+    only the scheduling differs. A call where any batch has another shape than the captured
+    ones (the partial last batch) runs every step eagerly. On the CPU, and after a capture
+    failure (warned, every step's state restored, recorded in ``counts()``), the steps run
+    one after another eagerly: the same mathematics.
+
+    ``counts()`` has ``TrainStep.counts()``'s keys, counted per call (one graph step steps
+    every branch once), so a run's config.json records it the same way. Steps built with
+    ``compile=True`` compile at their warm-up before the one capture, as alone; ``counts()``
+    then says whether every branch ran compiled (``compiled``) and the first failure's reason.
+    """
+
+    def __init__(self, steps: Sequence[TrainStep], graph: bool | None = None) -> None:
+        self.steps = list(steps)
+        if not self.steps:
+            raise ValueError("ConcurrentSteps needs at least one TrainStep")
+        self.device = self.steps[0].device
+        if any(st.device != self.device for st in self.steps):
+            raise ValueError(f"ConcurrentSteps steps models on one device; got "
+                             f"{sorted({str(st.device) for st in self.steps})}")
+        self.graph_requested = self.graph_wanted = _graph_request(graph, self.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.captures = self.graph_steps = self.eager_steps = 0
+        self.fallback: str | None = None
+        self.announce: Callable[[str], None] | None = None
+        self._begun = False
+
+    def counts(self) -> dict:
+        """What ran so far, as config.json's ``runtime`` records it (``TrainStep.counts``'s keys)."""
+        out = {"graph_requested": self.graph_requested, "captures": self.captures,
+               "graph_steps": self.graph_steps, "eager_steps": self.eager_steps, "fallback": self.fallback}
+        comp = [st for st in self.steps if st.compile_requested]
+        if comp:
+            out.update(compile_requested=True, compiled=all(st.compiled for st in comp),
+                       compile_backend=comp[0].compile_backend,
+                       compile_s=sum(st.compile_s or 0.0 for st in comp),
+                       compile_fallback=next((st.compile_fallback for st in comp if st.compile_fallback), None))
+        return out
+
+    def _capture(self, batches) -> None:
+        for st, (x, y) in zip(self.steps, batches, strict=True):
+            st._prepare_capture(x, y)
+            st._warmup()
+        streams = [torch.cuda.Stream(self.device) for _ in self.steps]
+
+        def fork_join():
+            cur = torch.cuda.current_stream(self.device)
+            for s in streams:                    # fork ...
+                s.wait_stream(cur)
+            for st, s in zip(self.steps, streams):
+                with torch.cuda.stream(s):
+                    st.static_loss, st.static_correct = st._graph_body()
+            for s in streams:                    # ... and join before the capture ends
+                cur.wait_stream(s)
+
+        self.graph, _ = _capture_graph(fork_join)
+        self.captures += 1
+
+    def _try_capture(self, batches) -> None:
+        saved = [st._snapshot() for st in self.steps]
+        try:
+            self._capture(batches)
+            self._tell(f"one CUDA graph captured with {len(self.steps)} branches, a stream each (batches of "
+                       f"the captured shapes replay it; other shapes run the steps eagerly)")
+        except Exception as e:  # noqa: BLE001 - any capture failure: warn, record, continue eagerly
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            for st, s in zip(self.steps, saved):
+                st._undo_capture(s)
+            self.graph, self.graph_wanted = None, False
+            self.fallback, message = _warn_fallback(
+                f"the {len(self.steps)} concurrent training steps", e,
+                "they continue eagerly, one after another (same mathematics, slower)")
+            self._tell(message)
+
+    def _tell(self, line: str) -> None:
+        if self.announce is not None:
+            self.announce(line)
+
+    def __call__(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]):
+        """batches: one (x, y) per step, in order (a step's own shapes: (B, 3, H, W) and (B,)
+        for one model, (N, B, 3, H, W) and (N, B) for a pack); one (loss_sum, correct) per step."""
+        if len(batches) != len(self.steps):
+            raise ValueError(f"ConcurrentSteps of {len(self.steps)} steps got {len(batches)} batches")
+        if not self._begun:
+            for st in self.steps:
+                st._begin()
+            self._begun = True
+        if self.graph_wanted and self.graph is None:
+            self._try_capture(batches)
+        if self.graph is not None and all(st.fits(x, y) for st, (x, y) in zip(self.steps, batches)):
+            for st, (x, y) in zip(self.steps, batches):
+                st._static_in.copy_(x)
+                st.static_y.copy_(y)
+            self.graph.replay()
+            self.graph_steps += 1
+            return [(st.static_loss.clone(), st.static_correct.clone()) for st in self.steps]
+        self.eager_steps += 1
+        return [st.eager(x, y) for st, (x, y) in zip(self.steps, batches)]
+
+
+def eval_sums(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+              precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+    """One evaluation batch: normalised x (B, 3, H, W), labels y (B,); every member of a pack
+    sees the same images. Returns per-member summed cross-entropy (N,) and correct count
+    (N,) on the device (one ``CifarResNet``: N = 1), computed by ``member_losses``."""
+    with autocast(precision, x.device):
+        logits = model(x)                                             # (N, B, K) or (B, K)
+    if logits.dim() == 2:
+        logits = logits.unsqueeze(0)                                  # one model: (1, B, K)
+    _, loss_sum, correct = member_losses(logits, y.expand(logits.shape[0], -1))   # y as (N, B)
+    return loss_sum, correct
+
+
+class EvalForward:
+    """Evaluation's forward pass of one network (a ``CifarResNet`` or a ``PackedCifarResNet``)
+    in eval mode: ``forward(x, y)`` on a normalised batch x (B, 3, H, W), labels y (B,)
+    returns ``eval_sums``: per-member summed loss (N,) and correct count (N,), device tensors,
+    no host sync. ``packing.evaluate_pack(..., forward=...)`` runs it for every batch.
+
+    With ``graph`` (default ``graph_default``: on CUDA) the first batch of ``batch_size``
+    images triggers a capture as ``TrainStep``'s does (static input buffer, warm-up on a
+    side stream, the same autocast without weight cache); every later batch of that shape
+    replays it, and a batch of another shape (the partial last batch) runs eagerly. A failed
+    capture warns, is recorded (``counts()``) and evaluation continues eagerly.
+
+    A replay reads the network's parameters and BN running statistics from the memory they
+    had at capture: the training step (graphed or eager: fused SGD, BN's running-stat
+    update) and resuming (``load_state_dict`` before the network is built into the step)
+    change them in place, never by swapping the tensors, so every replay evaluates the
+    current weights. Anything that replaced a parameter tensor (``param.data = ...``,
+    ``model.to(...)`` after capture) would leave the graph reading stale memory.
+
+    ``counts()``: ``eval_graph_requested``, ``eval_captures``, ``eval_graph_batches``
+    (replays), ``eval_eager_batches``, ``eval_fallback`` (why capture failed, else None):
+    the evaluation part of config.json's ``runtime``.
+    """
+
+    def __init__(self, model: nn.Module, precision: str = "fp32", graph: bool | None = None,
+                 batch_size: int = EVAL_BATCH) -> None:
+        self.model, self.precision, self.batch_size = model, precision, batch_size
+        self.device = next(model.parameters()).device
+        check_precision(precision, self.device)
+        self.graph_requested = self.graph_wanted = _graph_request(graph, self.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.captures = self.graph_batches = self.eager_batches = 0
+        self.fallback: str | None = None
+        self.announce: Callable[[str], None] | None = None
+
+    def counts(self) -> dict:
+        """What ran so far, as config.json's ``runtime`` records it (plain data)."""
+        return {"eval_graph_requested": self.graph_requested, "eval_captures": self.captures,
+                "eval_graph_batches": self.graph_batches, "eval_eager_batches": self.eager_batches,
+                "eval_fallback": self.fallback}
+
+    def eager(self, x: torch.Tensor, y: torch.Tensor):
+        self.eager_batches += 1
+        return eval_sums(self.model, x, y, self.precision)
+
+    def _graph_body(self):
+        return eval_sums(self.model, self._static_in, self.static_y, self.precision)
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.static_x, self._static_in = _static_input(x, self.device)
+        self.static_y = y.clone()
+        _warm_up_on_side_stream(self.device, self._graph_body)   # eval mode changes no state: nothing to undo
+        self.graph, (self.static_loss, self.static_correct) = _capture_graph(self._graph_body)
+        self._shapes = (tuple(x.shape), tuple(y.shape))
+        self.captures += 1
+
+    def _try_capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        try:
+            self._capture(x, y)
+            self._tell(f"evaluation's forward captured in a CUDA graph ({tuple(x.shape)} batches replay it)")
+        except Exception as e:  # noqa: BLE001 - any capture failure: warn, record, continue eagerly
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.graph, self.graph_wanted = None, False
+            self.fallback, message = _warn_fallback("the evaluation forward", e,
+                                                    "evaluation continues eagerly (same mathematics, slower)")
+            self._tell(message)
+
+    def _tell(self, line: str) -> None:
+        if self.announce is not None:
+            self.announce(line)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, y: torch.Tensor):
+        if self.model.training:
+            raise ValueError("EvalForward evaluates a network in eval mode: call model.eval() first "
+                             "(packing.evaluate_pack does)")
+        full = x.shape[0] == self.batch_size
+        if full and self.graph_wanted and self.graph is None:
+            self._try_capture(x, y)
+        if self.graph is not None and (tuple(x.shape), tuple(y.shape)) == self._shapes:
+            self._static_in.copy_(x)
+            self.static_y.copy_(y)
+            self.graph.replay()
+            self.graph_batches += 1
+            return self.static_loss.clone(), self.static_correct.clone()   # the next replay rewrites them
+        return self.eager(x, y)
+
+
+def lr_in_tensor(optimizer: torch.optim.Optimizer, device: torch.device | str) -> torch.Tensor:
+    """Move lr into one float32 device tensor shared by every param group; returns it.
+
+    A captured step reads the lr from this tensor's memory, so ``set_lr`` (a ``fill_``)
+    changes the lr of later replays without a recapture. (fp32 is also what the fused
+    kernel computes with when given a Python float.)"""
+    lr = optimizer.param_groups[0]["lr"]
+    t = torch.tensor(float(lr), dtype=torch.float32, device=device)
+    for group in optimizer.param_groups:
+        group["lr"] = t
+    return t
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Write ``lr`` into every param group: in place when it lives in a (graph-read) tensor."""
+    for group in optimizer.param_groups:
+        if torch.is_tensor(group["lr"]):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
+# --------------------------------------------------------------------------- schedule
+
+def iters_per_epoch(n_train: int, batch_size: int) -> int:
+    """SGD steps per epoch; the last batch may be smaller (no images are dropped)."""
+    return math.ceil(n_train / batch_size)
+
+
+def planned_epochs(cfg: TrainConfig, ipe: int) -> int:
+    """Epochs the run will have: ``epochs``, or fewer when ``max_iters`` stops it earlier
+    (paper: 64000 iterations of 352 per epoch on 45k images -> 182 epochs, the last partial)."""
+    if cfg.max_iters:
+        return min(cfg.epochs, math.ceil(cfg.max_iters / ipe))
+    return cfg.epochs
+
+
+def lr_at(cfg: TrainConfig, iteration: int, iters_per_epoch: int) -> float:
+    """Learning rate of the (0-based) ``iteration``-th SGD step.
+
+    ``warmup_lr`` for the first ``warmup_iters`` steps (sec. 4.2, ResNet-110: 0.01 until the
+    training error is below 80 %, about 400 iterations), then ``lr * gamma**k`` where ``k``
+    counts the milestones reached: epoch milestones compare with ``iteration //
+    iters_per_epoch`` (MultiStepLR: epochs 0-99 at 0.1, 100-149 at 0.01, 150- at 0.001),
+    iteration milestones with ``iteration`` (32k and 48k in the paper).
+    """
+    if iteration < cfg.warmup_iters:
+        return cfg.warmup_lr
+    t = iteration // iters_per_epoch if cfg.schedule == "epochs" else iteration
+    k = sum(1 for m in cfg.milestones if t >= m)
+    return float(f"{cfg.lr * cfg.gamma ** k:.12g}")  # 0.01, not 0.010000000000000002
