@@ -87,7 +87,7 @@ sysdeps:
 	    echo "sysdeps: not a Debian system; install xelatex with xeCJK, a Noto CJK font and poppler (pdftotext, pdftoppm) with your package manager" >&2; exit 1; fi; \
 	$(APT_INSTALL) sysdeps $(SYSDEPS)
 
-# Headless Chromium for the JupyterLab browser test (tests/integration/test_lab.py; it skips
+# Headless Chromium for the JupyterLab browser test (tests/pipeline/test_lab.py; it skips
 # without it). Not needed for the PDF. Installs only when missing; a no-op when present.
 browserdeps:
 	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then \
@@ -109,7 +109,7 @@ BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/resnet-nb bench $(BENCH_ARGS)
 
-# Debian packages of a single-node SLURM for the cluster tests (tests/integration/test_slurm.py
+# Debian packages of a single-node SLURM for the cluster tests (tests/pipeline/test_slurm.py
 # starts munged, slurmctld and slurmd itself, as root; they skip without them): slurm-wlm and
 # munge. Not needed for anything else. Installs only what is missing; a no-op when present.
 .PHONY: slurmdeps

@@ -190,7 +190,7 @@ def _model_summary(runs: Sequence[dict]) -> dict:
         rec = {"seed": int(r["config"]["seed"]), "run_dir": Path(r["path"]).name,
                "status": effective_status(r),  # a killed run (lock free): interrupted
                "params": r.get("params"), "epochs_planned": _epochs_planned(r),
-               # training stopped on a NaN/inf loss (packing's divergence rule): a result, not a
+               # training stopped on a NaN/inf loss (the training loop's divergence rule): a result, not a
                # run to wait for; the verdicts name it and leave its numbers out
                "diverged": effective_status(r) == "failed" and _diverged(r.get("error"))}
         if ms:

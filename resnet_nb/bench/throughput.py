@@ -28,7 +28,7 @@ pixel values do not change the work):
   not asserted). Evaluation is not compiled (its rate is the uncompiled network's). A
   measurement of a lever: training does not compile (yet);
 * with ``--sync-check`` (CUDA only; nothing else is measured): host syncs per training step
-  of the real loop (``train.train_many``: ``packing._train_epoch``, its step and batcher, the
+  of the real loop (``train.train_many``: ``loop._train_epoch``, its step and batcher, the
   evaluation and checkpoints of an epoch), counted with ``torch.cuda.set_sync_debug_mode``:
   one-epoch runs of ``SYNC_STEPS`` steps, a warm-up run first; the difference between the
   two measured runs divided by their difference in steps is the syncs per step, whatever

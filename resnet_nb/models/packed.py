@@ -20,7 +20,7 @@ The packed network is N independent copies of ``resnet_nb.models.resnet.CifarRes
 
 The loss is the sum of the members' mean cross-entropies, so one backward gives every
 member exactly the gradient of its own loss, and an element-wise optimiser (SGD with
-momentum and weight decay) then takes each member's own step. ``tests/unit/test_packed.py``
+momentum and weight decay) then takes each member's own step. ``tests/models/test_packed.py``
 checks forward, BN statistics, gradients and an SGD step against the standalone models.
 
 The input is ``(N, B, 3, H, W)``: member ``i`` sees its own batch (its own data order and

@@ -30,7 +30,7 @@ depth   n   parameters  paper     paper test error (Tab. 6)
 1202  200   19,421,274  19.4M     7.93 %
 =====  ===  ==========  ========  =========================
 
-``tests/unit/test_models.py`` checks this table against ``count_parameters``.
+``tests/models/test_models.py`` checks this table against ``count_parameters``.
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ whole budget, and an execution that would start after the deadline is not starte
 ``--executor slurm`` it is a budget per array task, counted from when the task starts
 running (``cluster.task_deadline``): time in the queue does not count, a requeued task gets
 it again, and the task's wall limit is ``--slurm-time``'s. Either way the training pauses at
-the epoch boundary where the next epoch would not fit (``packing.Budget``). Paused runs keep
+the epoch boundary where the next epoch would not fit (``loop.Budget``). Paused runs keep
 a resumable last.pth; 01_theory and 03_analysis wait for the rerun that finishes every run
 (a run left paused by an earlier invocation too: ``analysis_waits_for``; failed runs are not
 waited for);
@@ -123,7 +123,7 @@ class Unit:
 def plan_units(cfgs: Sequence, pack_by_depth: bool) -> list[Unit]:
     """One unit per config, or (``pack_by_depth``) one per depth holding every config of it;
     configs with ``pack_mode="branches"`` share one unit whatever their depths (their
-    training steps them together, ``packing.plan_packs``)."""
+    training steps them together, ``loop.plan_packs``)."""
     if not pack_by_depth:
         return [Unit(c.run_name, [c]) for c in cfgs]
     groups: dict = {}

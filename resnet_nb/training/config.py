@@ -360,7 +360,7 @@ def config_diff(stored: dict | TrainConfig, new: dict | TrainConfig,
             continue
         va, vb = a.get(k, defaults[k]), b.get(k, defaults[k])
         if k == "precision" and "auto" in (va, vb):
-            continue          # auto takes the stored run's precision (packing.train_pack settles it)
+            continue          # auto takes the stored run's precision (loop.train_pack settles it)
         if va != vb:
             out[k] = (va, vb)
     return out

@@ -28,7 +28,7 @@ in *one* CUDA graph, forked onto a stream each and joined, so the GPU may overla
 kernels; on the CPU they step one after another. Each branch is exactly its step's body: only
 the scheduling differs, never the mathematics.
 
-``EvalForward`` is evaluation's forward pass (``packing.evaluate_pack`` runs it per batch of
+``EvalForward`` is evaluation's forward pass (``loop.evaluate_pack`` runs it per batch of
 EVAL_BATCH images): on CUDA one network's eval-mode forward and loss under the run's precision,
 captured once for the full batch shape and replayed for every full batch; a batch of another
 shape (the last, partial one) runs eagerly. The same per-member sums either way (``eval_sums``).
@@ -80,7 +80,7 @@ __all__ = [
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16}
 CONCRETE_PRECISIONS = ("fp32", "bf16")   # what a step runs in (config's "auto" settled first)
 WARMUP_STEPS = 3  # eager steps before capture (cuDNN autotuning, lazy init), then undone
-EVAL_BATCH = 1000        # images per evaluation forward pass (packing.evaluate_pack)
+EVAL_BATCH = 1000        # images per evaluation forward pass (loop.evaluate_pack)
 
 
 def default_precision(device: torch.device | str) -> str:
@@ -526,7 +526,7 @@ class ConcurrentSteps:
     returns one (summed loss, correct count) per step, device tensors, no host sync.
 
     Used by ``pack_mode="branches"`` (one single-model step per member of a pack, whatever
-    their depths: ``packing``) and by ``resnet-nb bench --concurrent``. On CUDA (``graph``,
+    their depths: ``loop``) and by ``resnet-nb bench --concurrent``. On CUDA (``graph``,
     default: ``graph_default``) the first call captures every step's graph body in ONE CUDA
     graph: forked from the current stream onto a stream per step and joined before the
     capture ends, so the GPU may overlap the branches' small kernels. Each branch is exactly
@@ -648,7 +648,7 @@ class EvalForward:
     """Evaluation's forward pass of one network (a ``CifarResNet`` or a ``PackedCifarResNet``)
     in eval mode: ``forward(x, y)`` on a normalised batch x (B, 3, H, W), labels y (B,)
     returns ``eval_sums``: per-member summed loss (N,) and correct count (N,), device tensors,
-    no host sync. ``packing.evaluate_pack(..., forward=...)`` runs it for every batch.
+    no host sync. ``loop.evaluate_pack(..., forward=...)`` runs it for every batch.
 
     With ``graph`` (default ``graph_default``: on CUDA) the first batch of ``batch_size``
     images triggers a capture as ``TrainStep``'s does (static input buffer, warm-up on a
@@ -720,7 +720,7 @@ class EvalForward:
     def __call__(self, x: torch.Tensor, y: torch.Tensor):
         if self.model.training:
             raise ValueError("EvalForward evaluates a network in eval mode: call model.eval() first "
-                             "(packing.evaluate_pack does)")
+                             "(loop.evaluate_pack does)")
         full = x.shape[0] == self.batch_size
         if full and self.graph_wanted and self.graph is None:
             self._try_capture(x, y)

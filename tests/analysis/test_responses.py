@@ -4,11 +4,15 @@ Fig. 7 section present or omitted."""
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
-from test_report import facts_of, seed_like, write_run, write_summary
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))  # the report tests' run-dir writers
+from test_report import facts_of, seed_like, write_run, write_summary  # noqa: E402
 
 from resnet_nb.analysis import responses
 from resnet_nb.models.resnet import build_model

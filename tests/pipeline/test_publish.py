@@ -5,7 +5,7 @@ re-computes a published ``best.pth``'s test accuracy, and the README table comes
 One tiny synthetic reproduction (Plain/ResNet-8 and -14, 64 images, 2 epochs, CPU, trained one
 by one: conftest's ``tiny_reproduction``, shared with test_report_build.py) is published once
 for the module; the report PDFs are stand-in
-files (building real ones takes a minute: tests/integration/test_report_build.py does that).
+files (building real ones takes a minute: tests/report/test_report_build.py does that).
 """
 from __future__ import annotations
 

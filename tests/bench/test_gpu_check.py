@@ -1,5 +1,5 @@
 """The GPU fast path on a real card (skipped without CUDA): the graphed step equals the eager one,
-and ``resnet-nb gpu-check`` writes its results folder. Run with ``pytest tests/gpu`` on a GPU."""
+and ``resnet-nb gpu-check`` writes its results folder. Run with ``pytest tests/bench/test_gpu_check.py`` on a GPU."""
 import json
 
 import pytest

@@ -3,7 +3,7 @@
 this module with a generated slurm.conf, a private munge key and socket, free loopback ports
 and state, spool and log dirs under one temporary folder; stopped again by their PIDs.
 
-``python tests/integration/slurm_cluster.py DIR`` starts one by hand and prints the
+``python tests/pipeline/slurm_cluster.py DIR`` starts one by hand and prints the
 ``SLURM_CONF`` to export (Ctrl-C stops it).
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The published results' bookkeeping without training: where a run id is read from, the
 README block as committed, the evaluation tolerance, and that report/published/ is committed.
-(tests/integration/test_publish.py publishes, evaluates and tabulates a real tiny run.)"""
+(tests/pipeline/test_publish.py publishes, evaluates and tabulates a real tiny run.)"""
 from __future__ import annotations
 
 import shutil

@@ -54,4 +54,4 @@ def test_sync_check_counts_the_syncs_of_each_step(monkeypatch, tmp_path, capsys)
     assert grouped["runtime"]["eval_eager_batches"] == 1
     out = capsys.readouterr().out
     assert "sync check, pack mode grouped (plain8+resnet8, 1 pack(s)): 4 syncs in a run of 2 steps" in out
-    assert "syncs that grow with the steps: packing.py:" in out
+    assert "syncs that grow with the steps: loop.py:" in out
