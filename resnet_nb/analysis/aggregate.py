@@ -420,7 +420,7 @@ def sweep_ready(models: dict) -> tuple[bool, str]:
                    f"has {counts['plain']} plain and {counts['resnet']} residual (resnet-nb reproduce --models sweep)")
 
 
-def _pm(x: dict | None) -> str:
+def _error_cell(x: dict | None) -> str:
     if not x:
         return "n/a"
     return f"{x['err_pct']:.2f}" + (f" ± {x['std_pct']:.2f}" if x["std_pct"] is not None else "") + f" (n={x['n']})"
@@ -442,7 +442,7 @@ def depth_table(summary: dict, literature: dict | None = None) -> str:
         ptxt = "n/a" if p is None else f"{p['error_pct']:.2f}" + (
             f" (best of {p['best_of']}; mean {p['mean_error_pct']:.2f} ± {p['mean_std_pct']:.2f})"
             if p["best_of"] else "")
-        lines.append(f"| {r['depth']} | {_pm(r['plain'])} | {_pm(r['resnet'])} | {ptxt} |")
+        lines.append(f"| {r['depth']} | {_error_cell(r['plain'])} | {_error_cell(r['resnet'])} | {ptxt} |")
     return "\n".join(lines)
 
 

@@ -306,7 +306,7 @@ def _seeds_note(seeds: list[int], lang: str) -> str:
         f"stds averaged over {lo} to {hi} seeds per net" + ("; one seed gives no spread" if lo == 1 else "")
 
 
-def _g(x: float) -> str:
+def _three_digits(x: float) -> str:
     return f"{x:.3g}"
 
 
@@ -329,7 +329,7 @@ def depth_sentence(c: dict, lang: str = "en") -> str:
     they agree ("within ±10 % of ..., though smaller in 18 of 19 layers")."""
     band = f"±{SAME_BAND * 100:.0f} %"
     k, n = c["smaller_layers"], c["layers"]
-    ratio, plain, resnet, verdict = _g(c["median_ratio"]), c["plain"], c["resnet"], c["verdict"]
+    ratio, plain, resnet, verdict = _three_digits(c["median_ratio"]), c["plain"], c["resnet"], c["verdict"]
     seeds = _seeds_note(c["seeds"], lang)
     need = CLEAR_MAJORITY * n
     if lang == "zh":
@@ -378,13 +378,13 @@ def trend_sentence(rd: dict, lang: str = "en") -> str | None:
     seeds = _seeds_note(rd["seeds"], lang)
     labels = [model_label(f"resnet{d}") for d in rd["depths"]]
     if lang == "zh":
-        values = "，".join(f"{lb} {_g(m)}" for lb, m in zip(labels, rd["median_std"]))
+        values = "，".join(f"{lb} {_three_digits(m)}" for lb, m in zip(labels, rd["median_std"]))
         if rd.get("caveat"):
             return (f"ResNet 响应标准差的中位数：{rd['caveat']['zh']}。仅就本次运行而言：{values}"
                     f"（不作判定；{seeds}；论文：ResNet 越深，响应越小）。")
         return (f"ResNet 响应标准差的中位数：{values}：更深的 ResNet {_WITH_DEPTH['zh'][rd['trend']].format(band=band)}"
                 f"（{band} 以内的变化视为相同；{seeds}；论文：ResNet 越深，响应越小）。")
-    values = ", ".join(f"{lb} {_g(m)}" for lb, m in zip(labels, rd["median_std"]))
+    values = ", ".join(f"{lb} {_three_digits(m)}" for lb, m in zip(labels, rd["median_std"]))
     if rd.get("caveat"):
         return (f"Median response std of the ResNets: {rd['caveat']['en']}. In this run only: {values} "
                 f"(no verdict; {seeds}; the paper: the deeper the ResNet, the smaller its responses).")

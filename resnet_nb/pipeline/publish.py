@@ -33,7 +33,6 @@ from pathlib import Path
 
 from resnet_nb.analysis.aggregate import stale_runs
 from resnet_nb.data.cifar10 import file_digest
-from resnet_nb.pipeline.transfer import tree_bytes
 from resnet_nb.runs.published import MANIFEST_FILE, PUBLISHED_DIR, published_ids
 from resnet_nb.runs.rundir import (
     BEST_FILE,
@@ -41,8 +40,10 @@ from resnet_nb.runs.rundir import (
     METRICS_FILE,
     check_run_id,
     effective_status,
+    format_size,
     list_runs,
     read_json,
+    tree_bytes,
 )
 
 __all__ = ["RUN_FILES", "RUN_ID_NOTEBOOKS", "REPORT_PDFS", "BENCH_FILE",
@@ -76,12 +77,6 @@ class Published:
         return sum(self.files.values())
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.2f} GiB"
 
 
 def _progress(run: dict) -> str:
@@ -408,7 +403,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.run_id:
         res = publish(args.run_id, args.runs_dir, args.figures_dir, args.build_dir, args.published_dir,
                       args.bench, args.allow_unfinished, args.force)
-        print(f"published {args.run_id} -> {res.path}/ ({len(res.files)} files, {_size(res.total_bytes)})")
+        print(f"published {args.run_id} -> {res.path}/ ({len(res.files)} files, {format_size(res.total_bytes)})")
         for name, left in res.left_out.items():
             kept = [f for f in RUN_FILES if f"{name}/{f}" in res.files]
             print(f"  {name}/: {' '.join(kept)}" + (f" (left out: {' '.join(left)})" if left else ""))
@@ -417,7 +412,7 @@ def run_cli(args: argparse.Namespace) -> int:
         for u in res.unfinished:
             print(f"  published unfinished: {u}")
         total = res.all_published_bytes
-        print(f"{Path(args.published_dir)}/ holds {_size(total)} in all (committed with the repository)")
+        print(f"{Path(args.published_dir)}/ holds {format_size(total)} in all (committed with the repository)")
         summary = read_json(res.path / "summary.json")
         trial = [w for w, bad in (("synthetic data", (summary.get("dataset") or {}).get("provenance") == "synthetic"),
                                   ("the smoke preset", summary.get("preset") == "smoke")) if bad]

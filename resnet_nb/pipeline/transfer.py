@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Sequence
 
 from resnet_nb import REPO
+from resnet_nb.runs.rundir import format_size
 
-__all__ = ["MAX_TAR_BYTES", "tar_name", "pack", "restore", "tree_bytes", "commit_env", "add_arguments", "run_cli",
+__all__ = ["MAX_TAR_BYTES", "tar_name", "pack", "restore", "commit_env", "add_arguments", "run_cli",
            "main"]
 
 # what a tar may unpack to: far above any run dir of these nets (a ResNet-1202's two checkpoints are
@@ -53,8 +54,6 @@ def tar_name(run_id: str, run: str) -> str:
     return f"{run_id}{SEP}{run}.tar"
 
 
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"
 
 
 def _n_epochs(n: int) -> str:
@@ -114,8 +113,8 @@ def pack(out_dir: str | os.PathLike, run_id: str, to: str | os.PathLike,
         estimate = sum(512 + -(-f.stat().st_size // 512) * 512 for f in files) + 10240
         final = to / tar_name(run_id, run_dir.name)
         if max_bytes is not None and estimate > max_bytes:
-            sizes = ", ".join(f"{f.name} {_mib(f.stat().st_size)}" for f in files)
-            raise ValueError(f"{run_dir} would make a tar of {_mib(estimate)}, over the {_mib(max_bytes)} "
+            sizes = ", ".join(f"{f.name} {format_size(f.stat().st_size)}" for f in files)
+            raise ValueError(f"{run_dir} would make a tar of {format_size(estimate)}, over the {format_size(max_bytes)} "
                              f"asked for ({sizes}); nothing written for it")
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=to)
         try:
@@ -128,7 +127,7 @@ def pack(out_dir: str | os.PathLike, run_id: str, to: str | os.PathLike,
                 os.fsync(f.fileno())
             size = os.path.getsize(tmp)
             if max_bytes is not None and size > max_bytes:  # a file grew while it was read
-                raise ValueError(f"{final.name} came to {_mib(size)}, over {_mib(max_bytes)}; not written")
+                raise ValueError(f"{final.name} came to {format_size(size)}, over {format_size(max_bytes)}; not written")
             os.replace(tmp, final)
         except BaseException:
             try:
@@ -210,8 +209,8 @@ def _check_members(tar: tarfile.TarFile, path: Path, run_id: str) -> dict[str, l
         total += m.size
         runs.setdefault(parts[1], []).append(m)
     if total > MAX_TAR_BYTES:
-        raise ValueError(f"{path} unpacks to {_mib(total)}, more than any run dir of these nets holds "
-                         f"({_mib(MAX_TAR_BYTES)}); refusing it")
+        raise ValueError(f"{path} unpacks to {format_size(total)}, more than any run dir of these nets holds "
+                         f"({format_size(MAX_TAR_BYTES)}); refusing it")
     for run, members in runs.items():
         if not any(m.name.endswith("/config.json") for m in members):
             raise ValueError(f"{path}: {run_id}/{run}/ has no config.json: not a run dir; refusing it")
@@ -312,18 +311,6 @@ def restore(tars: Sequence[str | os.PathLike], run_id: str, out_dir: str | os.Pa
 
 # --------------------------------------------------------------------------- sizes, commit
 
-def tree_bytes(path: Path) -> int:
-    """Bytes of a file or of every file below a folder (links counted as links)."""
-    if path.is_symlink() or path.is_file():
-        return path.lstat().st_size
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += (Path(root) / name).lstat().st_size
-            except OSError:
-                pass
-    return total
 
 
 def commit_env(repo: str | os.PathLike | None = None) -> str:
@@ -367,7 +354,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     if args.action == "export":
         for t in pack(args.out_dir, args.run_id, args.to):
-            print(f"{t} ({_mib(t.stat().st_size)})")
+            print(f"{t} ({format_size(t.stat().st_size)})")
         return 0
     if args.action == "import":
         for line in restore(args.tars, args.run_id, args.out_dir):

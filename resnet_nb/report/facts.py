@@ -101,7 +101,7 @@ def _model_key(run: dict) -> str:
     return str(run.get("config", {}).get("model", Path(run["path"]).name))
 
 
-def _r(x: float | None) -> float | None:
+def _rounded(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), DECIMALS)
 
 
@@ -172,16 +172,16 @@ def _model_rows(summary: dict, runs: list[dict]) -> list[dict]:
                                               and last_epoch < planned)
         rows.append({
             "key": key, "label": model_label(key), "family": fam, "depth": depth,
-            "best_test_acc": _r(s.get("best_test_acc")), "best_epoch": s.get("best_epoch"),
-            "last_test_acc": _r(s.get("last_test_acc")), "last_epoch": last_epoch,
+            "best_test_acc": _rounded(s.get("best_test_acc")), "best_epoch": s.get("best_epoch"),
+            "last_test_acc": _rounded(s.get("last_test_acc")), "last_epoch": last_epoch,
             "epochs_planned": planned,
-            "final_train_loss": _r(s.get("final_train_loss")), "min_train_loss": _r(s.get("min_train_loss")),
+            "final_train_loss": _rounded(s.get("final_train_loss")), "min_train_loss": _rounded(s.get("min_train_loss")),
             "best_test_err_pct": None if s.get("best_test_acc") is None else round(100 * (1 - s["best_test_acc"]), 2),
             "params": s.get("params"), "params_m": None if s.get("params") is None else s["params"] / 1e6,
             "wall_time_s": s.get("wall_time_s"), "wall_time": _fmt_duration(s.get("wall_time_s")),
             "status": status, "in_progress": in_progress, "incomplete": incomplete,
             "n_seeds": int(s.get("n_seeds") or max(len(mruns), 1)), "seeds": s.get("seeds") or [],
-            "best_test_acc_std": _r(s.get("best_test_acc_std")),
+            "best_test_acc_std": _rounded(s.get("best_test_acc_std")),
             "run_dirs": [Path(p).name for p in s.get("run_dirs") or [r["path"] for r in mruns]],
             "per_seed": s.get("per_seed") or [],
             "_runs": mruns,

@@ -13,7 +13,7 @@ from typing import Any
 
 from resnet_nb import REPO
 from resnet_nb.models.resnet import SEED_MODELS, sort_models
-from resnet_nb.runs.rundir import effective_status
+from resnet_nb.runs.rundir import effective_status, format_size
 from resnet_nb.training.config import NON_MATH_FIELDS
 
 _ENV_ROWS = (  # (row label, environment keys tried in order)
@@ -281,10 +281,10 @@ def tree_listing(root: Path, max_files: int = 40) -> str:
             for q in sorted(p.iterdir()):
                 if q.name.startswith(".") or q.is_dir():
                     continue
-                lines.append(f"    {q.name:<22} {_size(q.stat().st_size):>9}")
+                lines.append(f"    {q.name:<22} {format_size(q.stat().st_size):>9}")
                 count += 1
         else:
-            lines.append(f"  {p.name:<24} {_size(p.stat().st_size):>9}")
+            lines.append(f"  {p.name:<24} {format_size(p.stat().st_size):>9}")
             count += 1
         if count > max_files:
             lines.append("  ...")
@@ -292,12 +292,6 @@ def tree_listing(root: Path, max_files: int = 40) -> str:
     return "\n".join(lines)
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)  # pragma: no cover
 
 
 def _wrap_command(words: list[str], width: int = 72) -> str:

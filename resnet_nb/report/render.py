@@ -52,7 +52,7 @@ def _md(text: Any) -> str:
     return re.sub(r"(?<=-)-", r"\\-", _MD_SPECIAL.sub(r"\\\1", str(text)))
 
 
-def _f4(x: float | None) -> str:
+def _fixed(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.{DECIMALS}f}"
 
 
@@ -69,7 +69,7 @@ def _environment_jinja():
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
         comment_start_string="{##", comment_end_string="##}")  # "{#" is pandoc's id syntax
     env.filters.update(sig3=lambda x: "n/a" if x is None else (f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"),
-                       f4=_f4, pp=_signed_pp, md=_md,
+                       f4=_fixed, pp=_signed_pp, md=_md,
                        thousands=lambda n: "n/a" if n is None else f"{int(n):,}",
                        m2=lambda x: "n/a" if x is None else f"{x:.2f}M",
                        pct2=lambda x: "n/a" if x is None else f"{x:.2f}")

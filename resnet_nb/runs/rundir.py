@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 __all__ = [
-    "check_run_id", "PAPERMILL_ENV","atomic_write_json", "atomic_save", "read_json", "load_run", "list_runs",
+    "check_run_id", "PAPERMILL_ENV", "format_size", "tree_bytes","atomic_write_json", "atomic_save", "read_json", "load_run", "list_runs",
            "list_run_ids", "run_dir_of", "NoSpaceError", "is_no_space", "RunLock", "lock_run_dir", "is_locked",
            "lock_holder", "process_info", "effective_status", "stored_status", "remove_stale_tmp_files",
            "dir_state", "CONFIG_FILE", "METRICS_FILE", "BEST_FILE", "LAST_FILE", "LOCK_FILE",
@@ -167,6 +167,31 @@ def check_run_id(value: str, what: str = "run_id") -> str:
     if not (isinstance(value, str) and _NAME_RE.fullmatch(value)):
         raise ValueError(f"{what} must be a plain folder name (letters, digits, . _ -), or empty; got {value!r}")
     return value
+
+
+
+def format_size(n: float) -> str:
+    """Bytes for people: 512 B, 3.4 KiB, 1.2 MiB, 2.0 GiB."""
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def tree_bytes(path: str | os.PathLike) -> int:
+    """Bytes of a file or of every file below a folder (links counted as links)."""
+    path = Path(path)
+    if path.is_symlink() or path.is_file():
+        return path.lstat().st_size
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += (Path(root) / name).lstat().st_size
+            except OSError:
+                pass
+    return total
 
 
 def run_dir_of(out_dir: str | os.PathLike, run_id: str, run_name: str) -> Path:

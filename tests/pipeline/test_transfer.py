@@ -67,7 +67,7 @@ def test_pack_refuses_a_tar_over_a_given_limit_and_keeps_the_previous_one(tmp_pa
     before = old.read_bytes()
     (d / "last.pth").write_bytes(b"L" * 20000)
     assert len(transfer.pack(tmp_path / "exp", RID, tmp_path / "other")) == 1      # no limit of ours
-    with pytest.raises(ValueError, match=r"over the 0.0 MiB asked for.*last.pth"):
+    with pytest.raises(ValueError, match=r"over the 15.6 KiB asked for.*last.pth"):
         transfer.pack(tmp_path / "exp", RID, tmp_path / "out", max_bytes=16000)
     assert old.read_bytes() == before and len(list((tmp_path / "out").iterdir())) == 1
 
