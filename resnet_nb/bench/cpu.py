@@ -33,15 +33,11 @@ import torch.nn.functional as F
 
 from resnet_nb.data import cifar10
 from resnet_nb.models.resnet import build_model, parse_model_name
-from resnet_nb.runs.environment import cpu_model, usable_cores
-from resnet_nb.training.step import (
-    EVAL_BATCH,
-    TrainStep,
-    cpu_has_native_bf16,
-    default_precision,
-    eval_sums,
-    make_optimizer,
-)
+from resnet_nb.runs.environment import cpu_has_native_bf16, cpu_model, usable_cores
+from resnet_nb.training.evaluation import EVAL_BATCH, eval_sums
+from resnet_nb.training.precision import default_precision
+from resnet_nb.training.schedule import make_optimizer
+from resnet_nb.training.step import TrainStep
 
 __all__ = ["LAYOUTS", "SHORT_RECIPE", "measure_step", "run_cpu_bench", "format_cpu_table", "short_wall_time"]
 

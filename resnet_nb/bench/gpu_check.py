@@ -43,7 +43,7 @@ def graph_vs_eager(device: str = "cuda") -> list[dict]:
 
     from resnet_nb.models.packed import pack_models
     from resnet_nb.models.resnet import build_model
-    from resnet_nb.training import step
+    from resnet_nb.training import evaluation, schedule, step
 
     dev = torch.device(device)
     out = []
@@ -54,7 +54,7 @@ def graph_vs_eager(device: str = "cuda") -> list[dict]:
         torch.manual_seed(0)
         a = step.prepare_model(make(), dev)
         b = copy.deepcopy(a)
-        oa, ob = (step.make_optimizer(m.parameters(), 0.1, 0.9, 1e-4, dev) for m in (a, b))
+        oa, ob = (schedule.make_optimizer(m.parameters(), 0.1, 0.9, 1e-4, dev) for m in (a, b))
         sa, sb = step.TrainStep(a, oa, "fp32", graph=True), step.TrainStep(b, ob, "fp32", graph=False)
         g = torch.Generator(device=dev).manual_seed(0)
         for i, lr in enumerate([0.1, 0.1, 0.1, 0.01, 0.01]):
@@ -62,19 +62,19 @@ def graph_vs_eager(device: str = "cuda") -> list[dict]:
             sh = shape[:-4] + (n,) + shape[-3:]
             x = torch.randn(sh, device=dev, generator=g)
             y = torch.randint(0, 10, sh[:-3], device=dev, generator=g)
-            step.set_lr(oa, lr)
-            step.set_lr(ob, lr)
+            schedule.set_lr(oa, lr)
+            schedule.set_lr(ob, lr)
             la, _ = sa(x, y)
             lb, _ = sb(x, y)
         params = max((p - q).abs().max().item() for p, q in zip(a.state_dict().values(), b.state_dict().values())
                      if p.is_floating_point())
         a.eval()
-        fwd = step.EvalForward(a, "fp32", graph=True)
+        fwd = evaluation.EvalForward(a, "fp32", graph=True)
         xe = torch.randn(2500, 3, 32, 32, device=dev, generator=g)
         ye = torch.randint(0, 10, (2500,), device=dev, generator=g)
         with torch.no_grad():
             ge = [fwd(xe[i:i + 1000], ye[i:i + 1000]) for i in range(0, 2500, 1000)]
-            ee = [step.eval_sums(a, xe[i:i + 1000], ye[i:i + 1000]) for i in range(0, 2500, 1000)]
+            ee = [evaluation.eval_sums(a, xe[i:i + 1000], ye[i:i + 1000]) for i in range(0, 2500, 1000)]
         out.append({"what": what, "captured": sa.graph is not None, "counts": sa.counts(),
                     "max_param_diff": params, "last_loss_diff": (la - lb).abs().max().item(),
                     "eval_counts": fwd.counts(),

@@ -65,20 +65,14 @@ from resnet_nb.bench.cpu import _cycle, _median_time, _sync, _synthetic, bench_c
 from resnet_nb.data import cifar10
 from resnet_nb.models.packed import PackedCifarResNet
 from resnet_nb.models.resnet import build_model, parse_model_name
+from resnet_nb.training.config import PRECISIONS
+from resnet_nb.training.evaluation import EvalForward
+from resnet_nb.training.graphs import COMPILE_BACKEND_ENV, COMPILE_MODE_ENV
 from resnet_nb.training.loop import PackBatcher, evaluate_pack
+from resnet_nb.training.precision import check_precision
 from resnet_nb.training.prepare import resolve_device
-from resnet_nb.training.step import (
-    COMPILE_BACKEND_ENV,
-    COMPILE_MODE_ENV,
-    PRECISIONS,
-    ConcurrentSteps,
-    EvalForward,
-    TrainStep,
-    check_precision,
-    make_optimizer,
-    prepare_model,
-    set_lr,
-)
+from resnet_nb.training.schedule import make_optimizer, set_lr
+from resnet_nb.training.step import ConcurrentSteps, TrainStep, prepare_model
 
 __all__ = ["run_bench", "add_arguments", "run_cli", "SEED_RECIPE", "sync_check", "SYNC_STEPS", "merge_results",
            "COMPILE_CHECK_STEPS"]

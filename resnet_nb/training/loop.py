@@ -65,23 +65,12 @@ from resnet_nb.models.resnet import CifarResNet, build_model, count_parameters, 
 from resnet_nb.runs.environment import collect
 from resnet_nb.runs.rundir import NoSpaceError, is_no_space
 from resnet_nb.training.config import LEGACY_PRECISION
+from resnet_nb.training.evaluation import EVAL_BATCH, EvalForward, eval_sums
+from resnet_nb.training.precision import check_precision, settle_precision
 from resnet_nb.training.prepare import DATA_SEED_OFFSET, PreparedData, prepare_data, resolve_device
 from resnet_nb.training.run_writer import RunWriter, check_fingerprint, inspect_run
-from resnet_nb.training.step import (
-    EVAL_BATCH,
-    ConcurrentSteps,
-    EvalForward,
-    TrainStep,
-    check_precision,
-    eval_sums,
-    iters_per_epoch,
-    lr_at,
-    make_optimizer,
-    planned_epochs,
-    prepare_model,
-    set_lr,
-    settle_precision,
-)
+from resnet_nb.training.schedule import iters_per_epoch, lr_at, make_optimizer, planned_epochs, set_lr
+from resnet_nb.training.step import ConcurrentSteps, TrainStep, prepare_model
 
 __all__ = ["PACK_FREE_FIELDS", "plan_packs", "PackBatcher", "evaluate_pack", "evaluate",
            "train_pack", "Trained", "EVAL_BATCH", "Budget"]

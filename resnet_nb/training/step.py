@@ -57,8 +57,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
-import os
 import time
 import warnings
 from typing import Callable, Sequence
@@ -67,78 +65,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_nb.runs.environment import cpu_has_native_bf16
-from resnet_nb.training.config import PRECISIONS, TrainConfig
+from resnet_nb.training.graphs import (
+    capture_graph,
+    compile_or_none,
+    error_text,
+    static_input,
+    wants_graph,
+    warm_up_on_side_stream,
+    warn_fallback,
+)
+from resnet_nb.training.precision import autocast, check_precision
+from resnet_nb.training.schedule import lr_in_tensor
 
-__all__ = [
-    "PRECISIONS", "CONCRETE_PRECISIONS", "cpu_has_native_bf16", "default_precision", "settle_precision",
-    "check_precision", "autocast", "make_optimizer", "prepare_model", "TrainStep",
-    "ConcurrentSteps", "graph_default", "member_losses", "WARMUP_STEPS", "set_lr", "lr_in_tensor",
-    "iters_per_epoch", "planned_epochs", "lr_at", "EvalForward", "eval_sums", "EVAL_BATCH",
-]
-
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16}
-CONCRETE_PRECISIONS = ("fp32", "bf16")   # what a step runs in (config's "auto" settled first)
-WARMUP_STEPS = 3  # eager steps before capture (cuDNN autotuning, lazy init), then undone
-EVAL_BATCH = 1000        # images per evaluation forward pass (loop.evaluate_pack)
-
-
-def default_precision(device: torch.device | str) -> str:
-    """What ``precision="auto"`` means for a new run: fp32, on every device. bf16 is opt-in: it is
-    not faster on every CPU with native bf16 (``resnet-nb bench --device cpu`` measures both on
-    yours), and ``resnet-nb parity`` has not yet shown it trains these nets as fp32 does."""
-    torch.device(device)              # a bad device name is still an error here
-    return "fp32"
-
-
-def settle_precision(precision: str, device: torch.device | str, stored: str | None = None) -> str:
-    """``precision`` made concrete: ``auto`` becomes the stored run's precision (``stored``, from
-    its config.json) when there is one, else :func:`default_precision`; fp32 and bf16 stay."""
-    if precision != "auto":
-        return precision
-    return stored if stored in CONCRETE_PRECISIONS else default_precision(device)
-
-
-def check_precision(precision: str, device: torch.device | str) -> None:
-    """One-line ValueError unless ``precision`` can run on ``device`` (a concrete one: settle
-    ``auto`` first, :func:`settle_precision`).
-
-    bf16 needs a GPU with bfloat16 arithmetic (compute capability 8.0+: A100, H100, ...); on
-    the CPU torch's autocast provides it everywhere, in hardware only with AVX512-BF16 or AMX
-    (elsewhere emulated and slower than fp32: a one-line warning says so).
-    """
-    device = torch.device(device)
-    if precision not in CONCRETE_PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(CONCRETE_PRECISIONS)} here "
-                         f"(settle 'auto' with step.settle_precision first); got {precision!r}")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"precision bf16 needs a GPU with bfloat16 support (compute capability 8.0+); "
-                         f"{torch.cuda.get_device_name(device)} has none: use --precision fp32")
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn("bf16 on this CPU is emulated (no AVX512-BF16 or AMX): expect it slower than fp32 "
-                      "(--precision fp32 or auto)", RuntimeWarning, stacklevel=2)
-
-
-def autocast(precision: str, device: torch.device | str):
-    """Context of the forward pass: bf16 autocast, or nothing for fp32. The autocast weight
-    cache is off, as CUDA-graph capture requires."""
-    device = torch.device(device)
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision], cache_enabled=False)
-
-
-def make_optimizer(params, lr: float, momentum: float, weight_decay: float,
-                   device: torch.device | str) -> torch.optim.SGD:
-    """SGD with momentum and weight decay (every parameter, as the paper and the seed
-    report do); the fused CUDA kernel on a GPU (one launch per step instead of ~3 per tensor)."""
-    kw = dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if torch.device(device).type == "cuda":
-        try:
-            return torch.optim.SGD(params, fused=True, **kw)
-        except (TypeError, RuntimeError) as e:  # a torch without fused SGD
-            warnings.warn(f"fused SGD unavailable ({e}); using the default SGD kernel", RuntimeWarning)
-    return torch.optim.SGD(params, **kw)
+__all__ = ["prepare_model", "TrainStep", "ConcurrentSteps", "member_losses"]
 
 
 def prepare_model(model: nn.Module, device: torch.device | str) -> nn.Module:
@@ -163,104 +102,6 @@ def member_losses(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, 
     return per.mean(1).sum(), per.detach().sum(1), (logits.detach().argmax(-1) == y).sum(1)
 
 
-def graph_default(device: torch.device | str) -> bool:
-    """Whether a step captures a CUDA graph unless told: on CUDA, unless
-    ``RESNET_NB_CUDA_GRAPHS=0`` (eager reference runs on a GPU)."""
-    return torch.device(device).type == "cuda" and os.environ.get("RESNET_NB_CUDA_GRAPHS", "1") != "0"
-
-
-def _graph_request(graph: bool | None, device: torch.device) -> bool:
-    """Whether a step or forward on ``device`` captures a CUDA graph: ``graph``, or
-    ``graph_default`` when None; a request on a non-CUDA device is refused (ValueError)."""
-    if graph is None:
-        graph = graph_default(device)
-    if graph and device.type != "cuda":
-        raise ValueError("CUDA-graph capture needs a CUDA device; use graph=False on the CPU")
-    return bool(graph)
-
-
-COMPILE_BACKEND_ENV = "RESNET_NB_COMPILE_BACKEND"   # default inductor; the CPU tests use aot_eager
-COMPILE_MODE_ENV = "RESNET_NB_COMPILE_MODE"         # inductor's mode; default: inductor's default mode
-
-
-def _compile(fn: Callable, what: str) -> tuple[Callable | None, str, str | None]:
-    """(``torch.compile(fn)`` or None, the backend in words, why it failed or None).
-
-    The backend is ``$RESNET_NB_COMPILE_BACKEND`` (default ``inductor``). Inductor's mode is
-    its default unless ``$RESNET_NB_COMPILE_MODE`` says otherwise: the default mode fuses the
-    pointwise ops (BN, ReLU, the shortcut add, their backward) into Triton kernels and leaves
-    the convolutions to cuDNN, and it does NOT capture CUDA graphs itself. "reduce-overhead"
-    and "max-autotune" would (inductor's cudagraph trees), and those cannot run inside the
-    CUDA graph this module captures around the whole step; "max-autotune-no-cudagraphs" is
-    allowed but benchmarks conv/GEMM templates for minutes. ``dynamic=False``: one static
-    shape (the full batch); other shapes run the uncompiled forward (``TrainStep``)."""
-    backend = os.environ.get(COMPILE_BACKEND_ENV, "") or "inductor"
-    mode = os.environ.get(COMPILE_MODE_ENV, "") or None
-    if mode in ("reduce-overhead", "max-autotune"):
-        raise ValueError(f"{COMPILE_MODE_ENV}={mode} makes inductor capture its own CUDA graphs, which cannot "
-                         f"nest in the step's capture; use default or max-autotune-no-cudagraphs")
-    kw = {"mode": mode} if mode and backend == "inductor" else {}
-    words = backend + (f" ({mode})" if kw else "")
-    try:
-        return torch.compile(fn, backend=backend, dynamic=False, **kw), words, None
-    except Exception as e:  # noqa: BLE001 - an unknown backend, a torch without dynamo: warn, run uncompiled
-        reason = _reason(e)
-        warnings.warn(f"torch.compile of {what} ({words}) failed ({reason}); it runs uncompiled "
-                      f"(same mathematics)", RuntimeWarning)
-        return None, words, reason
-
-
-def _reason(e: BaseException) -> str:
-    """A capture failure in one line (config.json's ``runtime.fallbacks`` keeps it)."""
-    return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
-
-
-# ------------------------------------------------------------------ capture helpers (TrainStep, EvalForward)
-
-def _static_input(x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(buffer, view): a static channels_last input buffer holding ``x`` and the view of it in
-    ``x``'s shape that a replay's input is copied into. A pack's (N, B, C, H, W) input lives
-    as the (B, N*C, H, W) tensor its grouped network reads (``packed.PackedCifarResNet``)."""
-    if x.dim() == 5:
-        n, b, c, h, w = x.shape
-        buf = torch.empty(b, n * c, h, w, device=device, dtype=x.dtype, memory_format=torch.channels_last)
-        view = buf.unflatten(1, (n, c)).permute(1, 0, 2, 3, 4)          # (N, B, C, H, W)
-    else:
-        buf = torch.empty_like(x, memory_format=torch.channels_last)
-        view = buf
-    view.copy_(x)
-    return buf, view
-
-
-def _warm_up_on_side_stream(device: torch.device, body: Callable[[], object], times: int = WARMUP_STEPS) -> None:
-    """``body()`` ``times`` times on a side stream before a capture (cuDNN autotuning, lazy
-    allocations), ordered after and before the current stream's work."""
-    cur = torch.cuda.current_stream(device)
-    side = torch.cuda.Stream(device)
-    side.wait_stream(cur)
-    with torch.cuda.stream(side):
-        for _ in range(times):
-            body()
-    cur.wait_stream(side)
-
-
-def _capture_graph(body: Callable[[], object]) -> tuple[torch.cuda.CUDAGraph, object]:
-    """(graph, what ``body()`` returned while captured): replaying the graph rewrites those
-    output tensors in place."""
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = body()
-    return graph, out
-
-
-def _warn_fallback(what: str, e: BaseException, after: str) -> tuple[str, str]:
-    """(reason, message) of a failed capture of ``what``, warned (RuntimeWarning): never silent."""
-    reason = _reason(e)
-    message = f"CUDA-graph capture of {what} failed ({reason}); {after}"
-    warnings.warn(message, RuntimeWarning)
-    return reason, message
-
-
 class TrainStep:
     """One SGD step of ``model`` (a CifarResNet on (B, 3, H, W) or a PackedCifarResNet on
     (N, B, 3, H, W)): ``step(x, y)``.
@@ -277,7 +118,7 @@ class TrainStep:
 
     ``compile=True`` (default False; the bench measures it, training does not use it yet):
     the forward pass and loss of full batches (the shape of the first batch) run through
-    ``torch.compile`` (``_compile``: backend ``$RESNET_NB_COMPILE_BACKEND``, default inductor,
+    ``torch.compile`` (``compile_or_none``: backend ``$RESNET_NB_COMPILE_BACKEND``, default inductor,
     without inductor's own CUDA graphs); batches of another shape run uncompiled. The first
     compiled call compiles (on CUDA: the first warm-up step, so the capture records the
     compiled kernels). If compiling fails (any exception there), a warning says so, the
@@ -293,7 +134,7 @@ class TrainStep:
         self.device = next(model.parameters()).device
         check_precision(precision, self.device)
         # default: graphs on CUDA, unless RESNET_NB_CUDA_GRAPHS=0 (eager reference runs)
-        self.graph_requested = self.graph_wanted = _graph_request(graph, self.device)  # wanted: off after a failed capture
+        self.graph_requested = self.graph_wanted = wants_graph(graph, self.device)  # wanted: off after a failed capture
         if self.device.type == "cuda":  # let cuDNN time its kernels for these shapes once (warm-up)
             torch.backends.cudnn.benchmark = True
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -318,7 +159,7 @@ class TrainStep:
         self.compile_fallback: str | None = None
         self._compiled_losses, self._compile_shape = None, None
         if compile:
-            self._compiled_losses, self.compile_backend, self.compile_fallback = _compile(losses, "the training step")
+            self._compiled_losses, self.compile_backend, self.compile_fallback = compile_or_none(losses, "the training step")
 
     def counts(self) -> dict:
         """What ran so far, as config.json's ``runtime`` records it (plain data)."""
@@ -367,7 +208,7 @@ class TrainStep:
             for p in self.model.parameters():
                 p.grad = None
             self._compiled_losses = None
-            self.compile_fallback = _reason(e)
+            self.compile_fallback = error_text(e)
             warnings.warn(f"torch.compile of the training step ({self.compile_backend}) failed "
                           f"({self.compile_fallback}); the step runs uncompiled (same mathematics)", RuntimeWarning)
             return self._forward_backward(x, y)
@@ -430,7 +271,7 @@ class TrainStep:
                 opt.state[p].setdefault("momentum_buffer", torch.zeros_like(p, memory_format=torch.preserve_format))
         self._align_momentum()
         self._lr_to_tensor()
-        self.static_x, self._static_in = _static_input(x, self.device)   # a pack: in the network's layout
+        self.static_x, self._static_in = static_input(x, self.device)   # a pack: in the network's layout
         self.static_y = y.clone()
         self._in_shape, self._y_shape = tuple(x.shape), tuple(y.shape)
 
@@ -444,7 +285,7 @@ class TrainStep:
             self._forward_backward(self.static_x, self.static_y)
             self.optimizer.step()
 
-        _warm_up_on_side_stream(self.device, one_step)
+        warm_up_on_side_stream(self.device, one_step)
         with torch.no_grad():
             for t, s in zip(self._state_tensors(), saved):
                 t.copy_(s)
@@ -453,7 +294,7 @@ class TrainStep:
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self._prepare_capture(x, y)
         self._warmup()
-        graph, (self.static_loss, self.static_correct) = _capture_graph(self._graph_body)
+        graph, (self.static_loss, self.static_correct) = capture_graph(self._graph_body)
         self.graph = graph
         self.captures += 1
 
@@ -497,7 +338,7 @@ class TrainStep:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self._undo_capture(saved)
-            self.fallback, message = _warn_fallback("the training step", e,
+            self.fallback, message = warn_fallback("the training step", e,
                                                     "training continues eagerly (same mathematics, slower)")
             self._tell(message)
 
@@ -550,7 +391,7 @@ class ConcurrentSteps:
         if any(st.device != self.device for st in self.steps):
             raise ValueError(f"ConcurrentSteps steps models on one device; got "
                              f"{sorted({str(st.device) for st in self.steps})}")
-        self.graph_requested = self.graph_wanted = _graph_request(graph, self.device)
+        self.graph_requested = self.graph_wanted = wants_graph(graph, self.device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.captures = self.graph_steps = self.eager_steps = 0
         self.fallback: str | None = None
@@ -585,7 +426,7 @@ class ConcurrentSteps:
             for s in streams:                    # ... and join before the capture ends
                 cur.wait_stream(s)
 
-        self.graph, _ = _capture_graph(fork_join)
+        self.graph, _ = capture_graph(fork_join)
         self.captures += 1
 
     def _try_capture(self, batches) -> None:
@@ -600,7 +441,7 @@ class ConcurrentSteps:
             for st, s in zip(self.steps, saved):
                 st._undo_capture(s)
             self.graph, self.graph_wanted = None, False
-            self.fallback, message = _warn_fallback(
+            self.fallback, message = warn_fallback(
                 f"the {len(self.steps)} concurrent training steps", e,
                 "they continue eagerly, one after another (same mathematics, slower)")
             self._tell(message)
@@ -629,158 +470,3 @@ class ConcurrentSteps:
             return [(st.static_loss.clone(), st.static_correct.clone()) for st in self.steps]
         self.eager_steps += 1
         return [st.eager(x, y) for st, (x, y) in zip(self.steps, batches)]
-
-
-def eval_sums(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-              precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
-    """One evaluation batch: normalised x (B, 3, H, W), labels y (B,); every member of a pack
-    sees the same images. Returns per-member summed cross-entropy (N,) and correct count
-    (N,) on the device (one ``CifarResNet``: N = 1), computed by ``member_losses``."""
-    with autocast(precision, x.device):
-        logits = model(x)                                             # (N, B, K) or (B, K)
-    if logits.dim() == 2:
-        logits = logits.unsqueeze(0)                                  # one model: (1, B, K)
-    _, loss_sum, correct = member_losses(logits, y.expand(logits.shape[0], -1))   # y as (N, B)
-    return loss_sum, correct
-
-
-class EvalForward:
-    """Evaluation's forward pass of one network (a ``CifarResNet`` or a ``PackedCifarResNet``)
-    in eval mode: ``forward(x, y)`` on a normalised batch x (B, 3, H, W), labels y (B,)
-    returns ``eval_sums``: per-member summed loss (N,) and correct count (N,), device tensors,
-    no host sync. ``loop.evaluate_pack(..., forward=...)`` runs it for every batch.
-
-    With ``graph`` (default ``graph_default``: on CUDA) the first batch of ``batch_size``
-    images triggers a capture as ``TrainStep``'s does (static input buffer, warm-up on a
-    side stream, the same autocast without weight cache); every later batch of that shape
-    replays it, and a batch of another shape (the partial last batch) runs eagerly. A failed
-    capture warns, is recorded (``counts()``) and evaluation continues eagerly.
-
-    A replay reads the network's parameters and BN running statistics from the memory they
-    had at capture: the training step (graphed or eager: fused SGD, BN's running-stat
-    update) and resuming (``load_state_dict`` before the network is built into the step)
-    change them in place, never by swapping the tensors, so every replay evaluates the
-    current weights. Anything that replaced a parameter tensor (``param.data = ...``,
-    ``model.to(...)`` after capture) would leave the graph reading stale memory.
-
-    ``counts()``: ``eval_graph_requested``, ``eval_captures``, ``eval_graph_batches``
-    (replays), ``eval_eager_batches``, ``eval_fallback`` (why capture failed, else None):
-    the evaluation part of config.json's ``runtime``.
-    """
-
-    def __init__(self, model: nn.Module, precision: str = "fp32", graph: bool | None = None,
-                 batch_size: int = EVAL_BATCH) -> None:
-        self.model, self.precision, self.batch_size = model, precision, batch_size
-        self.device = next(model.parameters()).device
-        check_precision(precision, self.device)
-        self.graph_requested = self.graph_wanted = _graph_request(graph, self.device)
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.captures = self.graph_batches = self.eager_batches = 0
-        self.fallback: str | None = None
-        self.announce: Callable[[str], None] | None = None
-
-    def counts(self) -> dict:
-        """What ran so far, as config.json's ``runtime`` records it (plain data)."""
-        return {"eval_graph_requested": self.graph_requested, "eval_captures": self.captures,
-                "eval_graph_batches": self.graph_batches, "eval_eager_batches": self.eager_batches,
-                "eval_fallback": self.fallback}
-
-    def eager(self, x: torch.Tensor, y: torch.Tensor):
-        self.eager_batches += 1
-        return eval_sums(self.model, x, y, self.precision)
-
-    def _graph_body(self):
-        return eval_sums(self.model, self._static_in, self.static_y, self.precision)
-
-    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.static_x, self._static_in = _static_input(x, self.device)
-        self.static_y = y.clone()
-        _warm_up_on_side_stream(self.device, self._graph_body)   # eval mode changes no state: nothing to undo
-        self.graph, (self.static_loss, self.static_correct) = _capture_graph(self._graph_body)
-        self._shapes = (tuple(x.shape), tuple(y.shape))
-        self.captures += 1
-
-    def _try_capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        try:
-            self._capture(x, y)
-            self._tell(f"evaluation's forward captured in a CUDA graph ({tuple(x.shape)} batches replay it)")
-        except Exception as e:  # noqa: BLE001 - any capture failure: warn, record, continue eagerly
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            self.graph, self.graph_wanted = None, False
-            self.fallback, message = _warn_fallback("the evaluation forward", e,
-                                                    "evaluation continues eagerly (same mathematics, slower)")
-            self._tell(message)
-
-    def _tell(self, line: str) -> None:
-        if self.announce is not None:
-            self.announce(line)
-
-    @torch.no_grad()
-    def __call__(self, x: torch.Tensor, y: torch.Tensor):
-        if self.model.training:
-            raise ValueError("EvalForward evaluates a network in eval mode: call model.eval() first "
-                             "(loop.evaluate_pack does)")
-        full = x.shape[0] == self.batch_size
-        if full and self.graph_wanted and self.graph is None:
-            self._try_capture(x, y)
-        if self.graph is not None and (tuple(x.shape), tuple(y.shape)) == self._shapes:
-            self._static_in.copy_(x)
-            self.static_y.copy_(y)
-            self.graph.replay()
-            self.graph_batches += 1
-            return self.static_loss.clone(), self.static_correct.clone()   # the next replay rewrites them
-        return self.eager(x, y)
-
-
-def lr_in_tensor(optimizer: torch.optim.Optimizer, device: torch.device | str) -> torch.Tensor:
-    """Move lr into one float32 device tensor shared by every param group; returns it.
-
-    A captured step reads the lr from this tensor's memory, so ``set_lr`` (a ``fill_``)
-    changes the lr of later replays without a recapture. (fp32 is also what the fused
-    kernel computes with when given a Python float.)"""
-    lr = optimizer.param_groups[0]["lr"]
-    t = torch.tensor(float(lr), dtype=torch.float32, device=device)
-    for group in optimizer.param_groups:
-        group["lr"] = t
-    return t
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Write ``lr`` into every param group: in place when it lives in a (graph-read) tensor."""
-    for group in optimizer.param_groups:
-        if torch.is_tensor(group["lr"]):
-            group["lr"].fill_(lr)
-        else:
-            group["lr"] = lr
-
-
-# --------------------------------------------------------------------------- schedule
-
-def iters_per_epoch(n_train: int, batch_size: int) -> int:
-    """SGD steps per epoch; the last batch may be smaller (no images are dropped)."""
-    return math.ceil(n_train / batch_size)
-
-
-def planned_epochs(cfg: TrainConfig, ipe: int) -> int:
-    """Epochs the run will have: ``epochs``, or fewer when ``max_iters`` stops it earlier
-    (paper: 64000 iterations of 352 per epoch on 45k images -> 182 epochs, the last partial)."""
-    if cfg.max_iters:
-        return min(cfg.epochs, math.ceil(cfg.max_iters / ipe))
-    return cfg.epochs
-
-
-def lr_at(cfg: TrainConfig, iteration: int, iters_per_epoch: int) -> float:
-    """Learning rate of the (0-based) ``iteration``-th SGD step.
-
-    ``warmup_lr`` for the first ``warmup_iters`` steps (sec. 4.2, ResNet-110: 0.01 until the
-    training error is below 80 %, about 400 iterations), then ``lr * gamma**k`` where ``k``
-    counts the milestones reached: epoch milestones compare with ``iteration //
-    iters_per_epoch`` (MultiStepLR: epochs 0-99 at 0.1, 100-149 at 0.01, 150- at 0.001),
-    iteration milestones with ``iteration`` (32k and 48k in the paper).
-    """
-    if iteration < cfg.warmup_iters:
-        return cfg.warmup_lr
-    t = iteration // iters_per_epoch if cfg.schedule == "epochs" else iteration
-    k = sum(1 for m in cfg.milestones if t >= m)
-    return float(f"{cfg.lr * cfg.gamma ** k:.12g}")  # 0.01, not 0.010000000000000002

@@ -11,9 +11,11 @@ import torch
 from resnet_nb.data import cifar10 as D
 from resnet_nb.models.packed import member_state_dict, pack_models
 from resnet_nb.models.resnet import build_model
+from resnet_nb.training import evaluation, graphs, precision, schedule
 from resnet_nb.training import step as S
 from resnet_nb.training.config import make_config
 from resnet_nb.training.loop import PackBatcher, evaluate_pack
+from resnet_nb.training.precision import autocast
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -24,7 +26,7 @@ def batch(b=8, seed=0):
 
 
 def test_bf16_is_a_valid_precision():
-    assert "bf16" in S.PRECISIONS
+    assert "bf16" in precision.CONCRETE_PRECISIONS
     assert make_config("smoke", precision="bf16").precision == "bf16"
 
 
@@ -32,11 +34,11 @@ def test_lr_tensor_follows_lr_at_without_replacing_the_tensor():
     cfg = make_config("seed", warmup_iters=5)
     ipe = 391
     opt = torch.optim.SGD(build_model("resnet20").parameters(), lr=cfg.lr, momentum=0.9)
-    t = S.lr_in_tensor(opt, "cpu")
+    t = schedule.lr_in_tensor(opt, "cpu")
     for it in [0, 4, 5, 100, 99 * ipe, 100 * ipe - 1, 100 * ipe, 150 * ipe, 199 * ipe + 390]:
-        S.set_lr(opt, S.lr_at(cfg, it, ipe))
+        schedule.set_lr(opt, schedule.lr_at(cfg, it, ipe))
         assert all(g["lr"] is t for g in opt.param_groups)      # same tensor: no recapture
-        assert t.item() == torch.tensor(S.lr_at(cfg, it, ipe), dtype=torch.float32).item()
+        assert t.item() == torch.tensor(schedule.lr_at(cfg, it, ipe), dtype=torch.float32).item()
 
 
 def test_sgd_step_with_lr_tensor_equals_float_lr():
@@ -45,10 +47,10 @@ def test_sgd_step_with_lr_tensor_equals_float_lr():
     b = copy.deepcopy(a)
     oa = torch.optim.SGD(a.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     ob = torch.optim.SGD(b.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    S.lr_in_tensor(ob, "cpu")
+    schedule.lr_in_tensor(ob, "cpu")
     for step, lr in enumerate([0.1, 0.1, 0.01]):
-        S.set_lr(oa, lr)
-        S.set_lr(ob, lr)
+        schedule.set_lr(oa, lr)
+        schedule.set_lr(ob, lr)
         x, y = batch(seed=step)
         for m, o in ((a, oa), (b, ob)):
             o.zero_grad()
@@ -95,7 +97,7 @@ def test_packed_step_returns_per_member_sums():
     torch.manual_seed(0)
     models = [build_model("plain20"), build_model("resnet20")]
     packed = pack_models(models)
-    opt = S.make_optimizer(packed.parameters(), 0.1, 0.9, 1e-4, "cpu")
+    opt = schedule.make_optimizer(packed.parameters(), 0.1, 0.9, 1e-4, "cpu")
     x = torch.randn(2, 8, 3, 32, 32)
     y = torch.randint(0, 10, (2, 8))
     loss_sum, correct = S.TrainStep(packed, opt)(x, y)
@@ -109,7 +111,7 @@ def test_packed_step_returns_per_member_sums():
 def test_bf16_on_cpu_runs_with_fp32_master_weights():
     torch.manual_seed(0)
     m = build_model("resnet20")
-    opt = S.make_optimizer(m.parameters(), 0.1, 0.9, 1e-4, "cpu")
+    opt = schedule.make_optimizer(m.parameters(), 0.1, 0.9, 1e-4, "cpu")
     x, y = batch()
     loss_sum, correct = S.TrainStep(m, opt, precision="bf16")(x, y)
     assert torch.isfinite(loss_sum) and loss_sum.dtype == torch.float32
@@ -118,11 +120,11 @@ def test_bf16_on_cpu_runs_with_fp32_master_weights():
 
 def test_bad_precision_and_unsupported_bf16(monkeypatch):
     with pytest.raises(ValueError, match="precision must be one of"):
-        S.check_precision("fp16", "cpu")
+        precision.check_precision("fp16", "cpu")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Old GPU")
     with pytest.raises(ValueError, match="bf16 needs a GPU.*--precision fp32"):
-        S.check_precision("bf16", "cuda")
+        precision.check_precision("bf16", "cuda")
     m = build_model("resnet20")
     with pytest.raises(ValueError, match="needs a CUDA device"):
         S.TrainStep(m, torch.optim.SGD(m.parameters(), lr=0.1), graph=True)
@@ -236,8 +238,8 @@ def test_graph_logic_equals_eager_steps(monkeypatch, packed):
     a = pack_models([build_model("plain8"), build_model("resnet8")]) if packed else build_model("resnet8")
     a = a.double()
     b = copy.deepcopy(a).to(memory_format=torch.channels_last)
-    oa = S.make_optimizer(a.parameters(), 0.1, 0.9, 1e-4, "cpu")
-    ob = S.make_optimizer(b.parameters(), 0.1, 0.9, 1e-4, "cpu")
+    oa = schedule.make_optimizer(a.parameters(), 0.1, 0.9, 1e-4, "cpu")
+    ob = schedule.make_optimizer(b.parameters(), 0.1, 0.9, 1e-4, "cpu")
     eager, graphed = S.TrainStep(a, oa), S.TrainStep(b, ob)
     graphed.graph_wanted = graphed.graph_requested = True
     heard = []
@@ -249,8 +251,8 @@ def test_graph_logic_equals_eager_steps(monkeypatch, packed):
         n = 6 if i == 4 else 8                                    # the last batch is partial
         x = torch.randn(*lead, n, 3, 32, 32, generator=g, dtype=torch.float64)
         y = torch.randint(0, 10, (*lead, n), generator=g)
-        S.set_lr(oa, lr)
-        S.set_lr(ob, lr)
+        schedule.set_lr(oa, lr)
+        schedule.set_lr(ob, lr)
         la, ca = eager(x, y)
         lb, cb = graphed(x, y)
         torch.testing.assert_close(lb, la, rtol=1e-10, atol=1e-10)
@@ -271,7 +273,7 @@ def test_concurrent_graph_branches_equal_separate_eager_steps(monkeypatch):
     torch.manual_seed(0)
     refs = [pack_models([build_model("plain8"), build_model("resnet8")]).double(), build_model("resnet14").double()]
     models = [copy.deepcopy(m) for m in refs]
-    opts = [S.make_optimizer(m.parameters(), 0.125, 0.9, 1e-4, "cpu") for m in refs + models]
+    opts = [schedule.make_optimizer(m.parameters(), 0.125, 0.9, 1e-4, "cpu") for m in refs + models]
     eager = [S.TrainStep(m, o) for m, o in zip(refs, opts[:2])]
     steps = [S.TrainStep(m, o) for m, o in zip(models, opts[2:])]
     both = S.ConcurrentSteps(steps)
@@ -285,7 +287,7 @@ def test_concurrent_graph_branches_equal_separate_eager_steps(monkeypatch):
         batches = [(torch.randn(2, n, 3, 32, 32, generator=g, dtype=torch.float64), torch.randint(0, 10, (2, n), generator=g)),
                    (torch.randn(n, 3, 32, 32, generator=g, dtype=torch.float64), torch.randint(0, 10, (n,), generator=g))]
         for o in opts:
-            S.set_lr(o, lr)
+            schedule.set_lr(o, lr)
         got = both(batches)
         for st, (x, y), (loss, correct) in zip(eager, batches, got):
             want_loss, want_correct = st(x, y)
@@ -362,7 +364,7 @@ def _todays_evaluate_pack(model, x, y, normalize, precision="fp32", batch_size=1
     loss = correct = None
     with torch.no_grad():
         for i in range(0, x.shape[0], batch_size):
-            with S.autocast(precision, x.device):
+            with autocast(precision, x.device):
                 logits = model(normalize(x[i:i + batch_size]))
             if logits.dim() == 2:
                 logits = logits.unsqueeze(0)
@@ -386,7 +388,7 @@ def test_evaluate_pack_through_eval_forward_is_bitwise_todays(packed):
     model = pack_models([build_model("plain8"), build_model("resnet8")]) if packed else build_model("resnet8")
     x, y, data = _eval_data()
     want = _todays_evaluate_pack(model, x, y, data.normalize, batch_size=5)
-    forward = S.EvalForward(model, "fp32", batch_size=5)
+    forward = evaluation.EvalForward(model, "fp32", batch_size=5)
     assert evaluate_pack(model, x, y, data, "fp32", 5, forward=forward) == want
     assert evaluate_pack(model, x, y, data, "fp32", 5) == want
     assert len(want[0]) == (2 if packed else 1)
@@ -395,7 +397,7 @@ def test_evaluate_pack_through_eval_forward_is_bitwise_todays(packed):
     with pytest.raises(ValueError, match="another network, precision or batch size"):
         evaluate_pack(model, x, y, data, "fp32", 4, forward=forward)
     with pytest.raises(ValueError, match="needs a CUDA device"):
-        S.EvalForward(model, graph=True)
+        evaluation.EvalForward(model, graph=True)
     model.train()
     with pytest.raises(ValueError, match="call model.eval"):
         forward(data.normalize(x[:5]), y[:5])
@@ -430,7 +432,7 @@ def test_eval_graph_logic_replays_full_batches_reads_current_weights_and_runs_th
     model = build_model("resnet8").double()
     x, y, _ = _eval_data()                                       # 5 + 5 + 3
     data = SimpleNamespace(normalize=lambda v: v.double() / 255)
-    forward = S.EvalForward(model, "fp32", batch_size=5)
+    forward = evaluation.EvalForward(model, "fp32", batch_size=5)
     forward.graph_wanted = forward.graph_requested = True        # as on a GPU
     heard = []
     forward.announce = heard.append
@@ -454,7 +456,7 @@ def test_eval_capture_failure_warns_records_and_evaluates_eagerly(monkeypatch):
     model = build_model("resnet8")
     x, y, data = _eval_data()
     want = _todays_evaluate_pack(model, x, y, data.normalize, batch_size=5)
-    forward = S.EvalForward(model, "fp32", batch_size=5)
+    forward = evaluation.EvalForward(model, "fp32", batch_size=5)
     forward.graph_wanted = forward.graph_requested = True
 
     def broken(*a):
@@ -476,13 +478,13 @@ def test_eval_capture_failure_warns_records_and_evaluates_eagerly(monkeypatch):
 def _compile_pair(monkeypatch, backend="aot_eager", dtype=torch.float32):
     """Two resnet8 steps from the same weights (lr 0.125: exact in the graph's float32 lr
     tensor): uncompiled and compiled (``backend``)."""
-    monkeypatch.setenv(S.COMPILE_BACKEND_ENV, backend)
-    monkeypatch.delenv(S.COMPILE_MODE_ENV, raising=False)
+    monkeypatch.setenv(graphs.COMPILE_BACKEND_ENV, backend)
+    monkeypatch.delenv(graphs.COMPILE_MODE_ENV, raising=False)
     torch.manual_seed(0)
     a = build_model("resnet8").to(dtype)
     b = copy.deepcopy(a)
-    oa = S.make_optimizer(a.parameters(), 0.125, 0.9, 1e-4, "cpu")
-    ob = S.make_optimizer(b.parameters(), 0.125, 0.9, 1e-4, "cpu")
+    oa = schedule.make_optimizer(a.parameters(), 0.125, 0.9, 1e-4, "cpu")
+    ob = schedule.make_optimizer(b.parameters(), 0.125, 0.9, 1e-4, "cpu")
     return (a, S.TrainStep(a, oa)), (b, S.TrainStep(b, ob, compile=True))
 
 
@@ -541,7 +543,7 @@ def test_an_unknown_compile_backend_warns_and_runs_uncompiled(monkeypatch):
     _steps_agree(plain, compiled, [8], exact=True)
     c = compiled[1].counts()
     assert c["compiled"] is False and c["compile_fallback"] and c["compile_backend"] == "no-such-backend"
-    monkeypatch.setenv(S.COMPILE_MODE_ENV, "reduce-overhead")        # inductor's own graphs: refused
+    monkeypatch.setenv(graphs.COMPILE_MODE_ENV, "reduce-overhead")        # inductor's own graphs: refused
     with pytest.raises(ValueError, match="cannot nest in the step's capture"):
         S.TrainStep(plain[0], plain[1].optimizer, compile=True)
 
@@ -560,23 +562,23 @@ def test_compiled_step_compiles_at_warm_up_and_its_capture_replays_it(monkeypatc
     _steps_agree(plain, compiled, [8, 8, 8, 5], exact=False)
     assert step.captures == 1 and fake.replays == 3 and step.eager_steps == 1
     # WARMUP_STEPS warm-up calls and the capture's, all before the capture counted; then the replays'
-    assert calls == [0] * (S.WARMUP_STEPS + 1) + [1] * 3
+    assert calls == [0] * (graphs.WARMUP_STEPS + 1) + [1] * 3
     assert step.counts()["compiled"] is True and step._compile_shape == (8, 3, 32, 32)
 
 
 def test_precision_auto_is_settled_by_the_stored_run_then_the_device(monkeypatch):
-    monkeypatch.setattr(S, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     # bf16 is opt-in: native bf16 is not always faster (and its parity is unmeasured)
-    assert S.default_precision("cpu") == "fp32" and S.settle_precision("auto", "cpu") == "fp32"
-    assert S.settle_precision("auto", "cpu", stored="bf16") == "bf16"          # a resumed bf16 run stays bf16
-    assert S.settle_precision("auto", "cpu", stored="fp32") == "fp32"          # a resumed run keeps its own
-    assert S.settle_precision("fp32", "cpu", stored="bf16") == "fp32"          # an explicit choice stays
-    monkeypatch.setattr(S, "cpu_has_native_bf16", lambda: False)
-    assert S.default_precision("cpu") == "fp32"
+    assert precision.default_precision("cpu") == "fp32" and precision.settle_precision("auto", "cpu") == "fp32"
+    assert precision.settle_precision("auto", "cpu", stored="bf16") == "bf16"          # a resumed bf16 run stays bf16
+    assert precision.settle_precision("auto", "cpu", stored="fp32") == "fp32"          # a resumed run keeps its own
+    assert precision.settle_precision("fp32", "cpu", stored="bf16") == "fp32"          # an explicit choice stays
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert precision.default_precision("cpu") == "fp32"
     with pytest.warns(RuntimeWarning, match="emulated"):                   # asked for, but not native
-        S.check_precision("bf16", "cpu")
+        precision.check_precision("bf16", "cpu")
     with pytest.raises(ValueError, match="settle 'auto'"):
-        S.check_precision("auto", "cpu")
+        precision.check_precision("auto", "cpu")
 
 
 def test_models_train_in_channels_last_on_the_cpu():

@@ -9,7 +9,7 @@ from resnet_nb.cli import main
 from resnet_nb.runs import rundir
 from resnet_nb.runs.environment import collect
 from resnet_nb.training.config import TrainConfig, make_config
-from resnet_nb.training.step import iters_per_epoch, lr_at, planned_epochs
+from resnet_nb.training.schedule import iters_per_epoch, lr_at, planned_epochs
 
 IPE = 391  # iterations per epoch of the seed recipe: ceil(50000 / 128)
 
