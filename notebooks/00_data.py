@@ -28,7 +28,7 @@
 import torch
 
 from resnet_nb.analysis import aggregate, plots
-from resnet_nb.data import cifar10
+from resnet_nb.data import augment, cifar10
 from resnet_nb.pipeline.notebook import notebook_setup
 
 notebook_setup(globals())  # relative paths below are relative to the project root
@@ -90,7 +90,7 @@ plots.show(samples_fig)
 # NBVAL_CHECK_OUTPUT
 generator = torch.Generator().manual_seed(seed)
 originals = ds.train_x[:preview_images]                         # (K, 3, 32, 32) uint8
-draws = [cifar10.random_crop_flip(originals, generator) for _ in range(3)]
+draws = [augment.random_crop_flip(originals, generator) for _ in range(3)]
 print("augmented batch:", tuple(draws[0].shape), draws[0].dtype)
 
 # %%

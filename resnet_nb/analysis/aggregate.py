@@ -465,7 +465,8 @@ def analyze(out_dir: str | os.PathLike = "experiments", run_id: str = "",
 def dataset_overview(ds) -> str:
     """A plain-text description of a loaded dataset (``resnet_nb.data.cifar10.Cifar10``): provenance,
     fingerprint, images per class in train and test, per-channel mean and std (rounded)."""
-    from resnet_nb.data.cifar10 import CLASSES, channel_stats
+    from resnet_nb.data.augment import channel_stats
+    from resnet_nb.data.cifar10 import CLASSES
 
     tr = ds.train_y.bincount(minlength=10).tolist()
     te = ds.test_y.bincount(minlength=10).tolist()

@@ -45,7 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_nb.data.cifar10 import Cifar10, channel_stats, normalize, pixel_mean
+from resnet_nb.data.augment import channel_stats, normalize, pixel_mean
+from resnet_nb.data.cifar10 import Cifar10
 from resnet_nb.models.resnet import BasicBlock, CifarResNet, build_model
 
 __all__ = [

@@ -31,9 +31,9 @@ from argparse import Namespace
 import torch
 import torch.nn.functional as F
 
-from resnet_nb.data import cifar10
+from resnet_nb.data import augment
 from resnet_nb.models.resnet import build_model, parse_model_name
-from resnet_nb.runs.environment import cpu_has_native_bf16, cpu_model, usable_cores
+from resnet_nb.runs.environment import cpu_has_native_bf16, cpu_model, device_name, usable_cores
 from resnet_nb.training.evaluation import EVAL_BATCH, eval_sums
 from resnet_nb.training.precision import default_precision
 from resnet_nb.training.schedule import make_optimizer
@@ -44,6 +44,13 @@ __all__ = ["LAYOUTS", "SHORT_RECIPE", "measure_step", "run_cpu_bench", "format_c
 LAYOUTS = (("fp32", "nchw"), ("bf16", "nchw"), ("fp32", "channels_last"), ("bf16", "channels_last"))
 SHORT_RECIPE = {"epochs": 20, "n_train": 50_000, "n_test": 10_000,
                 "models": ("plain20", "plain56", "resnet20", "resnet56")}
+
+
+def describe_device(device: torch.device) -> str:
+    """The measured device in a bench result: the GPU's name, or "CPU: <model>, <n> threads"."""
+    if device.type == "cuda":
+        return device_name(device)
+    return f"CPU: {device_name(device)}, {torch.get_num_threads()} threads"
 
 
 def _sync(device: torch.device):
@@ -137,7 +144,7 @@ def _synthetic(n: int, device) -> dict:
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 10, (n,), generator=g)
-    mean, std = cifar10.channel_stats(x[:5000])
+    mean, std = augment.channel_stats(x[:5000])
     return {"x": x, "y": y, "mean": mean, "std": std, "x_dev": x.to(device), "y_dev": y.to(device)}
 
 
@@ -155,8 +162,8 @@ def measure_step(model_name: str, precision: str, layout: str, steps: int, warmu
     n = max(batch_size, 1024)
     x8 = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 10, (n,), generator=g)
-    mean, std = cifar10.channel_stats(x8)
-    batches = [(cifar10.normalize(xb, mean, std), yb) for xb, yb in zip(x8.split(batch_size), y.split(batch_size))
+    mean, std = augment.channel_stats(x8)
+    batches = [(augment.normalize(xb, mean, std), yb) for xb, yb in zip(x8.split(batch_size), y.split(batch_size))
                if yb.numel() == batch_size]
     model.train()
     for i in range(warmup):
@@ -169,7 +176,7 @@ def measure_step(model_name: str, precision: str, layout: str, steps: int, warmu
     out = {"model": model_name, "precision": precision, "layout": layout, "threads": torch.get_num_threads(),
            "train_img_s": steps * batch_size / train_s}
     if eval_images:
-        xe = cifar10.normalize(x8[:min(eval_images, EVAL_BATCH)], mean, std)
+        xe = augment.normalize(x8[:min(eval_images, EVAL_BATCH)], mean, std)
         model.eval()
         with torch.no_grad():
             eval_sums(model, xe, y[:xe.shape[0]], precision)        # warm-up

@@ -45,37 +45,30 @@ images per model) and of 5 seeds of all four models; bookkeeping between epochs
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import io
 import json
 import os
-import sys
-import tempfile
 import time
-import traceback
-import warnings
-from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
-from resnet_nb.bench.cpu import _cycle, _median_time, _sync, _synthetic, bench_common
-from resnet_nb.data import cifar10
+from resnet_nb.bench.cpu import _cycle, _median_time, _sync, _synthetic, bench_common, describe_device
+from resnet_nb.bench.sync_check import SYNC_STEPS, run_sync_check
+from resnet_nb.data import augment
 from resnet_nb.models.packed import PackedCifarResNet
 from resnet_nb.models.resnet import build_model, parse_model_name
+from resnet_nb.training.batches import PackBatcher, evaluate_pack
 from resnet_nb.training.config import PRECISIONS
 from resnet_nb.training.evaluation import EvalForward
 from resnet_nb.training.graphs import COMPILE_BACKEND_ENV, COMPILE_MODE_ENV
-from resnet_nb.training.loop import PackBatcher, evaluate_pack
 from resnet_nb.training.precision import check_precision
 from resnet_nb.training.prepare import resolve_device
 from resnet_nb.training.schedule import make_optimizer, set_lr
 from resnet_nb.training.step import ConcurrentSteps, TrainStep, prepare_model
 
-__all__ = ["run_bench", "add_arguments", "run_cli", "SEED_RECIPE", "sync_check", "SYNC_STEPS", "merge_results",
-           "COMPILE_CHECK_STEPS"]
+__all__ = ["run_bench", "add_arguments", "run_cli", "SEED_RECIPE", "merge_results", "COMPILE_CHECK_STEPS"]
 
 # the seed report's reproduction: epochs, training images, test images per epoch
 SEED_RECIPE = {"epochs": 200, "n_train": 50_000, "n_test": 10_000, "models": 4}
@@ -106,7 +99,7 @@ def bench_fast(depth: int, residual: list[bool], data, device, args, label: str,
         xb, yb = next(batches)
         if single_name:
             xb, yb = xb[0], yb[0]
-        return cifar10.normalize(xb, mean, std), yb
+        return augment.normalize(xb, mean, std), yb
 
     def run(st, o, x, y):
         set_lr(o, 0.1)                              # as the training loop does every step
@@ -137,7 +130,7 @@ def bench_fast(depth: int, residual: list[bool], data, device, args, label: str,
     t = _median_time(train_step, device, args.warmup, args.steps, args.repeats)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     n_eval = min(x_dev.shape[0], args.eval_images)
-    norm = SimpleNamespace(normalize=lambda x: cifar10.normalize(x, mean, std))
+    norm = SimpleNamespace(normalize=lambda x: augment.normalize(x, mean, std))
     forward = EvalForward(model, args.precision)                  # as training evaluates
 
     def evaluate():
@@ -161,7 +154,7 @@ def _bench_steps(steps, opts, draw, data, device, args):
         batches = []
         for (xb, yb), opt in zip(draw(), opts):
             set_lr(opt, 0.1)                            # as the training loop does every step
-            batches.append((cifar10.normalize(xb, mean, std), yb))
+            batches.append((augment.normalize(xb, mean, std), yb))
         both(batches)
 
     return _median_time(train_step, device, args.warmup, args.steps, args.repeats), both
@@ -213,7 +206,7 @@ def bench_branches(depths: list[int], data, device, args, variant: str) -> dict:
     t, both = _bench_steps(steps, opts, draw, data, device, args)
     n_eval = min(x_dev.shape[0], args.eval_images)
     mean, std = data["mean"].to(device), data["std"].to(device)
-    norm = SimpleNamespace(normalize=lambda x: cifar10.normalize(x, mean, std))
+    norm = SimpleNamespace(normalize=lambda x: augment.normalize(x, mean, std))
     forwards = [EvalForward(m, args.precision) for m in models]   # as training evaluates
 
     def evaluate():
@@ -232,106 +225,6 @@ def bench_branches(depths: list[int], data, device, args, variant: str) -> dict:
 
 # --------------------------------------------------------------------------- --sync-check
 
-SYNC_STEPS = (20, 120)      # training steps of the two measured one-epoch runs (the last one partial)
-SYNC_TEST_IMAGES = 2000     # two full evaluation batches: evaluation is captured and replayed too
-SYNC_PACK_MODES = ("grouped", "branches")
-SYNC_WARNING = "synchronizing CUDA operation"   # torch's text under set_sync_debug_mode("warn")
-SYNC_NEEDS_CUDA = ("resnet-nb bench --sync-check needs CUDA: it counts host syncs with "
-                   "torch.cuda.set_sync_debug_mode, which watches CUDA streams only; the device here is {device}. "
-                   "Run it on a machine with a CUDA GPU (resnet-nb gpu-check runs it)")
-
-
-class _SyncLog:
-    """Counts torch's sync warnings, each by the innermost resnet_nb frame that made it (its
-    function names the part of the loop: ``_train_epoch``, ``evaluate_pack``, ``_save`` ...)."""
-
-    def __init__(self) -> None:
-        self.n, self.where, self.show = 0, Counter(), warnings.showwarning
-
-    def __call__(self, message, category, filename, lineno, file=None, line=None):
-        if SYNC_WARNING not in str(message):
-            return self.show(message, category, filename, lineno, file, line)
-        self.n += 1
-        ours = [f for f in traceback.extract_stack()[:-1]
-                if f"{os.sep}resnet_nb{os.sep}" in f.filename and not f.filename.endswith("bench.py")]
-        f = ours[-1] if ours else None
-        self.where[f"{Path(f.filename).name}:{f.lineno} ({f.name})" if f else f"{Path(filename).name}:{lineno}"] += 1
-
-
-def _count_syncs(fn) -> _SyncLog:
-    """Run ``fn()`` under ``torch.cuda.set_sync_debug_mode("warn")``; its syncs, counted."""
-    log = _SyncLog()
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = log
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            fn()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return log
-
-
-def sync_check(args: argparse.Namespace, device: torch.device) -> dict:
-    """Host syncs per training step of the real loop on ``device``, a CUDA device (see the
-    module docstring): per pack mode, ``{"mode", "steps", "syncs", "per_step", "per_run",
-    "growing", "where", "runtime"}``; ``growing``: the places whose count grows with the
-    steps (the per-step syncs)."""
-    from resnet_nb.runs.rundir import CONFIG_FILE, read_json
-    from resnet_nb.training.config import make_config
-    from resnet_nb.training.loop import plan_packs
-    from resnet_nb.training.train import train_many
-
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    b = args.batch_size
-    sizes = [(s - 1) * b + max(b // 2, 1) for s in SYNC_STEPS]     # s steps, the last one partial
-    modes = []
-    with tempfile.TemporaryDirectory(prefix="resnet-nb-sync-") as tmp:
-        root = cifar10.write_fake_cifar10(Path(tmp) / "data", max(sizes), SYNC_TEST_IMAGES, seed=0).parent
-
-        def train_run(mode: str, n: int, tag: str) -> list[Path]:
-            cfgs = [make_config("seed", model=m, run_name=m, epochs=1, batch_size=b, train_subset=n,
-                                test_subset=SYNC_TEST_IMAGES, dataset="synthetic", data_root=str(root),
-                                device=str(device), precision=args.precision, pack_mode=mode,
-                                out_dir=str(Path(tmp) / "runs"), run_id=f"sync-{mode}-{tag}") for m in models]
-            out = io.StringIO()                # no progress bar (its syncs are for terminals), a quiet log
-            try:
-                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                    return train_many(cfgs, pack=True)
-            except BaseException:
-                print(out.getvalue()[-4000:], file=sys.stderr)
-                raise
-
-        for mode in SYNC_PACK_MODES:
-            n_packs = len(plan_packs([make_config("seed", model=m, pack_mode=mode) for m in models], pack=True))
-            train_run(mode, sizes[0], "warm-up")          # cuDNN autotuning, lazy initialisation
-            logs, dirs = [], None
-            for n, tag in zip(sizes, ("short", "long")):
-                holder = {}
-                logs.append(_count_syncs(lambda: holder.update(dirs=train_run(mode, n, tag))))
-                dirs = holder["dirs"]
-            short, long = logs
-            per_step = (long.n - short.n) / ((SYNC_STEPS[1] - SYNC_STEPS[0]) * n_packs)
-            modes.append({"mode": mode, "models": models, "packs": n_packs, "steps": list(SYNC_STEPS),
-                          "syncs": [short.n, long.n], "per_step": per_step,
-                          "per_run": short.n - per_step * SYNC_STEPS[0] * n_packs,
-                          "growing": dict(long.where - short.where), "where": dict(long.where.most_common()),
-                          "runtime": read_json(dirs[0] / CONFIG_FILE).get("runtime")})
-            print(_sync_line(modes[-1]), flush=True)
-    return {"device": _device_name(device), "torch": torch.__version__, "batch_size": b,
-            "precision": args.precision, "data": "synthetic fixture (timing-free: counts only)", "modes": modes}
-
-
-def _sync_line(m: dict) -> str:
-    rt = m["runtime"] or {}
-    line = (f"sync check, pack mode {m['mode']} ({'+'.join(m['models'])}, {m['packs']} pack(s)): "
-            f"{m['syncs'][0]} syncs in a run of {m['steps'][0]} steps, {m['syncs'][1]} in one of {m['steps'][1]}: "
-            f"{m['per_step']:.3g} per step, {m['per_run']:.0f} per run (start-up, capture, evaluation, checkpoint); "
-            f"training graph steps {rt.get('graph_steps')}, evaluation graph batches {rt.get('eval_graph_batches')}")
-    if m["growing"]:
-        line += "\n  syncs that grow with the steps: " + ", ".join(f"{k} x{v}" for k, v in m["growing"].items())
-    return line
-
 
 # --------------------------------------------------------------------------- driver
 
@@ -339,13 +232,6 @@ def _seconds(img_s_train: float, img_s_eval: float) -> float:
     """Wall time of one run of the seed recipe (or of a pack, at per-member rates)."""
     r = SEED_RECIPE
     return r["epochs"] * (r["n_train"] / img_s_train + r["n_test"] / img_s_eval)
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import platform
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def run_bench(args: argparse.Namespace) -> dict:
@@ -405,7 +291,7 @@ def run_bench(args: argparse.Namespace) -> dict:
     for r in rows:
         base = _base(rows, r)
         r["ratio_to_a"] = r["train_img_s"] / base["train_img_s"] if base else None
-    result = {"device": _device_name(device), "device_type": device.type, "torch": torch.__version__,
+    result = {"device": describe_device(device), "device_type": device.type, "torch": torch.__version__,
               "data": f"synthetic uint8 ({args.n_train} random images): timing only",
               "settings": {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "func"},
               "rows": rows, "implied": _implied(rows, depths)}
@@ -614,33 +500,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="", help="write the results as JSON to this file")
 
 
-def _run_sync_check(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    if device.type != "cuda":
-        print(SYNC_NEEDS_CUDA.format(device=device), file=sys.stderr)
-        return 2
-    if getattr(args, "models", None) is None:
-        args.models = "plain20,resnet20"
-    for m in args.models.split(","):
-        parse_model_name(m)
-    if args.precision == "auto":
-        args.precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if args.batch_size < 2:
-        raise ValueError(f"--batch-size must be at least 2 for --sync-check (a partial last batch); got {args.batch_size}")
-    res = sync_check(args, device)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
-        print(f"results: {args.out}")
-    bad = [m for m in res["modes"] if m["per_step"] > 0]
-    for m in bad:
-        print(f"resnet-nb bench --sync-check: pack mode {m['mode']}: {m['per_step']:.3g} host syncs per training "
-              f"step; where: {', '.join(m['growing']) or 'see the JSON'}", file=sys.stderr)
-    if not bad:
-        print("no host sync per training step (the syncs left are once per run or epoch)")
-    return 1 if bad else 0
-
-
 def _cpu_table_wanted(args: argparse.Namespace) -> bool:
     """``--device cpu`` (or auto without a GPU) and none of the GPU path's options: the CPU
     table of ``resnet_nb.bench.cpu`` (precision x memory layout x threads)."""
@@ -681,7 +540,7 @@ def _report(res: dict, table, out: str) -> int:
 
 def run_cli(args: argparse.Namespace) -> int:
     if getattr(args, "sync_check", False):
-        return _run_sync_check(args)
+        return run_sync_check(args)
     if _cpu_table_wanted(args):
         return _run_cpu_table(args)
     defaults = DEFAULTS["cuda" if resolve_device(args.device).type == "cuda" else "cpu"]

@@ -140,7 +140,7 @@ def evaluate_run(run_dir: str | Path, data_root: str | None = None, device: str 
     """
     from resnet_nb.analysis.plots import provenance_label
     from resnet_nb.models.resnet import build_model
-    from resnet_nb.training.loop import evaluate
+    from resnet_nb.training.batches import evaluate
     from resnet_nb.training.precision import check_precision
     from resnet_nb.training.prepare import resolve_device
 

@@ -53,7 +53,7 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import nn
 
-from resnet_nb.data import cifar10
+from resnet_nb.data import augment
 from resnet_nb.models.packed import (
     PackedCifarResNet,
     member_optimizer_state,
@@ -64,16 +64,16 @@ from resnet_nb.models.packed import (
 from resnet_nb.models.resnet import CifarResNet, build_model, count_parameters, parse_model_name
 from resnet_nb.runs.environment import collect
 from resnet_nb.runs.rundir import NoSpaceError, is_no_space
+from resnet_nb.training.batches import PackBatcher, evaluate_pack
 from resnet_nb.training.config import LEGACY_PRECISION
-from resnet_nb.training.evaluation import EVAL_BATCH, EvalForward, eval_sums
+from resnet_nb.training.evaluation import EVAL_BATCH, EvalForward
 from resnet_nb.training.precision import check_precision, settle_precision
 from resnet_nb.training.prepare import DATA_SEED_OFFSET, PreparedData, prepare_data, resolve_device
 from resnet_nb.training.run_writer import RunWriter, check_fingerprint, inspect_run
 from resnet_nb.training.schedule import iters_per_epoch, lr_at, make_optimizer, planned_epochs, set_lr
 from resnet_nb.training.step import ConcurrentSteps, TrainStep, prepare_model
 
-__all__ = ["PACK_FREE_FIELDS", "plan_packs", "PackBatcher", "evaluate_pack", "evaluate",
-           "train_pack", "Trained", "EVAL_BATCH", "Budget"]
+__all__ = ["PACK_FREE_FIELDS", "plan_packs", "train_pack", "Trained", "EVAL_BATCH", "Budget"]
 
 # TrainConfig fields that may differ between members of one pack: everything else (the
 # recipe, the data, the device, the pack mode) must be equal, and in a grouped pack the depth too.
@@ -105,68 +105,6 @@ def plan_packs(cfgs: Sequence, pack: bool | None = None) -> list[list[int]]:
             key = ("alone", i)
         groups.setdefault(key, []).append(i)
     return list(groups.values())
-
-
-class PackBatcher:
-    """The training batches of N members, each from its own generator.
-
-    Member ``i`` makes the call of a single run: once per epoch ``data.augment_epoch`` (the
-    epoch's permutation and all its crops and flips, drawn at once from its generator).
-    ``batches()`` stacks the members' epochs once, (N, n, 3, H, W) uint8 and (N, n), then
-    yields views of it, batch after batch: (x (N, B, 3, H, W), y (N, B)), no copy per step;
-    the last batch may be smaller. Each epoch is a new tensor, so a batch stays valid after
-    the next epoch starts. The whole epoch is drawn when its first batch is asked for.
-    """
-
-    def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, batch_size: int,
-                 generators: Sequence[torch.Generator]) -> None:
-        self.x, self.y, self.batch_size, self.generators = train_x, train_y, batch_size, list(generators)
-
-    def batches(self):
-        n, b = self.x.shape[0], self.batch_size
-        if b <= 0:
-            raise ValueError(f"batch_size must be positive; got {b}")
-        xs = self.x.new_empty((len(self.generators), *self.x.shape))         # (N, n, 3, H, W)
-        ys = self.y.new_empty((len(self.generators), n))                     # (N, n)
-        for k, g in enumerate(self.generators):      # one member's epoch at a time: peak N+1 epochs
-            xs[k], ys[k] = cifar10.augment_epoch(self.x, self.y, g)
-        for i in range(0, n, b):
-            yield xs[:, i:i + b], ys[:, i:i + b]
-
-
-@torch.no_grad()
-def evaluate_pack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: PreparedData,
-                  precision: str = "fp32", batch_size: int = EVAL_BATCH,
-                  forward: EvalForward | None = None) -> tuple[list[float], list[float]]:
-    """Per-member mean cross-entropy and top-1 accuracy (fraction) on uint8 images x
-    (n, 3, 32, 32), labels y (n,); every member sees the same images. ``model`` is a pack,
-    or one ``CifarResNet`` (a pack of one: lists of length 1).
-
-    Each batch of ``batch_size`` images is normalised (``data.normalize``) and evaluated by
-    ``forward`` (``step.EvalForward`` of ``model``: on CUDA a replayed graph for full batches,
-    what training passes) or, without one, eagerly (``step.eval_sums``): the same sums. The
-    sums stay on the device; the two lists at the end are the one host sync."""
-    if forward is not None and (forward.model is not model or forward.precision != precision
-                                or forward.batch_size != batch_size):
-        raise ValueError(f"evaluate_pack: the forward was made for another network, precision or batch size "
-                         f"({forward.precision}, {forward.batch_size}; asked {precision}, {batch_size}): "
-                         f"make it with step.EvalForward(model, precision, batch_size=batch_size)")
-    model.eval()
-    loss = correct = None
-    for i in range(0, x.shape[0], batch_size):
-        xb, yb = data.normalize(x[i:i + batch_size]), y[i:i + batch_size]
-        loss_sum, corr = forward(xb, yb) if forward is not None else eval_sums(model, xb, yb, precision)
-        loss, correct = (loss_sum, corr) if loss is None else (loss + loss_sum, correct + corr)
-    n = x.shape[0]
-    return [v / n for v in loss.tolist()], [v / n for v in correct.tolist()]
-
-
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: PreparedData,
-             precision: str = "fp32", batch_size: int = EVAL_BATCH,
-             forward: EvalForward | None = None) -> tuple[float, float]:
-    """``evaluate_pack`` of one model: (mean cross-entropy, top-1 accuracy)."""
-    loss, acc = evaluate_pack(model, x, y, data, precision, batch_size, forward)
-    return loss[0], acc[0]
 
 
 class Trained(NamedTuple):
@@ -611,7 +549,7 @@ def _save(writer, record, model_state, opt_state, generator, device, data) -> No
     writer.save_epoch(record, model_state, {
         "optimizer": opt_state,
         "scheduler": {"kind": "lr_at", "schedule": writer.cfg.schedule, "iteration": record["iteration"]},
-        "rng": {"torch": torch.get_rng_state(), "data": generator.get_state(), "augment": cifar10.AUGMENT_SCHEME,
+        "rng": {"torch": torch.get_rng_state(), "data": generator.get_state(), "augment": augment.AUGMENT_SCHEME,
                 "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
         "device_type": device.type, "dataset_fingerprint": data.info["fingerprint"]}, norm)
 

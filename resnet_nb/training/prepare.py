@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from resnet_nb.data import cifar10
+from resnet_nb.data import augment, cifar10
 from resnet_nb.training.config import TrainConfig
 
 __all__ = ["PreparedData", "prepare_data", "resolve_device", "SUBSET_SEED", "DATA_SEED_OFFSET"]
@@ -53,7 +53,7 @@ class PreparedData:
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images -> float32 network input."""
-        return cifar10.normalize(x, self.mean, self.std)
+        return augment.normalize(x, self.mean, self.std)
 
 
 def _fixed_subset(n: int, k: int) -> torch.Tensor:
@@ -93,10 +93,10 @@ def prepare_data(cfg: TrainConfig, device: torch.device | str = "cpu") -> Prepar
 
     train_x = ds.train_x[train_idx]
     if cfg.normalization == "channel":
-        mean, std = cifar10.channel_stats(train_x)
+        mean, std = augment.channel_stats(train_x)
         norm = {"kind": "channel", "mean": mean.tolist(), "std": std.tolist()}
     else:
-        mean, std = cifar10.pixel_mean(train_x), None
+        mean, std = augment.pixel_mean(train_x), None
         norm = {"kind": "pixel", "mean_of_mean_image": mean.mean(dim=(1, 2)).tolist()}
     to = dict(device=device)
     info = {**ds.info(), "dataset": cfg.dataset, "n_train_used": int(train_idx.numel()),

@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import torch
 
-from resnet_nb.data.cifar10 import AUGMENT_SCHEME
+from resnet_nb.data.augment import AUGMENT_SCHEME
 from resnet_nb.runs import rundir
 from resnet_nb.runs.rundir import (
     BEST_FILE,

@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 
-from resnet_nb.bench import throughput
+from resnet_nb.bench import sync_check
 from resnet_nb.cli import main
 from resnet_nb.training import loop
 
@@ -27,8 +27,8 @@ def test_sync_check_counts_the_syncs_of_each_step(monkeypatch, tmp_path, capsys)
     """A sync per network per step (planted in the loop's lr update) is found, per step, in both
     pack modes, and named by where the loop made it; the once-per-run syncs are not counted."""
     monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda mode: None)
-    monkeypatch.setattr(throughput, "SYNC_STEPS", (2, 5))
-    monkeypatch.setattr(throughput, "SYNC_TEST_IMAGES", 4)
+    monkeypatch.setattr(sync_check, "SYNC_STEPS", (2, 5))
+    monkeypatch.setattr(sync_check, "SYNC_TEST_IMAGES", 4)
     monkeypatch.setenv("RESNET_NB_CUDA_GRAPHS", "0")
     real_set_lr = loop.set_lr
 
@@ -45,7 +45,7 @@ def test_sync_check_counts_the_syncs_of_each_step(monkeypatch, tmp_path, capsys)
 
     monkeypatch.setattr(loop, "_save", syncing_save)
     args = argparse.Namespace(models="plain8,resnet8", batch_size=4, precision="fp32")
-    res = throughput.sync_check(args, torch.device("cpu"))
+    res = sync_check.sync_check(args, torch.device("cpu"))
     grouped, branches = res["modes"]
     assert grouped["mode"] == "grouped" and grouped["packs"] == 1 and grouped["per_step"] == 1.0
     assert branches["mode"] == "branches" and branches["per_step"] == 2.0       # a network each

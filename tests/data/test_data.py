@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from resnet_nb.data import cifar10
+from resnet_nb.data import augment, cifar10
 from resnet_nb.data.cifar10 import DataError
 
 
@@ -240,22 +240,22 @@ def test_crop_flip_equals_torchvision():
     top = torch.randint(0, 9, (16,), generator=g)
     left = torch.randint(0, 9, (16,), generator=g)
     flip = torch.rand(16, generator=g) < 0.5
-    out = cifar10.crop_flip(x, top, left, flip)
+    out = augment.crop_flip(x, top, left, flip)
     for i in range(16):
         ref = TF.crop(TF.pad(x[i], [4]), int(top[i]), int(left[i]), 32, 32)
         if flip[i]:
             ref = TF.hflip(ref)
         assert torch.equal(out[i], ref), i
     # the corners of a (0, 0) crop are padding zeros
-    z = cifar10.crop_flip(x[:1], torch.tensor([0]), torch.tensor([0]), torch.tensor([False]))
+    z = augment.crop_flip(x[:1], torch.tensor([0]), torch.tensor([0]), torch.tensor([False]))
     assert torch.count_nonzero(z[0, :, :4, :4]) == 0
 
 
 def test_random_crop_flip_distribution_and_seed():
     # every row holds x-coordinates + 1, so padding (0) is distinguishable from pixels
     x = (torch.arange(32, dtype=torch.float32) + 1).expand(4000, 1, 32, 32).contiguous()
-    a = cifar10.random_crop_flip(x, torch.Generator().manual_seed(1))
-    b = cifar10.random_crop_flip(x, torch.Generator().manual_seed(1))
+    a = augment.random_crop_flip(x, torch.Generator().manual_seed(1))
+    b = augment.random_crop_flip(x, torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
     row = a[:, 0, 16]
     flipped = row[:, 10] > row[:, 11]
@@ -271,7 +271,7 @@ def test_augment_epoch_is_crop_flip_of_a_seeded_permutation_in_any_chunks():
     n = 37
     x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     y = torch.arange(n) * 3                                   # labels that name their image
-    xe, ye = cifar10.augment_epoch(x, y, torch.Generator().manual_seed(5))
+    xe, ye = augment.augment_epoch(x, y, torch.Generator().manual_seed(5))
     assert xe.shape == x.shape and xe.dtype == torch.uint8 and ye.shape == (n,)
     # the documented draws: a permutation, then top, left and flip of all n images
     g = torch.Generator().manual_seed(5)
@@ -281,30 +281,30 @@ def test_augment_epoch_is_crop_flip_of_a_seeded_permutation_in_any_chunks():
     assert 0 < int(flip.sum()) < n and len(set(top.tolist())) > 1          # the draws vary
     assert sorted((ye // 3).tolist()) == list(range(n)) and torch.equal(ye, y[order])
     for k in range(n):
-        one = cifar10.crop_flip(x[order[k]][None], top[k:k + 1], left[k:k + 1], flip[k:k + 1])
+        one = augment.crop_flip(x[order[k]][None], top[k:k + 1], left[k:k + 1], flip[k:k + 1])
         assert torch.equal(xe[k], one[0]), k
     for chunk in (1, 5, n, 1000):                             # chunked == one shot
-        xc, yc = cifar10.augment_epoch(x, y, torch.Generator().manual_seed(5), chunk=chunk)
+        xc, yc = augment.augment_epoch(x, y, torch.Generator().manual_seed(5), chunk=chunk)
         assert torch.equal(xc, xe) and torch.equal(yc, ye), chunk
-    xo, yo = cifar10.augment_epoch(x, y, torch.Generator().manual_seed(6))
+    xo, yo = augment.augment_epoch(x, y, torch.Generator().manual_seed(6))
     assert not torch.equal(yo, ye) and not torch.equal(xo, xe)             # another seed, another epoch
     with pytest.raises(ValueError, match="chunk must be positive"):
-        cifar10.augment_epoch(x, y, chunk=0)
+        augment.augment_epoch(x, y, chunk=0)
 
 
 def test_channel_stats_and_normalize():
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (200, 3, 32, 32), dtype=torch.uint8, generator=g)
-    mean, std = cifar10.channel_stats(x)
-    z = cifar10.normalize(x, mean, std)
+    mean, std = augment.channel_stats(x)
+    z = augment.normalize(x, mean, std)
     assert z.dtype == torch.float32
     assert torch.allclose(z.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
     assert torch.allclose(z.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-3)
     ref = TF.normalize(x.float() / 255, mean.tolist(), std.tolist())
     assert torch.allclose(z, ref, atol=1e-5)
-    pm = cifar10.pixel_mean(x)
+    pm = augment.pixel_mean(x)
     assert pm.shape == (3, 32, 32)
-    zp = cifar10.normalize(x, pm)
+    zp = augment.normalize(x, pm)
     assert torch.allclose(zp.mean(dim=0), torch.zeros(3, 32, 32), atol=1e-5)
 
 

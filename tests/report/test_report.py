@@ -466,7 +466,7 @@ def test_make_commands_are_code_blocks_not_inline_code(tmp_path, monkeypatch):
 def test_figure_captions_name_the_data(tmp_path, provenance, en_word, zh_word):
     """Every result figure's caption names the data's provenance, from the run files."""
     runs, figs = seed_like(tmp_path, preset="smoke" if provenance == "synthetic" else "seed", provenance=provenance)
-    from resnet_nb.report.facts import RESULT_FIGURES
+    from resnet_nb.report.figure_facts import RESULT_FIGURES
     for name in RESULT_FIGURES:                       # the figures exist (their content does not matter here)
         (figs / "r1" / name).write_bytes(b"")
     facts = facts_of(runs, figs)

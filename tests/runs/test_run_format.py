@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_nb.data.cifar10 import AUGMENT_SCHEME
+from resnet_nb.data.augment import AUGMENT_SCHEME
 from resnet_nb.models.resnet import build_model
 from resnet_nb.runs import rundir
 from resnet_nb.training.config import config_from_dict

@@ -14,7 +14,7 @@ import torch
 
 from resnet_nb.models.resnet import build_model
 from resnet_nb.runs import rundir
-from resnet_nb.training import loop
+from resnet_nb.training import batches, loop
 from resnet_nb.training.config import make_config
 from resnet_nb.training.step import TrainStep
 from resnet_nb.training.train import train, train_many
@@ -113,7 +113,7 @@ def test_members_match_their_standalone_runs(packed_run, alone_runs):
 
 def interrupt_in_epoch_2(cfgs, monkeypatch):
     """Train ``cfgs`` as a pack and Ctrl-C it during the second epoch's evaluation."""
-    real, calls = loop.evaluate_pack, {"n": 0}
+    real, calls = batches.evaluate_pack, {"n": 0}
 
     def flaky(*a, **k):
         calls["n"] += 1
@@ -141,7 +141,7 @@ def test_interrupted_pack_resumes_exactly(packed_run, fake_cifar, tmp_path, monk
 
 def test_a_packed_member_resumes_alone(fake_cifar, tmp_path, monkeypatch):
     cfgs = pack_cfgs(fake_cifar, tmp_path)[:2]
-    real, calls = loop.evaluate_pack, {"n": 0}
+    real, calls = batches.evaluate_pack, {"n": 0}
 
     def flaky(*a, **k):
         calls["n"] += 1

@@ -8,13 +8,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from resnet_nb.data import cifar10 as D
+from resnet_nb.data import augment
 from resnet_nb.models.packed import member_state_dict, pack_models
 from resnet_nb.models.resnet import build_model
 from resnet_nb.training import evaluation, graphs, precision, schedule
 from resnet_nb.training import step as S
+from resnet_nb.training.batches import PackBatcher, evaluate_pack
 from resnet_nb.training.config import make_config
-from resnet_nb.training.loop import PackBatcher, evaluate_pack
 from resnet_nb.training.precision import autocast
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -182,7 +182,7 @@ def test_pack_batcher_gives_each_member_its_standalone_batches():
         gi = torch.Generator().manual_seed(s)
         ref = []
         for epoch in range(2):
-            xe, ye = D.augment_epoch(xs, ys, gi)
+            xe, ye = augment.augment_epoch(xs, ys, gi)
             ref += [(xe[j:j + 16], ye[j:j + 16]) for j in range(0, 50, 16)]
         single = PackBatcher(xs, ys, 16, [torch.Generator().manual_seed(s)])          # train() of seed s
         alone = [b for epoch in range(2) for b in single.batches()]
@@ -376,8 +376,8 @@ def _todays_evaluate_pack(model, x, y, normalize, precision="fp32", batch_size=1
 def _eval_data(n=13, seed=3):
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
-    mean, std = D.channel_stats(x)
-    return x, torch.randint(0, 10, (n,), generator=g), SimpleNamespace(normalize=lambda v: D.normalize(v, mean, std))
+    mean, std = augment.channel_stats(x)
+    return x, torch.randint(0, 10, (n,), generator=g), SimpleNamespace(normalize=lambda v: augment.normalize(v, mean, std))
 
 
 @pytest.mark.parametrize("packed", [False, True])

@@ -21,8 +21,8 @@ import torch
 from resnet_nb.models.resnet import build_model, count_parameters
 from resnet_nb.runs import rundir
 from resnet_nb.training import loop
+from resnet_nb.training.batches import evaluate
 from resnet_nb.training.config import config_from_dict, make_config
-from resnet_nb.training.loop import evaluate
 from resnet_nb.training.prepare import prepare_data
 from resnet_nb.training.step import TrainStep
 from resnet_nb.training.train import TrainingDiverged, train, train_many
