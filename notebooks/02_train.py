@@ -22,8 +22,9 @@
 # ends with their loss and accuracy curves.
 #
 # **Parameters.** The names map 1:1 onto the fields of `resnet_nb.training.config.TrainConfig`;
-# a value left at `None` comes from the `preset` (`seed`: the seed report's recipe,
-# `paper`: sec. 4.2 with 64k iterations and a 45k/5k split, `smoke`: a CPU-sized check).
+# a value left at `None` comes from the `preset` (`seed`: the seed report's recipe, `short`:
+# the seed recipe at 20 epochs, for a CPU, `paper`: sec. 4.2 with 64k iterations and a 45k/5k
+# split, `smoke`: a CPU-sized check).
 # Two extras, `models` and `seeds` (comma lists), train the cross product, named `<model>`
 # or `<model>-seed<s>` when there are several seeds. With papermill:
 #
@@ -44,38 +45,40 @@ from resnet_nb.training.train import train, train_many
 notebook_setup(globals())  # relative paths below are relative to the project root
 
 # %% tags=["parameters"]
-preset = "seed"             # seed | paper | smoke: the recipe; every None below comes from it
-model = "resnet20"          # plain<depth> | resnet<depth> (depth 6n+2: 20, 56, 110, ...)
-models = ""                 # comma list (e.g. plain20,resnet20): several models; overrides model
-seed = 0                    # seed of the weight init and of the data order/augmentation
-seeds = ""                  # comma list (e.g. 0,1,2): several seeds; overrides seed
-shortcut = None             # A (zero-padding, paper) | B (1x1 projection)
-epochs = None               # full passes over the training images
-batch_size = None           # images per SGD step
-lr = None                   # initial learning rate
-momentum = None             # SGD momentum
-weight_decay = None         # L2 weight decay
-schedule = None             # epochs | iterations: unit of the milestones
-milestones = None           # lr x gamma at each milestone, e.g. "100,150"
-gamma = None                # lr multiplier at each milestone
-max_iters = None            # stop after this many SGD steps (0: no limit; paper 64000)
-warmup_iters = None         # SGD steps at warmup_lr first
-warmup_lr = None            # learning rate during warm-up
-normalization = None        # channel | pixel (per-pixel mean, paper)
-val_split = None            # training images held out for validation (paper 5000)
-train_subset = None         # use only this many training images (0: all)
-test_subset = None          # use only this many test images (0: all)
-dataset = "cifar10"         # cifar10 | synthetic (generated stand-in, demos and tests)
-data_root = None            # folder with CIFAR-10 (None: $RESNET_NB_DATA or data/cifar10)
-allow_noncanonical = None   # accept a CIFAR-10 copy whose md5 sums differ
-device = "auto"             # auto | cpu | cuda | cuda:<index>
-precision = None            # arithmetic precision of the training step (fp32, ...)
-out_dir = "experiments"     # root folder of run directories
-run_id = ""                 # folder grouping the runs ("": resume a matching unfinished one, else new)
-run_name = ""               # leaf folder of a single run ("": the model name)
-eval_every = None           # evaluate every this many epochs (and after the last)
-time_budget = None          # seconds this kernel may train (0: no limit); then the runs pause, resumable
-pack_mode = None            # grouped | branches: how a pack's members step together (same mathematics)
+# Every name but models/seeds is a TrainConfig field: `resnet-nb train --help` says what each means.
+# None takes the preset's value.
+preset = "seed"  # seed | short | paper | smoke
+model = "resnet20"
+models = ""  # comma list (plain20,resnet20): several models, instead of model
+seed = 0
+seeds = ""  # comma list (0,1,2): several seeds, runs named <model>-seed<s>
+shortcut = None
+epochs = None
+batch_size = None
+lr = None
+momentum = None
+weight_decay = None
+schedule = None
+milestones = None
+gamma = None
+max_iters = None
+warmup_iters = None
+warmup_lr = None
+normalization = None
+val_split = None
+train_subset = None
+test_subset = None
+dataset = "cifar10"
+data_root = None
+allow_noncanonical = None
+device = "auto"
+precision = None
+out_dir = "experiments"
+run_id = ""
+run_name = ""
+eval_every = None
+time_budget = None
+pack_mode = None
 
 # %% [markdown]
 # ## Load: the configs these parameters describe

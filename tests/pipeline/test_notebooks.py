@@ -80,7 +80,8 @@ def test_structure_imports_parameters_then_the_rest(name):
     assert "notebook_setup(globals())" in code[0].source
     assert "parameters" in code[1].metadata.get("tags", [])
     from papermill.translators import PythonTranslator
-    assert len(PythonTranslator.inspect(code[1])) == len(code[1].source.strip().splitlines()), \
+    assignments = [line for line in code[1].source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert len(PythonTranslator.inspect(code[1])) == len(assignments), \
         "papermill must parse every parameter line (no '=' in comments)"
 
 
