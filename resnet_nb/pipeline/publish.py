@@ -126,11 +126,24 @@ def publish(run_id: str, runs_dir: str | os.PathLike = "experiments",
     ``allow_unfinished``), an existing published copy (unless ``force``), a missing or stale
     summary.json, missing or stale PDFs, a bench file that is not JSON. The copy is written to a
     temporary folder and moved into place, so a failed publish leaves no half copy."""
-    from resnet_nb.runs.environment import git_commit
-
     check_run_id(run_id, "RUN_ID")
     src, fig, build = Path(runs_dir) / run_id, Path(figures_dir) / run_id, Path(build_dir) / run_id
     dest = Path(published_dir) / run_id
+    runs, unfinished = _runs_to_publish(run_id, runs_dir, src, dest, allow_unfinished, force)
+    pdfs = _checked_report(run_id, runs, fig, build)
+    bench = _checked_bench(bench)
+    result = Published(dest, unfinished=unfinished)
+    copies = _copies(runs, src, fig, pdfs, bench, result)
+    _write_atomically(dest, copies, result, lambda tmp: _manifest(run_id, runs, src, fig, build, bench, result, tmp))
+    root = Path(published_dir)
+    result.all_published_bytes = tree_bytes(root) if root.is_dir() else 0
+    return result
+
+
+def _runs_to_publish(run_id: str, runs_dir, src: Path, dest: Path, allow_unfinished: bool,
+                     force: bool) -> tuple[list[dict], list[str]]:
+    """The run id's runs and the unfinished ones' progress, refused unless there is something to
+    publish and nothing would be overwritten or published half-trained without asking."""
     if src.resolve() == dest.resolve():
         raise ValueError(f"{src} is already the published copy; publish from the run dirs (--runs-dir experiments)")
     runs = list_runs(runs_dir, run_id)  # FileNotFoundError naming the known run ids
@@ -144,7 +157,12 @@ def publish(run_id: str, runs_dir: str | os.PathLike = "experiments",
                          f"them marked as such")
     if dest.exists() and not force:
         raise ValueError(f"{dest} already exists; pass --force to replace it")
-    notebooks = _executed_notebooks(runs)  # where papermill ran: there, and only there
+    return runs, unfinished
+
+
+def _checked_report(run_id: str, runs: list[dict], fig: Path, build: Path) -> list[Path]:
+    """The report's PDFs, once summary.json and the PDFs are known to be there and newer than the
+    run files they come from."""
     summary_path = fig / "summary.json"
     remake = f"make report RUN_ID={run_id} (it re-runs the analysis when the run files are newer)"
     if not summary_path.is_file():
@@ -164,16 +182,24 @@ def publish(run_id: str, runs_dir: str | os.PathLike = "experiments",
     old = [p.name for p in pdfs if p.stat().st_mtime < summary_path.stat().st_mtime]
     if old:
         raise ValueError(f"{', '.join(old)} in {build} are older than {summary_path}: rebuild them: {remake}")
-    if bench is not None:
-        bench = Path(bench)
-        if not bench.is_file():
-            raise FileNotFoundError(f"bench file {bench} not found; write one with resnet-nb bench --out FILE")
-        read_json(bench)  # a file that is not JSON: ValueError naming it
+    return pdfs
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{run_id}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    result = Published(dest, unfinished=unfinished)
+
+def _checked_bench(bench: str | os.PathLike | None) -> Path | None:
+    if bench is None:
+        return None
+    bench = Path(bench)
+    if not bench.is_file():
+        raise FileNotFoundError(f"bench file {bench} not found; write one with resnet-nb bench --out FILE")
+    read_json(bench)  # a file that is not JSON: ValueError naming it
+    return bench
+
+
+def _copies(runs: list[dict], src: Path, fig: Path, pdfs: list[Path], bench: Path | None,
+            result: Published) -> list[tuple[Path, str]]:
+    """(source, path in the copy) of every file published; what each run dir keeps back goes
+    into ``result.left_out``."""
+    notebooks = _executed_notebooks(runs)  # where papermill ran: there, and only there
     copies: list[tuple[Path, str]] = []
     for run in runs:
         run_dir, name = Path(run["path"]), Path(run["path"]).name
@@ -188,27 +214,43 @@ def publish(run_id: str, runs_dir: str | os.PathLike = "experiments",
     copies += [(p, p.name) for p in pdfs]
     if bench is not None:
         copies.append((bench, BENCH_FILE))
+    return copies
+
+
+def _manifest(run_id: str, runs: list[dict], src: Path, fig: Path, build: Path, bench: Path | None,
+              result: Published, tmp: Path) -> dict:
+    """``published.json``: where the copy came from, each run's status and every file's sha256."""
+    from resnet_nb.runs.environment import git_commit
+
+    return {
+        "run_id": run_id, "published_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit()["commit"],
+        "from": {"runs": src.as_posix(), "figures": fig.as_posix(), "report": build.as_posix(),
+                 **({"bench": bench.as_posix()} if bench is not None else {})},
+        "runs": {Path(r["path"]).name: {"status": effective_status(r), "epochs": len(r.get("metrics") or []),
+                                        "executed_by": [e.get("by") for e in r.get("executed_by") or []
+                                                        if isinstance(e, dict)] or None}
+                 for r in runs},
+        "left_out": result.left_out,
+        "files": {rel: {"bytes": result.files[rel], "sha256": _sha256(tmp / rel)} for rel in sorted(result.files)},
+    }
+
+
+def _write_atomically(dest: Path, copies: list[tuple[Path, str]], result: Published, manifest_of) -> None:
+    """Copy into a temporary folder beside ``dest``, write the manifest, then move it into place
+    (an existing copy goes only once the new one is complete)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
     try:
         for source, rel in copies:
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, tmp / rel)
             result.files[rel] = (tmp / rel).stat().st_size
-        manifest = {
-            "run_id": run_id, "published_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "git_commit": git_commit()["commit"],
-            "from": {"runs": src.as_posix(), "figures": fig.as_posix(), "report": build.as_posix(),
-                     **({"bench": bench.as_posix()} if bench is not None else {})},
-            "runs": {Path(r["path"]).name: {"status": effective_status(r), "epochs": len(r.get("metrics") or []),
-                                            "executed_by": [e.get("by") for e in r.get("executed_by") or []
-                                                            if isinstance(e, dict)] or None}
-                     for r in runs},
-            "left_out": result.left_out,
-            "files": {rel: {"bytes": result.files[rel], "sha256": _sha256(tmp / rel)} for rel in sorted(result.files)},
-        }
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest_of(tmp), indent=2) + "\n", encoding="utf-8")
         result.files[MANIFEST_FILE] = (tmp / MANIFEST_FILE).stat().st_size
-        if dest.exists():  # --force: the old copy goes only once the new one is complete
-            old_dir = dest.parent / f".{run_id}.old-{os.getpid()}"
+        if dest.exists():  # --force
+            old_dir = dest.parent / f".{dest.name}.old-{os.getpid()}"
             dest.rename(old_dir)
             tmp.rename(dest)
             shutil.rmtree(old_dir)
@@ -216,9 +258,6 @@ def publish(run_id: str, runs_dir: str | os.PathLike = "experiments",
             tmp.rename(dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    root = Path(published_dir)
-    result.all_published_bytes = tree_bytes(root) if root.is_dir() else 0
-    return result
 
 
 # --------------------------------------------------------------------------- the README table
