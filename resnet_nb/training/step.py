@@ -1,57 +1,17 @@
 """One SGD step of the recipe (He et al. 2016, sec. 4.2), for one network or a pack of them.
 
-``TrainStep(model, optimizer, precision)(x, y)`` is the only SGD step in the project: it
-serves a single ``CifarResNet`` on (B, 3, H, W) and a ``PackedCifarResNet`` on
-(N, B, 3, H, W) alike. Next to it: the optimiser (``make_optimizer``), the learning rate
-(``lr_at``, ``set_lr``) and the arithmetic (``autocast``).
-
-These nets are small: at batch 128 a ResNet-56 step is ~600 tiny kernels, so an eager GPU
-step is bound by kernel-launch latency, not arithmetic (docs/speed.md). The
-levers, none of which changes the mathematics of the recipe:
-
-* ``precision="bf16"``: autocast to bfloat16 for convolutions and matmuls, fp32 master
-  weights, fp32 loss and BN statistics (``autocast``);
-* channels_last activations and fused SGD (``prepare_model``, ``make_optimizer``);
-* on CUDA the whole step (forward, backward, SGD update) captured once in a CUDA graph and
-  replayed. The learning rate lives in a device tensor that the graph reads, so an lr
-  change is a ``fill_`` and never a recapture. Capture runs 3 warm-up steps on the first
-  batch and then restores weights, BN state and momentum buffers, so the run's mathematics
-  are those of the eager loop. Momentum buffers start as zeros, which with dampening 0 is
-  exactly SGD's first step (buf = grad);
-* a batch of another shape (the last, partial batch of an epoch: 50000 = 390 x 128 + 80)
-  runs eagerly on the same weights and optimiser: no image is dropped, the recipe and the
-  iteration count per epoch are unchanged.
-
-``ConcurrentSteps`` steps several ``TrainStep``s together (``pack_mode="branches"``: a
-network per member; the bench: packs of two depths): on CUDA their graph bodies are captured
-in *one* CUDA graph, forked onto a stream each and joined, so the GPU may overlap their small
-kernels; on the CPU they step one after another. Each branch is exactly its step's body: only
-the scheduling differs, never the mathematics.
-
-``EvalForward`` is evaluation's forward pass (``loop.evaluate_pack`` runs it per batch of
-EVAL_BATCH images): on CUDA one network's eval-mode forward and loss under the run's precision,
-captured once for the full batch shape and replayed for every full batch; a batch of another
-shape (the last, partial one) runs eagerly. The same per-member sums either way (``eval_sums``).
-
-Host syncs: nothing here reads a device value on the host (no ``.item()``, ``.tolist()``,
-``nonzero``, boolean-mask indexing or ``if tensor``): a step and an evaluation batch return
-device tensors, and the training loop reads them once per epoch. ``resnet-nb bench
---sync-check`` counts the syncs per step of the real loop on a GPU.
-
-``TrainStep(..., compile=True)`` (a measured lever, not yet the training default; ``resnet-nb
-bench --compile`` measures it): the forward pass and loss go through ``torch.compile`` (its
-backward through AOTAutograd), so inductor fuses BN/ReLU/add and their backward into fewer
-kernels; on CUDA the compiled kernels are then captured in the step's own CUDA graph (compile
-first, at the first warm-up step; capture after). Training adopts it only after a GPU
-measurement says so, as ``pack_mode``'s default was chosen. A compile failure warns, is
-recorded (``counts()["compile_fallback"]``) and the step continues uncompiled.
-
-On the CPU the step runs eagerly. Where capture fails, a warning says so and the run
-continues eagerly. ``RESNET_NB_CUDA_GRAPHS=0`` turns capture off (eager reference runs on
-a GPU, e.g. ``resnet-nb gpu-check``). What really ran is counted, not assumed:
-``TrainStep.counts()`` (captures, graph replays, eager steps, the fallback reason) goes
-into each run's config.json (``runtime``), and ``announce`` hears once how the first
-capture attempt ended.
+``TrainStep(model, optimizer, precision)(x, y)`` is the only SGD step in the project: it serves a
+single ``CifarResNet`` on (B, 3, H, W) and a ``PackedCifarResNet`` on (N, B, 3, H, W) alike, and
+returns device tensors (no host sync: the loop reads them once per epoch). ``ConcurrentSteps``
+steps several ``TrainStep``s together (``pack_mode="branches"``): on CUDA one graph with a
+stream per member, on the CPU one after another; only the scheduling differs, never the
+mathematics. The levers, none of which changes the recipe: the precision (``precision``),
+channels_last and fused SGD (``prepare_model``, ``schedule.make_optimizer``), and on CUDA the
+whole step captured once in a CUDA graph and replayed (``graphs``; a batch of another shape,
+the last partial one, runs eagerly on the same weights). ``compile=True`` (measured by
+``resnet-nb bench --compile``, not a training default) compiles the forward and loss.
+``TrainStep.counts()`` records what really ran (captures, graph and eager steps, fallbacks)
+into each run's config.json.
 """
 from __future__ import annotations
 

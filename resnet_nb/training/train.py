@@ -1,45 +1,17 @@
 """Training entry points: one recipe for every model (He et al. 2016, sec. 4.2).
 
-``train(cfg)`` trains one ``TrainConfig`` into its run directory
-``<out_dir>/<run_id>/<run_name>/`` (the contract of ``resnet_nb.runs.rundir``, docs/run-directory.md);
-``train_many(cfgs)`` trains several into one run id, same-depth configs packed into one
-network on CUDA. The data flow, one module per step:
+``train(cfg)`` trains one ``TrainConfig`` into its run directory ``<out_dir>/<run_id>/<run_name>/``
+(``resnet_nb.runs.rundir``, docs/run-directory.md); ``train_many(cfgs)`` trains several into one run
+id, same-depth configs packed into one network on CUDA. The steps: ``prepare`` (images on the
+device), ``loop`` (epochs, evaluation, divergence, time budget), ``step`` (one SGD step),
+``schedule`` (optimiser, learning rate), ``run_writer`` (the run dir's files, exact resume).
 
-* ``resnet_nb.training.prepare``: the uint8 images on the training device (val split, subsets,
-  normalisation statistics of the training images in use);
-* ``resnet_nb.training.loop``: the epoch loop of one model or a pack: each epoch draws a seeded
-  permutation and augments all its images at once on the device (random 32x32 crop of the
-  4-pixel zero-padded image + horizontal flip, sec. 4.2; ``data.augment_epoch``), steps
-  batch by batch, and evaluates on the test set (and the val split when there is one)
-  every ``eval_every`` epochs; ``best.pth`` keeps the weights of the best test accuracy
-  (as the seed report did);
-* ``resnet_nb.training.step``: the SGD step (momentum, weight decay) and its learning rate, the pure
-  function ``lr_at(cfg, iteration, iters_per_epoch)`` (MultiStep at epoch or iteration
-  milestones, optional constant warm-up), written into the optimiser before every step;
-* ``resnet_nb.training.run_writer``: the run dir's files. Exact resume: ``last.pth`` (model,
-  optimiser, RNG states, epoch, iteration, best accuracy, the metrics so far) is written
-  atomically after every epoch. Rerunning the same config continues from it; on CPU the
-  finished ``metrics.json`` equals that of an uninterrupted run in every field except the
-  timings (``time``, ``elapsed``).
-
-A stored run is only resumed by a config that differs from it at most in
-``config.NON_MATH_FIELDS`` (out_dir, data_root, allow_noncanonical, device: where things
-are, not what is computed; the device *type* must match). Otherwise it is refused with the
-differing fields listed; ``restart=True`` (``--restart``) starts it over.
-
-With ``run_id=""`` the newest unfinished run under ``out_dir`` whose config matches is
-resumed (so rerunning a killed command continues it); if there is none, a new id
-``repro-YYYYmmdd-HHMMSS`` is made. ``train_many`` gives all its configs one run id.
-
-A loss that becomes NaN or infinite stops its run (status ``failed``, last good checkpoint
-kept; ``resnet_nb.training.loop`` states the rule): ``train`` raises ``TrainingDiverged``,
-``train_many`` reports it and trains the other configs.
-
-``time_budget`` (``--time-budget SECONDS``) bounds this process: counted from the call of
-``train``/``train_many`` (all its packs share it), training stops at the epoch boundary
-where the next epoch would not fit (``resnet_nb.training.loop.Budget``; the first epoch always
-runs). Such a run is ``paused``: last.pth holds its last epoch and rerunning the same
-command resumes it. ``resnet-nb train`` then exits with ``EXIT_PAUSED`` (75, EX_TEMPFAIL).
+A stored run is resumed only by a config that differs from it at most in
+``config.NON_MATH_FIELDS`` (where things are, not what is computed); otherwise it is refused with
+the differing fields (``restart=True`` starts it over). With ``run_id=""`` the newest unfinished
+matching run is resumed, else a new ``repro-YYYYmmdd-HHMMSS`` is made. A NaN or infinite loss
+stops its run (``TrainingDiverged``). ``time_budget`` pauses at the epoch boundary where the next
+epoch would not fit; ``resnet-nb train`` then exits with ``EXIT_PAUSED`` (75) and rerunning resumes.
 """
 from __future__ import annotations
 
