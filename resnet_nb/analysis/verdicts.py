@@ -270,13 +270,25 @@ def compare(a_values: Sequence[float | None], b_values: Sequence[float | None], 
         raise ValueError(f"data_provenance must be one of {', '.join(PROVENANCES)}; got {data_provenance!r}")
     a, bad_a = _finite(a_values)
     b, bad_b = _finite(b_values)
-    mean_a = sum(a) / len(a) if a else None
-    mean_b = sum(b) / len(b) if b else None
-    n = {"n_a": len(a), "n_b": len(b), "mean_a": mean_a, "mean_b": mean_b, "unit": unit,
+    n = {"n_a": len(a), "n_b": len(b), "mean_a": sum(a) / len(a) if a else None,
+         "mean_b": sum(b) / len(b) if b else None, "unit": unit,
          "excluded_a": bad_a, "excluded_b": bad_b}  # also when not assessable
-    if data_provenance == "synthetic":
+    early = _unassessable(data_provenance, preset, epochs, finished, unfinished, a, b, bad_a, bad_b, n)
+    if early is not None:
+        return early
+    g = _Gap.of(a, b, bad_a, bad_b, higher_is_better, unit, data_provenance, preset, epochs, n)
+    if len(a) == 1 or len(b) == 1:
+        return _one_seed_rule(g, a, b, preset, p_holm)
+    return _welch_rule(g, a, b, higher_is_better, p_holm)
+
+
+def _unassessable(provenance: str, preset: str, epochs: int | None, finished: bool,
+                  unfinished: Sequence[Progress], a: list[float], b: list[float], bad_a: int, bad_b: int,
+                  n: dict) -> Verdict | None:
+    """Rows 1 and 2 of the rule table (and no values at all): the verdict, or None to go on."""
+    if provenance == "synthetic":
         return Verdict("not_assessable", "not assessable: synthetic data", "无法判断：合成数据", 1, **n)
-    if data_provenance == "unknown":
+    if provenance == "unknown":
         return Verdict("not_assessable", "not assessable: unknown data provenance",
                        "无法判断：数据来源未知", 1, **n)
     if preset == "smoke":
@@ -295,76 +307,102 @@ def compare(a_values: Sequence[float | None], b_values: Sequence[float | None], 
             return not_assessable(f"every seed of {' and '.join(side)} diverged",
                                   f"{'、'.join(side)} 的每个种子都发散了", **n)
         return not_assessable("no result yet", "尚无结果", **n)
+    return None
 
-    diff = mean_a - mean_b
-    scale = _TO_DISPLAY[unit]
-    gap = (diff if higher_is_better else -diff) * scale
-    where_en, where_zh = _where(data_provenance, preset, epochs)
-    excl_en, excl_zh = _excluded_text(bad_a, bad_b)
-    nums = dict(gap=gap, diff=diff, **n)
-    g_en, g_zh = _gap_text(gap, unit, "en"), _gap_text(gap, unit, "zh")
-    accuracy = unit != "loss"
-    sigma = SIGMA_PUB_PP / scale if accuracy else None       # the published noise in the input unit
 
-    if len(a) == 1 or len(b) == 1:  # row 3: one seed (of at least one model)
-        if len(a) == len(b) == 1:
-            one = ("one seed" + where_en + excl_en, "单个种子" + where_zh + excl_zh)
-        else:
-            one = (f"{len(a)} vs {len(b)} seeds, z-test on the published noise{where_en}{excl_en}",
-                   f"{len(a)} 对 {len(b)} 个种子，基于公开种子噪声的 z 检验{where_zh}{excl_zh}")
-        if not accuracy or preset == "short":
-            why = ("no published seed noise for this metric", "该指标没有公开的种子噪声") if not accuracy else \
-                  ("the published seed noise is that of 200 epochs", "公开的种子噪声对应 200 个 epoch")
-            if gap < 0:
-                return Verdict("not_shown", f"not shown ({one[0]}): {g_en}, against the claim",
-                               f"未体现（{one[1]}）：{g_zh}，与论文方向相反", 3, **nums)
-            return Verdict("not_resolved", f"direction only ({one[0]}): {g_en}; {why[0]}",
-                           f"仅方向（{one[1]}）：{g_zh}；{why[1]}", 3, **nums)
-        observed = [math.sqrt(_var(xs)) for xs in (a, b) if len(xs) > 1]
-        sig = max([sigma, *observed])
-        se = sig * math.sqrt(1 / len(a) + 1 / len(b)) * scale          # in display points
-        p = 1 - NormalDist().cdf(gap / se)
-        nums.update(p=p, ci=(gap - Z_CI * se, gap + Z_CI * se), ci_basis="sigma_pub", p_holm=p_holm)
-        decide = p if p_holm is None else p_holm
-        margin = margin_pp(len(a), len(b), sig * scale)                 # = Z_ALPHA * se
-        if gap < 0:
-            return Verdict("not_shown", f"not shown ({one[0]}): {g_en}, against the claim",
-                           f"未体现（{one[1]}）：{g_zh}，与论文方向相反", 3, **nums)
-        holm_en, holm_zh = _holm_text(p_holm)
-        if decide < ALPHA:
-            return Verdict("shown", f"shown ({one[0]}{holm_en}): {g_en}, beyond the published seed noise "
-                           f"of {margin:.2f}", f"成立（{one[1]}{holm_zh}）：{g_zh}，超过公开的种子噪声 {margin:.2f}",
-                           3, **nums)
-        beyond = f", but not after Holm's correction{holm_en}" if gap > margin else f", not beyond {margin:.2f}"
-        beyond_zh = f"，但经 Holm 校正后不成立{holm_zh}" if gap > margin else f"，未超过 {margin:.2f}"
-        return Verdict("within_noise", f"within the published seed noise ({one[0]}): {g_en}{beyond}",
-                       f"在公开的种子噪声之内（{one[1]}）：{g_zh}{beyond_zh}", 3, **nums)
+@dataclass
+class _Gap:
+    """The gap in the claimed direction and the words every verdict line shares."""
 
-    seeds_en = f"Welch, {len(a)} vs {len(b)} seeds{where_en}{excl_en}"
-    seeds_zh = f"Welch 检验，{len(a)} 对 {len(b)} 个种子{where_zh}{excl_zh}"
-    floor = sigma ** 2 if accuracy else 0.0
-    resolution = RESOLUTION_PP / scale if accuracy else 1e-4    # losses are reported at 4 decimals
-    if not accuracy and max(_var(a), _var(b)) <= resolution ** 2:
-        if gap < 0:
-            return Verdict("not_shown", f"not shown ({seeds_en}): {g_en}, against the claim",
-                           f"未体现（{seeds_zh}）：{g_zh}，与论文方向相反", 4, **nums)
-        return Verdict("not_resolved", f"not resolved ({seeds_en}: no seed-to-seed spread): {g_en}",
-                       f"未能分辨（{seeds_zh}：种子之间没有差异）：{g_zh}", 4, **nums)
+    gap: float            # in display units (points, or loss), positive = as the paper claims
+    text_en: str
+    text_zh: str
+    where_en: str         # the data and recipe qualifier, excluded seeds
+    where_zh: str
+    scale: float          # input unit -> display unit
+    accuracy: bool
+    sigma: float | None   # the published seed noise in the input unit (accuracies only)
+    nums: dict
+
+    @classmethod
+    def of(cls, a, b, bad_a, bad_b, higher_is_better, unit, provenance, preset, epochs, n) -> "_Gap":
+        diff = n["mean_a"] - n["mean_b"]
+        scale = _TO_DISPLAY[unit]
+        gap = (diff if higher_is_better else -diff) * scale
+        where_en, where_zh = _where(provenance, preset, epochs)
+        excl_en, excl_zh = _excluded_text(bad_a, bad_b)
+        accuracy = unit != "loss"
+        return cls(gap, _gap_text(gap, unit, "en"), _gap_text(gap, unit, "zh"), where_en + excl_en,
+                   where_zh + excl_zh, scale, accuracy, SIGMA_PUB_PP / scale if accuracy else None,
+                   dict(gap=gap, diff=diff, **n))
+
+    def verdict(self, status: str, row: int, en: str, zh: str, tail_en: str = "", tail_zh: str = "") -> Verdict:
+        """``<en> : <gap><tail>`` in both languages; "not_shown" always reads "against the claim"."""
+        if status == "not_shown":
+            tail_en, tail_zh = ", against the claim", "，与论文方向相反"
+        return Verdict(status, f"{en}: {self.text_en}{tail_en}", f"{zh}：{self.text_zh}{tail_zh}", row, **self.nums)
+
+
+def _one_seed_rule(g: _Gap, a: list[float], b: list[float], preset: str, p_holm: float | None) -> Verdict:
+    """Row 3: one seed of at least one model, against the published seed noise (z-test)."""
+    if len(a) == len(b) == 1:
+        one_en, one_zh = "one seed" + g.where_en, "单个种子" + g.where_zh
+    else:
+        one_en = f"{len(a)} vs {len(b)} seeds, z-test on the published noise{g.where_en}"
+        one_zh = f"{len(a)} 对 {len(b)} 个种子，基于公开种子噪声的 z 检验{g.where_zh}"
+    if g.gap < 0 and (not g.accuracy or preset == "short"):
+        return g.verdict("not_shown", 3, f"not shown ({one_en})", f"未体现（{one_zh}）")
+    if not g.accuracy:
+        return g.verdict("not_resolved", 3, f"direction only ({one_en})", f"仅方向（{one_zh}）",
+                         "; no published seed noise for this metric", "；该指标没有公开的种子噪声")
+    if preset == "short":
+        return g.verdict("not_resolved", 3, f"direction only ({one_en})", f"仅方向（{one_zh}）",
+                         "; the published seed noise is that of 200 epochs", "；公开的种子噪声对应 200 个 epoch")
+    observed = [math.sqrt(_var(xs)) for xs in (a, b) if len(xs) > 1]
+    sig = max([g.sigma, *observed])
+    se = sig * math.sqrt(1 / len(a) + 1 / len(b)) * g.scale          # in display points
+    p = 1 - NormalDist().cdf(g.gap / se)
+    g.nums.update(p=p, ci=(g.gap - Z_CI * se, g.gap + Z_CI * se), ci_basis="sigma_pub", p_holm=p_holm)
+    margin = margin_pp(len(a), len(b), sig * g.scale)                 # = Z_ALPHA * se
+    if g.gap < 0:
+        return g.verdict("not_shown", 3, f"not shown ({one_en})", f"未体现（{one_zh}）")
+    holm_en, holm_zh = _holm_text(p_holm)
+    if (p if p_holm is None else p_holm) < ALPHA:
+        return g.verdict("shown", 3, f"shown ({one_en}{holm_en})", f"成立（{one_zh}{holm_zh}）",
+                         f", beyond the published seed noise of {margin:.2f}", f"，超过公开的种子噪声 {margin:.2f}")
+    if g.gap > margin:
+        tail_en, tail_zh = f", but not after Holm's correction{holm_en}", f"，但经 Holm 校正后不成立{holm_zh}"
+    else:
+        tail_en, tail_zh = f", not beyond {margin:.2f}", f"，未超过 {margin:.2f}"
+    return g.verdict("within_noise", 3, f"within the published seed noise ({one_en})",
+                     f"在公开的种子噪声之内（{one_zh}）", tail_en, tail_zh)
+
+
+def _welch_rule(g: _Gap, a: list[float], b: list[float], higher_is_better: bool,
+                p_holm: float | None) -> Verdict:
+    """Row 4: two or more seeds of each model, Welch's t-test with the variance floor."""
+    seeds_en = f"Welch, {len(a)} vs {len(b)} seeds{g.where_en}"
+    seeds_zh = f"Welch 检验，{len(a)} 对 {len(b)} 个种子{g.where_zh}"
+    floor = g.sigma ** 2 if g.accuracy else 0.0
+    resolution = RESOLUTION_PP / g.scale if g.accuracy else 1e-4    # losses are reported at 4 decimals
+    if not g.accuracy and max(_var(a), _var(b)) <= resolution ** 2:
+        if g.gap < 0:
+            return g.verdict("not_shown", 4, f"not shown ({seeds_en})", f"未体现（{seeds_zh}）")
+        return g.verdict("not_resolved", 4, f"not resolved ({seeds_en}: no seed-to-seed spread)",
+                         f"未能分辨（{seeds_zh}：种子之间没有差异）")
     p, df, se, _ = welch(a, b, a_higher=higher_is_better, var_floor=floor)
     from scipy import stats
 
-    half = float(stats.t.ppf(0.975, df)) * se * scale
-    nums.update(p=p, ci=(gap - half, gap + half), ci_basis="welch", p_holm=p_holm)
+    half = float(stats.t.ppf(0.975, df)) * se * g.scale
+    g.nums.update(p=p, ci=(g.gap - half, g.gap + half), ci_basis="welch", p_holm=p_holm)
     pt = _p_text(p)
     holm_en, holm_zh = _holm_text(p_holm)
-    if gap < 0:
-        return Verdict("not_shown", f"not shown ({pt}, {seeds_en}): {g_en}, against the claim",
-                       f"未体现（{pt}，{seeds_zh}）：{g_zh}，与论文方向相反", 4, **nums)
+    if g.gap < 0:
+        return g.verdict("not_shown", 4, f"not shown ({pt}, {seeds_en})", f"未体现（{pt}，{seeds_zh}）")
     if (p if p_holm is None else p_holm) < ALPHA:
-        return Verdict("shown", f"shown ({pt}{holm_en}, {seeds_en}): {g_en}",
-                       f"成立（{pt}{holm_zh}，{seeds_zh}）：{g_zh}", 4, **nums)
-    return Verdict("not_resolved", f"not resolved ({pt}{holm_en}, {seeds_en}): {g_en}",
-                   f"未能分辨（{pt}{holm_zh}，{seeds_zh}）：{g_zh}", 4, **nums)
+        return g.verdict("shown", 4, f"shown ({pt}{holm_en}, {seeds_en})", f"成立（{pt}{holm_zh}，{seeds_zh}）")
+    return g.verdict("not_resolved", 4, f"not resolved ({pt}{holm_en}, {seeds_en})",
+                     f"未能分辨（{pt}{holm_zh}，{seeds_zh}）")
 
 
 def _where(provenance: str, preset: str, epochs: int | None) -> tuple[str, str]:
