@@ -81,14 +81,14 @@ class EvalForward:
         self.eager_batches += 1
         return eval_sums(self.model, x, y, self.precision)
 
-    def _graph_body(self):
+    def graph_body(self):
         return eval_sums(self.model, self._static_in, self.static_y, self.precision)
 
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self.static_x, self._static_in = static_input(x, self.device)
         self.static_y = y.clone()
-        warm_up_on_side_stream(self.device, self._graph_body)   # eval mode changes no state: nothing to undo
-        self.graph, (self.static_loss, self.static_correct) = capture_graph(self._graph_body)
+        warm_up_on_side_stream(self.device, self.graph_body)   # eval mode changes no state: nothing to undo
+        self.graph, (self.static_loss, self.static_correct) = capture_graph(self.graph_body)
         self._shapes = (tuple(x.shape), tuple(y.shape))
         self.captures += 1
 

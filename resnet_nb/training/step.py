@@ -206,7 +206,7 @@ class TrainStep:
                 if buf is not None and buf.stride() != p.stride():
                     st["momentum_buffer"] = torch.empty_like(p).copy_(buf)
 
-    def _begin(self) -> None:
+    def begin(self) -> None:
         """Before the first step: momentum layouts aligned, lr a float (a resumed optimiser
         may bring a CPU lr tensor)."""
         self._align_momentum()
@@ -221,7 +221,7 @@ class TrainStep:
                 group["lr"] = float(group["lr"])
         self.lr_tensor = None
 
-    def _prepare_capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def prepare_capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Zero momentum buffers, lr in a tensor, static input buffers holding (x, y)."""
         opt = self.optimizer
         for group in opt.param_groups:
@@ -231,11 +231,11 @@ class TrainStep:
                 opt.state[p].setdefault("momentum_buffer", torch.zeros_like(p, memory_format=torch.preserve_format))
         self._align_momentum()
         self._lr_to_tensor()
-        self.static_x, self._static_in = static_input(x, self.device)   # a pack: in the network's layout
+        self.static_x, self.static_in = static_input(x, self.device)   # a pack: in the network's layout
         self.static_y = y.clone()
         self._in_shape, self._y_shape = tuple(x.shape), tuple(y.shape)
 
-    def _warmup(self) -> None:
+    def warmup(self) -> None:
         """WARMUP_STEPS eager steps on a side stream (cuDNN autotuning, lazy allocations),
         then every mutated tensor is restored: the run's mathematics are the eager loop's."""
         saved = [t.detach().clone() for t in self._state_tensors()]
@@ -252,9 +252,9 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)   # capture starts with no gradients
 
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self._prepare_capture(x, y)
-        self._warmup()
-        graph, (self.static_loss, self.static_correct) = capture_graph(self._graph_body)
+        self.prepare_capture(x, y)
+        self.warmup()
+        graph, (self.static_loss, self.static_correct) = capture_graph(self.graph_body)
         self.graph = graph
         self.captures += 1
 
@@ -262,22 +262,22 @@ class TrainStep:
         """Whether (x, y) have the captured shapes."""
         return tuple(x.shape) == self._in_shape and tuple(y.shape) == self._y_shape
 
-    def _graph_body(self):
+    def graph_body(self):
         """What the graph holds: forward, backward and SGD update on the static buffers (the
         gradients are None when capture starts, so every replay writes them afresh)."""
         loss_sum, correct = self._forward_backward(self.static_x, self.static_y)
         self.optimizer.step()
         return loss_sum, correct
 
-    def _snapshot(self):
+    def snapshot(self):
         """The whole state before any warm-up: model tensors (restored in place) and the
         optimiser's state dict (momentum buffers may not exist yet and must not after)."""
         model_saved = [(t, t.detach().clone()) for t in
                        [p.data for p in self.model.parameters()] + list(self.model.buffers())]
         return model_saved, copy.deepcopy(self.optimizer.state_dict())
 
-    def _undo_capture(self, saved) -> None:
-        """Back to ``saved`` (``_snapshot``) after a failed capture: eager from here on."""
+    def undo_capture(self, saved) -> None:
+        """Back to ``saved`` (``snapshot``) after a failed capture: eager from here on."""
         model_saved, opt_saved = saved
         with torch.no_grad():
             for t, s in model_saved:
@@ -290,14 +290,14 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
 
     def _try_capture(self, x, y) -> None:
-        saved = self._snapshot()
+        saved = self.snapshot()
         try:
             self._capture(x, y)
             self._tell(f"CUDA graph captured ({tuple(x.shape)} batches replay it; other shapes run eagerly)")
         except Exception as e:  # noqa: BLE001 - any capture failure: warn, record, continue eagerly
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-            self._undo_capture(saved)
+            self.undo_capture(saved)
             self.fallback, message = warn_fallback("the training step", e,
                                                     "training continues eagerly (same mathematics, slower)")
             self._tell(message)
@@ -310,11 +310,11 @@ class TrainStep:
         """One step on a normalised batch x ((B, 3, H, W), or (N, B, 3, H, W) for a pack)
         and labels y ((B,) or (N, B)); returns (summed loss, correct count) on the device."""
         if self.graph is None and self.captures == 0 and self.eager_steps == 0:
-            self._begin()
+            self.begin()
         if self.graph_wanted and self.graph is None:
             self._try_capture(x, y)
         if self.graph is not None and self.fits(x, y):
-            self._static_in.copy_(x)
+            self.static_in.copy_(x)
             self.static_y.copy_(y)
             self.graph.replay()
             self.graph_steps += 1
@@ -331,7 +331,7 @@ class ConcurrentSteps:
     default: ``graph_default``) the first call captures every step's graph body in ONE CUDA
     graph: forked from the current stream onto a stream per step and joined before the
     capture ends, so the GPU may overlap the branches' small kernels. Each branch is exactly
-    its step's body (``TrainStep._graph_body``: warm-up undone, lr read from a tensor):
+    its step's body (``TrainStep.graph_body``: warm-up undone, lr read from a tensor):
     only the scheduling differs. A call where any batch has another shape than the captured
     ones (the partial last batch) runs every step eagerly. On the CPU, and after a capture
     failure (warned, every step's state restored, recorded in ``counts()``), the steps run
@@ -372,8 +372,8 @@ class ConcurrentSteps:
 
     def _capture(self, batches) -> None:
         for st, (x, y) in zip(self.steps, batches, strict=True):
-            st._prepare_capture(x, y)
-            st._warmup()
+            st.prepare_capture(x, y)
+            st.warmup()
         streams = [torch.cuda.Stream(self.device) for _ in self.steps]
 
         def fork_join():
@@ -382,7 +382,7 @@ class ConcurrentSteps:
                 s.wait_stream(cur)
             for st, s in zip(self.steps, streams):
                 with torch.cuda.stream(s):
-                    st.static_loss, st.static_correct = st._graph_body()
+                    st.static_loss, st.static_correct = st.graph_body()
             for s in streams:                    # ... and join before the capture ends
                 cur.wait_stream(s)
 
@@ -390,7 +390,7 @@ class ConcurrentSteps:
         self.captures += 1
 
     def _try_capture(self, batches) -> None:
-        saved = [st._snapshot() for st in self.steps]
+        saved = [st.snapshot() for st in self.steps]
         try:
             self._capture(batches)
             self._tell(f"one CUDA graph captured with {len(self.steps)} branches, a stream each (batches of "
@@ -399,7 +399,7 @@ class ConcurrentSteps:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             for st, s in zip(self.steps, saved):
-                st._undo_capture(s)
+                st.undo_capture(s)
             self.graph, self.graph_wanted = None, False
             self.fallback, message = warn_fallback(
                 f"the {len(self.steps)} concurrent training steps", e,
@@ -417,13 +417,13 @@ class ConcurrentSteps:
             raise ValueError(f"ConcurrentSteps of {len(self.steps)} steps got {len(batches)} batches")
         if not self._begun:
             for st in self.steps:
-                st._begin()
+                st.begin()
             self._begun = True
         if self.graph_wanted and self.graph is None:
             self._try_capture(batches)
         if self.graph is not None and all(st.fits(x, y) for st, (x, y) in zip(self.steps, batches)):
             for st, (x, y) in zip(self.steps, batches):
-                st._static_in.copy_(x)
+                st.static_in.copy_(x)
                 st.static_y.copy_(y)
             self.graph.replay()
             self.graph_steps += 1

@@ -224,7 +224,7 @@ class _FakeCuda:
     def replay(self):
         for st in self.steps:
             st.optimizer.zero_grad(set_to_none=True)
-            loss, correct = st._graph_body()
+            loss, correct = st.graph_body()
             st.static_loss.copy_(loss)
             st.static_correct.copy_(correct)
         self.replays += 1
@@ -418,7 +418,7 @@ class _FakeEvalGraph:
         pass
 
     def replay(self):
-        loss, correct = self.forward._graph_body()
+        loss, correct = self.forward.graph_body()
         self.forward.static_loss.copy_(loss)
         self.forward.static_correct.copy_(correct)
         self.replays += 1
