@@ -65,7 +65,7 @@ class EvalForward:
         self.model, self.precision, self.batch_size = model, precision, batch_size
         self.device = next(model.parameters()).device
         check_precision(precision, self.device)
-        self.graph_requested = self.graph_wanted = wants_graph(graph, self.device)
+        self.graph_requested = self.capture_allowed = wants_graph(graph, self.device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.captures = self.graph_batches = self.eager_batches = 0
         self.fallback: str | None = None
@@ -99,7 +99,7 @@ class EvalForward:
         except Exception as e:  # noqa: BLE001 - any capture failure: warn, record, continue eagerly
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-            self.graph, self.graph_wanted = None, False
+            self.graph, self.capture_allowed = None, False
             self.fallback, message = warn_fallback("the evaluation forward", e,
                                                     "evaluation continues eagerly (same mathematics, slower)")
             self._tell(message)
@@ -114,7 +114,7 @@ class EvalForward:
             raise ValueError("EvalForward evaluates a network in eval mode: call model.eval() first "
                              "(loop.evaluate_pack does)")
         full = x.shape[0] == self.batch_size
-        if full and self.graph_wanted and self.graph is None:
+        if full and self.capture_allowed and self.graph is None:
             self._try_capture(x, y)
         if self.graph is not None and (tuple(x.shape), tuple(y.shape)) == self._shapes:
             self._static_in.copy_(x)

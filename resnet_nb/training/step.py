@@ -94,7 +94,7 @@ class TrainStep:
         self.device = next(model.parameters()).device
         check_precision(precision, self.device)
         # default: graphs on CUDA, unless RESNET_NB_CUDA_GRAPHS=0 (eager reference runs)
-        self.graph_requested = self.graph_wanted = wants_graph(graph, self.device)  # wanted: off after a failed capture
+        self.graph_requested = self.capture_allowed = wants_graph(graph, self.device)  # allowed: off after a failed capture
         if self.device.type == "cuda":  # let cuDNN time its kernels for these shapes once (warm-up)
             torch.backends.cudnn.benchmark = True
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -284,7 +284,7 @@ class TrainStep:
                 t.copy_(s)
         self.optimizer.state.clear()
         self.optimizer.load_state_dict(opt_saved)
-        self.graph, self.graph_wanted = None, False
+        self.graph, self.capture_allowed = None, False
         self._lr_to_float()
         self._align_momentum()
         self.optimizer.zero_grad(set_to_none=True)
@@ -311,7 +311,7 @@ class TrainStep:
         and labels y ((B,) or (N, B)); returns (summed loss, correct count) on the device."""
         if self.graph is None and self.captures == 0 and self.eager_steps == 0:
             self.begin()
-        if self.graph_wanted and self.graph is None:
+        if self.capture_allowed and self.graph is None:
             self._try_capture(x, y)
         if self.graph is not None and self.fits(x, y):
             self.static_in.copy_(x)
@@ -351,7 +351,7 @@ class ConcurrentSteps:
         if any(st.device != self.device for st in self.steps):
             raise ValueError(f"ConcurrentSteps steps models on one device; got "
                              f"{sorted({str(st.device) for st in self.steps})}")
-        self.graph_requested = self.graph_wanted = wants_graph(graph, self.device)
+        self.graph_requested = self.capture_allowed = wants_graph(graph, self.device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.captures = self.graph_steps = self.eager_steps = 0
         self.fallback: str | None = None
@@ -400,7 +400,7 @@ class ConcurrentSteps:
                 torch.cuda.synchronize(self.device)
             for st, s in zip(self.steps, saved):
                 st.undo_capture(s)
-            self.graph, self.graph_wanted = None, False
+            self.graph, self.capture_allowed = None, False
             self.fallback, message = warn_fallback(
                 f"the {len(self.steps)} concurrent training steps", e,
                 "they continue eagerly, one after another (same mathematics, slower)")
@@ -419,7 +419,7 @@ class ConcurrentSteps:
             for st in self.steps:
                 st.begin()
             self._begun = True
-        if self.graph_wanted and self.graph is None:
+        if self.capture_allowed and self.graph is None:
             self._try_capture(batches)
         if self.graph is not None and all(st.fits(x, y) for st, (x, y) in zip(self.steps, batches)):
             for st, (x, y) in zip(self.steps, batches):

@@ -136,7 +136,7 @@ def test_capture_failure_warns_and_falls_back_to_eager(monkeypatch):
     b = copy.deepcopy(a)
     oa, ob = sgd(a), sgd(b)
     step = S.TrainStep(b, ob)
-    step.graph_wanted = step.graph_requested = True   # pretend we are on a GPU
+    step.capture_allowed = step.graph_requested = True   # pretend we are on a GPU
 
     def broken_capture(x, y):
         step._lr_to_tensor()                          # get half-way (as after the warm-up steps):
@@ -155,7 +155,7 @@ def test_capture_failure_warns_and_falls_back_to_eager(monkeypatch):
         lb, _ = step(x, y)
     la, _ = sgd_step(a, oa, x, y)
     assert torch.equal(la, lb)
-    assert not step.graph_wanted and step.graph is None
+    assert not step.capture_allowed and step.graph is None
     assert all(isinstance(g["lr"], float) for g in ob.param_groups)
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(va, vb), k
@@ -241,7 +241,7 @@ def test_graph_logic_equals_eager_steps(monkeypatch, packed):
     oa = schedule.make_optimizer(a.parameters(), 0.1, 0.9, 1e-4, "cpu")
     ob = schedule.make_optimizer(b.parameters(), 0.1, 0.9, 1e-4, "cpu")
     eager, graphed = S.TrainStep(a, oa), S.TrainStep(b, ob)
-    graphed.graph_wanted = graphed.graph_requested = True
+    graphed.capture_allowed = graphed.graph_requested = True
     heard = []
     graphed.announce = heard.append
     fake = _FakeCuda(monkeypatch, graphed)
@@ -277,7 +277,7 @@ def test_concurrent_graph_branches_equal_separate_eager_steps(monkeypatch):
     eager = [S.TrainStep(m, o) for m, o in zip(refs, opts[:2])]
     steps = [S.TrainStep(m, o) for m, o in zip(models, opts[2:])]
     both = S.ConcurrentSteps(steps)
-    both.graph_wanted = both.graph_requested = True     # pretend we are on a GPU
+    both.capture_allowed = both.graph_requested = True     # pretend we are on a GPU
     heard = []
     both.announce = heard.append
     fake = _FakeCuda(monkeypatch, *steps)
@@ -310,7 +310,7 @@ def test_concurrent_capture_failure_restores_every_step_and_continues_eagerly(mo
     models = [copy.deepcopy(m) for m in refs]
     ref_opts, opts = [sgd(m) for m in refs], [sgd(m) for m in models]
     both = S.ConcurrentSteps([S.TrainStep(m, o) for m, o in zip(models, opts)])
-    both.graph_wanted = both.graph_requested = True     # pretend we are on a GPU
+    both.capture_allowed = both.graph_requested = True     # pretend we are on a GPU
 
     def broken_capture(batches):
         for st in both.steps:                           # half-way: lr in a tensor, state moved
@@ -433,7 +433,7 @@ def test_eval_graph_logic_replays_full_batches_reads_current_weights_and_runs_th
     x, y, _ = _eval_data()                                       # 5 + 5 + 3
     data = SimpleNamespace(normalize=lambda v: v.double() / 255)
     forward = evaluation.EvalForward(model, "fp32", batch_size=5)
-    forward.graph_wanted = forward.graph_requested = True        # as on a GPU
+    forward.capture_allowed = forward.graph_requested = True        # as on a GPU
     heard = []
     forward.announce = heard.append
     fake = _FakeEvalGraph(monkeypatch, forward)
@@ -457,7 +457,7 @@ def test_eval_capture_failure_warns_records_and_evaluates_eagerly(monkeypatch):
     x, y, data = _eval_data()
     want = _todays_evaluate_pack(model, x, y, data.normalize, batch_size=5)
     forward = evaluation.EvalForward(model, "fp32", batch_size=5)
-    forward.graph_wanted = forward.graph_requested = True
+    forward.capture_allowed = forward.graph_requested = True
 
     def broken(*a):
         raise RuntimeError("operation not permitted when stream is capturing")
@@ -554,7 +554,7 @@ def test_compiled_step_compiles_at_warm_up_and_its_capture_replays_it(monkeypatc
     (float64: the graphed and eager fp32 runs drift apart by rounding over a few steps)."""
     plain, compiled = _compile_pair(monkeypatch, dtype=torch.float64)
     step = compiled[1]
-    step.graph_wanted = step.graph_requested = True
+    step.capture_allowed = step.graph_requested = True
     fake = _FakeCuda(monkeypatch, step)
     calls = []
     inner = step._compiled_losses

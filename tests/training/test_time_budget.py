@@ -160,7 +160,7 @@ def test_capture_failure_is_recorded_in_the_run_and_the_report(fake_cifar, tmp_p
     class Failing(TrainStep):
         def __init__(self, *a, **k):
             super().__init__(*a, **k)
-            self.graph_wanted = self.graph_requested = True             # as on a GPU
+            self.capture_allowed = self.graph_requested = True             # as on a GPU
 
         def _capture(self, x, y):
             raise RuntimeError("operation not permitted when stream is capturing")
