@@ -330,7 +330,7 @@ def _run_id_section(root: Path, run_id: str, folder: str) -> list[str]:
     by_model: dict[str, list[dict]] = {}
     for run in runs:
         by_model.setdefault(str(run["config"]["model"]), []).append(run)
-    lines += [f"| model | final-epoch test acc ({short}) | best test acc ({short}) | seeds | epochs | wall time "
+    lines += [f"| model | final-epoch test acc ({short}) | best test acc ({short}) | seeds (ids) | epochs | wall time "
               f"| card, precision |", "|---|---:|---:|---:|---:|---:|---|"]
     models = summary.get("models") or {}
     for key, s in models.items():
@@ -338,7 +338,7 @@ def _run_id_section(root: Path, run_id: str, folder: str) -> list[str]:
         epochs = f"{s.get('last_epoch')}/{s.get('epochs_planned')}"
         if s.get("status") != "finished":
             epochs += f" ({s.get('status')})"
-        seeds = ", ".join(str(x) for x in s.get("seeds") or []) or "?"
+        seeds = f"{s['n_seeds']} ({', '.join(str(x) for x in s.get('seeds') or []) or '?'})"
         lines.append(f"| {model_label(key)} | {_acc(s.get('last_test_acc'), s.get('last_test_acc_std'), s['n_seeds'])} "
                      f"| {_acc(s.get('best_test_acc'), s.get('best_test_acc_std'), s['n_seeds'])} | {seeds} | {epochs} "
                      f"| {_duration(s.get('wall_time_s'))} | {' / '.join(cards) or 'not recorded'} |")

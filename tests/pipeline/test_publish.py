@@ -176,6 +176,7 @@ def test_readme_table_from_the_published_copy(site, tmp_path):
     assert "old" not in text and f"### `{RUN_ID}`: synthetic data, smoke preset, 2 epochs" in text
     assert "final-epoch test acc (synthetic data)" in text and "CPU (" in text and "resnet_error_fig6.png)" in text
     assert text.count(": **not assessable: synthetic data**;") == 4  # every claim, by the rule table
+    assert "| seeds (ids) |" in text and "| 1 (0) |" in text          # how many seeds, and which
     rel = Path(os.path.relpath(site["published"], tmp_path)).as_posix()
     assert f"]({rel}/{RUN_ID}/report.en.pdf)" in text and f"]({rel}/{RUN_ID}/bench.json)" in text
     assert not P.update_readme(readme, site["published"])  # generated: a second run changes nothing
