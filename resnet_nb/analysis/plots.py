@@ -313,6 +313,10 @@ def error_fig6_figure(curves: Mapping[str, Mapping], data_label: str):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(title="dashed: train, solid: test", fontsize=8, title_fontsize=8)
+        else:  # a panel without runs says so instead of showing an empty axis
+            ax.set_xticks([])
+            ax.text(0.5, 0.5, f"no {title} in these runs", transform=ax.transAxes, ha="center", va="center",
+                    color="0.4")
     ymax = PAPER_FIG6_YMAX if top <= PAPER_FIG6_YMAX else min(100.0, 10 * np.ceil(top / 10))
     axes[0][0].set_ylim(0, ymax)
     axes[0][0].set_ylabel("error (%)")

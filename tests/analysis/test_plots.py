@@ -168,3 +168,5 @@ def test_fig6_bands_colours_per_depth_and_an_extended_axis_said_in_the_title():
     assert right.get_ylim() == (0, 70) and "errors reach 65 %" in fig._suptitle.get_text()
     assert len([c for c in right.collections if isinstance(c, PolyCollection)]) == 2  # train and test bands
     assert "ResNet-20 (mean of 2 seeds, ±std)" in [t.get_text() for t in right.get_legend().get_texts()]
+    assert [t.get_text() for t in right.texts] == []                              # a panel with runs: no note
+    assert [t.get_text() for t in fig.axes[0].texts] == ["no plain networks in these runs"]   # and one without
