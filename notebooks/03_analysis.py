@@ -35,7 +35,7 @@
 # %%
 from IPython.display import Image, Markdown, display
 
-from resnet_nb.analysis import aggregate, responses, verdicts
+from resnet_nb.analysis import aggregate, claims, responses, verdicts
 from resnet_nb.models.resnet import SEED_MODELS
 from resnet_nb.pipeline.notebook import notebook_setup
 from resnet_nb.runs.rundir import effective_status
@@ -145,9 +145,9 @@ for line in aggregate.degradation_checks(summary):
 # (Holm-adjusted in brackets for the primary claims).
 
 # %%
-pair = verdicts.paired_depths(summary["models"])
+pair = claims.paired_depths(summary["models"])
 if pair:
-    display(Markdown(verdicts.claims_table(summary, *pair)))
+    display(Markdown(claims.claims_table(summary, *pair)))
 else:
     print("no two depths with both a plain and a residual net: no claims table")
 

@@ -394,7 +394,7 @@ def depth_sweep(models: dict) -> list[dict]:
     diverged seeds left out): ``[{"depth": 20, "plain": {"err_pct", "std_pct", "n",
     "seeds_pct"} | None, "resnet": ...}, ...]``; ``std_pct`` is the sample std over seeds
     (None with one seed)."""
-    from resnet_nb.analysis.verdicts import seed_values
+    from resnet_nb.analysis.claims import seed_values
 
     rows = []
     for depth in _depths(models):
@@ -493,7 +493,7 @@ def degradation_checks(summary: dict) -> list[str]:
     test worse and train worse than plain-d1 (degradation), does resnet-d2 beat plain-d2 (the
     residual fix) and resnet-d1 (depth gain)? Each line gives the means and the verdict
     ("not assessable: synthetic data" on the smoke fixture)."""
-    from resnet_nb.analysis.verdicts import CLAIMS, paper_claims
+    from resnet_nb.analysis.claims import CLAIMS, paper_claims
 
     shown = {"degradation_acc": "degradation: {a} tests worse than {b} (final-epoch test acc)",
              "degradation_loss": "degradation: {a} trains worse than {b} (final training loss)",

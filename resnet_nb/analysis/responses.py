@@ -45,8 +45,8 @@ import torch
 from torch import nn
 
 from resnet_nb.analysis.aggregate import dataset_of, summarize
+from resnet_nb.analysis.claims import recipe_verdict
 from resnet_nb.analysis.probes import conv_layers
-from resnet_nb.analysis.verdicts import recipe_verdict
 from resnet_nb.data.augment import normalize
 from resnet_nb.models.resnet import build_model, model_label, parse_model_name, sort_models
 from resnet_nb.runs.rundir import BEST_FILE, atomic_write_json, check_run_id, list_runs

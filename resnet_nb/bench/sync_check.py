@@ -1,4 +1,7 @@
-"""resnet-nb bench --sync-check: the host syncs per training step of the real loop on a GPU (torch's sync debug mode), counted for both pack modes in two one-epoch runs of different lengths, so syncs that grow with the steps stand out."""
+"""resnet-nb bench --sync-check: the host syncs per training step of the real loop on a GPU
+(torch's sync debug mode), counted for both pack modes in two one-epoch runs of different
+lengths, so syncs that grow with the steps stand out.
+"""
 from __future__ import annotations
 
 import argparse
@@ -20,20 +23,26 @@ from resnet_nb.data import cifar10
 from resnet_nb.models.resnet import parse_model_name
 from resnet_nb.training.prepare import resolve_device
 
-__all__ = ["SYNC_STEPS", "SYNC_TEST_IMAGES", "SYNC_PACK_MODES", "SYNC_WARNING", "SYNC_NEEDS_CUDA", "sync_check", "run_sync_check"]
+__all__ = ["SYNC_STEPS", "SYNC_TEST_IMAGES", "SYNC_PACK_MODES", "SYNC_WARNING", "SYNC_NEEDS_CUDA",
+           "sync_check", "run_sync_check"]
 
 
 SYNC_STEPS = (20, 120)      # training steps of the two measured one-epoch runs (the last one partial)
 
+
 SYNC_TEST_IMAGES = 2000     # two full evaluation batches: evaluation is captured and replayed too
+
 
 SYNC_PACK_MODES = ("grouped", "branches")
 
+
 SYNC_WARNING = "synchronizing CUDA operation"   # torch's text under set_sync_debug_mode("warn")
+
 
 SYNC_NEEDS_CUDA = ("resnet-nb bench --sync-check needs CUDA: it counts host syncs with "
                    "torch.cuda.set_sync_debug_mode, which watches CUDA streams only; the device here is {device}. "
                    "Run it on a machine with a CUDA GPU (resnet-nb gpu-check runs it)")
+
 
 class _SyncLog:
     """Counts torch's sync warnings, each by the innermost resnet_nb frame that made it (its
@@ -51,6 +60,7 @@ class _SyncLog:
         f = ours[-1] if ours else None
         self.where[f"{Path(f.filename).name}:{f.lineno} ({f.name})" if f else f"{Path(filename).name}:{lineno}"] += 1
 
+
 def _count_syncs(fn) -> _SyncLog:
     """Run ``fn()`` under ``torch.cuda.set_sync_debug_mode("warn")``; its syncs, counted."""
     log = _SyncLog()
@@ -63,6 +73,7 @@ def _count_syncs(fn) -> _SyncLog:
         finally:
             torch.cuda.set_sync_debug_mode("default")
     return log
+
 
 def sync_check(args: argparse.Namespace, device: torch.device) -> dict:
     """Host syncs per training step of the real loop on ``device``, a CUDA device (see the
@@ -113,6 +124,7 @@ def sync_check(args: argparse.Namespace, device: torch.device) -> dict:
     return {"device": describe_device(device), "torch": torch.__version__, "batch_size": b,
             "precision": args.precision, "data": "synthetic fixture (timing-free: counts only)", "modes": modes}
 
+
 def _sync_line(m: dict) -> str:
     rt = m["runtime"] or {}
     line = (f"sync check, pack mode {m['mode']} ({'+'.join(m['models'])}, {m['packs']} pack(s)): "
@@ -122,6 +134,7 @@ def _sync_line(m: dict) -> str:
     if m["growing"]:
         line += "\n  syncs that grow with the steps: " + ", ".join(f"{k} x{v}" for k, v in m["growing"].items())
     return line
+
 
 def run_sync_check(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)

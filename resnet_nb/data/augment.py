@@ -1,12 +1,18 @@
-"""The paper's augmentation and normalisation as pure tensor functions on uint8 images (He et al. 2016, sec. 4.2): a random 32x32 crop of the 4-pixel zero-padded image and a horizontal flip, drawn for a whole epoch at once on the training device (augment_epoch); per-channel statistics and normalize."""
+"""The paper's augmentation and normalisation as pure tensor functions on uint8 images (He et al.
+2016, sec. 4.2): a random 32x32 crop of the 4-pixel zero-padded image and a horizontal flip,
+drawn for a whole epoch at once on the training device (augment_epoch); per-channel statistics
+and normalize.
+"""
 from __future__ import annotations
 
 import torch
 
-__all__ = ["PAD", "crop_flip", "random_crop_flip", "AUGMENT_SCHEME", "AUGMENT_CHUNK", "augment_epoch", "channel_stats", "pixel_mean", "normalize"]
+__all__ = ["PAD", "crop_flip", "random_crop_flip", "AUGMENT_SCHEME", "AUGMENT_CHUNK",
+           "augment_epoch", "channel_stats", "pixel_mean", "normalize"]
 
 
 PAD = 4  # pixels of zero padding before the random 32x32 crop (sec. 4.2)
+
 
 def crop_flip(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor,
               pad: int = PAD) -> torch.Tensor:
@@ -27,6 +33,7 @@ def crop_flip(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torc
     chan = torch.arange(c, device=dev)[None, :, None, None]
     return padded[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]
 
+
 def _draw_crop_flip(n: int, generator: torch.Generator | None, device: torch.device,
                     pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(top, left, flip) of n images: offsets uniform in [0, 2*pad], flips Bernoulli(0.5),
@@ -35,6 +42,7 @@ def _draw_crop_flip(n: int, generator: torch.Generator | None, device: torch.dev
     left = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=device)
     flip = torch.rand(n, generator=generator, device=device) < 0.5
     return top, left, flip
+
 
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None = None,
                      pad: int = PAD) -> torch.Tensor:
@@ -47,13 +55,16 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None = None,
     dev = generator.device if generator is not None else x.device
     return crop_flip(x, *_draw_crop_flip(x.shape[0], generator, dev, pad), pad)
 
+
 # The random stream training draws from a member's data generator, recorded in every
 # last.pth (rng["augment"]): "epoch" = augment_epoch (one permutation, then top, left and
 # flip of all images, once per epoch). Checkpoints without it were written by resnet-nb
 # versions that drew a crop/flip per batch; they do not resume (run_writer.inspect_run).
 AUGMENT_SCHEME = "epoch"
 
+
 AUGMENT_CHUNK = 10_000   # images per crop_flip call in augment_epoch (bounds its temporaries)
+
 
 def augment_epoch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None,
                   pad: int = PAD, chunk: int = AUGMENT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,14 +89,17 @@ def augment_epoch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator |
         out[j] = crop_flip(x[order_x[j]], top[j], left[j], flip[j], pad)
     return out, y[order.to(y.device)]
 
+
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std of uint8 images (N, 3, H, W), in [0, 1] units: (3,), (3,)."""
     xf = x.double().div_(255)
     return xf.mean(dim=(0, 2, 3)).float(), xf.std(dim=(0, 2, 3)).float()
 
+
 def pixel_mean(x: torch.Tensor) -> torch.Tensor:
     """The mean image (3, H, W) of uint8 images, in [0, 1] units (the paper's per-pixel mean)."""
     return x.double().mean(dim=0).div_(255).float()
+
 
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor | None = None,
               dtype: torch.dtype = torch.float32) -> torch.Tensor:

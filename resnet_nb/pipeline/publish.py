@@ -310,7 +310,7 @@ def _link(folder: str, name: str, text: str) -> str:
 def _run_id_section(root: Path, run_id: str, folder: str) -> list[str]:
     """The README section of one published run id; links point into ``folder``."""
     from resnet_nb.analysis.aggregate import runs_label
-    from resnet_nb.analysis.verdicts import paper_claims
+    from resnet_nb.analysis.claims import paper_claims
     from resnet_nb.models.resnet import model_label, parse_model_name
 
     summary = read_json(root / run_id / "summary.json")
@@ -345,7 +345,8 @@ def _run_id_section(root: Path, run_id: str, folder: str) -> list[str]:
     depths = sorted({parse_model_name(k)[1] for k in models})
     shallow, deep = (depths[0], depths[-1]) if len(depths) > 1 else (20, 56)
     judged = paper_claims(summary, shallow, deep)
-    from resnet_nb.analysis.verdicts import CLAIMS, ci_text
+    from resnet_nb.analysis.claims import CLAIMS
+    from resnet_nb.analysis.verdicts import ci_text
 
     if (root / run_id / _HEADLINE_FIGURE).is_file():
         lines += ["", f"![Training error (dashed) and test error (solid) per epoch, plain nets left, ResNets right, "

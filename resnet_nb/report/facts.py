@@ -247,7 +247,7 @@ def _design(summary: dict, by_key: dict[str, dict]) -> tuple[int, int, list[str]
 def _judge(summary: dict, by_key: dict[str, dict], shallow: int, deep: int) -> tuple[dict, dict, dict]:
     """``(cmp, curves, verdict)``: every claim of ``verdicts.CLAIMS`` at these depths judged by
     the one rule table, the epochs where one curve lies above another, and the overall verdict."""
-    from resnet_nb.analysis.verdicts import CLAIMS, paper_claims
+    from resnet_nb.analysis.claims import CLAIMS, paper_claims
 
     judged = paper_claims(summary, shallow, deep)  # the one rule table
     cmp = {name: _compare(by_key, judged[name], CLAIMS[name][0].format(s=shallow, d=deep),
@@ -392,15 +392,9 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
     """Everything the templates say, computed from the run files (no prose here but the
     verdicts' wording, which comes from the rule table of ``resnet_nb.analysis.verdicts``)."""
     from resnet_nb.analysis.aggregate import per_seed_table
+    from resnet_nb.analysis.claims import claims_table, compare_models
     from resnet_nb.analysis.literature import load_literature
-    from resnet_nb.analysis.verdicts import (
-        ALPHA,
-        SIGMA_POOLED_PP,
-        SIGMA_PUB_PP,
-        claims_table,
-        compare_models,
-        rule_table,
-    )
+    from resnet_nb.analysis.verdicts import ALPHA, SIGMA_POOLED_PP, SIGMA_PUB_PP, rule_table
 
     literature = load_literature()  # LiteratureError naming the place in report/literature.json
     summary, runs = inputs["summary"], inputs["runs"]

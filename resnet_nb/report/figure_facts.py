@@ -1,4 +1,7 @@
-"""The figures' part of the report's facts: which figures exist, the theory probes' and the layer responses' numbers (Fig. 7), the shattering measure, and every figure's caption in zh and en naming its data's provenance."""
+"""The figures' part of the report's facts: which figures exist, the theory probes' and the layer
+responses' numbers (Fig. 7), the shattering measure, and every figure's caption in zh and en
+naming its data's provenance.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +16,10 @@ __all__ = ["RESULT_FIGURES", "THEORY_FIGURES", "PROVENANCE_ZH", "figures_present
 RESULT_FIGURES = ("resnet_train_loss.png", "resnet_test_accuracy.png", "resnet_error_fig6.png",
                   "resnet_error_vs_depth.png")
 
+
 THEORY_FIGURES = ("theory_grad_norm.png", "theory_activation_std.png", "theory_input_grad.png",
                   "theory_grad_correlation.png")
+
 
 def theory_facts(fig_dir: Path) -> dict | None:
     """The probes of ``notebooks/01_theory`` (``theory_probes.json``) at initialisation, per
@@ -49,6 +54,7 @@ def theory_facts(fig_dir: Path) -> dict | None:
     return {"rows": rows, "contrast": sorted(contrast, key=lambda c: c["depth"]),
             "n_seeds": max((r["n_seeds"] or 0 for r in rows), default=0), "parameters": params}
 
+
 def figures_present(summary: dict, fig_dir: Path) -> dict[str, bool]:
     """Figure file -> whether it exists: those summary.json lists (else every PNG of
     ``fig_dir``), and the result and theory figures the report places."""
@@ -57,7 +63,9 @@ def figures_present(summary: dict, fig_dir: Path) -> dict[str, bool]:
         listed = sorted(p.name for p in fig_dir.glob("*.png")) if fig_dir.is_dir() else []
     return {name: (fig_dir / name).is_file() for name in dict.fromkeys([*listed, *RESULT_FIGURES, *THEORY_FIGURES])}
 
+
 PROVENANCE_ZH = {"canonical": "CIFAR-10", "noncanonical": "非标准 CIFAR-10 副本", "synthetic": "合成数据"}
+
 
 def layer_response_facts(fig_dir: Path, runs: list[dict], summary: dict) -> dict:
     """Fig. 7 (``resnet_nb.analysis.responses``, written by 03_analysis): the comparisons of the stds
@@ -118,6 +126,7 @@ def layer_response_facts(fig_dir: Path, runs: list[dict], summary: dict) -> dict
             "not_measured": data.get("not_measured") or [],
             "caption": {"en": data.get("label", ""), "zh": zh}}
 
+
 def shattering_facts(fig_dir: Path) -> dict:
     """The shattering probe of 01_theory (``theory_probes.json``) against Balduzzi et al.
     2017, Yang et al. 2019 and He et al.'s "healthy" gradients (``probes.literature_checks``),
@@ -142,6 +151,7 @@ def shattering_facts(fig_dir: Path) -> dict:
             "step": params.get("shatter_step"), "points": params.get("batch_size"),
             "plain_labels": [model_label(f"plain{d}") for d in checks["depths"]],
             "resnet_labels": [model_label(f"resnet{d}") for d in checks["depths"]]}
+
 
 def figure_captions(runs: list[dict], theory: dict | None) -> dict[str, dict[str, str]]:
     """The data line of every figure caption, per language: the same words as the figure

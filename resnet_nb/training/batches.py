@@ -1,4 +1,7 @@
-"""The data stream of a run or a pack (PackBatcher: the epoch's augmented batches, one stream per member seed) and evaluation over the test or validation images (evaluate_pack; evaluate for one model)."""
+"""The data stream of a run or a pack (PackBatcher: the epoch's augmented batches, one stream per
+member seed) and evaluation over the test or validation images (evaluate_pack; evaluate for one
+model).
+"""
 from __future__ import annotations
 
 from typing import Sequence
@@ -39,6 +42,7 @@ class PackBatcher:
         for i in range(0, n, b):
             yield xs[:, i:i + b], ys[:, i:i + b]
 
+
 @torch.no_grad()
 def evaluate_pack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: PreparedData,
                   precision: str = "fp32", batch_size: int = EVAL_BATCH,
@@ -64,6 +68,7 @@ def evaluate_pack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: Prep
         loss, correct = (loss_sum, corr) if loss is None else (loss + loss_sum, correct + corr)
     n = x.shape[0]
     return [v / n for v in loss.tolist()], [v / n for v in correct.tolist()]
+
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: PreparedData,
              precision: str = "fp32", batch_size: int = EVAL_BATCH,

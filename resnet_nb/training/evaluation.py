@@ -24,6 +24,7 @@ __all__ = ["EVAL_BATCH", "eval_sums", "EvalForward"]
 
 EVAL_BATCH = 1000        # images per evaluation forward pass (loop.evaluate_pack)
 
+
 def eval_sums(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
               precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
     """One evaluation batch: normalised x (B, 3, H, W), labels y (B,); every member of a pack
@@ -35,6 +36,7 @@ def eval_sums(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         logits = logits.unsqueeze(0)                                  # one model: (1, B, K)
     _, loss_sum, correct = member_losses(logits, y.expand(logits.shape[0], -1))   # y as (N, B)
     return loss_sum, correct
+
 
 class EvalForward:
     """Evaluation's forward pass of one network (a ``CifarResNet`` or a ``PackedCifarResNet``)

@@ -10,16 +10,19 @@ from typing import Callable
 
 import torch
 
-__all__ = ["WARMUP_STEPS", "graph_default", "wants_graph", "COMPILE_BACKEND_ENV", "COMPILE_MODE_ENV", "compile_or_none",
-           "error_text", "static_input", "warm_up_on_side_stream", "capture_graph", "warn_fallback"]
+__all__ = ["WARMUP_STEPS", "graph_default", "wants_graph", "COMPILE_BACKEND_ENV",
+           "COMPILE_MODE_ENV", "compile_or_none", "error_text", "static_input",
+           "warm_up_on_side_stream", "capture_graph", "warn_fallback"]
 
 
 WARMUP_STEPS = 3  # eager steps before capture (cuDNN autotuning, lazy init), then undone
+
 
 def graph_default(device: torch.device | str) -> bool:
     """Whether a step captures a CUDA graph unless told: on CUDA, unless
     ``RESNET_NB_CUDA_GRAPHS=0`` (eager reference runs on a GPU)."""
     return torch.device(device).type == "cuda" and os.environ.get("RESNET_NB_CUDA_GRAPHS", "1") != "0"
+
 
 def wants_graph(graph: bool | None, device: torch.device) -> bool:
     """Whether a step or forward on ``device`` captures a CUDA graph: ``graph``, or
@@ -30,9 +33,12 @@ def wants_graph(graph: bool | None, device: torch.device) -> bool:
         raise ValueError("CUDA-graph capture needs a CUDA device; use graph=False on the CPU")
     return bool(graph)
 
+
 COMPILE_BACKEND_ENV = "RESNET_NB_COMPILE_BACKEND"   # default inductor; the CPU tests use aot_eager
 
+
 COMPILE_MODE_ENV = "RESNET_NB_COMPILE_MODE"         # inductor's mode; default: inductor's default mode
+
 
 def compile_or_none(fn: Callable, what: str) -> tuple[Callable | None, str, str | None]:
     """(``torch.compile(fn)`` or None, the backend in words, why it failed or None).
@@ -60,9 +66,11 @@ def compile_or_none(fn: Callable, what: str) -> tuple[Callable | None, str, str 
                       f"(same mathematics)", RuntimeWarning)
         return None, words, reason
 
+
 def error_text(e: BaseException) -> str:
     """A capture failure in one line (config.json's ``runtime.fallbacks`` keeps it)."""
     return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+
 
 def static_input(x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(buffer, view): a static channels_last input buffer holding ``x`` and the view of it in
@@ -78,6 +86,7 @@ def static_input(x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, t
     view.copy_(x)
     return buf, view
 
+
 def warm_up_on_side_stream(device: torch.device, body: Callable[[], object], times: int = WARMUP_STEPS) -> None:
     """``body()`` ``times`` times on a side stream before a capture (cuDNN autotuning, lazy
     allocations), ordered after and before the current stream's work."""
@@ -89,6 +98,7 @@ def warm_up_on_side_stream(device: torch.device, body: Callable[[], object], tim
             body()
     cur.wait_stream(side)
 
+
 def capture_graph(body: Callable[[], object]) -> tuple[torch.cuda.CUDAGraph, object]:
     """(graph, what ``body()`` returned while captured): replaying the graph rewrites those
     output tensors in place."""
@@ -96,6 +106,7 @@ def capture_graph(body: Callable[[], object]) -> tuple[torch.cuda.CUDAGraph, obj
     with torch.cuda.graph(graph):
         out = body()
     return graph, out
+
 
 def warn_fallback(what: str, e: BaseException, after: str) -> tuple[str, str]:
     """(reason, message) of a failed capture of ``what``, warned (RuntimeWarning): never silent."""

@@ -10,12 +10,15 @@ import torch
 
 from resnet_nb.runs.environment import cpu_has_native_bf16
 
-__all__ = ["AUTOCAST_DTYPES", "CONCRETE_PRECISIONS", "default_precision", "settle_precision", "check_precision", "autocast"]
+__all__ = ["AUTOCAST_DTYPES", "CONCRETE_PRECISIONS", "default_precision", "settle_precision",
+           "check_precision", "autocast"]
 
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16}
 
+
 CONCRETE_PRECISIONS = ("fp32", "bf16")   # what a step runs in (config's "auto" settled first)
+
 
 def default_precision(device: torch.device | str) -> str:
     """What ``precision="auto"`` means for a new run: fp32, on every device. bf16 is opt-in: it is
@@ -24,12 +27,14 @@ def default_precision(device: torch.device | str) -> str:
     torch.device(device)              # a bad device name is still an error here
     return "fp32"
 
+
 def settle_precision(precision: str, device: torch.device | str, stored: str | None = None) -> str:
     """``precision`` made concrete: ``auto`` becomes the stored run's precision (``stored``, from
     its config.json) when there is one, else :func:`default_precision`; fp32 and bf16 stay."""
     if precision != "auto":
         return precision
     return stored if stored in CONCRETE_PRECISIONS else default_precision(device)
+
 
 def check_precision(precision: str, device: torch.device | str) -> None:
     """One-line ValueError unless ``precision`` can run on ``device`` (a concrete one: settle
@@ -49,6 +54,7 @@ def check_precision(precision: str, device: torch.device | str) -> None:
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         warnings.warn("bf16 on this CPU is emulated (no AVX512-BF16 or AMX): expect it slower than fp32 "
                       "(--precision fp32 or auto)", RuntimeWarning, stacklevel=2)
+
 
 def autocast(precision: str, device: torch.device | str):
     """Context of the forward pass: bf16 autocast, or nothing for fp32. The autocast weight

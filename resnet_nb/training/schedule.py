@@ -26,6 +26,7 @@ def make_optimizer(params, lr: float, momentum: float, weight_decay: float,
             warnings.warn(f"fused SGD unavailable ({e}); using the default SGD kernel", RuntimeWarning)
     return torch.optim.SGD(params, **kw)
 
+
 def lr_in_tensor(optimizer: torch.optim.Optimizer, device: torch.device | str) -> torch.Tensor:
     """Move lr into one float32 device tensor shared by every param group; returns it.
 
@@ -38,6 +39,7 @@ def lr_in_tensor(optimizer: torch.optim.Optimizer, device: torch.device | str) -
         group["lr"] = t
     return t
 
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Write ``lr`` into every param group: in place when it lives in a (graph-read) tensor."""
     for group in optimizer.param_groups:
@@ -46,9 +48,11 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         else:
             group["lr"] = lr
 
+
 def iters_per_epoch(n_train: int, batch_size: int) -> int:
     """SGD steps per epoch; the last batch may be smaller (no images are dropped)."""
     return math.ceil(n_train / batch_size)
+
 
 def planned_epochs(cfg: TrainConfig, ipe: int) -> int:
     """Epochs the run will have: ``epochs``, or fewer when ``max_iters`` stops it earlier
@@ -56,6 +60,7 @@ def planned_epochs(cfg: TrainConfig, ipe: int) -> int:
     if cfg.max_iters:
         return min(cfg.epochs, math.ceil(cfg.max_iters / ipe))
     return cfg.epochs
+
 
 def lr_at(cfg: TrainConfig, iteration: int, iters_per_epoch: int) -> float:
     """Learning rate of the (0-based) ``iteration``-th SGD step.

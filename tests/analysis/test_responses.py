@@ -170,7 +170,7 @@ def test_runs_that_carry_no_result_lead_with_the_claims_tables_caveat(provenance
     assert zh.startswith(f"20 层：{c['by_depth'][0]['caveat']['zh']}。仅就本次运行而言") and "不作判定" in zh
     if status != {"plain20": "failed"}:       # the trend of the ResNets: caveated by the same rule
         assert en[2].startswith("Median response std of the ResNets: not assessable: ") and "respond less" not in en[2]
-    from resnet_nb.analysis.verdicts import compare_models
+    from resnet_nb.analysis.claims import compare_models
     assert not compare_models(summary, "resnet20", "plain20", "best_test_acc", higher_is_better=True).assessable
 
 

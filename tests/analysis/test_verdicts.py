@@ -10,9 +10,10 @@ from statistics import NormalDist
 
 import pytest
 
-from resnet_nb.analysis import verdicts
+from resnet_nb.analysis import claims, verdicts
 from resnet_nb.analysis.aggregate import degradation_checks, summarize
-from resnet_nb.analysis.verdicts import ONE_SEED_MARGIN_PP, compare, compare_models
+from resnet_nb.analysis.claims import compare_models
+from resnet_nb.analysis.verdicts import ONE_SEED_MARGIN_PP, compare
 from resnet_nb.runs.rundir import atomic_write_json, list_runs
 from resnet_nb.training.config import make_config
 
@@ -218,8 +219,8 @@ def test_holm_step_down_and_the_primary_claims():
     assert verdicts.holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": None}) == {
         "a": 0.03, "b": pytest.approx(0.06), "c": pytest.approx(0.06), "d": None}
     assert verdicts.holm({"a": 0.5, "b": 0.001}) == {"a": 0.5, "b": 0.002}
-    assert verdicts.PRIMARY_CLAIMS == ("degradation_acc", "residual_fix_acc", "depth_gain_acc")
-    assert all(verdicts.CLAIMS[k][2] == "last_test_acc" for k in verdicts.PRIMARY_CLAIMS)
+    assert claims.PRIMARY_CLAIMS == ("degradation_acc", "residual_fix_acc", "depth_gain_acc")
+    assert all(claims.CLAIMS[k][2] == "last_test_acc" for k in claims.PRIMARY_CLAIMS)
 
 
 def test_bad_arguments_say_what_is_allowed():
@@ -260,7 +261,7 @@ def test_claims_table_clear_gap_no_gap_and_one_seed(tmp_path):
     gap = summary_of(tmp_path / "gap", [0.88, 0.89, 0.90], [0.91, 0.92, 0.93])
     v = degradation(gap)
     assert v.status == "shown" and v.p == pytest.approx(0.0109, abs=5e-4)  # the hand value above
-    table = verdicts.claims_table(gap, 20, 56)
+    table = claims.claims_table(gap, 20, 56)
     row = next(line for line in table.splitlines() if "tests worse (best" in line)
     assert "(secondary) | Plain-56 vs Plain-20 | 3/3 | 0.8900 | 0.9200 | +3.00 pp [+0.73, +5.27] | 0.011 |" in row
     primary = next(line for line in table.splitlines() if "tests worse (final" in line)
@@ -270,15 +271,15 @@ def test_claims_table_clear_gap_no_gap_and_one_seed(tmp_path):
     v = degradation(none)
     assert v.status == "not_resolved" and v.p == pytest.approx(0.5) and v.gap == pytest.approx(0.0, abs=1e-9)
     one = summary_of(tmp_path / "one", [0.88], [0.91, 0.92])
-    row = next(line for line in verdicts.claims_table(one, 20, 56, "zh").splitlines() if "测试更差（各轮最佳" in line)
+    row = next(line for line in claims.claims_table(one, 20, 56, "zh").splitlines() if "测试更差（各轮最佳" in line)
     assert "| 1/2 |" in row and "]† |" in row and "成立（1 对 2 个种子，基于公开种子噪声的 z 检验）" in row
 
 
 def test_seed_values_judge_an_old_summary_mean_as_one_seed():
     old = {"best_test_acc": 0.9, "n_seeds": 3}                    # written before per_seed existed
-    assert verdicts.seed_values(old, "best_test_acc") == [0.9]
+    assert claims.seed_values(old, "best_test_acc") == [0.9]
     new = {"per_seed": [{"best_test_acc": 0.9}, {"best_test_acc": 0.8, "diverged": True}, {}]}
-    got = verdicts.seed_values(new, "best_test_acc")
+    got = claims.seed_values(new, "best_test_acc")
     assert got[0] == 0.9 and math.isnan(got[1]) and got[2] is None
 
 
@@ -297,17 +298,17 @@ def test_sweep_end_verdicts_agree_with_the_claims_in_both_directions(tmp_path):
                 write_run(tmp_path / name, model, acc + 0.0001 * seed, seed=seed)   # last epoch = acc (+ a tiny spread)
         s = summarize(list_runs(tmp_path / name, "r"), "r")
         ends = _sweep(s, load_literature(), cmp_of)["ends"]
-        claims = verdicts.paper_claims(s, 20, 56)
-        assert ends["plain"]["verdict"]["status"] == claims["degradation_acc"].status == \
+        judged = claims.paper_claims(s, 20, 56)
+        assert ends["plain"]["verdict"]["status"] == judged["degradation_acc"].status == \
             ("shown" if name == "clear" else "not_shown")
-        assert ends["resnet"]["verdict"]["status"] == claims["depth_gain_acc"].status == \
+        assert ends["resnet"]["verdict"]["status"] == judged["depth_gain_acc"].status == \
             ("shown" if name == "clear" else "not_shown")
-        assert ends["plain"]["verdict"]["p"] == pytest.approx(claims["degradation_acc"].p)
+        assert ends["plain"]["verdict"]["p"] == pytest.approx(judged["degradation_acc"].p)
 
 
 def test_paired_depths_skip_a_depth_with_one_family():
-    assert verdicts.paired_depths(["plain20", "plain56", "resnet20", "resnet56", "resnet110", "plain32"]) == (20, 56)
-    assert verdicts.paired_depths(["plain20", "resnet20", "resnet110"]) is None
+    assert claims.paired_depths(["plain20", "plain56", "resnet20", "resnet56", "resnet110", "plain32"]) == (20, 56)
+    assert claims.paired_depths(["plain20", "resnet20", "resnet110"]) is None
 
 
 def test_the_published_seed_noise_is_the_literature_files():
