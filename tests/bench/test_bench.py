@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from resnet_nb.bench import throughput
+from resnet_nb.bench import table, throughput
 from resnet_nb.cli import main
 
 
@@ -34,10 +34,10 @@ def test_implied_times_follow_the_seed_recipe():
                      "train_img_s": 25_000.0, "eval_img_s": 100_000.0})
     rows.append({"variant": "d", "model": None, "depth": 0, "depths": [20, 56], "members": 4,
                  "train_img_s": 40_000.0, "eval_img_s": None})
-    assert throughput._implied(rows, [20, 56])["f_branches"] is None
+    assert table.implied_times(rows, [20, 56])["f_branches"] is None
     rows.append({"variant": "f", "model": None, "depth": 0, "depths": [20, 56], "members": 4,
                  "train_img_s": 20_000.0, "eval_img_s": 50_000.0})
-    imp = throughput._implied(rows, [20, 56])
+    imp = table.implied_times(rows, [20, 56])
     assert imp["d_concurrent_pairs"] == pytest.approx(200 * 50_000 / 40_000 + 2 * 200 * 0.1)
     assert imp["f_branches"] == pytest.approx(200 * (50_000 / 20_000 + 10_000 / 50_000))   # all four at once
     one_a = 200 * (50_000 / 10_000 + 10_000 / 20_000)                   # 1100 s per run
@@ -113,11 +113,11 @@ def test_implied_times_of_the_compiled_rows_and_merged_results():
                  "eval_img_s": 100_000.0},
                 {"variant": "g", "model": None, "depth": d, "members": 2, "train_img_s": 50_000.0,
                  "eval_img_s": 100_000.0}]
-        return {"device": "GPU", "rows": rows, "implied": throughput._implied(rows, [d])}
+        return {"device": "GPU", "rows": rows, "implied": table.implied_times(rows, [d])}
 
     p56, p20 = part(56), part(20)
     assert p56["implied"]["g_compiled_pairs"] is None                  # one depth: not the four runs
-    merged = throughput.merge_results([p56, p20])
+    merged = table.merge_results([p56, p20])
     imp = merged["implied"]
     assert merged["merged_from"] == 2 and len(merged["rows"]) == 8
     assert imp["g_compiled_single"] == pytest.approx(4 * 200 * (50_000 / 20_000 + 10_000 / 20_000))
@@ -125,7 +125,7 @@ def test_implied_times_of_the_compiled_rows_and_merged_results():
     assert imp["g_compiled_pairs"] == pytest.approx(2 * 200 * (1 + 0.1))
     assert imp["c_pairs"] == pytest.approx(2 * 200 * (2 + 0.1))
     with pytest.raises(ValueError, match="at least one"):
-        throughput.merge_results([])
+        table.merge_results([])
 
 
 def test_bench_cpu_table_precision_layout_threads(tmp_path, capsys, monkeypatch):
