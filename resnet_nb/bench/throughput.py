@@ -1,46 +1,16 @@
-"""``resnet-nb bench``: training images/s of the common recipe vs this project's fast paths.
+"""``resnet-nb bench``: training images/s of the common recipe against this project's fast paths.
 
-Measured on the current device, same call, same synthetic uint8 data (timing only: the
-pixel values do not change the work):
-
-* (a) the common recipe of popular reproductions: a torch ``DataLoader`` over an in-memory
-  uint8 dataset with CPU torchvision transforms (RandomCrop(32, padding=4),
-  RandomHorizontalFlip, ToTensor, Normalize) in worker processes, fp32, eager, plain SGD;
-* (b) the fast path for one model (``resnet_nb.training.step``): data on the device, batched device
-  augmentation, bf16 autocast on CUDA, channels_last, fused SGD, CUDA-graphed step;
-* (c) grouped packs (``resnet_nb.models.packed``, ``--pack-mode grouped``, the default): plain<d> +
-  resnet<d> (N=2), and 5 seeds of both (N=10, what ``reproduce`` runs per depth when seeds
-  are asked for);
-* with ``--concurrent`` (CUDA graphs with a branch, a stream, per network:
-  ``step.ConcurrentSteps``; run it in its own process), to choose the pack mode:
-  (e) the plain<d> + resnet<d> pair as branches, a network each, per depth (against the
-  grouped pair (c) of the same depth); (f) every pair's members as branches of one graph,
-  all depths together: what ``--pack-mode branches`` trains; (d) the grouped pairs of all
-  depths in one graph, a stream per pack (no training mode does this yet). On the CPU they
-  run one after another, eagerly (a check that they run, not a speed);
-* with ``--compile``: (g) the fast path with the step's forward and loss through
-  ``torch.compile`` (``TrainStep(compile=True)``: inductor fuses BN/ReLU/add and their
-  backward, then the step's own CUDA graph captures the compiled kernels), one row next to
-  every (b) and (c) row: training img/s, the first call's seconds (compile + warm-up +
-  capture, reported apart, never in the median), whether the graph captured, and the max
-  |mean loss difference| of the compiled step against the uncompiled one over the first
-  ``COMPILE_CHECK_STEPS`` batches from the same initial weights (bf16 on a GPU: noise, reported,
-  not asserted). Evaluation is not compiled (its rate is the uncompiled network's). A
-  measurement of a lever: training does not compile (yet);
-* with ``--sync-check`` (CUDA only; nothing else is measured): host syncs per training step
-  of the real loop (``train.train_many``: ``loop._train_epoch``, its step and batcher, the
-  evaluation and checkpoints of an epoch), counted with ``torch.cuda.set_sync_debug_mode``:
-  one-epoch runs of ``SYNC_STEPS`` steps, a warm-up run first; the difference between the
-  two measured runs divided by their difference in steps is the syncs per step, whatever
-  each run costs once (start-up, capture, evaluation, checkpoints). Exit 1 when a step syncs.
-
-Each figure is the median over ``repeats`` of ``steps`` timed steps after ``warmup``
-untimed ones (graph capture and cuDNN autotuning happen there), with the device
-synchronised before the clock is read. Evaluation throughput (forward only, test set, through
-``step.EvalForward`` as training evaluates: on CUDA a replayed graph) is measured too. From the rates the table derives the wall time of the seed's four-run
-reproduction (4 x 200 epochs x 50k training images + 200 evaluations of the 10k test
-images per model) and of 5 seeds of all four models; bookkeeping between epochs
-(checkpoints, metrics) is not included.
+Measured on the current device in one call, on synthetic uint8 data (timing only): (a) the common
+recipe of popular reproductions (DataLoader + torchvision transforms in worker processes, fp32,
+eager); (b) the fast path for one model (data and augmentation on the device, channels_last,
+fused SGD, bf16 autocast and a CUDA-graphed step on a GPU); (c) grouped packs of plain<d> +
+resnet<d> and of 5 seeds of both. Options add (d)-(f) ``--concurrent`` (branches of one CUDA
+graph, to choose the pack mode), (g) ``--compile`` (the step through ``torch.compile``, with its
+compile time apart and the loss difference to the uncompiled step) and ``--sync-check``
+(``bench.sync_check``). On a CPU the table is ``bench.cpu``'s. Each figure is the median over
+``repeats`` of ``steps`` timed steps after ``warmup`` untimed ones, the device synchronised before
+the clock is read; evaluation img/s too. ``bench.table`` turns the rates into the wall time of
+the seed reproduction. docs/speed.md describes the rows and the measured numbers.
 """
 from __future__ import annotations
 

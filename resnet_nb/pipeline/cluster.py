@@ -1,45 +1,17 @@
-"""``resnet-nb reproduce --executor slurm``: the training units as one SLURM job array,
-submitted through submitit (the SLURM client of the Hydra/FAIR ecosystem).
+"""``resnet-nb reproduce --executor slurm``: the training units as one SLURM job array, through
+submitit.
 
-A unit is what ``reproduce`` plans: one papermill execution of ``02_train`` (one model on
-CPU, a same-depth pack with its seeds on GPU). Here each unit becomes one task of one job
-array; ``01_theory`` and ``03_analysis`` still run on the submitting machine afterwards,
-exactly as with ``--executor local``.
-
-1. ``check_slurm`` (before anything is submitted): the options parse, ``sbatch`` and the
-   other client commands are on PATH and ``scontrol ping`` reaches the controller; else one
-   line saying what to install or check.
-2. ``run_units`` submits the units that need work as one array (``sbatch --array``), records
-   the job ids in ``<out-dir>/<run-id>/_slurm/jobs.json`` (next to submitit's pickles and
-   the per-task logs) and waits, printing one line per state change: pending, running,
-   requeued, done or failed, each with its job id. The output the notebook prints in the
-   task (one line per epoch) is shown as it arrives in the task's log. Run again with the
-   same ``--run-id``, it attaches to the recorded jobs that are still queued or running and
-   submits only the failed and unfinished units.
-3. ``UnitTask``, the callable each array task runs, executes the unit through the local
-   executor's runner (``resnet_nb.pipeline.executor``: the same worker process, notebook outputs,
-   run dirs and failure record as a local run). A code failure is returned, not raised:
-   submitit does not retry it and it is reported with its notebook and cell.
-4. Preemption and time limits: SLURM sends ``USR2`` (submitit asks for ``--signal=USR2@90``:
-   90 s before the time limit; an admin's or a test's ``scancel --signal=USR2``). submitit
-   calls ``UnitTask.checkpoint``: it interrupts the notebook's kernel as Ctrl-C does locally
-   (the training stops, marks the run interrupted; ``last.pth`` holds the last finished
-   epoch) and hands submitit the same task, which it requeues; the training resumes from
-   ``last.pth`` exactly as a local rerun does.
-5. ``--time-budget S``: per task, counted from when the task starts running on its node
-   (``task_deadline``), not from the submission: a wait in the queue costs no budget, and a
-   requeued task (preempted, or at its time limit) starts again with S seconds. Locally the
-   executions share one deadline of the whole reproduction; here they run when SLURM
-   schedules them, so one shared clock would charge each task for the queue. The task's
-   wall time is SLURM's (``--slurm-time``); the budget only pauses the training at an
-   epoch boundary before it.
-
-Job states come from ``squeue`` while SLURM knows the job and from submitit's result file
-once the task has ended: no accounting database (``sacct``, slurmdbd) is needed.
-
-The one assumption: the checkout, its Python environment and the run dirs are on a
-filesystem that the compute nodes share with the submitting machine (the tasks run this
-same Python and write the run dirs the analysis then reads).
+Each unit ``reproduce`` plans (one papermill execution of ``02_train``) becomes one array task;
+``01_theory`` and ``03_analysis`` still run on the submitting machine afterwards. ``check_slurm``
+checks the client commands and the controller before anything is submitted; ``run_units``
+submits the units that need work, records the job ids in ``<out-dir>/<run-id>/_slurm/jobs.json``
+and waits, printing each state change and the task's output as it arrives; run again with the
+same ``--run-id`` it attaches to the recorded jobs and submits only failed and unfinished units.
+``UnitTask`` runs the unit through the local executor's runner. Preemption and time limits:
+SLURM's ``USR2`` makes ``UnitTask.checkpoint`` interrupt the kernel as Ctrl-C does and requeue
+the task, which resumes from ``last.pth``. ``--time-budget`` counts per task from when it starts
+running. Job states come from ``squeue`` and submitit's result files (no accounting database).
+The checkout, its environment and the run dirs must be on a filesystem the nodes share.
 """
 from __future__ import annotations
 

@@ -1,37 +1,15 @@
 """``resnet-nb reproduce``: the whole reproduction through the notebooks, with papermill.
 
-1. Builds one ``TrainConfig`` per model (and seed) of the preset and checks everything that
-   can be checked before any work: the values, the data (loaded once: a missing dataset
-   with no network is reported here, once), the Jupyter kernel, and run dirs of the same
-   run id that hold another config (refused, with the differing fields).
-2. Plans execution units: on CUDA one per depth (plain and residual nets and all seeds of
-   that depth, which ``train_many`` may pack into one network); on CPU one per model.
-   Units whose runs are all finished are skipped; unfinished ones resume from ``last.pth``.
-3. Executes ``notebooks/02_train.ipynb`` once per unit with papermill, each in its own
-   process (``--parallel N`` at once, spread over the visible GPUs through
-   ``CUDA_VISIBLE_DEVICES``), and saves the executed notebook into the run dir(s) as the
-   run's record. Every output line is shown prefixed with the unit's name (the training
-   prints one line per epoch). A failing unit reports its notebook and failing cell; the
-   others go on; the exit code is 1 if any failed. ``--executor slurm`` runs the same
-   executions as the tasks of one SLURM job array instead (``resnet_nb.pipeline.cluster``).
-4. Executes ``01_theory`` (theory figures) and ``03_analysis`` (curves, Fig. 6 style plot,
-   ``summary.json``) into ``report/figures/<run_id>/``.
-
-``--time-budget SECONDS``, with ``--executor local``, is a deadline for the whole
-reproduction, counted from its start: each 02_train execution gets the seconds left when it
-starts (``executor.Runner.deadline``), so executions one after the other do not each get the
-whole budget, and an execution that would start after the deadline is not started. With
-``--executor slurm`` it is a budget per array task, counted from when the task starts
-running (``cluster.task_deadline``): time in the queue does not count, a requeued task gets
-it again, and the task's wall limit is ``--slurm-time``'s. Either way the training pauses at
-the epoch boundary where the next epoch would not fit (``loop.Budget``). Paused runs keep
-a resumable last.pth; 01_theory and 03_analysis wait for the rerun that finishes every run
-(a run left paused by an earlier invocation too: ``analysis_waits_for``; failed runs are not
-waited for);
-the exit status is 75 (``train.EXIT_PAUSED``): rerun the same command to resume.
-
-The notebooks' own helpers (setup, parameters -> configs) live in ``resnet_nb.pipeline.notebook``,
-the local executor in ``resnet_nb.pipeline.executor``.
+It builds one ``TrainConfig`` per model and seed of the preset and checks everything it can
+before any work (values, data, the Jupyter kernel, run dirs of the same run id that hold another
+config); plans execution units (on CUDA one per depth, packed; on a CPU one per model, two at a
+time on a core each); executes ``02_train`` once per unit, locally (``pipeline.executor``,
+``--parallel``) or as a SLURM job array (``pipeline.cluster``), keeping each executed notebook
+in its run dir; then ``01_theory`` and ``03_analysis`` into ``report/figures/<run id>/``. Finished
+units are skipped and unfinished ones resume from ``last.pth``, so rerunning the same command
+continues. ``--time-budget`` is a deadline for the whole reproduction (locally) or per array task
+(SLURM): trainings pause at an epoch boundary, the notebooks after them wait for the rerun that
+finishes every run, and the exit status is 75. docs/reproducing.md has the options.
 """
 from __future__ import annotations
 

@@ -1,45 +1,16 @@
-"""Training of N >= 1 members at once: one model, or a pack.
+"""The training loop of N >= 1 members at once: one model, or a pack.
 
 A single run is the one-member case of the same loop: the same data stream
-(``PackBatcher``), step, evaluation (``evaluate_pack``), run-dir writes
-(``run_writer.RunWriter``) and divergence rule. With one member the network is the ordinary
-``CifarResNet``. A pack of several is stepped as its configs' ``pack_mode`` says:
-
-* ``grouped`` (default): the same-depth members as one ``PackedCifarResNet`` (grouped
-  convolutions, ``resnet_nb.models.packed``: every member is mathematically an independent model),
-  one ``step.TrainStep`` on the sum of the members' losses;
-* ``branches``: every member its own ``CifarResNet``, optimiser and ``TrainStep``, stepped
-  together by ``step.ConcurrentSteps`` (on CUDA one graph with a branch, a stream, per
-  member; on the CPU one after another). Members of different depths may share such a pack.
-
-Either way each member takes exactly the steps of its standalone run (``_Members`` hides
-the difference from the loop). Each member writes its own run dir, whose checkpoints hold
-the single model's state and optimiser state in either mode, so ``train(cfg)``, a later pack
-or the other mode resumes it.
-
-Member ``i`` draws its data order and augmentation from its own generator, seeded
-``seed + DATA_SEED_OFFSET``, exactly as a single run of its config does: a member of a pack
-sees the batches its standalone run would.
-
-Divergence, one rule for one model and for a pack: at the end of each epoch, a member whose
-training loss (any step of the epoch) or test/val loss is NaN or infinite stops; its run
-dir is marked ``failed`` with the first bad iteration and keeps its last good checkpoint and
-metrics; the other members train on (``Trained.diverged`` says which stopped). Checking once
-per epoch costs one host sync instead of one per step; the per-step losses still name the
-first bad iteration.
-
-Time budget (``TrainConfig.time_budget`` seconds, 0 = none; ``Budget``): counted from the
-start of training in this process, shared by the packs one process trains one after the
-other. Before each epoch the loop estimates it from this pack's last epoch (its training
-time, plus its last evaluation time when the epoch evaluates) and starts it only when it
-fits in the time left; the first epoch of the process always runs. A run stopped so is
-``paused`` (``Trained.paused`` says why): last.pth holds its last epoch, exactly as after an
-interrupt, and rerunning the same command resumes it. A pack pauses as a whole.
-
-What ran is recorded: the step's counts (CUDA-graph captures, graph and eager steps, the
-reason capture failed) and evaluation's (``step.EvalForward``: captures, graph and eager
-batches, the reason) go into every member's config.json when it stops
-(``RunWriter.finish``), and a line after each first capture attempt says how it ended.
+(``batches.PackBatcher``: each member its own seeded generator, so a member of a pack sees the
+batches of its standalone run), step, evaluation, run-dir writes (``run_writer.RunWriter``) and
+divergence rule. A pack is stepped as its configs' ``pack_mode`` says: ``grouped`` (default: the
+same-depth members as one ``PackedCifarResNet``) or ``branches`` (a network and a ``TrainStep``
+each, stepped together by ``step.ConcurrentSteps``); either way each member takes exactly the
+steps of its standalone run and writes its own run dir, so any mode resumes it. Divergence: a
+member whose training or test loss is NaN or infinite in an epoch stops (``failed``, last good
+checkpoint kept) and the others train on. ``Budget``: the time budget; an epoch starts only when
+the estimate from the last one fits, and a run stopped so is ``paused`` and resumable. What ran
+(captures, graph and eager steps, fallbacks) goes into every member's config.json.
 """
 from __future__ import annotations
 
