@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -36,6 +35,7 @@ from resnet_nb.models.resnet import CifarResNet, build_model, count_parameters, 
 from resnet_nb.runs.environment import collect
 from resnet_nb.runs.rundir import NoSpaceError, is_no_space
 from resnet_nb.training.batches import PackBatcher, evaluate_pack
+from resnet_nb.training.budget import Budget, clock
 from resnet_nb.training.config import LEGACY_PRECISION
 from resnet_nb.training.evaluation import EVAL_BATCH, EvalForward
 from resnet_nb.training.precision import check_precision, settle_precision
@@ -44,7 +44,7 @@ from resnet_nb.training.run_writer import RunWriter, check_fingerprint, inspect_
 from resnet_nb.training.schedule import iters_per_epoch, lr_at, make_optimizer, planned_epochs, set_lr
 from resnet_nb.training.step import ConcurrentSteps, TrainStep, prepare_model
 
-__all__ = ["PACK_FREE_FIELDS", "plan_packs", "train_pack", "Trained", "EVAL_BATCH", "Budget"]
+__all__ = ["PACK_FREE_FIELDS", "plan_packs", "train_pack", "Trained", "EVAL_BATCH"]
 
 # TrainConfig fields that may differ between members of one pack: everything else (the
 # recipe, the data, the device, the pack mode) must be equal, and in a grouped pack the depth too.
@@ -85,56 +85,6 @@ class Trained(NamedTuple):
     run_dir: Path
     diverged: str | None = None
     paused: str | None = None
-
-
-def _clock() -> float:
-    """Seconds on a monotonic clock: epoch times and the time budget (tests replace it)."""
-    return time.perf_counter()
-
-
-class Budget:
-    """The time budget of this process: ``seconds`` (0: none) from its creation on.
-
-    ``stop_before(estimate, ...)``: why the next epoch, expected to take ``estimate`` seconds
-    (None: unknown, the pack has not run one in this process), must not start (None: it
-    may). The process's first epoch always starts (``epochs`` counts the epochs run under
-    this budget); a later pack's first epoch starts while any time is left."""
-
-    def __init__(self, seconds: float = 0.0) -> None:
-        self.seconds = float(seconds)
-        self.deadline = _clock() + self.seconds if self.seconds > 0 else None
-        self.epochs = 0
-        self.first_epoch_s: float | None = None
-        self.startup_s = 0.0  # from the budget's start to the first epoch's: data, model, capture
-
-    def left(self) -> float:
-        return math.inf if self.deadline is None else self.deadline - _clock()
-
-    def ran_epoch(self, seconds: float) -> None:
-        self.epochs += 1
-        if self.first_epoch_s is None:
-            self.first_epoch_s = seconds
-            if self.deadline is not None:
-                self.startup_s = max(_clock() - seconds - (self.deadline - self.seconds), 0.0)
-
-    def stop_before(self, estimate: float | None, epoch: int, n_epochs: int) -> str | None:
-        left = self.left()
-        if self.deadline is None or self.epochs == 0 or (estimate or 0.0) <= left:
-            return None
-        resume = f"last.pth holds epoch {epoch}" if epoch else "nothing was trained yet"
-        if estimate is None:
-            return (f"paused by the time budget before its first epoch in this process: the {self.seconds:g} s "
-                    f"were spent ({max(left, 0):.1f} s left); {resume}: rerun the same command to resume")
-        if self.epochs == 1 and self.first_epoch_s is not None and self.startup_s + self.first_epoch_s > self.seconds:
-            x, y = self.startup_s, self.first_epoch_s
-            return (f"the time budget ({self.seconds:g} s) is shorter than start-up ({x:.1f} s) and one epoch "
-                    f"({y:.1f} s): paused after epoch {epoch} "
-                    f"of {n_epochs}; {resume}, nothing is lost. Rerun the same command to resume (one epoch per "
-                    f"command at this budget), or give a larger --time-budget (e.g. {math.ceil(x + 2 * y) + 1} s "
-                    f"for two epochs per command, start-up included; 0 = no limit)")
-        return (f"paused by the time budget after epoch {epoch} of {n_epochs}: the next epoch (~{estimate:.1f} s) "
-                f"does not fit in the {max(left, 0):.1f} s left of {self.seconds:g} s; {resume}: rerun the "
-                f"same command to resume")
 
 
 def train_pack(cfgs: Sequence, restart: bool = False, budget: Budget | None = None) -> list[Trained]:
@@ -376,9 +326,9 @@ def _train_claimed(writers: list[RunWriter], device: torch.device, data: Prepare
                     paused[i] = why
                     print(f"{writers[i].cfg.run_name}: {why}", flush=True)
                 return diverged, paused
-            t0 = _clock()
+            t0 = clock()
             res = _train_epoch(members, batcher, data, c0, iteration, ipe, f"{desc} {e}/{n_epochs}")
-            t1 = _clock()                          # _train_epoch ends with a host sync
+            t1 = clock()                          # _train_epoch ends with a host sync
             test = val = None
             if e % c0.eval_every == 0 or e == n_epochs or res["iteration"] >= stop:
                 test = members.evaluate(data.test_x, data.test_y, data, c0.precision)
@@ -386,7 +336,7 @@ def _train_claimed(writers: list[RunWriter], device: torch.device, data: Prepare
                     val = members.evaluate(data.val_x, data.val_y, data, c0.precision)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            t2 = _clock()
+            t2 = clock()
             dt = t2 - t0                           # the epoch of all members together
             train_s, eval_s = t1 - t0, (t2 - t1 if test is not None else eval_s)
             budget.ran_epoch(dt)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from resnet_nb.runs import rundir
 from resnet_nb.runs.rundir import CONFIG_FILE, read_json
+from resnet_nb.training.budget import Budget
 from resnet_nb.training.config import (
     NON_MATH_FIELDS,
     PRESETS,
@@ -32,7 +33,7 @@ from resnet_nb.training.config import (
     config_diff,
     make_config,
 )
-from resnet_nb.training.loop import Budget, plan_packs, train_pack
+from resnet_nb.training.loop import plan_packs, train_pack
 
 __all__ = ["TrainingDiverged", "train", "train_many", "resolve_run_ids", "add_arguments", "run_cli",
            "EXIT_PAUSED", "paused_runs"]

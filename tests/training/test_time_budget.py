@@ -16,7 +16,7 @@ from resnet_nb.pipeline.executor import Runner
 from resnet_nb.pipeline.reproduce import Unit, _mark_paused
 from resnet_nb.report.provenance import environment_rows, graphs_value
 from resnet_nb.runs import rundir
-from resnet_nb.training import loop
+from resnet_nb.training import budget, loop
 from resnet_nb.training.config import make_config
 from resnet_nb.training.run_writer import merge_runtime
 from resnet_nb.training.step import TrainStep
@@ -39,7 +39,8 @@ def tiny(fake_cifar, out_dir, **kw):
 def slow_epochs(monkeypatch):
     """A fake clock on which every epoch's training takes EPOCH_S seconds (evaluation 0)."""
     now = [1000.0]
-    monkeypatch.setattr(loop, "_clock", lambda: now[0])
+    for module in (loop, budget):          # epoch times and the budget read the same clock
+        monkeypatch.setattr(module, "clock", lambda: now[0])
     real = loop._train_epoch
 
     def epoch(*a, **k):
@@ -61,7 +62,7 @@ def test_budget_pauses_at_an_epoch_boundary_and_the_rerun_resumes_exactly(fake_c
                                                                           capsys):
     reference = train(tiny(fake_cifar, tmp_path / "ref"))                   # no budget: 3 epochs
     cfg = tiny(fake_cifar, tmp_path, time_budget=25)                        # 10 + 10 fit, a third does not
-    done = loop.train_pack([replace(cfg, run_name="resnet8")], budget=loop.Budget(25))[0]
+    done = loop.train_pack([replace(cfg, run_name="resnet8")], budget=budget.Budget(25))[0]
     run = rundir.load_run(done.run_dir)
     assert run["status"] == "paused" and rundir.effective_status(run) == "paused"
     assert [r["epoch"] for r in run["metrics"]] == [1, 2]
@@ -104,11 +105,11 @@ def test_the_hint_counts_the_start_up_the_budget_paid_for(monkeypatch):
     """The budget runs from the process's start: data, model and graph capture come out of it,
     so the suggested budget for two epochs adds the measured start-up to them."""
     now = [100.0]
-    monkeypatch.setattr(loop, "_clock", lambda: now[0])
-    budget = loop.Budget(5)
+    monkeypatch.setattr(budget, "clock", lambda: now[0])
+    b = budget.Budget(5)
     now[0] += 3.0 + 4.0                        # 3 s of start-up, then a first epoch of 4 s
-    budget.ran_epoch(4.0)
-    msg = budget.stop_before(4.0, 1, 3)
+    b.ran_epoch(4.0)
+    msg = b.stop_before(4.0, 1, 3)
     assert "shorter than start-up (3.0 s) and one epoch (4.0 s)" in msg
     assert "e.g. 12 s for two epochs per command, start-up included" in msg
 
