@@ -31,7 +31,7 @@ the std definition, the stds, the comparisons) and the figure
 ``resnet_layer_responses_fig7.png`` next to ``summary.json``; ``response_comparisons``
 computes what the notebook and the report say about them, caveated by the claims table's
 rule when the runs cannot carry a result (synthetic data, the smoke preset, a run unfinished
-or paused: ``verdicts.recipe_verdict``).
+or paused: ``claims.recipe_verdict``).
 """
 from __future__ import annotations
 
@@ -248,7 +248,7 @@ def response_comparisons(models: dict[str, dict], summary: dict) -> dict:
       ``depth_trend`` (None with fewer than two ResNet depths) and ``seeds`` ([fewest, most]).
 
     Each comparison has a ``caveat``: None when the runs can carry a result, else
-    ``{"en", "zh"}`` of the claims table's "not assessable" (``verdicts.recipe_verdict``:
+    ``{"en", "zh"}`` of the claims table's "not assessable" (``claims.recipe_verdict``:
     synthetic or unknown data, the smoke preset, a run unfinished or paused). A caveated
     comparison keeps its numbers, and the sentences (``depth_sentence``, ``trend_sentence``)
     lead with the caveat and give no verdict.

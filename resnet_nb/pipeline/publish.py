@@ -271,7 +271,7 @@ _PROVENANCE_NOTE = {
                   "runs, not the paper's result."),
     "canonical": "Data: the canonical CIFAR-10 (md5 sums match the published archive; fingerprint `{fp}`).",
 }
-_CLAIM_ROWS = (  # verdicts.CLAIMS key -> what the paper claims (He et al. 2016, sec. 4.2, Fig. 6, Table 6)
+_CLAIM_ROWS = (  # claims.CLAIMS key -> what the paper claims (He et al. 2016, sec. 4.2, Fig. 6, Table 6)
     ("degradation_acc", "Degradation: the deeper plain net tests worse"),
     ("degradation_loss", "Degradation: the deeper plain net trains worse"),
     ("residual_fix_acc", "Residual learning: the deep ResNet beats the deep plain net"),

@@ -245,7 +245,7 @@ def _design(summary: dict, by_key: dict[str, dict]) -> tuple[int, int, list[str]
 
 
 def _judge(summary: dict, by_key: dict[str, dict], shallow: int, deep: int) -> tuple[dict, dict, dict]:
-    """``(cmp, curves, verdict)``: every claim of ``verdicts.CLAIMS`` at these depths judged by
+    """``(cmp, curves, verdict)``: every claim of ``claims.CLAIMS`` at these depths judged by
     the one rule table, the epochs where one curve lies above another, and the overall verdict."""
     from resnet_nb.analysis.claims import CLAIMS, paper_claims
 

@@ -96,7 +96,7 @@ def _count(n: int, word: str) -> str:
 
 
 def _eval_graphs(rt: dict) -> str:
-    """Whether evaluation ran as a CUDA graph (``step.EvalForward`` counts in ``runtime``);
+    """Whether evaluation ran as a CUDA graph (``evaluation.EvalForward`` counts in ``runtime``);
     "evaluation: not recorded" for runs trained before they were counted."""
     if "eval_captures" not in rt:
         return "evaluation: not recorded"
@@ -113,7 +113,7 @@ def _eval_graphs(rt: dict) -> str:
 
 def graphs_value(run: dict) -> str | None:
     """What the training step and evaluation really ran, from config.json's ``runtime``
-    (``step.TrainStep`` and ``step.EvalForward`` counts, summed over the run's processes):
+    (``step.TrainStep`` and ``evaluation.EvalForward`` counts, summed over the run's processes):
     "1 capture, 78,000 graph steps, 200 eager; evaluation graphed (1 capture, 1,800
     graph batches, 200 eager)", "eager fallback: <reason>; ...", or "not used (CPU run)"; None
     where nothing was recorded (a run dir older than format 2, or a run whose first process

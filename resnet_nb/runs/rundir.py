@@ -9,12 +9,12 @@ A run directory ``<out_dir>/<run_id>/<run_name>/`` holds (docs/run-directory.md)
   written when the run stops (finish, pause, failure, interrupt) and summed over the
   processes that trained it: ``graph_requested``, ``captures``, ``graph_steps``,
   ``eager_steps``, ``fallbacks`` (why CUDA-graph capture failed; empty when it never did),
-  and evaluation's (``step.EvalForward``) ``eval_graph_requested``, ``eval_captures``,
+  and evaluation's (``evaluation.EvalForward``) ``eval_graph_requested``, ``eval_captures``,
   ``eval_graph_batches``, ``eval_eager_batches``, ``eval_fallbacks`` (absent: not recorded).
   ``format_version`` is ``FORMAT_VERSION`` (run dirs written before it existed have none
   and read as version 0; every version reads, ``runtime`` is None before version 2).
   Version 3: last.pth's ``rng["augment"]`` names the data generator's random stream
-  (``data.AUGMENT_SCHEME``, ``"epoch"``: ``data.augment_epoch``); earlier run dirs drew a
+  (``augment.AUGMENT_SCHEME``, ``"epoch"``: ``data.augment.augment_epoch``); earlier run dirs drew a
   crop/flip per batch and still read, but do not resume (``run_writer.inspect_run``);
 * ``metrics.json``: a list, one record per finished epoch (``epoch`` is 1-based);
 * ``best.pth`` and ``last.pth``: ``torch.save`` dicts with ``"config": asdict(cfg)``;
@@ -53,7 +53,7 @@ CONFIG_FILE, METRICS_FILE = "config.json", "metrics.json"
 BEST_FILE, LAST_FILE = "best.pth", "last.pth"
 LOCK_FILE = ".lock"
 # of config.json; 0: the run dirs written before it had the field; 2: status paused, runtime;
-# 3: the augmentation stream of data.augment_epoch (recorded in last.pth)
+# 3: the augmentation stream of data.augment.augment_epoch (recorded in last.pth)
 FORMAT_VERSION = 3
 STATUSES = ("running", "finished", "failed", "interrupted", "paused")
 UNFINISHED = ("running", "interrupted", "paused")  # a rerun of the same command resumes these

@@ -19,7 +19,7 @@ __all__ = ["PackBatcher", "evaluate_pack", "evaluate"]
 class PackBatcher:
     """The training batches of N members, each from its own generator.
 
-    Member ``i`` makes the call of a single run: once per epoch ``data.augment_epoch`` (the
+    Member ``i`` makes the call of a single run: once per epoch ``data.augment.augment_epoch`` (the
     epoch's permutation and all its crops and flips, drawn at once from its generator).
     ``batches()`` stacks the members' epochs once, (N, n, 3, H, W) uint8 and (N, n), then
     yields views of it, batch after batch: (x (N, B, 3, H, W), y (N, B)), no copy per step;
@@ -52,14 +52,14 @@ def evaluate_pack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: Prep
     or one ``CifarResNet`` (a pack of one: lists of length 1).
 
     Each batch of ``batch_size`` images is normalised (``data.normalize``) and evaluated by
-    ``forward`` (``step.EvalForward`` of ``model``: on CUDA a replayed graph for full batches,
-    what training passes) or, without one, eagerly (``step.eval_sums``): the same sums. The
+    ``forward`` (``evaluation.EvalForward`` of ``model``: on CUDA a replayed graph for full batches,
+    what training passes) or, without one, eagerly (``evaluation.eval_sums``): the same sums. The
     sums stay on the device; the two lists at the end are the one host sync."""
     if forward is not None and (forward.model is not model or forward.precision != precision
                                 or forward.batch_size != batch_size):
         raise ValueError(f"evaluate_pack: the forward was made for another network, precision or batch size "
                          f"({forward.precision}, {forward.batch_size}; asked {precision}, {batch_size}): "
-                         f"make it with step.EvalForward(model, precision, batch_size=batch_size)")
+                         f"make it with evaluation.EvalForward(model, precision, batch_size=batch_size)")
     model.eval()
     loss = correct = None
     for i in range(0, x.shape[0], batch_size):

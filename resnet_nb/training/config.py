@@ -50,7 +50,7 @@ SCHEDULES = ("epochs", "iterations")
 NORMALIZATIONS = ("channel", "pixel")
 DATASETS = ("cifar10", "synthetic")
 # bf16: autocast with fp32 master weights (resnet_nb.training.step); auto: what the run already uses, else
-# fp32 (step.default_precision: bf16 is opt-in until measured to pay and to train as fp32 does)
+# fp32 (precision.default_precision: bf16 is opt-in until measured to pay and to train as fp32 does)
 PRECISIONS = ("auto", "fp32", "bf16")
 LEGACY_PRECISION = "fp32"  # what a stored config without a precision field trained in
 PACK_MODES = ("grouped", "branches")  # how a pack's members step together (resnet_nb.training.loop)

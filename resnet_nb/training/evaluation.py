@@ -22,7 +22,7 @@ from resnet_nb.training.step import member_losses
 __all__ = ["EVAL_BATCH", "eval_sums", "EvalForward"]
 
 
-EVAL_BATCH = 1000        # images per evaluation forward pass (loop.evaluate_pack)
+EVAL_BATCH = 1000        # images per evaluation forward pass (batches.evaluate_pack)
 
 
 def eval_sums(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -42,7 +42,7 @@ class EvalForward:
     """Evaluation's forward pass of one network (a ``CifarResNet`` or a ``PackedCifarResNet``)
     in eval mode: ``forward(x, y)`` on a normalised batch x (B, 3, H, W), labels y (B,)
     returns ``eval_sums``: per-member summed loss (N,) and correct count (N,), device tensors,
-    no host sync. ``loop.evaluate_pack(..., forward=...)`` runs it for every batch.
+    no host sync. ``batches.evaluate_pack(..., forward=...)`` runs it for every batch.
 
     With ``graph`` (default ``graph_default``: on CUDA) the first batch of ``batch_size``
     images triggers a capture as ``TrainStep``'s does (static input buffer, warm-up on a
@@ -114,7 +114,7 @@ class EvalForward:
     def __call__(self, x: torch.Tensor, y: torch.Tensor):
         if self.model.training:
             raise ValueError("EvalForward evaluates a network in eval mode: call model.eval() first "
-                             "(loop.evaluate_pack does)")
+                             "(batches.evaluate_pack does)")
         full = x.shape[0] == self.batch_size
         if full and self.capture_allowed and self.graph is None:
             self._try_capture(x, y)

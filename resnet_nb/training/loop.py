@@ -135,7 +135,7 @@ def train_pack(cfgs: Sequence, restart: bool = False, budget: Budget | None = No
 
 
 def _settle_precision(cfg, seen, device: torch.device):
-    """``cfg`` with a concrete precision (``step.settle_precision``): a resumed run keeps the one
+    """``cfg`` with a concrete precision (``precision.settle_precision``): a resumed run keeps the one
     its checkpoint trained in, a new run with ``auto`` gets this device's default."""
     stored = None
     if seen.ckpt is not None:
@@ -464,7 +464,7 @@ def _diverged(name: str, record: dict, first_bad, others_train_on: bool) -> str 
 def _save(writer, record, model_state, opt_state, generator, device, data) -> None:
     """A member's best.pth/last.pth: its model and optimiser state in the single model's
     format (``_Members.states``), whatever the pack mode; ``rng["augment"]`` names the random
-    stream its data generator is in (``data.AUGMENT_SCHEME``, checked on resume)."""
+    stream its data generator is in (``augment.AUGMENT_SCHEME``, checked on resume)."""
     norm = {"kind": data.info["normalization"]["kind"], "mean": data.mean.cpu(),
             "std": data.std.cpu() if data.std is not None else None}
     writer.save_epoch(record, model_state, {

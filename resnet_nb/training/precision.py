@@ -47,7 +47,7 @@ def check_precision(precision: str, device: torch.device | str) -> None:
     device = torch.device(device)
     if precision not in CONCRETE_PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(CONCRETE_PRECISIONS)} here "
-                         f"(settle 'auto' with step.settle_precision first); got {precision!r}")
+                         f"(settle 'auto' with precision.settle_precision first); got {precision!r}")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(f"precision bf16 needs a GPU with bfloat16 support (compute capability 8.0+); "
                          f"{torch.cuda.get_device_name(device)} has none: use --precision fp32")

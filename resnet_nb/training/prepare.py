@@ -3,7 +3,7 @@
 ``prepare_data(cfg, device)`` loads the dataset of a ``TrainConfig``, takes the fixed val
 split and subsets, computes the normalisation statistics of the training images in use and
 moves the uint8 images to the training device, where each epoch's images are augmented
-(``resnet_nb.data.cifar10.augment_epoch``). Every member of a pack trains on the same ``PreparedData``.
+(``resnet_nb.data.augment.augment_epoch``). Every member of a pack trains on the same ``PreparedData``.
 """
 from __future__ import annotations
 

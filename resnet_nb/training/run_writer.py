@@ -119,7 +119,7 @@ def inspect_run(cfg: TrainConfig, device_type: str, restart: bool) -> Seen:
 
 
 def _check_augment(ckpt: dict, path: Path) -> None:
-    """A checkpoint resumes only in the data stream it was written in (``data.AUGMENT_SCHEME``,
+    """A checkpoint resumes only in the data stream it was written in (``augment.AUGMENT_SCHEME``,
     ``rng["augment"]``): resuming another would give the run a stream no uninterrupted run of
     its seed has (one-line ValueError)."""
     rng = ckpt.get("rng")
@@ -227,7 +227,7 @@ def merge_runtime(before: dict | None, process: dict | None) -> dict | None:
         out[k] = int(out.get(k) or 0) + int(process.get(k) or 0)
     reason = process.get("fallback")
     out["fallbacks"] = list(out.get("fallbacks") or []) + ([reason] if reason and reason not in out["fallbacks"] else [])
-    # evaluation's counts (step.EvalForward); absent = not recorded, and they stay absent when
+    # evaluation's counts (evaluation.EvalForward); absent = not recorded, and they stay absent when
     # an earlier process of the run did not record them (a partial total would mislead)
     if "eval_captures" in process and (before is None or "eval_captures" in before):
         out["eval_graph_requested"] = bool(out.get("eval_graph_requested") or process.get("eval_graph_requested"))
