@@ -144,7 +144,11 @@ def claims_table(summary: dict, shallow: int, deep: int, lang: str = "en", label
     head = (("Claim", "A vs B", "n (A/B)", "mean A", "mean B", "gap [95 % CI]", "p (Holm)", "verdict"),
             ("论断", "A 对 B", "种子数 (A/B)", "A 均值", "B 均值", "差值 [95 % 区间]", "p（Holm）", "结论"))[i]
     kind = (("primary", "secondary"), ("主要", "次要"))[i]
-    lines = ["| " + " | ".join(head) + " |", "|:---|:---|---:|---:|---:|---:|---:|:---|"]
+    # pandoc gives a wide table's columns the shares of these dash counts: the verdict, the longest
+    # text, gets the widest column (with equal shares it wraps to a word per line)
+    rule = "|" + "|".join(("-" * w + ":" if right else ":" + "-" * w) for w, right in
+                          ((15, False), (11, False), (6, True), (7, True), (7, True), (13, True), (8, True), (33, False)))
+    lines = ["| " + " | ".join(head) + " |", rule + "|"]
     for name, v in paper_claims(summary, shallow, deep, label=label).items():
         a, b = (CLAIMS[name][j].format(s=shallow, d=deep) for j in (0, 1))
         num = (lambda x: "n/a" if x is None else f"{x:.4f}")

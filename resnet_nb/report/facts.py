@@ -416,7 +416,8 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
                               if paper_warmup_of(r) else not (r.get("config") or {}).get("warmup_iters") for r in runs):
         expected_varied |= {"warmup_iters", "warmup_lr"}  # the paper's warm-up of >= 110 layers, by rule
     now = now or dt.datetime.now(dt.timezone.utc)
-    git = git_log()
+    train_commits = sorted({((r.get("environment") or {}).get("git_commit") or "")[:7] for r in runs} - {""})
+    git = git_log(train_commits)
     epochs_planned = sorted({r["epochs_planned"] for r in rows if r["epochs_planned"]})
     theory = theory_facts(fig_dir)
     return {
@@ -458,8 +459,7 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
         # experiments/, never into report/published/
         "commands": command_lines(run_id, preset, runs, *(("experiments", "report/figures") if inputs.get("published")
                                                       else (str(runs_dir), str(figures_dir)))),
-        "git": {"omitted": git["omitted"], "available": git["available"],
-                "train_commits": sorted({((r.get("environment") or {}).get("git_commit") or "")[:7]
-                                         for r in runs} - {""})},
+        "git": {"omitted": git["omitted"], "available": git["available"], "since": git["since"],
+                "train_commits": train_commits},
         "devlog": devlog_rows(runs, git, now),
     }

@@ -211,19 +211,31 @@ def hyperparameter_rows(runs: list[dict]) -> tuple[list[dict], list[str]]:
     return rows, varied
 
 
-def git_log(limit: int = 60) -> dict:
+def git_log(train_commits=(), limit: int = 40) -> dict:
+    """The commits of the development log (:func:`log_window`) from this checkout's history."""
     from resnet_nb.runs.environment import git
 
     out = git("log", "--reverse", "--date=iso-strict", "--format=%h%x09%ad%x09%s", repo=REPO, timeout=20)
     if out is None:
-        return {"commits": [], "omitted": 0, "available": False}
+        return {"commits": [], "omitted": 0, "available": False, "since": None}
     commits = []
     for line in out.splitlines():
         parts = line.split("\t", 2)
         if len(parts) == 3:
             commits.append({"hash": parts[0], "time": _utc(parts[1]), "subject": parts[2]})
-    omitted = max(0, len(commits) - limit)
-    return {"commits": commits[omitted:], "omitted": omitted, "available": True}
+    return {**log_window(commits, train_commits, limit), "available": True}
+
+
+def log_window(commits: list[dict], train_commits=(), limit: int = 40, width: int = 160) -> dict:
+    """The commits a reproduction's log shows, oldest first: from the oldest commit its runs were
+    trained with on (``since``: that commit; the code before it did not make these results), at most
+    the newest ``limit`` of them (``since`` is None when that cut it), each subject cut to ``width`` characters; ``omitted`` counts the rest."""
+    starts = [i for i, c in enumerate(commits) for t in train_commits if t and c["hash"].startswith(t[:7])]
+    first = min(starts) if starts else 0
+    first = max(first, len(commits) - limit)
+    shown = [{**c, "subject": c["subject"] if len(c["subject"]) <= width else c["subject"][:width - 1].rstrip() + "…"}
+             for c in commits[first:]]
+    return {"commits": shown, "omitted": first, "since": commits[first]["hash"] if starts and first == min(starts) else None}
 
 
 def _utc(stamp: str | None) -> dt.datetime | None:

@@ -275,6 +275,16 @@ def test_claims_table_clear_gap_no_gap_and_one_seed(tmp_path):
     assert "| 1/2 |" in row and "]† |" in row and "成立（1 对 2 个种子，基于公开种子噪声的 z 检验）" in row
 
 
+def test_claims_table_gives_the_verdict_the_widest_column(tmp_path):
+    """pandoc sizes a wide pipe table's columns by the dashes of its rule line: with equal shares the
+    verdict sentences wrap to a word per line."""
+    table = claims.claims_table(summary_of(tmp_path, [0.88, 0.89], [0.91, 0.92]), 20, 56)
+    rule = table.splitlines()[1].strip("|").split("|")
+    shares = [cell.count("-") for cell in rule]
+    assert len(rule) == len(table.splitlines()[0].strip("|").split("|")) == 8
+    assert shares[-1] > sorted(shares)[-2] and rule[-1].startswith(":")   # the widest, left-aligned
+
+
 def test_seed_values_judge_an_old_summary_mean_as_one_seed():
     old = {"best_test_acc": 0.9, "n_seeds": 3}                    # written before per_seed existed
     assert claims.seed_values(old, "best_test_acc") == [0.9]

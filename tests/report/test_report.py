@@ -560,3 +560,20 @@ def test_environment_table_says_how_each_run_was_trained_and_where_the_commit_ca
     runs, figs = seed_like(tmp_path / "old")   # run dirs older than both records
     en = render.render_markdown(facts_of(runs, figs), "en")
     assert "| git commit | 0123456789ab |" in en and "| Executed by | not recorded |" in en
+
+
+def test_development_log_starts_at_the_code_of_the_oldest_run():
+    """The log lists the commits from the oldest run's code on (older code made none of these
+    results), at most ``limit`` of them, long subjects cut; with no known training commit, the newest."""
+    from resnet_nb.report.provenance import log_window
+
+    commits = [{"hash": f"{i:07x}", "time": None, "subject": f"change {i}"} for i in range(100)]
+    commits[95]["subject"] = "x" * 300
+    got = log_window(commits, ["000005a", "0000050"], limit=40)          # 0x50 = 80 is the older of the two
+    assert [c["hash"] for c in got["commits"]] == [f"{i:07x}" for i in range(80, 100)]
+    assert got["omitted"] == 80 and got["since"] == "0000050"
+    assert len(got["commits"][15]["subject"]) == 160 and got["commits"][15]["subject"].endswith("…")
+    older = log_window(commits, ["0000003"], limit=40)                      # trained long ago: the newest 40
+    assert older["omitted"] == 60 and len(older["commits"]) == 40 and older["since"] is None
+    unknown = log_window(commits, ["fffffff"], limit=40)
+    assert unknown["omitted"] == 60 and unknown["since"] is None
