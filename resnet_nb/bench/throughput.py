@@ -298,7 +298,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"images per evaluation pass (default: {g['eval_images']} GPU, {c['eval_images']} CPU)")
     p.add_argument("--workers", type=int, default=-1,
                    help="DataLoader workers of the common recipe (-1: min(4, CPU cores))")
-    p.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="fast-path precision (auto: bf16 on a GPU that has it, else fp32)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<index>")
     p.add_argument("--skip-common", action="store_true", help="do not measure the common recipe (a)")
