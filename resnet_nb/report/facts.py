@@ -362,8 +362,8 @@ def _sweep(summary: dict, literature: dict, cmp_of) -> dict:
             ends[family]["rises"] = ends[family]["err_deep"] > ends[family]["err_shallow"]
     return {"ready": ready, "min_depths": SWEEP_MIN_DEPTHS, "counts": counts,
             "why": {"en": why, "zh": (f"深度扫描需要某一族至少 {SWEEP_MIN_DEPTHS} 个深度的结果；本运行 ID 有 "
-                                      f"{counts['plain']} 个 plain、{counts['resnet']} 个残差网络的深度"
-                                      f"（resnet-nb reproduce --models sweep）") if not ready else ""},
+                                      f"{counts['plain']} 个 plain、{counts['resnet']} 个残差网络的深度；"
+                                      f"深度扫描可用 resnet-nb reproduce --models sweep 训练") if not ready else ""},
             "rows": rows, "ends": ends}
 
 
