@@ -337,17 +337,23 @@ def paper_warmup_of(run: dict) -> dict:
 def command_lines(run_id: str, preset: str, runs: list[dict], runs_dir: str, figures_dir: str) -> dict:
     """Exact commands that rebuild this run id: ``resnet-nb reproduce`` with the models, seeds
     and every field where the stored configs differ from the preset, one ``resnet-nb train``
-    per run, and ``make reproduce`` when the plain preset reproduces it."""
+    per run, and ``make reproduce`` when the plain preset reproduces it. Runs on a non-canonical
+    copy of CIFAR-10 name it ``--data-root DATA_ROOT --allow-noncanonical`` (DATA_ROOT: the same
+    copy, which the report identifies by its fingerprint). ``reproduce`` is None when one call
+    cannot repeat the runs: settings beyond model and seed differ, or their names are not the
+    ones it gives (``<model>`` for one seed, ``<model>-seed<s>`` for several)."""
     from resnet_nb.training.config import config_diff, make_config
 
     cfg0 = runs[0].get("config", {})
     dataset = cfg0.get("dataset", "cifar10")
+    noncanonical = any((r.get("dataset") or {}).get("provenance") == "noncanonical" for r in runs)
+    data_words = ["--data-root DATA_ROOT", "--allow-noncanonical"] if noncanonical else []
     skip = ("preset", "model", "run_id", *NON_MATH_FIELDS)
     train, common, uniform = [], None, True
     for run in runs:
         c = run.get("config", {})
         model = str(c.get("model"))
-        words = ["resnet-nb", "train", f"--preset {preset}", f"--model {model}"]
+        words = ["resnet-nb", "train", f"--preset {preset}", f"--model {model}", *data_words]
         try:
             diff = config_diff(make_config(preset, model=model), c, ignore=skip)
         except (ValueError, TypeError):
@@ -367,7 +373,11 @@ def command_lines(run_id: str, preset: str, runs: list[dict], runs_dir: str, fig
         common = fields if common is None else common
     models = sort_models(str(r.get("config", {}).get("model")) for r in runs)
     seeds = sorted({int(r.get("config", {}).get("seed", 0)) for r in runs})
-    words = ["resnet-nb", "reproduce", f"--preset {preset}", f"--dataset {dataset}",
+    names = {str(r.get("config", {}).get("run_name") or r.get("config", {}).get("model")) for r in runs}
+    given = {f"{m}-seed{s}" if len(seeds) > 1 else m
+             for m, s in ((str(r.get("config", {}).get("model")), int(r.get("config", {}).get("seed", 0))) for r in runs)}
+    uniform = uniform and names == given
+    words = ["resnet-nb", "reproduce", f"--preset {preset}", f"--dataset {dataset}", *data_words,
              f"--run-id {run_id}", f"--models {','.join(models)}"]
     if len(seeds) > 1 or seeds != [make_config(preset).seed]:
         words.append(f"--seeds {','.join(map(str, seeds))}")
@@ -376,7 +386,7 @@ def command_lines(run_id: str, preset: str, runs: list[dict], runs_dir: str, fig
         words.append(f"--out-dir {runs_dir}")
     if figures_dir != "report/figures":
         words.append(f"--figures-root {figures_dir}")
-    plain = (not common and models == sort_models(SEED_MODELS) and seeds == [make_config(preset).seed]
+    plain = (not common and not noncanonical and models == sort_models(SEED_MODELS) and seeds == [make_config(preset).seed]
              and runs_dir == "experiments" and figures_dir == "report/figures")
     return {
         "reproduce": _wrap_command(words) if uniform else None,  # None: runs differ beyond model/seed

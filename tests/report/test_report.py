@@ -577,3 +577,31 @@ def test_development_log_starts_at_the_code_of_the_oldest_run():
     assert older["omitted"] == 60 and len(older["commits"]) == 40 and older["since"] is None
     unknown = log_window(commits, ["fffffff"], limit=40)
     assert unknown["omitted"] == 60 and unknown["since"] is None
+
+
+def test_rerun_commands_name_a_noncanonical_copy_and_the_run_names(tmp_path):
+    """Runs on a non-canonical copy are retrained from the same copy (DATA_ROOT), never from the
+    downloaded archive; one-seed runs named <model>-seed0 are not what one reproduce call names
+    them, so the training commands (with --run-name) rebuild them; several seeds are."""
+    import re
+
+    runs, figs = tmp_path / "exp", tmp_path / "fig"
+    for model, best in (("plain20", 0.82), ("plain56", 0.44)):
+        write_run(runs, "one", model, best, 0.5, provenance="noncanonical", seed=0, epochs=20)
+    write_summary(runs, figs, "one", expected=("plain20", "plain56"))
+    facts = facts_of(runs, figs, "one")
+    cmds = facts["commands"]
+    assert cmds["reproduce"] is None and cmds["make_reproduce"] is None
+    assert all("--data-root DATA_ROOT" in c and "--allow-noncanonical" in c and "--run-name plain" in c
+               for c in cmds["train"])
+    for lang in render.LANGS:
+        md = render.render_markdown(facts, lang)
+        assert "resnet-nb data info --data-root DATA_ROOT --allow-noncanonical" in md, lang
+        assert "```bash\nresnet-nb data download" not in md and FINGERPRINT[:16] in md, lang
+    for seed in (0, 1):
+        for model, best in (("plain20", 0.82), ("plain56", 0.44)):
+            write_run(runs, "two", model, best, 0.5, provenance="noncanonical", seed=seed, epochs=20)
+    write_summary(runs, figs, "two", expected=("plain20", "plain56"))
+    cmds = facts_of(runs, figs, "two")["commands"]
+    flat = re.sub(r"\s*\\\n\s*", " ", cmds["reproduce"])
+    assert "--data-root DATA_ROOT --allow-noncanonical" in flat and "--seeds 0,1" in flat
