@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from resnet_nb import REPO
 from resnet_nb.analysis.aggregate import stale_runs
 from resnet_nb.data.cifar10 import file_digest
 from resnet_nb.runs.published import MANIFEST_FILE, PUBLISHED_DIR, published_ids
@@ -365,8 +366,11 @@ def _run_id_section(root: Path, run_id: str, folder: str) -> list[str]:
     shown = [_link(folder, f, k.replace("_", " ")) for k, f in figs.items() if (root / run_id / f).is_file()]
     docs = [_link(folder, p, f"report ({p.split('.')[1]}, PDF)") for p in REPORT_PDFS if (root / run_id / p).is_file()]
     extra = [_link(folder, f, f) for f in ("summary.json", BENCH_FILE) if (root / run_id / f).is_file()]
-    lines += ["", f"Wall time: the run's training time (metrics.json `elapsed`; runs packed into one network "
-                  f"share it). Published {str(manifest.get('published_at', '?'))[:10]} from commit "
+    trained = sorted({str((r.get("environment") or {}).get("git_commit") or "")[:7] for r in runs} - {""})
+    lines += ["", f"Wall time: the run's training time (metrics.json `elapsed`, pauses excluded; runs packed into "
+                  f"one network share it). Trained with the code at commit "
+                  f"{', '.join(f'`{c}`' for c in trained) or 'not recorded'} (config.json); published "
+                  f"{str(manifest.get('published_at', '?'))[:10]} from commit "
                   f"`{str(manifest.get('git_commit') or 'unknown')[:7]}`; run dirs with `best.pth` in "
                   f"[`{folder}/`]({folder}/).", "",
               " · ".join(docs + shown + extra)]
@@ -386,9 +390,11 @@ def readme_block(published_dir: str | os.PathLike = PUBLISHED_DIR, links_from: s
         body += [f"No result has been published yet: `{base}/` is empty (`make publish RUN_ID=<run id>` "
                  f"adds one)."]
     else:
-        body += [f"Generated from the files in `{base}/` (`make readme`); every number "
-                 f"comes from the run files named beside it. Verify any published `best.pth` with "
-                 f"`resnet-nb evaluate` (below)."]
+        docs = "docs/report.md" if links_from is None else Path(os.path.relpath(REPO / "docs" / "report.md", Path(
+                                                                               links_from).resolve())).as_posix()
+        body += [f"Generated from the files in `{base}/` (`make readme`): every number comes from the "
+                 f"summary.json and run dirs of its run id. `resnet-nb evaluate {base}/<run id> --data-root <the "
+                 f"same data>` recomputes the test accuracy of every published `best.pth` ([{docs}]({docs}))."]
         for run_id in ids:
             body += ["", *_run_id_section(root, run_id, f"{base}/{run_id}")]
     return "\n".join([README_BEGIN, *body, "", README_END])

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from resnet_nb import REPO
 from resnet_nb.cli import main
 from resnet_nb.data.cifar10 import write_fake_cifar10
 from resnet_nb.pipeline import publish as P
@@ -179,4 +180,11 @@ def test_readme_table_from_the_published_copy(site, tmp_path):
     assert "| seeds (ids) |" in text and "| 1 (0) |" in text          # how many seeds, and which
     rel = Path(os.path.relpath(site["published"], tmp_path)).as_posix()
     assert f"]({rel}/{RUN_ID}/report.en.pdf)" in text and f"]({rel}/{RUN_ID}/bench.json)" in text
+    import re                                                        # the training code, from the run configs
+    trained = {json.loads(c.read_text())["environment"]["git_commit"][:7]
+               for c in (site["published"] / RUN_ID).glob("*/config.json")}
+    assert re.search(r"Trained with the code at commit (`[0-9a-f]{7}`(, )?)+ \(config.json\)", text)
+    assert all(f"`{c}`" in text for c in trained) and "(below)" not in text
+    docs = Path(os.path.relpath(REPO / "docs" / "report.md", tmp_path)).as_posix()
+    assert f"]({docs}))" in text                                      # how to verify: a link that resolves
     assert not P.update_readme(readme, site["published"])  # generated: a second run changes nothing
