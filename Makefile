@@ -15,12 +15,15 @@ MODELS  ?=
 SEEDS   ?=
 # PARALLEL: executions at once (default auto: 1 with a GPU, 2 on a multi-core CPU)
 PARALLEL ?=
+# REPRO_ARGS: any other reproduce option, e.g. "--time-budget 3600 --data-root /data/cifar10 --set precision=bf16"
+REPRO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install test reproduce lab report publish readme sysdeps browserdeps golden bench clean
+.PHONY: help install test reproduce lab report publish readme sysdeps browserdeps slurmdeps golden bench clean
 
 help:
-	@echo "make reproduce   run the reproduction (PRESET=$(PRESET) DATASET=$(DATASET))"
+	@echo "make reproduce   run the reproduction (PRESET=$(PRESET) DATASET=$(DATASET) RUN_ID= MODELS= SEEDS= PARALLEL= REPRO_ARGS=)"
+	@echo "make install     set up .venv (every target does it on first use)"
 	@echo "make test        set up .venv and run the test suite"
 	@echo "make lab         open the notebooks in JupyterLab"
 	@echo "make report      build the pandoc report of RUN_ID (default: the newest complete reproduction)"
@@ -29,6 +32,9 @@ help:
 	@echo "make readme      regenerate README's results table from report/published/"
 	@echo "make sysdeps     install the Debian packages the PDF report needs (xelatex, CJK font, poppler)"
 	@echo "make browserdeps install headless Chromium for the JupyterLab browser test"
+	@echo "make slurmdeps   install a one-node SLURM for the cluster executor's test"
+	@echo "make golden      regenerate the nbval golden notebooks after editing a notebook's .py source"
+	@echo "make clean       remove .venv and the test cache"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,7 +48,8 @@ test: $(STAMP)
 
 reproduce: $(STAMP)
 	$(BIN)/resnet-nb reproduce --preset $(PRESET) --dataset $(DATASET) $(if $(RUN_ID),--run-id $(RUN_ID)) \
-	    $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(PARALLEL),--parallel $(PARALLEL))
+	    $(if $(MODELS),--models $(MODELS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(PARALLEL),--parallel $(PARALLEL)) \
+	    $(REPRO_ARGS)
 
 # re-execute the four notebooks with smoke parameters on the synthetic fixture into the
 # nbval golden copies tests/notebooks/*.ipynb (after changing a notebook's .py source)

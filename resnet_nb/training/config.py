@@ -13,8 +13,9 @@ Presets (``make_config(preset, **overrides)``; any field can be overridden):
   and 48k iterations, stop at 64k iterations (182 epochs of 352 iterations), per-pixel
   mean subtraction, option A shortcuts.
 * ``short``: the seed recipe compressed ten times, for a CPU: 20 epochs, lr divided by 10
-  at epochs 10 and 15, everything else the seed's. About an hour per model pair on a
-  2-core CPU; its claims are judged "at 20 epochs", never as the paper's 200-epoch result.
+  at epochs 10 and 15, everything else the seed's. A few hours per seed of the four models on
+  a 2-core CPU (docs/speed.md); its claims are judged "at 20 epochs", never as the paper's
+  200-epoch result.
 * ``smoke``: CPU-sized: 640 train / 200 test images, batch 32, lr 0.01, 3 epochs (lr /10
   for the last): 60 SGD steps per model, so that ``reproduce`` of the four default models
   (theory probes and analysis included) takes under 3 minutes on 2 cores (171-187 s
