@@ -223,7 +223,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Exit status: 0 when every run matches, 1 when one does not, 2 on bad input (no best.pth, other data, "
         "weights of another config).")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                        help="run dir(s), e.g. report/published/<run id>/resnet56, or a run id folder (all its runs)")
+                        help="run dir(s), e.g. report/published/<run id>/resnet56-seed0, or a run id folder (all its runs)")
     parser.add_argument("--data-root", default=None, help="folder with the run's data (default: the run's "
                         "recorded data_root when it exists here, else $RESNET_NB_DATA or data/cifar10)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:<index> or auto")
