@@ -182,7 +182,7 @@ def p_text(p: float) -> str:
 
 def _gap_text(gap: float, unit: str, lang: str) -> str:
     if unit == "loss":
-        return f"{gap:+.4f}"
+        return f"{gap:+.4f} in loss" if lang == "en" else f"loss 差 {gap:+.4f}"
     return f"{gap:+.2f} points" if lang == "en" else f"{gap:+.2f} 个百分点"
 
 
@@ -347,10 +347,11 @@ def _one_seed_rule(g: _Gap, a: list[float], b: list[float], preset: str, p_holm:
         return g.verdict("not_shown", 3, f"not shown ({one_en})", f"未体现（{one_zh}）")
     if not g.accuracy:
         return g.verdict("not_resolved", 3, f"direction only ({one_en})", f"仅方向（{one_zh}）",
-                         "; no published seed noise for this metric", "；该指标没有公开的种子噪声")
+                         "; no seed-to-seed noise is published for a loss", "；loss 没有公开的种子间噪声")
     if preset == "short":
         return g.verdict("not_resolved", 3, f"direction only ({one_en})", f"仅方向（{one_zh}）",
-                         "; the published seed noise is that of 200 epochs", "；公开的种子噪声对应 200 个 epoch")
+                         "; the published seed-to-seed noise is that of 200-epoch runs, not of this schedule",
+                         "；公开的种子间噪声来自 200 个 epoch 的训练，不适用于此训练长度")
     observed = [math.sqrt(_var(xs)) for xs in (a, b) if len(xs) > 1]
     sig = max([g.sigma, *observed])
     se = sig * math.sqrt(1 / len(a) + 1 / len(b)) * g.scale          # in display points

@@ -124,7 +124,7 @@ def test_short_preset_one_seed_gives_the_direction_only_at_its_epochs():
     v = compare([0.80], [0.60], higher_is_better=True, data_provenance="noncanonical", preset="short", epochs=20)
     assert v.status == "not_resolved" and v.p is None and v.ci is None
     assert v.en.startswith("direction only (one seed on a non-canonical CIFAR-10 copy, at 20 epochs): +20.00")
-    assert "200 epochs" in v.en and "20 个 epoch 时" in v.zh
+    assert "noise is that of 200-epoch runs" in v.en and "20 个 epoch 时" in v.zh and "200 个 epoch" in v.zh
     w = compare([0.80, 0.81], [0.60, 0.62], higher_is_better=True, data_provenance="noncanonical", preset="short",
                 epochs=20)
     assert w.status == "shown" and "at 20 epochs" in w.en and w.ci_basis == "welch"
