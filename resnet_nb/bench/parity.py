@@ -9,8 +9,10 @@ the difference between two fp32 seeds: parity holds for a model when, at every e
 |bf16 - fp32| of its test accuracy and training loss is no larger than |fp32 seed a - fp32 seed b|.
 
 The ``short`` recipe's first epochs are those of any run of it (lr 0.1 until epoch 10), so
-``--reuse <runs>/<run id>`` takes the bf16 side from a short reproduction's runs (its first
-epochs) instead of training it again. Runs go to ``<out-dir>/parity/<model>-<precision>-seed<s>``
+``--reuse <runs>/<run id>`` takes a side from a short reproduction's runs (their first epochs)
+instead of training it again: the fp32 side from an fp32 reproduction, the bf16 side from a bf16
+one (a run counts for a seed and precision only when its recorded recipe is the parity run's but
+for the epochs). Runs go to ``<out-dir>/parity/<model>-<precision>-seed<s>``
 and resume like any run; ``--time-budget`` pauses them (exit 75, rerun to resume).
 """
 from __future__ import annotations
@@ -52,8 +54,8 @@ def _metrics(run_dir: Path, epochs: int) -> list[dict] | None:
 
 
 def _reused(reuse: Path, model: str, seed: int, epochs: int, cfg) -> list[dict] | None:
-    """The bf16 side from a short reproduction: its run of ``model`` and ``seed`` in bf16 whose
-    recipe equals ``cfg``'s but for the epochs (the first ``epochs`` are the same run)."""
+    """One side from a short reproduction: its run of ``model`` and ``seed`` in ``cfg``'s precision
+    whose recipe equals ``cfg``'s but for the epochs (the first ``epochs`` are the same run)."""
     for name in (f"{model}-seed{seed}", model):
         d = reuse / name
         try:
@@ -63,7 +65,7 @@ def _reused(reuse: Path, model: str, seed: int, epochs: int, cfg) -> list[dict] 
         same = {k: v for k, v in stored.items() if k not in ("epochs", "out_dir", "run_id", "run_name", "data_root",
                                                               "time_budget", "device", "pack_mode")}
         want = {k: v for k, v in json.loads(json.dumps(cfg.__dict__)).items() if k in same}
-        if same == want and stored.get("precision") == "bf16":
+        if same == want and stored.get("precision") == cfg.precision:
             return _metrics(d, epochs)
     return None
 
@@ -146,7 +148,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="folder with CIFAR-10")
     p.add_argument("--allow-noncanonical", action="store_true", help="accept a CIFAR-10 copy with other md5 sums")
     p.add_argument("--out-dir", default="experiments", help="runs go to <out-dir>/parity/")
-    p.add_argument("--reuse", default="", help="a short reproduction's run-id folder: its bf16 runs give the bf16 side")
+    p.add_argument("--reuse", default="", help="a short reproduction's run-id folder: its runs give the side of their precision "
+                        "(fp32 or bf16) instead of being trained again")
     p.add_argument("--parallel", type=int, default=2, help="trainings at once (on a CPU the cores are shared out)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<index> (default: cpu)")
     p.add_argument("--time-budget", type=float, default=0.0, help="seconds for all the training (0: no limit)")
@@ -170,9 +173,10 @@ def run_cli(args: argparse.Namespace) -> int:
     series: dict[str, dict] = {m: {} for m in models}
     todo = []
     for c in cfgs:
-        got = _reused(reuse, c.model, c.seed, args.epochs, c) if reuse and c.precision == "bf16" else None
+        got = _reused(reuse, c.model, c.seed, args.epochs, c) if reuse else None
         if got is not None:
-            print(f"{c.run_name}: the first {args.epochs} epochs of {reuse.name}'s run (bf16, same recipe)", flush=True)
+            print(f"{c.run_name}: the first {args.epochs} epochs of {reuse.name}'s run ({c.precision}, same recipe)",
+                  flush=True)
             series[c.model][(c.precision, c.seed)] = got
         else:
             todo.append(c)

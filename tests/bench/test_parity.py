@@ -30,21 +30,23 @@ def test_parity_trains_both_precisions_and_compares_with_two_seeds(fake_cifar, t
     assert "| ResNet-8 | 2 |" in capsys.readouterr().out
 
 
-def test_parity_reuses_a_short_reproductions_bf16_runs(fake_cifar, tmp_path, capsys):
+@pytest.mark.parametrize("reused, trained", [("bf16", "fp32"), ("fp32", "bf16")])
+def test_parity_reuses_a_short_reproductions_runs_for_their_precision(fake_cifar, tmp_path, capsys, reused, trained):
     common = dict(dataset="synthetic", data_root=str(fake_cifar), train_subset=64, test_subset=32, batch_size=32,
                   device="cpu", out_dir=str(tmp_path / "repro"), run_id="short")
-    for seed in (0, 1):     # a longer short-recipe run in bf16: its first 2 epochs are the parity run's
-        train(make_config("short", model="resnet8", seed=seed, precision="bf16", epochs=3,
+    for seed in (0, 1):     # a longer short-recipe run: its first 2 epochs are the parity run's
+        train(make_config("short", model="resnet8", seed=seed, precision=reused, epochs=3,
                           run_name=f"resnet8-seed{seed}", **common))
     rc = main(["parity", "--dataset", "synthetic", "--data-root", str(fake_cifar), "--models", "resnet8",
                "--epochs", "2", "--out-dir", str(tmp_path / "runs"), "--reuse", str(tmp_path / "repro" / "short"),
                *TINY])
     assert rc in (0, 3)
     out = capsys.readouterr().out
-    assert out.count("(bf16, same recipe)") == 2
-    assert sorted(p.name for p in (tmp_path / "runs" / "parity").iterdir()) == ["resnet8-fp32-seed0", "resnet8-fp32-seed1"]
-    # the reused epochs are exactly a fresh bf16 run's: train one and compare
-    fresh = train(make_config("short", model="resnet8", seed=0, precision="bf16", epochs=2, run_name="x",
+    assert out.count(f"({reused}, same recipe)") == 2 and f"({trained}, same recipe)" not in out
+    assert sorted(p.name for p in (tmp_path / "runs" / "parity").iterdir()) == [f"resnet8-{trained}-seed0",
+                                                                                 f"resnet8-{trained}-seed1"]
+    # the reused epochs are exactly a fresh run's: train one and compare
+    fresh = train(make_config("short", model="resnet8", seed=0, precision=reused, epochs=2, run_name="x",
                               **{**common, "out_dir": str(tmp_path / "fresh")}))
     a = json.loads((fresh / "metrics.json").read_text())
     b = json.loads((tmp_path / "repro" / "short" / "resnet8-seed0" / "metrics.json").read_text())[:2]
