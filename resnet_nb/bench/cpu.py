@@ -16,6 +16,11 @@ one model after the other per layout, and for the parallel layout the makespan o
 in ``--parallel`` slots (seed-major order, as ``reproduce`` runs them). Bookkeeping between
 epochs is not included; a plain net and a ResNet of one depth train at the same rate (they
 differ only in the shortcut additions), so a model not measured takes the other's rate.
+
+Every row also gives its arithmetic rate (GFLOP/s: img/s times the net's training FLOPs per image,
+counted by ``torch.utils.flop_counter`` over the forward and backward convolutions and the linear
+layer, a multiply-add counted as two), and the table ends with the short reproduction's total
+arithmetic: what the wall time of any layout is bounded by, whatever the code around the step.
 """
 from __future__ import annotations
 
@@ -39,11 +44,33 @@ from resnet_nb.training.precision import default_precision
 from resnet_nb.training.schedule import make_optimizer
 from resnet_nb.training.step import TrainStep
 
-__all__ = ["LAYOUTS", "SHORT_RECIPE", "measure_step", "run_cpu_bench", "format_cpu_table", "short_wall_time"]
+__all__ = ["LAYOUTS", "SHORT_RECIPE", "measure_step", "run_cpu_bench", "format_cpu_table", "short_wall_time",
+           "flops_per_image", "short_flops"]
 
 LAYOUTS = (("fp32", "nchw"), ("bf16", "nchw"), ("fp32", "channels_last"), ("bf16", "channels_last"))
 SHORT_RECIPE = {"epochs": 20, "n_train": 50_000, "n_test": 10_000,
                 "models": ("plain20", "plain56", "resnet20", "resnet56")}
+
+
+def flops_per_image(model_name: str) -> dict[str, float]:
+    """FLOPs per image of ``model_name``: ``train`` (forward and backward of a training step) and
+    ``eval`` (the forward alone), as ``torch.utils.flop_counter`` counts them (convolutions and the
+    linear layer, a multiply-add as two FLOPs; batch norm, ReLU and the additions not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    model, x = build_model(model_name), torch.zeros(2, 3, 32, 32)
+    with FlopCounterMode(display=False) as fwd, torch.no_grad():
+        model.eval()(x)
+    model.train()
+    with FlopCounterMode(display=False) as both:
+        model(x).sum().backward()
+    return {"train": both.get_total_flops() / 2, "eval": fwd.get_total_flops() / 2}
+
+
+def short_flops() -> float:
+    """The short reproduction's arithmetic (FLOPs): its four runs' training and evaluation images."""
+    r = SHORT_RECIPE
+    return sum(r["epochs"] * (r["n_train"] * f["train"] + r["n_test"] * f["eval"])
+               for f in (flops_per_image(m) for m in r["models"]))
 
 
 def describe_device(device: torch.device) -> str:
@@ -270,16 +297,21 @@ def run_cpu_bench(args: Namespace) -> dict:
         per = {m: par[m]["train_img_s"] / par[m]["processes"] for m in par}
         ev = {m: same[m]["eval_img_s"] * per[m] / same[m]["train_img_s"] for m in par}
         implied[f"{default}_channels_last_parallel{args.parallel}"] = short_wall_time(per, ev, slots=args.parallel)
+    flops = {m: flops_per_image(m)["train"] for m in models}
+    for r in rows:
+        r["train_gflop_s"] = r["train_img_s"] * flops[r["model"]] / 1e9
     return {"device": f"CPU: {cpu_model() or platform.machine()}, {usable_cores()} cores", "native_bf16": cpu_has_native_bf16(),
             "default_precision": default, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "data": "synthetic uint8 images: timing only", "batch_size": args.batch_size, "steps": args.steps,
-            "warmup": args.warmup, "parallel": args.parallel, "rows": rows, "implied_short_s": implied}
+            "warmup": args.warmup, "parallel": args.parallel, "rows": rows, "implied_short_s": implied,
+            "train_flops_per_image": flops, "short_flops": short_flops()}
 
 
 def _line(r: dict) -> str:
     what = r["layout"] if r.get("variant") != "parallel" else f"channels_last, {r['processes']} processes x {r['threads']} thread(s)"
     ev = f"{r['eval_img_s']:>10,.0f}" if r.get("eval_img_s") else f"{'-':>10s}"
-    return f"{r['model']:<10s} {r['precision']:<5s} {what:<44s} {r['train_img_s']:>10,.0f} {ev}"
+    gf = f"{r['train_gflop_s']:>8,.0f}" if r.get("train_gflop_s") else f"{'-':>8s}"
+    return f"{r['model']:<10s} {r['precision']:<5s} {what:<44s} {r['train_img_s']:>10,.0f} {gf} {ev}"
 
 
 def format_cpu_table(res: dict) -> str:
@@ -287,7 +319,7 @@ def format_cpu_table(res: dict) -> str:
     lines = [f"device: {res['device']}, {bf16}; torch {res['torch']}, {res['threads']} threads; {res['data']}",
              f"batch {res['batch_size']}, {res['steps']} timed steps after {res['warmup']} warm-up steps; the training "
              f"default here: precision {res['default_precision']}, channels_last", "",
-             f"{'model':<10s} {'prec':<5s} {'layout':<44s} {'train img/s':>10s} {'eval img/s':>10s}"]
+             f"{'model':<10s} {'prec':<5s} {'layout':<44s} {'train img/s':>10s} {'GFLOP/s':>8s} {'eval img/s':>10s}"]
     lines += [_line(r) for r in res["rows"]]
     base = {r["model"]: r["train_img_s"] for r in res["rows"] if r.get("variant") == "a"}
     fp32 = {r["model"]: r["train_img_s"] for r in res["rows"]
@@ -301,6 +333,11 @@ def format_cpu_table(res: dict) -> str:
                   "no per-epoch bookkeeping):"]
     for key, s in res["implied_short_s"].items():
         lines.append(f"  {key:<34s} " + ("not measured" if s is None else f"{s:8.0f} s = {s / 60:6.1f} min"))
+    if res.get("short_flops"):
+        total, best = res["short_flops"], max((r.get("train_gflop_s") or 0 for r in res["rows"]), default=0)
+        lines += ["", f"the short reproduction is {total / 1e15:.2f} PFLOP of arithmetic (training and evaluation); "
+                      + (f"at the best training rate above ({best:,.0f} GFLOP/s) that alone takes {total / best / 1e9 / 60:.0f} min"
+                         if best else "no rate measured")]
     return "\n".join(lines)
 
 

@@ -148,6 +148,31 @@ def test_bench_cpu_table_precision_layout_threads(tmp_path, capsys, monkeypatch)
     assert set(res["implied_short_s"].values()) == {None}
     text = capsys.readouterr().out
     assert "implied wall time of the short reproduction" in text and "x fp32 NCHW" in text
+    per = res["train_flops_per_image"]["resnet8"]
+    assert all(r["train_gflop_s"] == pytest.approx(r["train_img_s"] * per / 1e9) for r in res["rows"])
+    assert "GFLOP/s" in text and f"{res['short_flops'] / 1e15:.2f} PFLOP" in text
+
+
+def test_flops_per_image_are_the_nets_convolutions_and_linear_layer():
+    """Counted by hand: CIFAR ResNet-20's forward is 3x3 convolutions (16, 32, 64 channels at
+    32x32, 16x16, 8x8) and a 64->10 linear layer; a training step is three times its forward but
+    for the gradient of the input image. Option-A shortcuts add no arithmetic: Plain-20 = ResNet-20."""
+    from resnet_nb.bench.cpu import SHORT_RECIPE, flops_per_image, short_flops
+    conv = lambda cin, cout, hw: 2 * cin * cout * 9 * hw * hw
+    first = conv(3, 16, 32)
+
+    def forward(n):         # depth 6n + 2: three stages of n two-conv blocks
+        return (first + (2 * n) * conv(16, 16, 32) + conv(16, 32, 16) + (2 * n - 1) * conv(32, 32, 16)
+                + conv(32, 64, 8) + (2 * n - 1) * conv(64, 64, 8) + 2 * 64 * 10)
+
+    assert forward(3) == 81_102_080
+    assert flops_per_image("resnet20") == flops_per_image("plain20") == {"train": 3 * forward(3) - first,
+                                                                          "eval": forward(3)}
+    f56 = flops_per_image("resnet56")
+    assert f56 == flops_per_image("plain56") == {"train": 3 * forward(9) - first, "eval": forward(9)}
+    r = SHORT_RECIPE
+    assert short_flops() == pytest.approx(2 * r["epochs"] * sum(r["n_train"] * f["train"] + r["n_test"] * f["eval"]
+                                                                for f in (flops_per_image("resnet20"), f56)))
 
 
 def test_short_wall_time_schedules_the_four_runs_in_slots():
