@@ -13,7 +13,7 @@ DATASET ?= cifar10
 RUN_ID  ?=
 MODELS  ?=
 SEEDS   ?=
-# PARALLEL: executions at once (default auto: 1 with a GPU, 2 on a multi-core CPU)
+# PARALLEL: executions at once (default auto: 1 with a GPU, 2 on a multi-core CPU; on some CPUs 1 is faster: docs/speed.md)
 PARALLEL ?=
 # REPRO_ARGS: any other reproduce option, e.g. "--time-budget 3600 --data-root /data/cifar10 --set precision=bf16"
 REPRO_ARGS ?=

@@ -1,4 +1,4 @@
-"""``resnet-nb parity``: does bf16 train these nets as fp32 does? The check behind the CPU default.
+"""``resnet-nb parity``: does bf16 train these nets as fp32 does? The check to run before training in bf16.
 
 A deep plain net sits on a loss plateau at the start of training, and when it leaves it depends
 on the seed. If bf16 arithmetic made it leave later, a bf16 run would overstate the degradation
@@ -12,7 +12,11 @@ The ``short`` recipe's first epochs are those of any run of it (lr 0.1 until epo
 ``--reuse <runs>/<run id>`` takes a side from a short reproduction's runs (their first epochs)
 instead of training it again: the fp32 side from an fp32 reproduction, the bf16 side from a bf16
 one (a run counts for a seed and precision only when its recorded recipe is the parity run's but
-for the epochs). Runs go to ``<out-dir>/parity/<model>-<precision>-seed<s>``
+for the epochs, and its recorded data fingerprint is that of ``--data-root``).
+
+What it can tell: whether bf16 moves the first epochs (all at lr 0.1, before the first decay) by
+more than a change of seed does, with two fp32 seeds as the yardstick. It cannot tell whether the
+two precisions end a full run alike. Runs go to ``<out-dir>/parity/<model>-<precision>-seed<s>``
 and resume like any run; ``--time-budget`` pauses them (exit 75, rerun to resume).
 """
 from __future__ import annotations
@@ -53,14 +57,20 @@ def _metrics(run_dir: Path, epochs: int) -> list[dict] | None:
     return m[:epochs] if isinstance(m, list) and len(m) >= epochs else None
 
 
-def _reused(reuse: Path, model: str, seed: int, epochs: int, cfg) -> list[dict] | None:
+def _reused(reuse: Path, model: str, seed: int, epochs: int, cfg, fingerprint: str) -> list[dict] | None:
     """One side from a short reproduction: its run of ``model`` and ``seed`` in ``cfg``'s precision
-    whose recipe equals ``cfg``'s but for the epochs (the first ``epochs`` are the same run)."""
+    whose recipe equals ``cfg``'s but for the epochs (the first ``epochs`` are the same run), trained
+    on the data of ``fingerprint``."""
     for name in (f"{model}-seed{seed}", model):
         d = reuse / name
         try:
-            stored = read_json(d / "config.json")["config"]
-        except (OSError, ValueError, KeyError, TypeError):
+            record = read_json(d / "config.json")
+            stored, data = record["config"], record.get("dataset") or {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if data.get("fingerprint") != fingerprint:
+            print(f"{d}: not reused: trained on other data (fingerprint {str(data.get('fingerprint'))[:16]}, "
+                  f"--data-root's {fingerprint[:16]})", flush=True)
             continue
         same = {k: v for k, v in stored.items() if k not in ("epochs", "out_dir", "run_id", "run_name", "data_root",
                                                               "time_budget", "device", "pack_mode")}
@@ -170,10 +180,15 @@ def run_cli(args: argparse.Namespace) -> int:
                   out_dir=str(Path(args.out_dir).expanduser().resolve()), device=args.device, **extra)
     cfgs = parity_runs(models, seeds, args.epochs, common)
     reuse = Path(args.reuse).expanduser() if args.reuse else None
+    if reuse is not None:
+        if not reuse.is_dir():
+            raise FileNotFoundError(f"--reuse {reuse}: no such folder (give a reproduction's <out-dir>/<run id>)")
+        from resnet_nb.data.cifar10 import load_dataset
+        fingerprint = load_dataset(args.dataset, args.data_root, args.allow_noncanonical).fingerprint
     series: dict[str, dict] = {m: {} for m in models}
     todo = []
     for c in cfgs:
-        got = _reused(reuse, c.model, c.seed, args.epochs, c) if reuse else None
+        got = _reused(reuse, c.model, c.seed, args.epochs, c, fingerprint) if reuse else None
         if got is not None:
             print(f"{c.run_name}: the first {args.epochs} epochs of {reuse.name}'s run ({c.precision}, same recipe)",
                   flush=True)

@@ -268,6 +268,8 @@ DEFAULTS = {
     "cpu": dict(models="resnet20", packs=[2], steps=3, warmup=1, repeats=1, n_train=2_048,
                 eval_images=1_000),
 }
+# --device cpu alone (the CPU table, resnet_nb.bench.cpu): its own defaults
+CPU_TABLE_DEFAULTS = dict(models="resnet20,plain56", steps=10, warmup=2, n_train=2_048, eval_images=1_000)
 
 
 def _packs(text: str) -> list[int]:
@@ -278,7 +280,7 @@ def _packs(text: str) -> list[int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    g, c = DEFAULTS["cuda"], DEFAULTS["cpu"]
+    g, c = DEFAULTS["cuda"], {**DEFAULTS["cpu"], **CPU_TABLE_DEFAULTS}   # the CPU: its table's defaults
     p.add_argument("--models", default=argparse.SUPPRESS,
                    help=f"comma list of models for (a) and (b); their depths get the packs (c) "
                         f"(default: {g['models']} on a GPU, {c['models']} on the CPU)")
@@ -338,7 +340,7 @@ def _cpu_table_wanted(args: argparse.Namespace) -> bool:
 def _run_cpu_table(args: argparse.Namespace) -> int:
     from resnet_nb.bench.cpu import format_cpu_table, run_cpu_bench
 
-    for name, value in dict(models="resnet20,plain56", steps=10, warmup=2, n_train=2_048, eval_images=1_000).items():
+    for name, value in CPU_TABLE_DEFAULTS.items():
         if getattr(args, name, None) is None:
             setattr(args, name, value)
     for name in ("steps", "batch_size", "eval_images", "parallel"):

@@ -98,8 +98,8 @@ def _data_hint(recorded: dict) -> str:
     if prov == "noncanonical":
         bad = ", ".join(recorded.get("md5_mismatches") or []) or "some batch files"
         return (f"this run was trained on a non-canonical CIFAR-10 copy (fingerprint {fp}; md5 sums differ in "
-                f"{bad}): point --data-root at that copy, with --allow-noncanonical (the fingerprint "
-                f"must match)")
+                f"{bad}): point --data-root at that copy (its fingerprint must match; the run's config "
+                f"already accepts a non-canonical copy)")
     if prov == "synthetic":
         return (f"this run was trained on the synthetic fixture of {recorded.get('n_train', '?')} / "
                 f"{recorded.get('n_test', '?')} images (fingerprint {fp}, recorded in {recorded.get('root') or '?'}); "

@@ -156,9 +156,9 @@ _NOISE = ("Kernel is running over TCP without encryption", "KeyboardInterrupt ca
 
 def cpu_threads_env(gpus: list[str], parallel: int) -> dict:
     """On the CPU, the cores shared out among ``parallel`` executions at once (``OMP_NUM_THREADS``,
-    which torch reads at start-up): on 2 cores two 1-thread trainings do 1.1-1.25x the images of
-    one 2-thread training (``resnet-nb bench --device cpu``), while two 2-thread ones slow each
-    other several-fold. Nothing when a GPU trains, one execution runs, or the user set it."""
+    which torch reads at start-up): two 2-thread trainings on 2 cores slow each other several-fold;
+    whether two 1-thread ones beat one 2-thread training after the other depends on the CPU
+    (``resnet-nb bench --device cpu``, docs/speed.md). Nothing when a GPU trains, one execution runs, or the user set it."""
     if gpus or parallel <= 1 or "OMP_NUM_THREADS" in os.environ:
         return {}
     return {"OMP_NUM_THREADS": str(max(1, usable_cores() // parallel))}

@@ -179,8 +179,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "empty: the preset's seed")
     p.add_argument("--parallel", type=int, default=0,
                    help="executions at once, spread over the visible GPUs (on a CPU the cores are shared out); "
-                        "0 = auto: 1 with a GPU, 2 on a CPU of 2 cores or more (two 1-thread trainings do "
-                        "1.1-1.25x the images of one 2-thread training: resnet-nb bench --device cpu)")
+                        "0 = auto: 1 with a GPU, 2 on a CPU of 2 cores or more (whether two trainings at once "
+                        "beat one after the other depends on the CPU: resnet-nb bench --device cpu measures it; "
+                        "docs/speed.md)")
     add_field_arguments(p, _FIELD_FLAGS, defaults=True)  # as train's flags, one value for all runs
     p.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS",
                    help="time budget in seconds (default: 0 = none). --executor local: a deadline for the "

@@ -45,6 +45,16 @@ def test_parity_reuses_a_short_reproductions_runs_for_their_precision(fake_cifar
     assert out.count(f"({reused}, same recipe)") == 2 and f"({trained}, same recipe)" not in out
     assert sorted(p.name for p in (tmp_path / "runs" / "parity").iterdir()) == [f"resnet8-{trained}-seed0",
                                                                                  f"resnet8-{trained}-seed1"]
+    # a run of the same recipe on other data is not reused
+    from resnet_nb.bench.parity import _reused, parity_runs
+    cfg = next(c for c in parity_runs(["resnet8"], [0, 1], 2, {k: v for k, v in common.items() if k != "run_id"})
+               if c.precision == reused and c.seed == 0)
+    from resnet_nb.data.cifar10 import load_dataset
+    right = load_dataset("synthetic", str(fake_cifar)).fingerprint
+    assert _reused(tmp_path / "repro" / "short", "resnet8", 0, 2, cfg, right) is not None
+    capsys.readouterr()
+    assert _reused(tmp_path / "repro" / "short", "resnet8", 0, 2, cfg, "0" * 64) is None
+    assert "not reused: trained on other data" in capsys.readouterr().out
     # the reused epochs are exactly a fresh run's: train one and compare
     fresh = train(make_config("short", model="resnet8", seed=0, precision=reused, epochs=2, run_name="x",
                               **{**common, "out_dir": str(tmp_path / "fresh")}))
