@@ -49,7 +49,7 @@ from resnet_nb.runs.rundir import (
 
 __all__ = ["RUN_FILES", "RUN_ID_NOTEBOOKS", "REPORT_PDFS", "BENCH_FILE",
            "README_BEGIN", "README_END", "Published", "publish", "readme_block", "update_readme",
-           "add_arguments", "run_cli"]
+           "checked_data_note", "add_arguments", "run_cli"]
 
 TRAIN_NOTEBOOK = "02_train.ipynb"                       # the executed notebook reproduce keeps per run
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, BEST_FILE, TRAIN_NOTEBOOK)  # last.pth is a resume point: left out
@@ -72,6 +72,7 @@ class Published:
     unfinished: list[str] = field(default_factory=list)
     left_out: dict[str, list[str]] = field(default_factory=dict)
     all_published_bytes: int = 0
+    data_note: str | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -121,19 +122,26 @@ def _sha256(path: Path) -> str:
 def publish(run_id: str, runs_dir: str | os.PathLike = "experiments",
             figures_dir: str | os.PathLike = "report/figures", build_dir: str | os.PathLike = "report/build",
             published_dir: str | os.PathLike = PUBLISHED_DIR, bench: str | os.PathLike | None = None,
-            allow_unfinished: bool = False, force: bool = False) -> Published:
+            allow_unfinished: bool = False, force: bool = False, data_note: str | None = None) -> Published:
     """Copy the finished reproduction ``run_id`` into ``<published_dir>/<run_id>/`` (layout in the
     module docstring). Everything is checked before anything is written: unfinished runs (unless
     ``allow_unfinished``), an existing published copy (unless ``force``), a missing or stale
     summary.json, missing or stale PDFs, a bench file that is not JSON. The copy is written to a
-    temporary folder and moved into place, so a failed publish leaves no half copy."""
+    temporary folder and moved into place, so a failed publish leaves no half copy.
+
+    ``data_note``: the publisher's one-line description of the data (what a non-canonical copy is,
+    e.g. how it was re-encoded), shown in the README beside the fingerprint; replacing a copy
+    (``force``) without one keeps the previous copy's note."""
     check_run_id(run_id, "RUN_ID")
+    data_note = checked_data_note(data_note) if data_note is not None else None
     src, fig, build = Path(runs_dir) / run_id, Path(figures_dir) / run_id, Path(build_dir) / run_id
     dest = Path(published_dir) / run_id
     runs, unfinished = _runs_to_publish(run_id, runs_dir, src, dest, allow_unfinished, force)
     pdfs = _checked_report(run_id, runs, fig, build)
     bench = _checked_bench(bench)
-    result = Published(dest, unfinished=unfinished)
+    if data_note is None and (dest / MANIFEST_FILE).is_file():
+        data_note = _data_note_of(dest)
+    result = Published(dest, unfinished=unfinished, data_note=data_note)
     copies = _copies(runs, src, fig, pdfs, bench, result)
     _write_atomically(dest, copies, result, lambda tmp: _manifest(run_id, runs, src, fig, build, bench, result, tmp))
     root = Path(published_dir)
@@ -196,6 +204,28 @@ def _checked_bench(bench: str | os.PathLike | None) -> Path | None:
     return bench
 
 
+DATA_NOTE_MAX = 300
+
+
+def checked_data_note(note: str) -> str:
+    """A data note fit for the README: one line of at most DATA_NOTE_MAX printable characters,
+    no HTML; else ValueError saying so."""
+    note = str(note).strip()
+    if not note or len(note) > DATA_NOTE_MAX or any(not c.isprintable() for c in note) or set(note) & set("<>"):
+        raise ValueError(f"--data-note must be one line of 1 to {DATA_NOTE_MAX} printable characters without "
+                         f"'<' or '>'; got {note[:60]!r}{'...' if len(note) > 60 else ''}")
+    return note
+
+
+def _data_note_of(published: Path) -> str | None:
+    """The data note a published copy's manifest holds (untrusted: None unless it passes the check)."""
+    try:
+        note = read_json(published / MANIFEST_FILE).get("data_note")
+        return checked_data_note(note) if isinstance(note, str) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _copies(runs: list[dict], src: Path, fig: Path, pdfs: list[Path], bench: Path | None,
             result: Published) -> list[tuple[Path, str]]:
     """(source, path in the copy) of every file published; what each run dir keeps back goes
@@ -233,6 +263,7 @@ def _manifest(run_id: str, runs: list[dict], src: Path, fig: Path, build: Path, 
                                                         if isinstance(e, dict)] or None}
                  for r in runs},
         "left_out": result.left_out,
+        **({"data_note": result.data_note} if result.data_note else {}),
         "files": {rel: {"bytes": result.files[rel], "sha256": _sha256(tmp / rel)} for rel in sorted(result.files)},
     }
 
@@ -266,8 +297,7 @@ def _write_atomically(dest: Path, copies: list[tuple[Path, str]], result: Publis
 _PROVENANCE_NOTE = {
     "noncanonical": ("**Every number here comes from a non-canonical CIFAR-10 copy**, not from CIFAR-10 "
                      "itself: its md5 sums differ from the published archive ({mismatches}; fingerprint "
-                     "`{fp}`), e.g. a re-encoded copy whose pixels are close to, not equal to, the originals: "
-                     "compare with the paper with care."),
+                     "`{fp}`), {what}: compare with the paper with care."),
     "synthetic": ("**Synthetic data, not CIFAR-10** (fingerprint `{fp}`): these numbers show that the code "
                   "runs, not the paper's result."),
     "canonical": "Data: the canonical CIFAR-10 (md5 sums match the published archive; fingerprint `{fp}`).",
@@ -325,9 +355,13 @@ def _run_id_section(root: Path, run_id: str, folder: str) -> list[str]:
                                       "is (fingerprint `{fp}`); no claim can be made from it.")
     short = {"noncanonical": "non-canonical copy", "synthetic": "synthetic data", "canonical": "CIFAR-10"}.get(
         prov, "unknown data")
+    described = _data_note_of(root / run_id)
+    what = ("as described below" if described else
+            "e.g. a re-encoded copy whose pixels are close to, not equal to, the originals")
     lines = [f"### `{run_id}`: {data}", "",
-             note.format(fp=str(ds.get("fingerprint", ""))[:16],
-                         mismatches=", ".join(recorded.get("md5_mismatches") or []) or "not recorded"), ""]
+             note.format(fp=str(ds.get("fingerprint", ""))[:16], what=what,
+                         mismatches=", ".join(recorded.get("md5_mismatches") or []) or "not recorded")
+             + (f" The data, as its publisher describes it: {described}" if described else ""), ""]
     by_model: dict[str, list[dict]] = {}
     for run in runs:
         by_model.setdefault(str(run["config"]["model"]), []).append(run)
@@ -367,14 +401,63 @@ def _run_id_section(root: Path, run_id: str, folder: str) -> list[str]:
     docs = [_link(folder, p, f"report ({p.split('.')[1]}, PDF)") for p in REPORT_PDFS if (root / run_id / p).is_file()]
     extra = [_link(folder, f, f) for f in ("summary.json", BENCH_FILE) if (root / run_id / f).is_file()]
     trained = sorted({str((r.get("environment") or {}).get("git_commit") or "")[:7] for r in runs} - {""})
+    lines += _bench_lines(root / run_id / BENCH_FILE, folder)
     lines += ["", f"Wall time: the run's training time (metrics.json `elapsed`, pauses excluded; runs packed into "
-                  f"one network share it). Trained with the code at commit "
+                  f"one network share it; runs trained side by side on one CPU each count their own, slower, "
+                  f"time, so the column does not add up to the time a seed took). Trained with the code at commit "
                   f"{', '.join(f'`{c}`' for c in trained) or 'not recorded'} (config.json); published "
                   f"{str(manifest.get('published_at', '?'))[:10]} from commit "
                   f"`{str(manifest.get('git_commit') or 'unknown')[:7]}`; run dirs with `best.pth` in "
                   f"[`{folder}/`]({folder}/).", "",
               " · ".join(docs + shown + extra)]
     return lines
+
+
+def _bench_lines(path: Path, folder: str) -> list[str]:
+    """The published CPU bench (``resnet-nb bench --device cpu --out``) as a table: training img/s
+    per net, precision and layout, each as a multiple of the common recipe; nothing for another
+    file (a GPU bench is linked, not tabled) or one that does not read as a CPU table."""
+    try:
+        res = read_json(path)
+        rows = [r for r in res["rows"] if r.get("variant") in ("a", "layout", "parallel")]
+        models = list(dict.fromkeys(str(r["model"]) for r in rows))
+        base = {r["model"]: float(r["train_img_s"]) for r in rows if r["variant"] == "a"}
+        device, native = str(res["device"]), bool(res.get("native_bf16"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    if not rows or not str(device).startswith("CPU"):
+        return []
+
+    def what(r):
+        if r["variant"] == "a":
+            return "common recipe (DataLoader + transforms), fp32"
+        if r["variant"] == "parallel":
+            return f"{r.get('precision')} channels_last, {r.get('processes')} runs at once x {r.get('threads')} thread(s)"
+        return f"{r.get('precision')} {r.get('layout')}"
+
+    cols = list(dict.fromkeys(what(r) for r in rows))
+    cell = {(str(r["model"]), what(r)): float(r["train_img_s"]) for r in rows}
+    out = ["", f"Training speed on the CPU these runs used ([`{BENCH_FILE}`]({folder}/{BENCH_FILE}), `resnet-nb bench "
+               f"--device cpu`: {device[5:].strip()}, {'native' if native else 'no native'} bf16, torch "
+               f"{res.get('torch', '?')}, batch {res.get('batch_size', '?')}, synthetic images): training images/s"
+               + (", and the multiple of the common recipe" if base else "") + ".", "",
+           "| layout | " + " | ".join(models) + " |", "|---|" + "---:|" * len(models)]
+    for c in cols:
+        vals = []
+        for m in models:
+            v = cell.get((m, c))
+            vals.append("n/a" if v is None else f"{v:,.0f}" + (f" ({v / base[m]:.2f}x)" if m in base and base[m] > 0
+                                                                and not c.startswith("common") else ""))
+        out.append(f"| {c} | " + " | ".join(vals) + " |")
+    implied = {k: v for k, v in (res.get("implied_short_s") or {}).items() if isinstance(v, (int, float))}
+    if implied:
+        best, worst = min(implied, key=implied.get), max(implied, key=implied.get)
+        name = (lambda k: k.replace("common_fp32", "the common recipe").replace("_parallel", ", runs at once: ")
+                .replace("_nchw", " NCHW").replace("_channels_last", " channels_last"))
+        out += ["", f"The four-model short reproduction these rates imply (a tight loop: no per-epoch bookkeeping): "
+                    f"{implied[best] / 3600:.1f} h at the fastest ({name(best)}), {implied[worst] / 3600:.1f} h at "
+                    f"the slowest ({name(worst)})."]
+    return out
 
 
 def readme_block(published_dir: str | os.PathLike = PUBLISHED_DIR, links_from: str | os.PathLike | None = None) -> str:
@@ -431,6 +514,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run id to publish (default: none, with --readme: only regenerate the README table)")
     parser.add_argument("--bench", default=None, metavar="FILE", help="bench JSON (resnet-nb bench --out FILE) "
                         "measured for this reproduction, published as bench.json (default: none)")
+    parser.add_argument("--data-note", default=None, metavar="TEXT",
+                        help="one line saying what the data is, shown in the README beside its fingerprint (e.g. how "
+                             "a non-canonical copy was made); replacing a copy without it keeps the previous note")
     parser.add_argument("--allow-unfinished", action="store_true",
                         help="publish runs that are not finished (they stay marked with their status)")
     parser.add_argument("--force", action="store_true", help="replace an existing published copy of RUN_ID")
@@ -448,7 +534,7 @@ def run_cli(args: argparse.Namespace) -> int:
         raise ValueError("give a RUN_ID to publish, or --readme to regenerate the README table")
     if args.run_id:
         res = publish(args.run_id, args.runs_dir, args.figures_dir, args.build_dir, args.published_dir,
-                      args.bench, args.allow_unfinished, args.force)
+                      args.bench, args.allow_unfinished, args.force, args.data_note)
         print(f"published {args.run_id} -> {res.path}/ ({len(res.files)} files, {format_size(res.total_bytes)})")
         for name, left in res.left_out.items():
             kept = [f for f in RUN_FILES if f"{name}/{f}" in res.files]

@@ -188,3 +188,42 @@ def test_readme_table_from_the_published_copy(site, tmp_path):
     docs = Path(os.path.relpath(REPO / "docs" / "report.md", tmp_path)).as_posix()
     assert f"]({docs}))" in text                                      # how to verify: a link that resolves
     assert not P.update_readme(readme, site["published"])  # generated: a second run changes nothing
+
+
+CPU_BENCH = {"device": "CPU: Some CPU, 2 cores", "native_bf16": True, "torch": "2.x", "batch_size": 128,
+             "rows": [{"variant": "a", "model": "resnet20", "precision": "fp32", "layout": "common recipe",
+                       "train_img_s": 200.0},
+                      {"variant": "layout", "model": "resnet20", "precision": "fp32", "layout": "channels_last",
+                       "train_img_s": 500.0},
+                      {"variant": "parallel", "model": "resnet20", "precision": "fp32", "layout": "channels_last",
+                       "processes": 2, "threads": 1, "train_img_s": 450.0}],
+             "implied_short_s": {"common_fp32": 36000.0, "fp32_channels_last": 14400.0, "bf16_nchw": None}}
+
+
+def test_data_note_and_cpu_bench_reach_the_readme(site, tmp_path, capsys):
+    """--data-note says what the data is, beside its fingerprint, and stays when the copy is
+    replaced without one; a CPU bench file becomes a table of img/s and multiples of the common
+    recipe (a bench file of another shape is only linked: the module's site has one)."""
+    (tmp_path / "bench.json").write_text(json.dumps(CPU_BENCH))
+    args = ["publish", RUN_ID, "--runs-dir", str(site["experiments"]), "--figures-dir", str(site["figures"]),
+            "--build-dir", str(site["build"]), "--published-dir", str(tmp_path / "pub"),
+            "--bench", str(tmp_path / "bench.json")]
+    assert main([*args, "--data-note", "two lines\nof text"]) == 2
+    assert "--data-note must be one line" in capsys.readouterr().err and not (tmp_path / "pub").exists()
+    assert main([*args, "--data-note", "<b>html</b>"]) == 2
+    assert main([*args, "--data-note", "CIFAR-10 with every image re-encoded as JPEG at quality 75."]) == 0
+    block = P.readme_block(tmp_path / "pub")
+    assert "The data, as its publisher describes it: CIFAR-10 with every image re-encoded as JPEG at quality 75." in block
+    assert main([*args, "--force"]) == 0                                         # replaced: the note stays
+    block = P.readme_block(tmp_path / "pub")
+    assert "re-encoded as JPEG at quality 75" in block
+    assert "Training speed on the CPU these runs used" in block and "Some CPU, 2 cores, native bf16" in block
+    assert "| common recipe (DataLoader + transforms), fp32 | 200 |" in block
+    assert "| fp32 channels_last | 500 (2.50x) |" in block
+    assert "| fp32 channels_last, 2 runs at once x 1 thread(s) | 450 (2.25x) |" in block
+    assert "4.0 h at the fastest (fp32 channels_last), 10.0 h at the slowest (the common recipe)" in block
+    # a tampered manifest's note is not shown; the site's bench file (another shape) gets no table
+    man = tmp_path / "pub" / RUN_ID / published.MANIFEST_FILE
+    man.write_text(man.read_text().replace("quality 75.", "quality 75.<script>"))
+    assert "publisher describes" not in P.readme_block(tmp_path / "pub")
+    assert "Training speed" not in P.readme_block(site["published"])
