@@ -340,9 +340,11 @@ def _one_seed_rule(g: _Gap, a: list[float], b: list[float], preset: str, p_holm:
     """Row 3: one seed of at least one model, against the published seed noise (z-test)."""
     if len(a) == len(b) == 1:
         one_en, one_zh = "one seed" + g.where_en, "单个种子" + g.where_zh
-    else:
-        one_en = f"{len(a)} vs {len(b)} seeds, z-test on the published noise{g.where_en}"
-        one_zh = f"{len(a)} 对 {len(b)} 个种子，基于公开种子噪声的 z 检验{g.where_zh}"
+        z_en, z_zh = one_en, one_zh
+    else:   # the test is named only where it is made (not for a loss or the short preset)
+        one_en, one_zh = f"{len(a)} vs {len(b)} seeds{g.where_en}", f"{len(a)} 对 {len(b)} 个种子{g.where_zh}"
+        z_en = f"{len(a)} vs {len(b)} seeds, z-test on the published noise{g.where_en}"
+        z_zh = f"{len(a)} 对 {len(b)} 个种子，基于公开种子噪声的 z 检验{g.where_zh}"
     if g.gap < 0 and (not g.accuracy or preset == "short"):
         return g.verdict("not_shown", 3, f"not shown ({one_en})", f"未体现（{one_zh}）")
     if not g.accuracy:
@@ -359,17 +361,17 @@ def _one_seed_rule(g: _Gap, a: list[float], b: list[float], preset: str, p_holm:
     g.nums.update(p=p, ci=(g.gap - Z_CI * se, g.gap + Z_CI * se), ci_basis="sigma_pub", p_holm=p_holm)
     margin = margin_pp(len(a), len(b), sig * g.scale)                 # = Z_ALPHA * se
     if g.gap < 0:
-        return g.verdict("not_shown", 3, f"not shown ({one_en})", f"未体现（{one_zh}）")
+        return g.verdict("not_shown", 3, f"not shown ({z_en})", f"未体现（{z_zh}）")
     holm_en, holm_zh = _holm_text(p_holm)
     if (p if p_holm is None else p_holm) < ALPHA:
-        return g.verdict("shown", 3, f"shown ({one_en}{holm_en})", f"成立（{one_zh}{holm_zh}）",
+        return g.verdict("shown", 3, f"shown ({z_en}{holm_en})", f"成立（{z_zh}{holm_zh}）",
                          f", beyond the published seed noise of {margin:.2f}", f"，超过公开的种子噪声 {margin:.2f}")
     if g.gap > margin:
         tail_en, tail_zh = f", but not after Holm's correction{holm_en}", f"，但经 Holm 校正后不成立{holm_zh}"
     else:
         tail_en, tail_zh = f", not beyond {margin:.2f}", f"，未超过 {margin:.2f}"
-    return g.verdict("within_noise", 3, f"within the published seed noise ({one_en})",
-                     f"在公开的种子噪声之内（{one_zh}）", tail_en, tail_zh)
+    return g.verdict("within_noise", 3, f"within the published seed noise ({z_en})",
+                     f"在公开的种子噪声之内（{z_zh}）", tail_en, tail_zh)
 
 
 def _welch_rule(g: _Gap, a: list[float], b: list[float], higher_is_better: bool,

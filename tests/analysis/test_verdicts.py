@@ -128,6 +128,11 @@ def test_short_preset_one_seed_gives_the_direction_only_at_its_epochs():
     w = compare([0.80, 0.81], [0.60, 0.62], higher_is_better=True, data_provenance="noncanonical", preset="short",
                 epochs=20)
     assert w.status == "shown" and "at 20 epochs" in w.en and w.ci_basis == "welch"
+    # two seeds against one: still no test is made on the short preset, so none is named
+    u = compare([0.80, 0.81], [0.60], higher_is_better=True, data_provenance="noncanonical", preset="short", epochs=20)
+    assert u.status == "not_resolved" and u.p is None
+    assert u.en.startswith("direction only (2 vs 1 seeds on a non-canonical CIFAR-10 copy, at 20 epochs): ")
+    assert "z-test" not in u.en and "z 检验" not in u.zh and u.zh.startswith("仅方向（2 对 1 个种子")
 
 
 def test_a_noncanonical_copy_is_assessed_and_labelled(tmp_path):
