@@ -35,7 +35,7 @@ _REPORT = REPO / "report"
 LITERATURE_FILE = _REPORT / "literature.json"
 REFERENCES_BIB = _REPORT / "references.bib"
 
-_SOURCE_FIELDS = {"key", "cite", "name", "protocol", "results", "params_m"}
+_SOURCE_FIELDS = {"key", "cite", "name", "column", "protocol", "results", "params_m"}
 _RESULT_FIELDS = {"error_pct", "std_pct", "n", "best_test_acc", "last_test_acc", "best_of", "mean_error_pct",
                   "mean_std_pct"}
 
@@ -139,7 +139,12 @@ def load_literature(path: str | os.PathLike = LITERATURE_FILE,
                 if not str(depth).isdigit():
                     raise LiteratureError(f"{where}.params_m: keys are depths (\"20\"); got {depth!r}")
                 params[int(depth)] = _number(value, f"{where}.params_m.{depth}", 0, 10**4)
-            sources[key] = {"key": key, "cite": raw["cite"], "name": _text(raw["name"], f"{where}.name"),
+            name = _text(raw["name"], f"{where}.name")
+            column = _text(raw["column"], f"{where}.column") if "column" in raw else name
+            if any(len(v) > 20 for v in column.values()):   # a table header cell: short, or it overruns
+                raise LiteratureError(f"{where}.column: at most 20 characters (a table column's header); "
+                                      f"got {column!r}")
+            sources[key] = {"key": key, "cite": raw["cite"], "name": name, "column": column,
                             "protocol": _text(raw["protocol"], f"{where}.protocol"),
                             "results": results, "params_m": params}
         except LiteratureError as e:

@@ -115,6 +115,8 @@ def test_the_literature_file_loads_with_its_sources():
     assert src["seed_report"]["results"]["plain56"]["error_pct"] == 12.31 and src["paper"]["params_m"][56] == 0.85
     assert (src["nabla0001"]["results"]["resnet56"]["error_pct"], src["nabla0001"]["results"]["resnet56"]["std_pct"]) == (7.40, 0.27)
     assert src["akamaster"]["results"]["resnet20"]["error_pct"] == 8.27
+    # a table column's header is short (the full name is in the text above the table)
+    assert src["akamaster"]["column"]["en"] == "akamaster" and src["seed_report"]["column"] == src["seed_report"]["name"]
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -123,6 +125,9 @@ def test_the_literature_file_loads_with_its_sources():
     (lambda d: d["sources"][2]["results"].update(plain21={"error_pct": 1.0}), "model 'plain21'"),
     (lambda d: d["sources"][3]["results"]["resnet20"].update(error_pct="8.27"), r"error_pct must be a number in \[0, 100\]"),
     (lambda d: d["sources"][2]["results"]["plain20"].pop("n"), "std_pct needs n"),
+    (lambda d: d["sources"][3].update(column={"en": "akamaster/pytorch_resnet_cifar10", "zh": "a"}),
+     r"column: at most 20 characters"),
+    (lambda d: d["sources"][3].update(column="akamaster"), r"column must be \{"),
 ])
 def test_a_malformed_literature_file_is_refused_with_the_place(tmp_path, edit, message):
     from resnet_nb.analysis.literature import LITERATURE_FILE

@@ -484,6 +484,16 @@ def test_figure_captions_name_the_data(tmp_path, provenance, en_word, zh_word):
 
 # ---- the published numbers come from report/literature.json; the sweep's sections
 
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_table_caption_ends_its_paragraph(tmp_path, lang):
+    """A caption line directly followed by text makes pandoc read the text as part of the caption
+    (the zh Table 4-3 caption swallowed the next paragraph: trim_blocks ate its newline)."""
+    runs, figs = seed_like(tmp_path)
+    lines = render.render_markdown(facts_of(runs, figs), lang).splitlines()
+    glued = [(a, b) for a, b in zip(lines, lines[1:]) if a.startswith(": ") and b.strip()]
+    assert not glued, glued
+
+
 def test_the_comparison_table_reads_the_literature_file(tmp_path, monkeypatch):
     import resnet_nb.analysis.literature as lit_mod
 
@@ -493,6 +503,10 @@ def test_the_comparison_table_reads_the_literature_file(tmp_path, monkeypatch):
     assert "| Plain-56 | 12.31 | 1 | n/a | 12.31 | 12.95 ± 0.22 | n/a |" in md
     assert "standard deviations of 0.13 to 0.27 percentage points" in md and "[@nabla0001resnet]" in md
     assert "Our column: **the canonical CIFAR-10**" in md
+    assert ".All are CIFAR-10" not in md and "\nAll are CIFAR-10 test errors" in md   # two sentences, not glued
+    # headers: the short column names with the citation (a long name overran the next column in the PDF)
+    assert "| Model | This run: error % | n | He et al. Table 6 [@he2016deep] | seed report [@seedreport] | " \
+           "nabla0001 [@nabla0001resnet] | akamaster [@idelbayev2018resnet] | Params: ours / paper |" in md
     data = json.loads(lit_mod.LITERATURE_FILE.read_text(encoding="utf-8"))
     data["sources"][2]["results"]["plain56"] = {"error_pct": 99.5, "std_pct": 0.5, "n": 5}
     edited = tmp_path / "lit.json"
