@@ -503,6 +503,7 @@ def test_the_comparison_table_reads_the_literature_file(tmp_path, monkeypatch):
     assert "| Plain-56 | 12.31 | 1 | n/a | 12.31 | 12.95 ± 0.22 | n/a |" in md
     assert "standard deviations of 0.13 to 0.27 percentage points" in md and "[@nabla0001resnet]" in md
     assert "Our column: **the canonical CIFAR-10**" in md
+    assert "`resnet-nb publish` leaves it out of a published copy" in md   # the tree lists last.pth
     assert ".All are CIFAR-10" not in md and "\nAll are CIFAR-10 test errors" in md   # two sentences, not glued
     # headers: the short column names with the citation (a long name overran the next column in the PDF)
     assert "| Model | This run: error % | n | He et al. Table 6 [@he2016deep] | seed report [@seedreport] | " \
