@@ -187,10 +187,23 @@ def _model_rows(summary: dict, runs: list[dict]) -> list[dict]:
             "best_test_acc_std": _rounded(s.get("best_test_acc_std")),
             "run_dirs": [Path(p).name for p in s.get("run_dirs") or [r["path"] for r in mruns]],
             "per_seed": s.get("per_seed") or [],
+            # each seed's epoch of its best test accuracy (the summary's best_epoch is their median)
+            "best_epochs": [p["best_epoch"] for p in s.get("per_seed") or []
+                            if p.get("best_epoch") is not None and not p.get("diverged")],
             "_runs": mruns,
         })
     by_key = {r["key"]: r for r in rows}
     return [by_key[k] for k in sort_models(by_key)]
+
+
+def _total_wall_time_s(rows: list[dict]) -> float:
+    """Every run's own training time added up: each seed's (a model row's wall time is the mean
+    over its seeds), or the row's where a summary lists no seeds."""
+    total = 0.0
+    for r in rows:
+        seeds = [p.get("wall_time_s") for p in r["per_seed"] if p.get("wall_time_s") is not None]
+        total += sum(seeds) if seeds else (r["wall_time_s"] or 0)
+    return total
 
 
 def _compare(rows: dict[str, dict], verdict, a: str, b: str, metric: str) -> dict:
@@ -208,7 +221,10 @@ def _compare(rows: dict[str, dict], verdict, a: str, b: str, metric: str) -> dic
            **verdict.as_dict(), "ci_en": ci_text(verdict, "en"), "ci_zh": ci_text(verdict, "zh")}
     if not out["missing"]:
         va, vb = ra[metric], rb[metric]
-        diff = round(va - vb, DECIMALS)
+        # the verdict's own difference of the unrounded means where it has one, so that the
+        # sentence's "+1.78 points" and the verdict's "+1.79 points" cannot disagree in rounding
+        raw = out.get("diff")
+        diff = raw if isinstance(raw, float) and math.isfinite(raw) else round(va - vb, DECIMALS)
         out.update(va=va, vb=vb, diff=diff, op="<" if diff < 0 else (">" if diff > 0 else "="))
     return out
 
@@ -436,7 +452,7 @@ def collect_facts(inputs: dict, runs_dir: str = "experiments", figures_dir: str 
         "environment": environment_rows(runs), "hparams": hparams,
         "varied": [v for v in varied if v not in expected_varied], "n_runs": len(runs),
         "epochs_planned": epochs_planned,
-        "total_wall_time": _fmt_duration(sum(r["wall_time_s"] or 0 for r in rows)),
+        "total_wall_time": _fmt_duration(_total_wall_time_s(rows)),
         "anchors": _anchors(rows, literature),
         "literature": _literature(literature, dataset, preset == "smoke"),
         "sweep": _sweep(summary, literature, lambda a, b, metric, higher: compare_models(

@@ -340,8 +340,9 @@ def command_lines(run_id: str, preset: str, runs: list[dict], runs_dir: str, fig
     per run, and ``make reproduce`` when the plain preset reproduces it. Runs on a non-canonical
     copy of CIFAR-10 name it ``--data-root DATA_ROOT --allow-noncanonical`` (DATA_ROOT: the same
     copy, which the report identifies by its fingerprint). ``reproduce`` is None when one call
-    cannot repeat the runs: settings beyond model and seed differ, or their names are not the
-    ones it gives (``<model>`` for one seed, ``<model>-seed<s>`` for several)."""
+    cannot repeat the runs: settings beyond model and seed differ, the models do not all have the
+    same seeds (it would train the missing ones too), or their names are not the ones it gives
+    (``<model>`` for one seed, ``<model>-seed<s>`` for several)."""
     from resnet_nb.training.config import config_diff, make_config
 
     cfg0 = runs[0].get("config", {})
@@ -371,12 +372,14 @@ def command_lines(run_id: str, preset: str, runs: list[dict], runs_dir: str, fig
                   if k not in ("dataset", "seed", "run_name") and not (k in ruled and ruled[k] == v)}
         uniform = uniform and (common is None or fields == common)
         common = fields if common is None else common
-    models = sort_models(str(r.get("config", {}).get("model")) for r in runs)
-    seeds = sorted({int(r.get("config", {}).get("seed", 0)) for r in runs})
+    pairs = [(str(r.get("config", {}).get("model")), int(r.get("config", {}).get("seed", 0))) for r in runs]
+    models = sort_models({m for m, _ in pairs})
+    seeds = sorted({s for _, s in pairs})
     names = {str(r.get("config", {}).get("run_name") or r.get("config", {}).get("model")) for r in runs}
-    given = {f"{m}-seed{s}" if len(seeds) > 1 else m
-             for m, s in ((str(r.get("config", {}).get("model")), int(r.get("config", {}).get("seed", 0))) for r in runs)}
-    uniform = uniform and names == given
+    given = {f"{m}-seed{s}" if len(seeds) > 1 else m for m, s in pairs}
+    # one call trains every model with every seed: it repeats the runs only when they are that grid
+    grid = set(pairs) == {(m, s) for m in models for s in seeds}
+    uniform = uniform and names == given and grid
     words = ["resnet-nb", "reproduce", f"--preset {preset}", f"--dataset {dataset}", *data_words,
              f"--run-id {run_id}", f"--models {','.join(models)}"]
     if len(seeds) > 1 or seeds != [make_config(preset).seed]:

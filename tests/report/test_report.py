@@ -244,7 +244,7 @@ def test_several_seeds_give_means_std_and_say_when_a_difference_is_not_resolved(
     assert c["depth_gain_acc"]["status"] == "shown" and c["depth_gain_acc"]["p_holm"] == pytest.approx(
         3 * c["depth_gain_acc"]["p"]) and c["depth_gain_acc"]["p_holm"] < 0.05
     en = render.render_markdown(facts, "en")
-    assert "| Plain-56 | 0.9100 ± 0.0071 |" in en and "(mean ± std over seeds)" in en
+    assert "| Plain-56 | 0.9100 ± 0.0071 |" in en and "(mean ± std over seeds; Epoch: each seed" in en
     assert f"**not resolved (p={deg['p']:.3f}, Holm p={deg['p']:.3f}, Welch, 2 vs 2 seeds): +0.10 points**" in en
     assert "| +1.60 pp [+0.41, +2.79] | 0.014 (0.043) | shown (p=0.014, Holm p=0.043, Welch, 2 vs 2 seeds): +1.60 points |" in en
     assert facts["verdict"]["overall"] == "partial"
@@ -620,3 +620,31 @@ def test_rerun_commands_name_a_noncanonical_copy_and_the_run_names(tmp_path):
     cmds = facts_of(runs, figs, "two")["commands"]
     flat = re.sub(r"\s*\\\n\s*", " ", cmds["reproduce"])
     assert "--data-root DATA_ROOT --allow-noncanonical" in flat and "--seeds 0,1" in flat
+    # one model with a seed the other lacks: `--seeds 0,1,2` would train plain56-seed2 as well
+    write_run(runs, "two", "plain20", 0.82, 0.5, provenance="noncanonical", seed=2, epochs=20)
+    write_summary(runs, figs, "two", expected=("plain20", "plain56"))
+    cmds = facts_of(runs, figs, "two")["commands"]
+    assert cmds["reproduce"] is None and any("--run-name plain20-seed2" in c for c in cmds["train"])
+
+
+def test_two_seed_rows_state_their_own_rounding_epochs_and_the_total_time(tmp_path):
+    """ResNet-20's two seeds average to 0.83875: the table prints 0.8387 or 0.8388, the verdict's gap
+    comes from the unrounded mean; the sentence's difference and the verdict's must be one number.
+    Table 4-1 names each seed's best epoch; the total time adds every run's own time."""
+    runs, figs = tmp_path / "exp", tmp_path / "fig"
+    write_run(runs, "r1", "plain20", 0.8209, 0.44, seed=0, preset="short")
+    write_run(runs, "r1", "plain56", 0.4450, 1.56, seed=0, preset="short")
+    write_run(runs, "r1", "resnet20", 0.8364, 0.37, seed=0, preset="short")
+    write_run(runs, "r1", "resnet20", 0.8411, 0.37, seed=1, preset="short", done=3, epochs=3)
+    write_run(runs, "r1", "resnet56", 0.8266, 0.40, seed=0, preset="short")
+    write_summary(runs, figs, "r1")
+    facts = facts_of(runs, figs)
+    en = render.render_markdown(facts, "en")
+    line = next(x for x in en.splitlines() if x.startswith("- At 20 layers:"))
+    gaps = __import__("re").findall(r"([+-]\d+\.\d\d) points", line)
+    assert len(gaps) == 2 and gaps[0] == gaps[1] == "+1.79", line
+    # 4 runs of 4 epochs and one of 3, 60 s an epoch: 19 minutes in all (not the sum of per-model means)
+    assert facts["total_wall_time"] == "19.0 min" and "Total training time of the runs: 19.0 min." in en
+    row = next(x for x in en.splitlines() if x.startswith("| ResNet-20 |") and "±" in x)
+    assert "| 3, 2 |" in row, row   # each seed's epoch of its best (seed 0: 4 epochs, best from 3; seed 1: from 2)
+    assert "each seed's epoch of its best" in en and "the mean over seeds of each seed's training time" in en
