@@ -58,23 +58,26 @@ _EXECUTED = {"papermill": ("papermill", "papermill"), "jupyter": ("a Jupyter ker
 def executed_value(run: dict) -> tuple[str, str] | None:
     """How the run was trained (English, Chinese), from config.json's ``executed_by``
     (``run_writer.how_trained``), one entry per process: "papermill (executed notebook
-    02_train.ipynb)", "papermill (...), then resnet-nb train from epoch 37"; None for a
-    run dir older than the record."""
+    02_train.ipynb)", "papermill (...), resumed after a pause by resnet-nb train", "papermill
+    (...), resumed after pauses by papermill" (the epochs are in config.json); None for a run
+    dir older than the record."""
     records = [r for r in run.get("executed_by") or [] if isinstance(r, dict)]
     if not records:
         return None
-    en, zh = [], []
-    for i, rec in enumerate(records):
+    words = []
+    for rec in records:
         word_en, word_zh = _EXECUTED.get(rec.get("by"), (str(rec.get("by")), str(rec.get("by"))))
         if rec.get("by") == "papermill":
             word_en += f" (executed notebook {rec.get('notebook') or 'not recorded'})"
             word_zh += f"（已执行的 notebook：{rec.get('notebook') or '未记录'}）"
-        if i:
-            word_en = f"then {word_en} from epoch {int(rec.get('epoch') or 0) + 1}"
-            word_zh = f"从第 {int(rec.get('epoch') or 0) + 1} 个 epoch 起由 {word_zh}"
-        en.append(word_en)
-        zh.append(word_zh)
-    return ", ".join(en), "，".join(zh)
+        words.append((word_en, word_zh))
+    en, zh = words[0]
+    if len(records) > 1:   # paused and resumed: by whom (config.json has each process and its epoch)
+        later = list(dict.fromkeys(w for w in words[1:]))
+        en += (f", resumed after {'a pause' if len(records) == 2 else 'pauses'} by "
+               + " and ".join(w[0].split(" (")[0] for w in later))
+        zh += "，暂停后由 " + " 与 ".join(w[1].split("（")[0] for w in later) + " 续训"
+    return en, zh
 
 
 def _env_value(env: dict, label: str, keys: tuple[str, ...]) -> str | None:
@@ -111,7 +114,7 @@ def _eval_graphs(rt: dict) -> str:
     return f"evaluation eager ({eager:,} batch{'' if eager == 1 else 'es'})"
 
 
-def graphs_value(run: dict) -> str | None:
+def graphs_value(run: dict) -> str | tuple[str, str] | None:
     """What the training step and evaluation really ran, from config.json's ``runtime``
     (``step.TrainStep`` and ``evaluation.EvalForward`` counts, summed over the run's processes):
     "1 capture, 78,000 graph steps, 200 eager; evaluation graphed (1 capture, 1,800
@@ -125,7 +128,7 @@ def graphs_value(run: dict) -> str | None:
     eager = _count(int(rt.get("eager_steps") or 0), "eager step")
     if not rt.get("graph_requested"):
         on_cuda = str((run.get("environment") or {}).get("device", "")).startswith("cuda")
-        return f"off (eager only; {eager}); {_eval_graphs(rt)}" if on_cuda else "not used (CPU run)"
+        return f"off (eager only; {eager}); {_eval_graphs(rt)}" if on_cuda else ("not used (CPU run)", "未使用（CPU 运行）")
     counts = (f"{_count(int(rt.get('captures') or 0), 'capture')}, "
               f"{_count(int(rt.get('graph_steps') or 0), 'graph step')}, {int(rt.get('eager_steps') or 0):,} eager")
     fallbacks = rt.get("fallbacks") or []

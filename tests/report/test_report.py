@@ -568,9 +568,9 @@ def test_environment_table_says_how_each_run_was_trained_and_where_the_commit_ca
     assert ("| git commit | 0123456789ab (uncommitted changes unknown; from \\$RESNET\\_NB\\_COMMIT: the copy had "
             "no .git) / 0123456789ab (from git) / none (no .git and no \\$RESNET\\_NB\\_COMMIT) |") in en
     assert "| git 提交 | 0123456789ab（是否有未提交的修改未知；来自 \\$RESNET\\_NB\\_COMMIT：副本没有 .git） / " in zh
-    assert ("| Executed by | papermill (executed notebook 02\\_train.ipynb), then resnet-nb train from epoch 37: "
+    assert ("| Executed by | papermill (executed notebook 02\\_train.ipynb), resumed after a pause by resnet-nb train: "
             "plain20 / papermill (executed notebook 02\\_train.ipynb): plain56, resnet20 / not recorded: resnet56 |") in en
-    assert ("| 训练的执行方式 | papermill（已执行的 notebook：02\\_train.ipynb），从第 37 个 epoch 起由 resnet-nb train 命令："
+    assert ("| 训练的执行方式 | papermill（已执行的 notebook：02\\_train.ipynb），暂停后由 resnet-nb train 命令 续训："
             "plain20 / ") in zh
     runs, figs = seed_like(tmp_path / "old")   # run dirs older than both records
     en = render.render_markdown(facts_of(runs, figs), "en")

@@ -82,7 +82,7 @@ def test_budget_pauses_at_an_epoch_boundary_and_the_rerun_resumes_exactly(fake_c
     assert run["runtime"] == {"graph_requested": False, "captures": 0, "graph_steps": 0, "eager_steps": 6,
                               "fallbacks": [], "eval_graph_requested": False, "eval_captures": 0,
                               "eval_graph_batches": 0, "eval_eager_batches": 3, "eval_fallbacks": []}
-    assert graphs_value(run) == "not used (CPU run)"
+    assert graphs_value(run) == ("not used (CPU run)", "未使用（CPU 运行）")
 
 
 def test_budget_shorter_than_one_epoch_runs_one_and_says_so(fake_cifar, tmp_path, slow_epochs, capsys):
