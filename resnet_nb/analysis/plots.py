@@ -461,11 +461,16 @@ def layer_responses_figure(models: Mapping[str, Mapping], data_label: str):
                      linewidth=1.3, label=label)
         top.plot(np.arange(1, std.size + 1), std, **style)
         bottom.plot(np.arange(1, std.size + 1), np.sort(std)[::-1], **style)
-    top.set(xlabel="layer index (1 = first 3x3 conv)", ylabel="std of the response",
-            title="original order")
-    bottom.set(xlabel="layer index (sorted by magnitude)", ylabel="std of the response",
-               title="sorted by magnitude")
+    values = np.concatenate([np.asarray(models[n]["std"], dtype=float).ravel() for n in models] or [np.ones(1)])
+    # one net's responses tens of times another's (an undertrained deep plain net) would flatten the
+    # rest into one line on a linear axis: a log axis then, said on the axis
+    log = bool(np.all(values > 0) and values.max() > 10 * values.min())
+    ylabel = "std of the response" + (" (log scale)" if log else "")
+    top.set(xlabel="layer index (1 = first 3x3 conv)", ylabel=ylabel, title="original order")
+    bottom.set(xlabel="layer index (sorted by magnitude)", ylabel=ylabel, title="sorted by magnitude")
     for ax in (top, bottom):
+        if log:
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
     _set_title(fig, "std of the 3x3 layers' responses (after BN, before ReLU/addition), paper Fig. 7",

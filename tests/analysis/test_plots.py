@@ -170,3 +170,13 @@ def test_fig6_bands_colours_per_depth_and_an_extended_axis_said_in_the_title():
     assert "ResNet-20 (mean of 2 seeds, ±std)" in [t.get_text() for t in right.get_legend().get_texts()]
     assert [t.get_text() for t in right.texts] == []                              # a panel with runs: no note
     assert [t.get_text() for t in fig.axes[0].texts] == ["no plain networks in these runs"]   # and one without
+
+
+def test_layer_responses_go_to_a_log_axis_when_one_net_dwarfs_the_others():
+    """An undertrained Plain-56 (stds up to ~27) beside nets near 1 would flatten them into one line."""
+    near_one = {"resnet20": {"std": [0.8, 1.0, 1.2]}, "plain20": {"std": [0.9, 1.1, 1.3]}}
+    fig = plots.layer_responses_figure(near_one, "data")
+    assert [ax.get_yscale() for ax in fig.axes] == ["linear", "linear"]
+    fig = plots.layer_responses_figure({**near_one, "plain56": {"std": [27.0, 9.0, 1.5]}}, "data")
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "log"]
+    assert all(ax.get_ylabel() == "std of the response (log scale)" for ax in fig.axes)
