@@ -136,7 +136,11 @@ class BuildResult:
 
 
 def _pandoc_args(lang: str, fmt: str, md: Path, out: Path, fig_dir: Path, facts: dict) -> list[str]:
-    args = [pandoc_path(), str(md), "--from=markdown+east_asian_line_breaks", "--standalone", "--citeproc",
+    # zh: no smart quotes: an English apostrophe (commit subjects, names) stays ASCII, set in the
+    # Latin font, instead of a curly one xeCJK sets full-width ("Welch’ s"); the Chinese text's own
+    # quotation marks are literal characters
+    source = "markdown+east_asian_line_breaks" + ("-smart" if lang == "zh" else "")
+    args = [pandoc_path(), str(md), f"--from={source}", "--standalone", "--citeproc",
             f"--bibliography={REPORT_SRC / 'references.bib'}", f"--csl={REPORT_SRC / CSL[lang]}",
             f"--resource-path={fig_dir}{os.pathsep}{REPORT_SRC}", "--toc", "--toc-depth=2",
             "-M", f"lang={(PANDOC_LANG if fmt == 'pdf' else CAPTION_LANG)[lang]}", "-o", str(out)]

@@ -648,3 +648,13 @@ def test_two_seed_rows_state_their_own_rounding_epochs_and_the_total_time(tmp_pa
     row = next(x for x in en.splitlines() if x.startswith("| ResNet-20 |") and "±" in x)
     assert "| 3, 2 |" in row, row   # each seed's epoch of its best (seed 0: 4 epochs, best from 3; seed 1: from 2)
     assert "each seed's epoch of its best" in en and "the mean over seeds of each seed's training time" in en
+
+
+def test_the_zh_pdf_keeps_english_apostrophes_ascii():
+    """pandoc's smart quotes turn ' into ’, which xeCJK sets full-width in the zh PDF ("Welch’ s");
+    the en report keeps them."""
+    from resnet_nb.report.render import _pandoc_args
+
+    args = {lang: _pandoc_args(lang, "pdf", Path("r.md"), Path("r.pdf"), Path("."), {}) for lang in ("en", "zh")}
+    assert "--from=markdown+east_asian_line_breaks-smart" in args["zh"]
+    assert "--from=markdown+east_asian_line_breaks" in args["en"]
