@@ -402,7 +402,8 @@ def _run_id_section(root: Path, run_id: str, folder: str) -> list[str]:
     extra = [_link(folder, f, f) for f in ("summary.json", BENCH_FILE) if (root / run_id / f).is_file()]
     trained = sorted({str((r.get("environment") or {}).get("git_commit") or "")[:7] for r in runs} - {""})
     lines += _bench_lines(root / run_id / BENCH_FILE, folder)
-    lines += ["", f"Wall time: the run's training time (metrics.json `elapsed`, pauses excluded; runs packed into "
+    lines += ["", f"Wall time: the run's training time, the mean over its seeds where a model has several "
+                  f"(metrics.json `elapsed`, pauses excluded; runs packed into "
                   f"one network share it; runs trained side by side on one CPU each count their own, slower, "
                   f"time, so the column does not add up to the time a seed took). Trained with the code at commit "
                   f"{', '.join(f'`{c}`' for c in trained) or 'not recorded'} (config.json); published "

@@ -178,6 +178,7 @@ def test_readme_table_from_the_published_copy(site, tmp_path):
     assert "final-epoch test acc (synthetic data)" in text and "CPU (" in text and "resnet_error_fig6.png)" in text
     assert text.count(": **not assessable: synthetic data**;") == 4  # every claim, by the rule table
     assert "| seeds (ids) |" in text and "| 1 (0) |" in text          # how many seeds, and which
+    assert "Wall time: the run's training time, the mean over its seeds where a model has several" in text
     rel = Path(os.path.relpath(site["published"], tmp_path)).as_posix()
     assert f"]({rel}/{RUN_ID}/report.en.pdf)" in text and f"]({rel}/{RUN_ID}/bench.json)" in text
     import re                                                        # the training code, from the run configs
