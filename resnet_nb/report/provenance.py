@@ -64,19 +64,18 @@ def executed_value(run: dict) -> tuple[str, str] | None:
     records = [r for r in run.get("executed_by") or [] if isinstance(r, dict)]
     if not records:
         return None
-    words = []
-    for rec in records:
-        word_en, word_zh = _EXECUTED.get(rec.get("by"), (str(rec.get("by")), str(rec.get("by"))))
-        if rec.get("by") == "papermill":
-            word_en += f" (executed notebook {rec.get('notebook') or 'not recorded'})"
-            word_zh += f"（已执行的 notebook：{rec.get('notebook') or '未记录'}）"
-        words.append((word_en, word_zh))
-    en, zh = words[0]
+
+    def who(rec: dict) -> tuple[str, str]:
+        return _EXECUTED.get(rec.get("by"), (str(rec.get("by")), str(rec.get("by"))))
+
+    en, zh = who(records[0])
+    if records[0].get("by") == "papermill":
+        en += f" (executed notebook {records[0].get('notebook') or 'not recorded'})"
+        zh += f"（已执行的 notebook：{records[0].get('notebook') or '未记录'}）"
     if len(records) > 1:   # paused and resumed: by whom (config.json has each process and its epoch)
-        later = list(dict.fromkeys(w for w in words[1:]))
-        en += (f", resumed after {'a pause' if len(records) == 2 else 'pauses'} by "
-               + " and ".join(w[0].split(" (")[0] for w in later))
-        zh += "，暂停后由 " + " 与 ".join(w[1].split("（")[0] for w in later) + " 续训"
+        later = list(dict.fromkeys(who(r) for r in records[1:]))
+        en += f", resumed after {'a pause' if len(records) == 2 else 'pauses'} by " + " and ".join(w[0] for w in later)
+        zh += "，暂停后由 " + " 与 ".join(w[1] for w in later) + " 续训"
     return en, zh
 
 
