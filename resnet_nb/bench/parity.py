@@ -34,7 +34,7 @@ from resnet_nb.models.resnet import model_label
 from resnet_nb.runs.rundir import read_json, run_dir_of
 from resnet_nb.training.config import cli_value, make_config
 
-__all__ = ["parity_runs", "parity_table", "compare_precisions", "add_arguments", "run_cli"]
+__all__ = ["parity_runs", "parity_table", "compare_precisions", "side_source", "add_arguments", "run_cli"]
 
 RUN_ID = "parity"
 PRECISIONS = ("fp32", "bf16")
@@ -57,10 +57,24 @@ def _metrics(run_dir: Path, epochs: int) -> list[dict] | None:
     return m[:epochs] if isinstance(m, list) and len(m) >= epochs else None
 
 
-def _reused(reuse: Path, model: str, seed: int, epochs: int, cfg, fingerprint: str) -> list[dict] | None:
-    """One side from a short reproduction: its run of ``model`` and ``seed`` in ``cfg``'s precision
-    whose recipe equals ``cfg``'s but for the epochs (the first ``epochs`` are the same run), trained
-    on the data of ``fingerprint``."""
+def side_source(run_dir: Path, reused: bool) -> dict:
+    """Where one side's epochs come from, as its config.json records it: the run dir, whether it
+    was reused, the machine and torch it trained on, its threads and its data."""
+    try:
+        record = read_json(run_dir / "config.json")
+        env, data = record.get("environment") or {}, record.get("dataset") or {}
+    except (OSError, ValueError, AttributeError):
+        env, data = {}, {}
+    return {"run": run_dir.as_posix(), "reused": reused, "device_name": env.get("device_name"),
+            "cpu_native_bf16": env.get("cpu_native_bf16"), "torch": env.get("torch"),
+            "torch_threads": env.get("torch_threads"), "git_commit": env.get("git_commit"),
+            "data": data.get("provenance"), "fingerprint": data.get("fingerprint")}
+
+
+def _reused(reuse: Path, model: str, seed: int, epochs: int, cfg, fingerprint: str) -> Path | None:
+    """One side from a short reproduction: the run dir of ``model`` and ``seed`` in ``cfg``'s
+    precision whose recipe equals ``cfg``'s but for the epochs (the first ``epochs`` are the same
+    run), trained on the data of ``fingerprint``, with at least ``epochs`` epochs."""
     for name in (f"{model}-seed{seed}", model):
         d = reuse / name
         try:
@@ -75,8 +89,8 @@ def _reused(reuse: Path, model: str, seed: int, epochs: int, cfg, fingerprint: s
         same = {k: v for k, v in stored.items() if k not in ("epochs", "out_dir", "run_id", "run_name", "data_root",
                                                               "time_budget", "device", "pack_mode")}
         want = {k: v for k, v in json.loads(json.dumps(cfg.__dict__)).items() if k in same}
-        if same == want and stored.get("precision") == cfg.precision:
-            return _metrics(d, epochs)
+        if same == want and stored.get("precision") == cfg.precision and _metrics(d, epochs) is not None:
+            return d
     return None
 
 
@@ -186,13 +200,15 @@ def run_cli(args: argparse.Namespace) -> int:
         from resnet_nb.data.cifar10 import load_dataset
         fingerprint = load_dataset(args.dataset, args.data_root, args.allow_noncanonical).fingerprint
     series: dict[str, dict] = {m: {} for m in models}
+    sources: dict[str, dict] = {}
     todo = []
     for c in cfgs:
         got = _reused(reuse, c.model, c.seed, args.epochs, c, fingerprint) if reuse else None
         if got is not None:
             print(f"{c.run_name}: the first {args.epochs} epochs of {reuse.name}'s run ({c.precision}, same recipe)",
                   flush=True)
-            series[c.model][(c.precision, c.seed)] = got
+            series[c.model][(c.precision, c.seed)] = _metrics(got, args.epochs)
+            sources[c.run_name] = side_source(got, reused=True)
         else:
             todo.append(c)
     deadline = time.monotonic() + args.time_budget if args.time_budget > 0 else None
@@ -204,8 +220,10 @@ def run_cli(args: argparse.Namespace) -> int:
                   f"({'paused: rerun the same command' if rc == 75 else 'see its output above'})", file=sys.stderr)
             return 75 if rc == 75 else 1
         series[c.model][(c.precision, c.seed)] = got
+        sources[c.run_name] = side_source(run_dir_of(c.out_dir, c.run_id, c.run_name), reused=False)
     result = {"epochs": args.epochs, "seeds": seeds, "recipe": "short",
-              "models": {m: compare_precisions(series[m], seeds) for m in models}}
+              "models": {m: compare_precisions(series[m], seeds) for m in models},
+              "sources": {k: sources[k] for k in sorted(sources)}}
     print(parity_table(result))
     for m, res in result["models"].items():
         print(f"{model_label(m)}: bf16 {'within' if res['holds'] else 'NOT within'} the fp32 seed-to-seed difference "

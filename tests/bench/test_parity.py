@@ -39,10 +39,17 @@ def test_parity_reuses_a_short_reproductions_runs_for_their_precision(fake_cifar
                           run_name=f"resnet8-seed{seed}", **common))
     rc = main(["parity", "--dataset", "synthetic", "--data-root", str(fake_cifar), "--models", "resnet8",
                "--epochs", "2", "--out-dir", str(tmp_path / "runs"), "--reuse", str(tmp_path / "repro" / "short"),
-               *TINY])
+               "--out", str(tmp_path / "parity.json"), *TINY])
     assert rc in (0, 3)
     out = capsys.readouterr().out
     assert out.count(f"({reused}, same recipe)") == 2 and f"({trained}, same recipe)" not in out
+    # the result names where each side's epochs come from, and on what they trained
+    sources = json.loads((tmp_path / "parity.json").read_text())["sources"]
+    assert sorted(sources) == sorted(f"resnet8-{p}-seed{s}" for p in ("bf16", "fp32") for s in (0, 1))
+    assert {k: (v["reused"], v["run"].split("/")[-1]) for k, v in sources.items() if k.startswith(f"resnet8-{reused}")} \
+        == {f"resnet8-{reused}-seed{s}": (True, f"resnet8-seed{s}") for s in (0, 1)}
+    assert all(not v["reused"] for k, v in sources.items() if k.startswith(f"resnet8-{trained}"))
+    assert all(v["device_name"] and v["torch"] and v["data"] == "synthetic" for v in sources.values())
     assert sorted(p.name for p in (tmp_path / "runs" / "parity").iterdir()) == [f"resnet8-{trained}-seed0",
                                                                                  f"resnet8-{trained}-seed1"]
     # a run of the same recipe on other data is not reused
