@@ -28,7 +28,7 @@ help:
 	@echo "make lab         open the notebooks in JupyterLab"
 	@echo "make report      build the pandoc report of RUN_ID (default: the newest complete reproduction)"
 	@echo "make bench       measure training images/s: common recipe vs fast paths (BENCH_ARGS=...)"
-	@echo "make publish     copy a finished RUN_ID into report/published/ (BENCH=file) and update README's table"
+	@echo "make publish     copy a finished RUN_ID into report/published/ (BENCH=, PARITY=file) and update README's table"
 	@echo "make readme      regenerate README's results table from report/published/"
 	@echo "make sysdeps     install the Debian packages the PDF report needs (xelatex, CJK font, poppler)"
 	@echo "make browserdeps install headless Chromium for the JupyterLab browser test"
@@ -67,12 +67,13 @@ report: $(STAMP)
 
 # publish a finished reproduction for commit (after make report RUN_ID=<id>): run dirs without
 # last.pth, figures, summary.json, the zh + en PDFs, the bench JSON -> report/published/<id>/, then
-# the README's results table. make publish RUN_ID=<id> BENCH=bench.json PUBLISH_ARGS=--force
+# the README's results table. make publish RUN_ID=<id> BENCH=bench.json PARITY=parity.json PUBLISH_ARGS=--force
 BENCH        ?=
+PARITY       ?=
 PUBLISH_ARGS ?=
 publish: $(STAMP)
 	@test -n "$(RUN_ID)" || { echo "make publish: give RUN_ID=<run id> (build its report first: make report RUN_ID=<run id>)" >&2; exit 2; }
-	$(BIN)/resnet-nb publish $(RUN_ID) $(if $(BENCH),--bench $(BENCH)) --readme $(PUBLISH_ARGS)
+	$(BIN)/resnet-nb publish $(RUN_ID) $(if $(BENCH),--bench $(BENCH)) $(if $(PARITY),--parity $(PARITY)) --readme $(PUBLISH_ARGS)
 
 # README.md's results table, regenerated from the committed report/published/ (resnet-nb publish --readme)
 readme: $(STAMP)

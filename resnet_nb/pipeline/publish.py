@@ -12,6 +12,7 @@ the design card's top level (it lives under ``report/``)::
         summary.json, theory_probes.json, *.png                     (report/figures/<run id>/)
         report.zh.pdf, report.en.pdf                                 (report/build/<run id>/)
         bench.json                                                   (--bench FILE)
+        parity.json                                                  (--parity FILE)
         published.json                                               (what was copied, sha256)
 
 The run dirs and the figures share the folder, so ``report/published`` is both the runs root
@@ -47,7 +48,7 @@ from resnet_nb.runs.rundir import (
     tree_bytes,
 )
 
-__all__ = ["RUN_FILES", "RUN_ID_NOTEBOOKS", "REPORT_PDFS", "BENCH_FILE",
+__all__ = ["RUN_FILES", "RUN_ID_NOTEBOOKS", "REPORT_PDFS", "BENCH_FILE", "PARITY_FILE",
            "README_BEGIN", "README_END", "Published", "publish", "readme_block", "update_readme",
            "checked_data_note", "add_arguments", "run_cli"]
 
@@ -56,6 +57,7 @@ RUN_FILES = (CONFIG_FILE, METRICS_FILE, BEST_FILE, TRAIN_NOTEBOOK)  # last.pth i
 RUN_ID_NOTEBOOKS = ("01_theory.ipynb", "03_analysis.ipynb")
 REPORT_PDFS = ("report.zh.pdf", "report.en.pdf")        # resnet_nb.report.render.build_report, languages zh, en
 BENCH_FILE = "bench.json"
+PARITY_FILE = "parity.json"                              # resnet-nb parity --out FILE
 README_BEGIN = "<!-- published-results:begin -->"  # update_readme rewrites everything in between
 README_END = "<!-- published-results:end -->"
 
@@ -122,11 +124,13 @@ def _sha256(path: Path) -> str:
 def publish(run_id: str, runs_dir: str | os.PathLike = "experiments",
             figures_dir: str | os.PathLike = "report/figures", build_dir: str | os.PathLike = "report/build",
             published_dir: str | os.PathLike = PUBLISHED_DIR, bench: str | os.PathLike | None = None,
-            allow_unfinished: bool = False, force: bool = False, data_note: str | None = None) -> Published:
+            allow_unfinished: bool = False, force: bool = False, data_note: str | None = None,
+            parity: str | os.PathLike | None = None) -> Published:
     """Copy the finished reproduction ``run_id`` into ``<published_dir>/<run_id>/`` (layout in the
     module docstring). Everything is checked before anything is written: unfinished runs (unless
     ``allow_unfinished``), an existing published copy (unless ``force``), a missing or stale
-    summary.json, missing or stale PDFs, a bench file that is not JSON. The copy is written to a
+    summary.json, missing or stale PDFs, a bench file that is not JSON, a parity file that is not a
+    ``resnet-nb parity`` result. The copy is written to a
     temporary folder and moved into place, so a failed publish leaves no half copy.
 
     ``data_note``: the publisher's one-line description of the data (what a non-canonical copy is,
@@ -139,11 +143,14 @@ def publish(run_id: str, runs_dir: str | os.PathLike = "experiments",
     runs, unfinished = _runs_to_publish(run_id, runs_dir, src, dest, allow_unfinished, force)
     pdfs = _checked_report(run_id, runs, fig, build)
     bench = _checked_bench(bench)
+    parity = _checked_parity(parity)
     if data_note is None and (dest / MANIFEST_FILE).is_file():
         data_note = _data_note_of(dest)
     result = Published(dest, unfinished=unfinished, data_note=data_note)
-    copies = _copies(runs, src, fig, pdfs, bench, result)
-    _write_atomically(dest, copies, result, lambda tmp: _manifest(run_id, runs, src, fig, build, bench, result, tmp))
+    copies = _copies(runs, src, fig, pdfs, result) + [(f, name) for f, name in ((bench, BENCH_FILE),
+                                                                              (parity, PARITY_FILE)) if f is not None]
+    sources = {k: f.as_posix() for k, f in (("bench", bench), ("parity", parity)) if f is not None}
+    _write_atomically(dest, copies, result, lambda tmp: _manifest(run_id, runs, src, fig, build, sources, result, tmp))
     root = Path(published_dir)
     result.all_published_bytes = tree_bytes(root) if root.is_dir() else 0
     return result
@@ -204,6 +211,18 @@ def _checked_bench(bench: str | os.PathLike | None) -> Path | None:
     return bench
 
 
+def _checked_parity(parity: str | os.PathLike | None) -> Path | None:
+    if parity is None:
+        return None
+    parity = Path(parity)
+    if not parity.is_file():
+        raise FileNotFoundError(f"parity file {parity} not found; write one with resnet-nb parity --out FILE")
+    if not _parity_lines(parity, ""):
+        raise ValueError(f"{parity} is not a result of resnet-nb parity (no models with epochs compared); "
+                         f"write one with resnet-nb parity --out FILE")
+    return parity
+
+
 DATA_NOTE_MAX = 300
 
 
@@ -226,8 +245,7 @@ def _data_note_of(published: Path) -> str | None:
         return None
 
 
-def _copies(runs: list[dict], src: Path, fig: Path, pdfs: list[Path], bench: Path | None,
-            result: Published) -> list[tuple[Path, str]]:
+def _copies(runs: list[dict], src: Path, fig: Path, pdfs: list[Path], result: Published) -> list[tuple[Path, str]]:
     """(source, path in the copy) of every file published; what each run dir keeps back goes
     into ``result.left_out``."""
     notebooks = _executed_notebooks(runs)  # where papermill ran: there, and only there
@@ -243,12 +261,10 @@ def _copies(runs: list[dict], src: Path, fig: Path, pdfs: list[Path], bench: Pat
     copies += [(src / nb, nb) for nb in RUN_ID_NOTEBOOKS if (src / nb).is_file()]
     copies += [(p, p.name) for p in sorted(fig.iterdir()) if p.is_file() and not p.name.startswith(".")]
     copies += [(p, p.name) for p in pdfs]
-    if bench is not None:
-        copies.append((bench, BENCH_FILE))
     return copies
 
 
-def _manifest(run_id: str, runs: list[dict], src: Path, fig: Path, build: Path, bench: Path | None,
+def _manifest(run_id: str, runs: list[dict], src: Path, fig: Path, build: Path, sources: dict[str, str],
               result: Published, tmp: Path) -> dict:
     """``published.json``: where the copy came from, each run's status and every file's sha256."""
     from resnet_nb.runs.environment import git_commit
@@ -257,7 +273,7 @@ def _manifest(run_id: str, runs: list[dict], src: Path, fig: Path, build: Path, 
         "run_id": run_id, "published_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit()["commit"],
         "from": {"runs": src.as_posix(), "figures": fig.as_posix(), "report": build.as_posix(),
-                 **({"bench": bench.as_posix()} if bench is not None else {})},
+                 **sources},
         "runs": {Path(r["path"]).name: {"status": effective_status(r), "epochs": len(r.get("metrics") or []),
                                         "executed_by": [e.get("by") for e in r.get("executed_by") or []
                                                         if isinstance(e, dict)] or None}
@@ -399,9 +415,10 @@ def _run_id_section(root: Path, run_id: str, folder: str) -> list[str]:
     figs = summary.get("figures") or {}  # key -> file, as the analysis listed them
     shown = [_link(folder, f, k.replace("_", " ")) for k, f in figs.items() if (root / run_id / f).is_file()]
     docs = [_link(folder, p, f"report ({p.split('.')[1]}, PDF)") for p in REPORT_PDFS if (root / run_id / p).is_file()]
-    extra = [_link(folder, f, f) for f in ("summary.json", BENCH_FILE) if (root / run_id / f).is_file()]
+    extra = [_link(folder, f, f) for f in ("summary.json", BENCH_FILE, PARITY_FILE) if (root / run_id / f).is_file()]
     trained = sorted({str((r.get("environment") or {}).get("git_commit") or "")[:7] for r in runs} - {""})
     lines += _bench_lines(root / run_id / BENCH_FILE, folder)
+    lines += _parity_lines(root / run_id / PARITY_FILE, folder)
     lines += ["", f"Wall time: the run's training time, the mean over its seeds where a model has several "
                   f"(metrics.json `elapsed`, pauses excluded; runs packed into "
                   f"one network share it; runs trained side by side on one CPU each count their own, slower, "
@@ -461,6 +478,40 @@ def _bench_lines(path: Path, folder: str) -> list[str]:
     return out
 
 
+def _parity_lines(path: Path, folder: str) -> list[str]:
+    """The published ``resnet-nb parity`` result: its table, where each side's epochs came from
+    (machine, torch, data) and, per model, whether bf16 stayed within the fp32 seed-to-seed
+    difference; nothing for a file that does not read as one."""
+    from resnet_nb.analysis.plots import provenance_label
+    from resnet_nb.analysis.parity import parity_table
+    from resnet_nb.models.resnet import model_label
+
+    try:
+        res = read_json(path)
+        table, epochs, seeds = parity_table(res), int(res["epochs"]), [int(s) for s in res["seeds"]]
+        holds = {str(m): bool(r["holds"]) for m, r in res["models"].items()}
+        sources = [v for v in (res.get("sources") or {}).values() if isinstance(v, dict)]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return []
+    if not holds or not table.count("\n") > 1:
+        return []
+    machines = sorted({f"{v.get('device_name')}, torch {v.get('torch')}" for v in sources if v.get("device_name")})
+    data = sorted({provenance_label(str(v.get("data"))) + (f" (fingerprint `{str(v['fingerprint'])[:16]}`)"
+                                                          if v.get("fingerprint") else "")
+                   for v in sources if v.get("data")})
+    reused = sum(bool(v.get("reused")) for v in sources)
+    where = (f" on {'; '.join(machines)}" if machines else "") + (f"; data: {' and '.join(data)}" if data else "")
+    lines = ["", f"bf16 against fp32 ([`{PARITY_FILE}`]({folder}/{PARITY_FILE}), `resnet-nb parity`{where}): the "
+                 f"first {epochs} epochs of the short recipe (lr 0.1 throughout) in both precisions, seeds "
+                 f"{', '.join(map(str, seeds))}, same init and batches"
+                 + (f" ({reused} of the {len(sources)} sides are the first epochs of runs trained for a reproduction)"
+                    if reused else "")
+                 + f"; mean |bf16 - fp32| over seeds against |fp32 seed {seeds[0]} - fp32 seed {seeds[1]}|.", "", table, ""]
+    lines += [f"- {model_label(m)}: bf16 {'within' if ok else 'NOT within'} the fp32 seed-to-seed difference at "
+              f"every epoch of {epochs}{'' if ok else ' (the table says where not)'}." for m, ok in holds.items()]
+    return lines
+
+
 def readme_block(published_dir: str | os.PathLike = PUBLISHED_DIR, links_from: str | os.PathLike | None = None) -> str:
     """The README's results block (markers included) from every run id published under
     ``published_dir``; one honest line when none is. Links are relative to ``links_from``
@@ -508,13 +559,15 @@ def update_readme(readme: str | os.PathLike = "README.md", published_dir: str | 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Copy a finished reproduction into report/published/<run id>/ (run dirs without last.pth, "
-        "figures, summary.json, the zh and en PDFs, the bench JSON), to be committed; and/or "
+        "figures, summary.json, the zh and en PDFs, the bench and parity JSON), to be committed; and/or "
         "regenerate the README's results table from report/published/ (--readme). Build the report "
         "first: make report RUN_ID=<id>.")
     parser.add_argument("run_id", nargs="?", default="", metavar="RUN_ID",
                         help="run id to publish (default: none, with --readme: only regenerate the README table)")
     parser.add_argument("--bench", default=None, metavar="FILE", help="bench JSON (resnet-nb bench --out FILE) "
                         "measured for this reproduction, published as bench.json (default: none)")
+    parser.add_argument("--parity", default=None, metavar="FILE", help="bf16-vs-fp32 result (resnet-nb parity "
+                        "--out FILE) for this reproduction's CPU, published as parity.json with a table in the README")
     parser.add_argument("--data-note", default=None, metavar="TEXT",
                         help="one line saying what the data is, shown in the README beside its fingerprint (e.g. how "
                              "a non-canonical copy was made); replacing a copy without it keeps the previous note")
@@ -535,7 +588,7 @@ def run_cli(args: argparse.Namespace) -> int:
         raise ValueError("give a RUN_ID to publish, or --readme to regenerate the README table")
     if args.run_id:
         res = publish(args.run_id, args.runs_dir, args.figures_dir, args.build_dir, args.published_dir,
-                      args.bench, args.allow_unfinished, args.force, args.data_note)
+                      args.bench, args.allow_unfinished, args.force, args.data_note, args.parity)
         print(f"published {args.run_id} -> {res.path}/ ({len(res.files)} files, {format_size(res.total_bytes)})")
         for name, left in res.left_out.items():
             kept = [f for f in RUN_FILES if f"{name}/{f}" in res.files]

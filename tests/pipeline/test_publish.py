@@ -228,3 +228,39 @@ def test_data_note_and_cpu_bench_reach_the_readme(site, tmp_path, capsys):
     man.write_text(man.read_text().replace("quality 75.", "quality 75.<script>"))
     assert "publisher describes" not in P.readme_block(tmp_path / "pub")
     assert "Training speed" not in P.readme_block(site["published"])
+
+
+def _parity_result(bf16_shift: float) -> dict:
+    """A ``resnet-nb parity --out`` result of two epochs for plain56, from compare_precisions."""
+    from resnet_nb.analysis.parity import compare_precisions
+
+    def run(acc, loss):
+        return [{"test_acc": acc + 0.1 * e, "train_loss": loss - 0.1 * e} for e in range(2)]
+    series = {("fp32", 0): run(0.20, 2.0), ("fp32", 1): run(0.24, 1.9),
+              ("bf16", 0): run(0.20 + bf16_shift, 2.0), ("bf16", 1): run(0.24 + bf16_shift, 1.9)}
+    src = {"device_name": "Some CPU", "torch": "2.x", "data": "noncanonical", "fingerprint": "ab" * 32}
+    return {"epochs": 2, "seeds": [0, 1], "recipe": "short", "models": {"plain56": compare_precisions(series, [0, 1])},
+            "sources": {f"plain56-{p}-seed{s}": {**src, "reused": p == "fp32", "run": f"x/plain56-{p}-seed{s}"}
+                        for p in ("fp32", "bf16") for s in (0, 1)}}
+
+
+@pytest.mark.parametrize("shift, verdict", [(0.01, "within"), (0.2, "NOT within")])
+def test_parity_result_reaches_the_readme(site, tmp_path, capsys, shift, verdict):
+    """--parity publishes a ``resnet-nb parity`` result as parity.json and the README shows its
+    table, the machine and data each side trained on, and one line per model; a file that is not
+    such a result is refused before anything is written."""
+    args = ["publish", RUN_ID, "--runs-dir", str(site["experiments"]), "--figures-dir", str(site["figures"]),
+            "--build-dir", str(site["build"]), "--published-dir", str(tmp_path / "pub"), "--parity"]
+    (tmp_path / "bad.json").write_text(json.dumps({"epochs": 2, "models": {}}))
+    assert main([*args, str(tmp_path / "bad.json")]) == 2
+    assert "is not a result of resnet-nb parity" in capsys.readouterr().err and not (tmp_path / "pub").exists()
+    (tmp_path / "parity.json").write_text(json.dumps(_parity_result(shift)))
+    assert main([*args, str(tmp_path / "parity.json")]) == 0
+    assert (tmp_path / "pub" / RUN_ID / "parity.json").read_bytes() == (tmp_path / "parity.json").read_bytes()
+    block = P.readme_block(tmp_path / "pub")
+    assert ("`resnet-nb parity` on Some CPU, torch 2.x; data: non-canonical CIFAR-10 copy (fingerprint "
+            "`abababababababab`)): the first 2 epochs" in block)
+    assert "(2 of the 4 sides are the first epochs of runs trained for a reproduction)" in block
+    assert f"| Plain-56 | 2 | 0.3000 / 0.3400 | {0.3 + shift:.4f} / {0.34 + shift:.4f} | {shift:.4f} | 0.0400 |" in block
+    assert f"- Plain-56: bf16 {verdict} the fp32 seed-to-seed difference at every epoch of 2" in block
+    assert f"[`parity.json`]({(tmp_path / 'pub').as_posix()}/{RUN_ID}/parity.json)" in block
