@@ -93,7 +93,7 @@ def test_degradation_verdict_and_sentences_are_computed(tmp_path):
     assert c["degradation_loss"]["status"] == "not_resolved" and not facts["verdict"]["optimisation"]
     assert facts["verdict"]["overall"] == "reproduced" and facts["missing"] == []
     en, zh = render.render_markdown(facts, "en"), render.render_markdown(facts, "zh")
-    assert "Plain-56 final-epoch test accuracy 0.8769 < Plain-20 0.9127 (-3.58 percentage points; 95 % CI " \
+    assert "Plain-56 final-epoch test accuracy 0.8769 < Plain-20 0.9127 (Plain-20 ahead by +3.58 percentage points; 95 % CI " \
            "[+2.83, +4.33], on the published noise); verdict: **shown (one seed, Holm p<0.001): +3.58 points, " \
            "beyond the published seed noise of 0.63**" in en
     assert "Best of epochs (secondary): 0.8769 < 0.9127 (shown (one seed)" in en
@@ -103,7 +103,7 @@ def test_degradation_verdict_and_sentences_are_computed(tmp_path):
     assert "not overfitting, as in the paper" not in en and "优化困难而不是过拟合" not in zh  # needs the loss shown too
     assert ("| Deeper plain net tests worse (Plain-56 vs Plain-20, final-epoch test acc; primary) | shown (one seed, "
             "Holm p<0.001): +3.58 points") in en
-    assert "Plain-56 的最后一轮测试精度 0.8769 < Plain-20 的 0.9127" in zh and "判定：**成立（单个种子，Holm 校正 p<0.001）：+3.58" in zh
+    assert "Plain-56 的最后一轮测试精度 0.8769 < Plain-20 的 0.9127（Plain-20 领先 +3.58 个百分点；95 % 区间 [+2.83, +4.33]" in zh and "判定：**成立（单个种子，Holm 校正 p<0.001）：+3.58" in zh
     assert "Data: the canonical CIFAR-10" in en and "Synthetic" not in en.split("---")[1]
     # tables, environment, hyperparameters and references come from the files
     assert "| ResNet-56 | 0.9358 | 3 | 6.42 |" in en and "NVIDIA H200" in en and "| `lr` | 0.1 |" in en
@@ -139,7 +139,7 @@ def test_no_effect_is_said_when_the_data_do_not_show_it(tmp_path):
     assert (v["degradation"], v["residual_fix"], v["depth_gain"], v["overall"]) == (
         "not_shown", "within_noise", "within_noise", "not_reproduced")
     en, zh = render.render_markdown(facts, "en"), render.render_markdown(facts, "zh")
-    assert ("Plain-56 final-epoch test accuracy 0.9050 > Plain-20 0.9000 (+0.50 percentage points; 95 % CI "
+    assert ("Plain-56 final-epoch test accuracy 0.9050 > Plain-20 0.9000 (Plain-20 ahead by -0.50 percentage points; 95 % CI "
             "[-1.25, +0.25], on the published noise); verdict: **not shown (one seed): -0.50 points, against the claim**") in en
     assert "This run does not show degradation (not shown (one seed)" in en
     assert "ResNet-56 final-epoch test accuracy 0.9100 = ResNet-20 0.9100" in en
