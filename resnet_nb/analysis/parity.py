@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from resnet_nb.models.resnet import model_label
 
-__all__ = ["MEASURES", "compare_precisions", "parity_table"]
+__all__ = ["MEASURES", "compare_precisions", "parity_table", "parity_sentence"]
 
 MEASURES = ("test_acc", "train_loss")
 
@@ -47,3 +47,22 @@ def parity_table(result: dict) -> str:
                          f"{t['bf16_vs_fp32']:.4f} | {t['seed_vs_seed']:.4f} | {f4(l['fp32'])} | {f4(l['bf16'])} | "
                          f"{l['bf16_vs_fp32']:.4f} | {l['seed_vs_seed']:.4f} |")
     return "\n".join(lines)
+
+
+def parity_sentence(model: str, res: dict) -> str:
+    """One line per model: whether bf16 stayed within the fp32 seed-to-seed difference, at which
+    epochs it did not, and which way it went at the last epoch (ahead of fp32 or behind: a bf16
+    that learns slower would overstate the degradation, one that learns faster would understate it)."""
+    rows = res["epochs"]
+    off = [r["epoch"] for r in rows if any(r[k]["bf16_vs_fp32"] > r[k]["seed_vs_seed"] for k in MEASURES)]
+    last = rows[-1]
+    mean = (lambda xs: sum(xs) / len(xs))
+    acc = {p: mean(last["test_acc"][p]) for p in ("fp32", "bf16")}
+    loss = {p: mean(last["train_loss"][p]) for p in ("fp32", "bf16")}
+    head = (f"{model_label(model)}: bf16 within the fp32 seed-to-seed difference at every epoch of {len(rows)}"
+            if res["holds"] else
+            f"{model_label(model)}: bf16 NOT within the fp32 seed-to-seed difference (epoch{'s' * (len(off) > 1)} "
+            f"{', '.join(map(str, off))} of {len(rows)})")
+    return (f"{head}; at epoch {last['epoch']} bf16's mean test accuracy is {acc['bf16']:.4f} against fp32's "
+            f"{acc['fp32']:.4f} ({acc['bf16'] - acc['fp32']:+.4f}) and its mean training loss {loss['bf16']:.4f} "
+            f"against {loss['fp32']:.4f} ({loss['bf16'] - loss['fp32']:+.4f})")

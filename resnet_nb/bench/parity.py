@@ -30,8 +30,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from resnet_nb.analysis.parity import compare_precisions, parity_table
-from resnet_nb.models.resnet import model_label
+from resnet_nb.analysis.parity import compare_precisions, parity_sentence, parity_table
 from resnet_nb.runs.rundir import read_json, run_dir_of
 from resnet_nb.training.config import cli_value, make_config
 
@@ -192,8 +191,7 @@ def run_cli(args: argparse.Namespace) -> int:
               "sources": {k: sources[k] for k in sorted(sources)}}
     print(parity_table(result))
     for m, res in result["models"].items():
-        print(f"{model_label(m)}: bf16 {'within' if res['holds'] else 'NOT within'} the fp32 seed-to-seed difference "
-              f"at every epoch of {args.epochs}")
+        print(parity_sentence(m, res))
     if args.out:
         Path(args.out).write_text(json.dumps({**result, "models": {m: {**r} for m, r in result["models"].items()}},
                                              indent=2) + "\n")

@@ -483,17 +483,16 @@ def _parity_lines(path: Path, folder: str) -> list[str]:
     (machine, torch, data) and, per model, whether bf16 stayed within the fp32 seed-to-seed
     difference; nothing for a file that does not read as one."""
     from resnet_nb.analysis.plots import provenance_label
-    from resnet_nb.analysis.parity import parity_table
-    from resnet_nb.models.resnet import model_label
+    from resnet_nb.analysis.parity import parity_sentence, parity_table
 
     try:
         res = read_json(path)
         table, epochs, seeds = parity_table(res), int(res["epochs"]), [int(s) for s in res["seeds"]]
-        holds = {str(m): bool(r["holds"]) for m, r in res["models"].items()}
+        sentences = [parity_sentence(m, r) for m, r in res["models"].items()]
         sources = [v for v in (res.get("sources") or {}).values() if isinstance(v, dict)]
     except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         return []
-    if not holds or not table.count("\n") > 1:
+    if not sentences or not table.count("\n") > 1:
         return []
     machines = sorted({f"{v.get('device_name')}, torch {v.get('torch')}" for v in sources if v.get("device_name")})
     data = sorted({provenance_label(str(v.get("data"))) + (f" (fingerprint `{str(v['fingerprint'])[:16]}`)"
@@ -507,9 +506,7 @@ def _parity_lines(path: Path, folder: str) -> list[str]:
                  + (f" ({reused} of the {len(sources)} sides are the first epochs of runs trained for a reproduction)"
                     if reused else "")
                  + f"; mean |bf16 - fp32| over seeds against |fp32 seed {seeds[0]} - fp32 seed {seeds[1]}|.", "", table, ""]
-    lines += [f"- {model_label(m)}: bf16 {'within' if ok else 'NOT within'} the fp32 seed-to-seed difference at "
-              f"every epoch of {epochs}{'' if ok else ' (the table says where not)'}." for m, ok in holds.items()]
-    return lines
+    return lines + [f"- {line}." for line in sentences]
 
 
 def readme_block(published_dir: str | os.PathLike = PUBLISHED_DIR, links_from: str | os.PathLike | None = None) -> str:
