@@ -23,7 +23,8 @@ CONCRETE_PRECISIONS = ("fp32", "bf16")   # what a step runs in (config's "auto" 
 def default_precision(device: torch.device | str) -> str:
     """What ``precision="auto"`` means for a new run: fp32, on every device. bf16 is opt-in: it is
     not faster on every CPU with native bf16 (``resnet-nb bench --device cpu`` measures both on
-    yours), and ``resnet-nb parity`` has not yet shown it trains these nets as fp32 does."""
+    yours), and on one such CPU ``resnet-nb parity`` found that it does not train these nets as
+    fp32 does in their first epochs (docs/speed.md, the published ``parity.json``)."""
     torch.device(device)              # a bad device name is still an error here
     return "fp32"
 
